@@ -1,0 +1,1 @@
+//! fallback: to be built.

@@ -1,0 +1,24 @@
+//! levee: one proxy-wasm HTTP filter that gives Envoy the reliability patterns backend
+//! teams keep re-writing — rate limiting, idempotency keys, circuit breaking, retries with
+//! backoff and jitter, and graceful fallbacks.
+//!
+//! Everything except [`host`] is plain Rust: algorithms take `now` as an argument, shared
+//! state goes through the [`store::SharedStore`] trait, and each layer returns a decision
+//! value that the host adapter turns into proxy-wasm calls. Only `host` touches `proxy_wasm`,
+//! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
+
+pub mod breaker;
+pub mod config;
+pub mod fallback;
+pub mod idempotency;
+pub mod metrics;
+pub mod problem;
+pub mod random;
+pub mod ratelimit;
+pub mod request;
+pub mod retry;
+pub mod store;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

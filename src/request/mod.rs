@@ -1,0 +1,26 @@
+//! What levee reads from a request, behind a trait so matching and key extraction are pure.
+//!
+//! The host adapter implements [`RequestAttributes`] over Envoy's header map and properties
+//! (fetched lazily: a config that never keys on metadata never pays for a property read);
+//! tests implement it over a plain struct.
+
+pub mod client_ip;
+pub mod keys;
+pub mod matcher;
+
+/// Read access to one request's attributes.
+pub trait RequestAttributes {
+    /// `:method`, upper-case as sent.
+    fn method(&self) -> &str;
+    /// `:path` including any query string, as Envoy normalised it.
+    fn path_and_query(&self) -> &str;
+    /// First value of a header; `name` is lower-case. Raw bytes: values need not be UTF-8.
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Envoy's `source.address` (`ip:port` or `[v6]:port`), if known.
+    fn source_address(&self) -> Option<&str>;
+    /// Envoy's `xds.route_name`, if the request matched a named route.
+    fn route_name(&self) -> Option<&str>;
+    /// `metadata.filter_metadata.<filter>.<path…>` rendered as bytes (strings as-is,
+    /// numbers and booleans in their JSON text), if present.
+    fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>>;
+}
