@@ -12,6 +12,7 @@ pub mod config;
 pub mod fallback;
 pub mod idempotency;
 pub mod metrics;
+pub mod pipeline;
 pub mod problem;
 pub mod random;
 pub mod ratelimit;
@@ -19,6 +20,7 @@ pub mod request;
 pub mod retry;
 pub mod store;
 pub mod time;
+pub mod timer_queue;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,1 +1,142 @@
-//! Metric names and the trait the host implements.
+//! What levee counts, as values, and the small trait the host implements to count it.
+//!
+//! Pure code reports events (`Event::RateLimit { limit: 2, what: RateLimitEvent::Rejected }`);
+//! the host maps each to an Envoy metric id defined once at configure time, so the request
+//! path never formats a metric name. Names are `levee_<layer>.<name>.<event>` so that the
+//! `stats_tags` shipped in `envoy/envoy.yaml` turn `<name>` into a Prometheus label:
+//! `levee_ratelimit_allowed{limit="per-user"}`.
+
+/// Per rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitEvent {
+    Allowed,
+    Rejected,
+    ShadowRejected,
+    Delayed,
+}
+
+impl RateLimitEvent {
+    pub const ALL: [RateLimitEvent; 4] = [Self::Allowed, Self::Rejected, Self::ShadowRejected, Self::Delayed];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Rejected => "rejected",
+            Self::ShadowRejected => "shadow_rejected",
+            Self::Delayed => "delayed",
+        }
+    }
+}
+
+/// Per upstream circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerEvent {
+    Opened,
+    HalfOpened,
+    Closed,
+    Rejected,
+    ProbeSuccess,
+    ProbeFailure,
+    Failure,
+    Success,
+}
+
+impl BreakerEvent {
+    pub const ALL: [BreakerEvent; 8] = [
+        Self::Opened,
+        Self::HalfOpened,
+        Self::Closed,
+        Self::Rejected,
+        Self::ProbeSuccess,
+        Self::ProbeFailure,
+        Self::Failure,
+        Self::Success,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::HalfOpened => "half_opened",
+            Self::Closed => "closed",
+            Self::Rejected => "rejected",
+            Self::ProbeSuccess => "probe_success",
+            Self::ProbeFailure => "probe_failure",
+            Self::Failure => "failures",
+            Self::Success => "successes",
+        }
+    }
+}
+
+/// Process-wide events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalEvent {
+    /// Shared state could not be updated (CAS retries exhausted or host error).
+    InternalError,
+    /// A request paused for its body never saw a body callback
+    /// (`allow_on_headers_stop_iteration` missing).
+    BodyNotDelivered,
+}
+
+impl GlobalEvent {
+    pub const ALL: [GlobalEvent; 2] = [Self::InternalError, Self::BodyNotDelivered];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InternalError => "levee_internal_errors",
+            Self::BodyNotDelivered => "levee_body_not_delivered",
+        }
+    }
+}
+
+/// One countable event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Global(GlobalEvent),
+    RateLimit { limit: usize, what: RateLimitEvent },
+    Breaker { upstream: usize, what: BreakerEvent },
+}
+
+/// Where events and gauges go: Envoy stats in production, a recorder in tests.
+pub trait Metrics {
+    fn count(&mut self, event: Event);
+    /// Circuit state per upstream: 0 closed, 1 open, 2 half-open.
+    fn breaker_state(&mut self, upstream: usize, state: u8);
+}
+
+/// Metric names for a rate limit event.
+pub fn rate_limit_metric(limit_name: &str, what: RateLimitEvent) -> String {
+    format!("levee_ratelimit.{limit_name}.{}", what.name())
+}
+
+/// Metric names for a breaker event.
+pub fn breaker_metric(upstream: &str, what: BreakerEvent) -> String {
+    format!("levee_breaker.{upstream}.{}", what.name())
+}
+
+pub fn breaker_state_metric(upstream: &str) -> String {
+    format!("levee_breaker.{upstream}.state")
+}
+
+pub const MEMORY_BOUND_METRIC: &str = "levee_memory_bound_bytes";
+
+/// Requests levee currently holds paused (shaper delays, backoff waits, body waits).
+pub const HELD_REQUESTS_METRIC: &str = "levee_held_requests";
+
+/// Collects events in memory (tests, and the host's per-callback buffer).
+#[derive(Debug, Default, Clone)]
+pub struct Recorder {
+    pub events: Vec<Event>,
+    pub states: Vec<(usize, u8)>,
+}
+
+impl Metrics for Recorder {
+    fn count(&mut self, event: Event) {
+        self.events.push(event);
+    }
+    fn breaker_state(&mut self, upstream: usize, state: u8) {
+        self.states.push((upstream, state));
+    }
+}
+
+impl Recorder {
+    pub fn count_of(&self, event: Event) -> usize {
+        self.events.iter().filter(|e| **e == event).count()
+    }
+}

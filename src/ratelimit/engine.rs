@@ -1,1 +1,282 @@
-//! TODO
+//! Runs every matching rate limit for one request over the shared slot tables.
+//!
+//! Several limits may match one request; all must admit it, and a rejected request must not
+//! consume anything from the others. So the check is two-phase: first read every matching
+//! limit's entry and evaluate it (no writes); if any enforcing limit rejects, stop — nothing
+//! was written. Otherwise commit each admission with a CAS. A CAS conflict means another
+//! worker moved that key meanwhile: re-read and re-evaluate that one limit; if it now
+//! rejects, refund the admissions already committed (each refund is its own CAS loop), so the
+//! request leaves no trace. Exactness holds while the `levee_internal_errors` counter is 0:
+//! when retries run out, the limit's `on_internal_error` decides and the event is counted.
+
+use crate::config::{ClientIpConfig, Mode, OnInternalError, RateLimitConfig};
+use crate::metrics::{Event, GlobalEvent, Metrics, RateLimitEvent};
+use crate::ratelimit::algorithm;
+use crate::ratelimit::{Decision, Evaluation, Params};
+use crate::request::keys::extract_key;
+use crate::request::matcher::matches;
+use crate::request::RequestAttributes;
+use crate::store::hash::{KeyHash, KeyHasher};
+use crate::store::slots::{Eviction, Lookup, SlotTable};
+use crate::store::{SharedStore, WriteError};
+use crate::time::{duration_nanos, UnixNanos};
+
+/// How many times one limit's read-evaluate-CAS is retried before giving up.
+pub const MAX_ATTEMPTS: u32 = 16;
+
+/// One configured limit with its shared table.
+#[derive(Debug)]
+pub struct Limit {
+    pub config: RateLimitConfig,
+    pub params: Params,
+    pub table: SlotTable,
+}
+
+impl Limit {
+    pub fn new(config: &RateLimitConfig, slots: u32) -> Self {
+        let params = Params {
+            algorithm: config.algorithm,
+            limit: config.limit,
+            window_ns: duration_nanos(config.window),
+            burst: config.burst,
+            max_delay_ns: duration_nanos(config.max_delay),
+        };
+        Self { config: config.clone(), params, table: SlotTable::new("rl", &config.name, slots) }
+    }
+
+    pub fn memory_bound(&self) -> u64 {
+        self.table.memory_bound(algorithm::max_state_bytes(&self.params))
+    }
+}
+
+/// What the limits say about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Admit,
+    /// Shaped: let it through at `until`.
+    Delay { until: UnixNanos },
+    /// Rejected by limit `limit` (index into the configured limits).
+    Reject { limit: usize, retry_after_ns: u64 },
+}
+
+/// The numbers behind the rate-limit response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headline {
+    pub limit: usize,
+    pub evaluation: Evaluation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub verdict: Verdict,
+    /// The enforcing limit with the lowest remaining (or the one that rejected).
+    pub headline: Option<Headline>,
+}
+
+/// All configured limits.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    pub limits: Vec<Limit>,
+}
+
+struct Pending {
+    index: usize,
+    hash: KeyHash,
+    lookup: Lookup,
+    evaluation: Evaluation,
+}
+
+impl RateLimiter {
+    pub fn new(configs: &[RateLimitConfig], slots: u32) -> Self {
+        Self { limits: configs.iter().map(|c| Limit::new(c, slots)).collect() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+
+    /// Checks (and, if admitted, consumes from) every limit that matches the request.
+    pub fn check(
+        &self,
+        store: &dyn SharedStore,
+        hasher: &KeyHasher,
+        client_ip: &ClientIpConfig,
+        req: &dyn RequestAttributes,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Check {
+        let mut key = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut shadow_rejected: Vec<usize> = Vec::new();
+        let mut failed_open: Vec<usize> = Vec::new();
+        let mut rejection: Option<(usize, Evaluation)> = None;
+
+        // Phase 1: read and evaluate, no writes.
+        for (index, limit) in self.limits.iter().enumerate() {
+            if !matches(&limit.config.matcher, req) {
+                continue;
+            }
+            key.clear();
+            let _ = extract_key(&limit.config.key, client_ip, req, &mut key);
+            let hash = hasher.hash(limit.config.name.as_bytes(), &key);
+            let Some((lookup, evaluation)) = read_and_evaluate(limit, store, hash, now) else {
+                metrics.count(Event::Global(GlobalEvent::InternalError));
+                match limit.config.on_internal_error {
+                    OnInternalError::Allow => failed_open.push(index),
+                    OnInternalError::Deny => {
+                        return self.reject_internal(index, now, metrics);
+                    }
+                }
+                continue;
+            };
+            if evaluation.decision == Decision::Reject {
+                match limit.config.mode {
+                    Mode::Shadow => shadow_rejected.push(index),
+                    Mode::Enforce => {
+                        if rejection.is_none() {
+                            rejection = Some((index, evaluation));
+                        }
+                    }
+                }
+                continue;
+            }
+            pending.push(Pending { index, hash, lookup, evaluation });
+        }
+
+        for index in &shadow_rejected {
+            metrics.count(Event::RateLimit { limit: *index, what: RateLimitEvent::ShadowRejected });
+        }
+        if let Some((index, evaluation)) = rejection {
+            return self.rejected(index, evaluation, metrics);
+        }
+
+        // Phase 2: commit each admission; on conflict re-evaluate that limit.
+        let mut committed: Vec<Pending> = Vec::with_capacity(pending.len());
+        for mut p in pending {
+            let limit = &self.limits[p.index];
+            let mut attempts = 1;
+            loop {
+                let state = p.evaluation.new_state.as_deref().unwrap_or(&[]);
+                match limit.table.commit(store, &p.lookup, p.hash, state, p.evaluation.at_rest_at, now) {
+                    Ok(()) => break,
+                    Err(WriteError::CasMismatch) if attempts < MAX_ATTEMPTS => {
+                        attempts += 1;
+                        match read_and_evaluate(limit, store, p.hash, now) {
+                            Some((lookup, evaluation)) => {
+                                p.lookup = lookup;
+                                p.evaluation = evaluation;
+                            }
+                            None => {
+                                attempts = MAX_ATTEMPTS;
+                                continue;
+                            }
+                        }
+                        if p.evaluation.decision == Decision::Reject {
+                            if limit.config.mode == Mode::Shadow {
+                                metrics.count(Event::RateLimit { limit: p.index, what: RateLimitEvent::ShadowRejected });
+                                break;
+                            }
+                            self.refund_all(store, &committed, now, metrics);
+                            return self.rejected(p.index, p.evaluation, metrics);
+                        }
+                    }
+                    Err(_) => {
+                        metrics.count(Event::Global(GlobalEvent::InternalError));
+                        if limit.config.on_internal_error == OnInternalError::Deny {
+                            self.refund_all(store, &committed, now, metrics);
+                            return self.reject_internal(p.index, now, metrics);
+                        }
+                        failed_open.push(p.index);
+                        p.evaluation.decision = Decision::Admit;
+                        p.evaluation.new_state = None;
+                        break;
+                    }
+                }
+            }
+            if p.evaluation.new_state.is_some() {
+                committed.push(p);
+            }
+        }
+
+        // Report.
+        let mut verdict = Verdict::Admit;
+        let mut headline: Option<Headline> = None;
+        for p in &committed {
+            let limit = &self.limits[p.index];
+            let what = match p.evaluation.decision {
+                Decision::Delay { until } => {
+                    if limit.config.mode == Mode::Enforce {
+                        verdict = match verdict {
+                            Verdict::Delay { until: u } => Verdict::Delay { until: u.max(until) },
+                            _ => Verdict::Delay { until },
+                        };
+                    }
+                    RateLimitEvent::Delayed
+                }
+                _ => RateLimitEvent::Allowed,
+            };
+            metrics.count(Event::RateLimit { limit: p.index, what });
+            if limit.config.mode == Mode::Enforce
+                && headline.as_ref().is_none_or(|h| p.evaluation.remaining < h.evaluation.remaining)
+            {
+                headline = Some(Headline { limit: p.index, evaluation: p.evaluation.clone() });
+            }
+        }
+        for index in failed_open {
+            metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Allowed });
+        }
+        Check { verdict, headline }
+    }
+
+    fn rejected(&self, index: usize, evaluation: Evaluation, metrics: &mut dyn Metrics) -> Check {
+        metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Rejected });
+        Check {
+            verdict: Verdict::Reject { limit: index, retry_after_ns: evaluation.retry_after_ns },
+            headline: Some(Headline { limit: index, evaluation }),
+        }
+    }
+
+    fn reject_internal(&self, index: usize, _now: UnixNanos, metrics: &mut dyn Metrics) -> Check {
+        metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Rejected });
+        Check { verdict: Verdict::Reject { limit: index, retry_after_ns: 1_000_000_000 }, headline: None }
+    }
+
+    /// Gives back what `committed` consumed (another limit rejected the request).
+    fn refund_all(&self, store: &dyn SharedStore, committed: &[Pending], now: UnixNanos, metrics: &mut dyn Metrics) {
+        for p in committed {
+            let limit = &self.limits[p.index];
+            let mut done = false;
+            for _ in 0..MAX_ATTEMPTS {
+                let Ok(lookup) = limit.table.lookup(store, p.hash, now, Eviction::LeastRecentlyTouched) else {
+                    break;
+                };
+                let Some(state) = lookup.state.as_deref() else {
+                    done = true; // the entry is gone (evicted): nothing left to refund
+                    break;
+                };
+                let Some(refunded) = algorithm::refund(&limit.params, state, &p.evaluation, now) else {
+                    done = true;
+                    break;
+                };
+                let at_rest = p.evaluation.at_rest_at;
+                match limit.table.commit(store, &lookup, p.hash, &refunded, at_rest, now) {
+                    Ok(()) => {
+                        done = true;
+                        break;
+                    }
+                    Err(WriteError::CasMismatch) => continue,
+                    Err(WriteError::Host) => break,
+                }
+            }
+            if !done {
+                metrics.count(Event::Global(GlobalEvent::InternalError));
+            }
+        }
+    }
+}
+
+fn read_and_evaluate(limit: &Limit, store: &dyn SharedStore, hash: KeyHash, now: UnixNanos) -> Option<(Lookup, Evaluation)> {
+    let lookup = limit.table.lookup(store, hash, now, Eviction::LeastRecentlyTouched).ok()?;
+    let evaluation = algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
+    Some((lookup, evaluation))
+}

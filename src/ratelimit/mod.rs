@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod fixed_window;
+pub mod headers;
 pub mod leaky_bucket;
 pub mod sliding_window_counter;
 pub mod sliding_window_log;

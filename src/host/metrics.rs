@@ -1,0 +1,88 @@
+//! Envoy stats for levee's [`Event`]s: ids defined once per configuration.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::metrics::{
+    rate_limit_metric, BreakerEvent, Event, GlobalEvent, Metrics, RateLimitEvent, HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
+};
+use crate::pipeline::Plugin;
+
+/// Metric ids, indexed like the configuration (limit index, upstream index).
+#[derive(Debug, Default)]
+pub(crate) struct MetricIds {
+    global: Vec<u32>,
+    rate_limits: Vec<[u32; 4]>,
+    breakers: Vec<([u32; 8], u32)>,
+    memory_bound: u32,
+    pub(crate) held_requests: u32,
+}
+
+fn define(kind: MetricType, name: &str) -> u32 {
+    hostcalls::define_metric(kind, name).unwrap_or(u32::MAX)
+}
+
+impl MetricIds {
+    pub(crate) fn define_all(plugin: &Plugin) -> Self {
+        let global = GlobalEvent::ALL.iter().map(|e| define(MetricType::Counter, e.name())).collect();
+        let rate_limits = plugin
+            .limiter
+            .limits
+            .iter()
+            .map(|l| RateLimitEvent::ALL.map(|e| define(MetricType::Counter, &rate_limit_metric(&l.config.name, e))))
+            .collect();
+        let breakers = plugin
+            .config
+            .upstreams
+            .iter()
+            .map(|u| {
+                (
+                    BreakerEvent::ALL
+                        .map(|e| define(MetricType::Counter, &crate::metrics::breaker_metric(&u.name, e))),
+                    define(MetricType::Gauge, &crate::metrics::breaker_state_metric(&u.name)),
+                )
+            })
+            .collect();
+        let memory_bound = define(MetricType::Gauge, MEMORY_BOUND_METRIC);
+        let held_requests = define(MetricType::Gauge, HELD_REQUESTS_METRIC);
+        Self { global, rate_limits, breakers, memory_bound, held_requests }
+    }
+
+    pub(crate) fn set_memory_bound(&self, bytes: u64) {
+        let _ = hostcalls::record_metric(self.memory_bound, bytes);
+    }
+}
+
+fn position<T: PartialEq>(all: &[T], x: &T) -> usize {
+    all.iter().position(|e| e == x).unwrap_or(0)
+}
+
+/// Counts into Envoy stats.
+pub(crate) struct HostMetrics<'a>(pub(crate) &'a MetricIds);
+
+impl Metrics for HostMetrics<'_> {
+    fn count(&mut self, event: Event) {
+        let id = match event {
+            Event::Global(e) => self.0.global.get(position(&GlobalEvent::ALL, &e)).copied(),
+            Event::RateLimit { limit, what } => self
+                .0
+                .rate_limits
+                .get(limit)
+                .map(|ids| ids[position(&RateLimitEvent::ALL, &what)]),
+            Event::Breaker { upstream, what } => self
+                .0
+                .breakers
+                .get(upstream)
+                .map(|(ids, _)| ids[position(&BreakerEvent::ALL, &what)]),
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn breaker_state(&mut self, upstream: usize, state: u8) {
+        if let Some((_, gauge)) = self.0.breakers.get(upstream) {
+            let _ = hostcalls::record_metric(*gauge, u64::from(state));
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The request pipeline as plain Rust: the layers in request order (rate limits, then
+//! idempotency, circuit breaker, forwarding, fallback), each returning a decision value.
+//!
+//! [`Plugin`] is everything built once per plugin configuration (validated config, slot
+//! tables, the keyed hasher). [`flow::RequestFlow`] is one request's progress through the
+//! layers; the host adapter calls it from Envoy's callbacks and turns its [`flow::Step`]s
+//! into host calls. Because nothing here touches `proxy_wasm`, the whole pipeline is tested
+//! natively with an in-memory store and a fake clock.
+
+pub mod flow;
+
+use crate::config::LeveeConfig;
+use crate::ratelimit::engine::RateLimiter;
+use crate::store::hash::KeyHasher;
+use crate::store::slots::SlotTable;
+
+/// Key of the keyed-hash secret in shared data: created once, read by every worker VM and
+/// every later configuration, so all of them place a client key in the same slot.
+pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
+
+/// Everything derived from one plugin configuration.
+#[derive(Debug)]
+pub struct Plugin {
+    pub config: LeveeConfig,
+    pub hasher: KeyHasher,
+    pub limiter: RateLimiter,
+}
+
+impl Plugin {
+    pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
+        let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
+        Self { hasher: KeyHasher::new(secret), limiter, config }
+    }
+
+    /// True when no layer is configured: requests pass untouched, at the cost of one call.
+    pub fn is_pass_through(&self) -> bool {
+        self.limiter.is_empty() && self.config.idempotency.is_none() && self.config.routes.is_empty()
+    }
+
+    /// Every slot table, to pre-create at configure time.
+    pub fn tables(&self) -> impl Iterator<Item = &SlotTable> {
+        self.limiter.limits.iter().map(|l| &l.table)
+    }
+
+    /// Upper bound of the shared-data bytes this configuration's tables can occupy.
+    pub fn memory_bound(&self) -> u64 {
+        self.limiter.limits.iter().map(|l| l.memory_bound()).sum()
+    }
+}
