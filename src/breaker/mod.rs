@@ -1,1 +1,3 @@
 //! breaker: to be built.
+
+pub mod window;
