@@ -13,7 +13,7 @@
 //!   (`StreamInfoImpl::legacyResponseFlags`, exposed by the CEL/wasm attribute `response.flags`).
 //!   [`classify_router`] reads the flags listed in [`flags`].
 //!
-//! # Which classes match which outcome ([`matches`])
+//! # Which classes match which outcome ([`matches()`])
 //!
 //! | outcome | `5xx` | `gateway_error` | `timeout` | `reset` | `connect_failure` | `Status(n)` |
 //! |---|---|---|---|---|---|---|

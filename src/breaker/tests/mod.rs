@@ -309,3 +309,21 @@ fn clock_stepping_back_keeps_it_open() {
         }
     );
 }
+
+#[test]
+fn rerun_after_a_cas_conflict_reports_the_transition_once() {
+    let mut h = Harness::new(cfg());
+    h.trip();
+    h.advance(30 * SEC);
+    let read_by_both = h.bytes.clone();
+    // Worker A wins the CAS: it moves the breaker to HALF_OPEN and holds the only probe slot.
+    let a = admit(&h.cfg, &read_by_both, h.now(), LEASE);
+    assert!(a.transition.is_some());
+    let written = a.new_state.unwrap();
+    // Worker B computed the same from the same bytes, lost the CAS, re-reads and re-runs.
+    let b_first = admit(&h.cfg, &read_by_both, h.now(), LEASE);
+    assert!(matches!(b_first.admission, Admission::Probe { .. }));
+    let b = admit(&h.cfg, &written, h.now(), LEASE);
+    assert_eq!(b.transition, None);
+    assert!(matches!(b.admission, Admission::Reject { .. }));
+}
