@@ -6,6 +6,10 @@
 //! run them again after a conflict; only the run whose write succeeded counts, including the
 //! [`Transition`] it reports.
 //!
+//! Writes are kept rare: a CLOSED breaker admits without writing, and a success writes only
+//! when it resets a failure streak — unless `failure_rate` is configured, whose window must
+//! count every call.
+//!
 //! **Epochs.** Every transition bumps the state's epoch, and every admission carries the epoch
 //! it was granted in ([`Ticket`]). [`record`] ignores a ticket from another epoch: a slow call
 //! admitted while CLOSED that fails after the breaker went OPEN → HALF_OPEN must not count as a
