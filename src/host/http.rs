@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::pipeline::flow::Step;
+use crate::pipeline::flow::{Step, UpstreamAnswer};
 use crate::request::RequestAttributes;
 
 use super::attributes::HostAttributes;
@@ -76,10 +76,33 @@ impl HttpContext for LeveeHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.stream.borrow_mut().flow.take_response_headers();
+        let plugin = &self.shared.plugin;
+        if plugin.is_pass_through() {
+            return Action::Continue;
+        }
+        let mut stream = self.stream.borrow_mut();
+        let answer = if stream.flow.wants_upstream_answer() { upstream_answer() } else { UpstreamAnswer { status: 0, flags: 0 } };
+        let mut metrics = HostMetrics(&self.shared.metrics);
+        let headers = stream.flow.on_response_headers(plugin, &EnvoyStore, answer, now(), &mut metrics);
         for (name, value) in &headers {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
         }
         Action::Continue
     }
+}
+
+/// The response status and Envoy's response flags, read in `on_http_response_headers`.
+fn upstream_answer() -> UpstreamAnswer {
+    let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    let flags = hostcalls::get_property(vec!["response", "flags"])
+        .ok()
+        .flatten()
+        .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
+        .map(u64::from_le_bytes)
+        .unwrap_or(0);
+    UpstreamAnswer { status, flags }
 }

@@ -10,7 +10,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use crate::config;
 use crate::pipeline::{Plugin, HASH_SECRET_KEY};
 use crate::random::entropy_bytes;
-use crate::store::cas::get_or_create;
+use crate::store::cas::{ensure_key, get_or_create};
 
 use super::http::LeveeHttp;
 use super::metrics::MetricIds;
@@ -39,6 +39,9 @@ impl LeveeRoot {
             table
                 .ensure_created(&store)
                 .map_err(|e| format!("levee: cannot create shared-data table {}: {e:?}", table.key_of(0)))?;
+        }
+        for key in plugin.plain_keys() {
+            ensure_key(&store, &key, b"").map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
         }
         let metrics = MetricIds::define_all(&plugin);
         let bound = plugin.memory_bound();
@@ -78,6 +81,10 @@ impl Context for LeveeRoot {}
 
 impl RootContext for LeveeRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Forward only what Envoy will print: formatting a dropped debug line costs per request.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         match self.configure() {
             Ok(()) => true,
             Err(message) => {

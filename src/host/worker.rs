@@ -18,7 +18,8 @@ use crate::problem::is_grpc;
 use crate::time::UnixNanos;
 use crate::timer_queue::{tick_period_ms, ContextId, TimerPurpose, TimerQueue};
 
-use super::metrics::MetricIds;
+use super::metrics::{HostMetrics, MetricIds};
+use super::store::EnvoyStore;
 use super::reply;
 
 /// One request's state, shared between its HTTP context and the worker's timers.
@@ -99,7 +100,8 @@ impl Shared {
                 self.worker.borrow_mut().forget(f.context, now);
                 continue;
             }
-            let step = stream.borrow_mut().flow.on_timer(f.purpose, now);
+            let mut metrics = HostMetrics(&self.metrics);
+            let step = stream.borrow_mut().flow.on_timer(&self.plugin, &EnvoyStore, f.purpose, now, &mut metrics);
             if let Some(step) = step {
                 self.apply_later(f.context, &stream, step, now);
             }

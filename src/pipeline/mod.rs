@@ -7,6 +7,7 @@
 //! into host calls. Because nothing here touches `proxy_wasm`, the whole pipeline is tested
 //! natively with an in-memory store and a fake clock.
 
+pub mod breaker_gate;
 pub mod flow;
 
 use crate::config::LeveeConfig;
@@ -17,6 +18,10 @@ use crate::store::slots::SlotTable;
 /// Key of the keyed-hash secret in shared data: created once, read by every worker VM and
 /// every later configuration, so all of them place a client key in the same slot.
 pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
+
+/// How many times a read-compute-CAS on one shared key is retried before levee gives up and
+/// applies the layer's `on_internal_error`.
+pub const MAX_CAS_ATTEMPTS: u32 = 16;
 
 /// Everything derived from one plugin configuration.
 #[derive(Debug)]
@@ -40,6 +45,25 @@ impl Plugin {
     /// Every slot table, to pre-create at configure time.
     pub fn tables(&self) -> impl Iterator<Item = &SlotTable> {
         self.limiter.limits.iter().map(|l| &l.table)
+    }
+
+    /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
+    pub fn plain_keys(&self) -> Vec<String> {
+        self.config
+            .upstreams
+            .iter()
+            .filter(|u| u.circuit_breaker.is_some())
+            .map(|u| breaker_gate::breaker_key(&u.name))
+            .collect()
+    }
+
+    /// The upstream a request goes to: the first route whose match holds.
+    pub fn route(&self, req: &dyn crate::request::RequestAttributes) -> Option<usize> {
+        self.config
+            .routes
+            .iter()
+            .find(|r| crate::request::matcher::matches(&r.matcher, req))
+            .map(|r| r.upstream)
     }
 
     /// Upper bound of the shared-data bytes this configuration's tables can occupy.
