@@ -324,3 +324,24 @@ fn effective_json_fills_in_every_default() {
     assert_eq!(v["rate_limit_headers"], "x-ratelimit");
     assert_eq!(ok(&v.to_string()), c);
 }
+
+#[test]
+fn enum_values_list_the_choices() {
+    assert_eq!(error(r#"{"rate_limit_headers": "draft"}"#),
+        "levee config: rate_limit_headers: \"draft\" is not one of: x-ratelimit, ietf, both, none");
+    assert!(error(&rl(r#", "algorithm": "gcra""#)).contains("rate_limits[0].algorithm: \"gcra\" is not one of: fixed_window, sliding_window_log,"));
+}
+
+#[test]
+fn null_fields_take_their_defaults() {
+    let c = ok(r#"{"client_ip": {"ipv6_prefix": null}, "idempotency": {"ttl": null}}"#);
+    assert_eq!(c.client_ip.ipv6_prefix, 64);
+    assert_eq!(c.idempotency.unwrap().ttl, Duration::from_secs(86_400));
+}
+
+#[test]
+fn static_fallback_headers_must_be_valid() {
+    assert!(error(&up(r#""fallback": [{"static": {"headers": {"bad header": "x"}}}]"#))
+        .contains("upstreams.pay.fallback[0].static.headers[\"bad header\"]: \"bad header\" is not a valid header name"));
+    assert!(error(&up(r#""fallback": [{"static": {"status": 600}}]"#)).contains("static.status: 600 is out of range (use 100..=599)"));
+}
