@@ -4,9 +4,26 @@
 //! `rate_limits[1].window: "10 parsecs" is not a duration (use e.g. "500ms", "1m")`, because
 //! the one line Envoy logs when it refuses a config is all an operator will see.
 
+mod common;
+pub mod defaults;
+pub mod duration;
+mod effective;
+mod idempotency;
+pub mod key_parts;
+mod rate_limit;
+mod raw;
+mod reader;
+mod resilience;
 pub mod types;
+mod upstream;
 
+#[cfg(test)]
+mod tests;
+
+pub use effective::to_effective_json;
 pub use types::*;
+
+use reader::Obj;
 
 /// A config that cannot be used, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +46,51 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses and validates a plugin configuration. Empty input is the same as `{}`.
+/// Parses and validates a plugin configuration. Empty input is the same as `{}`: a
+/// pass-through config (no rate limits, no idempotency, no upstreams, no routes).
 pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
-    let _ = json;
-    Err(ConfigError { path: String::new(), message: "not implemented yet".into() })
+    let raw = raw::read(json).map_err(|m| reader::err("", m))?;
+    let top = Obj::new(
+        &raw,
+        "",
+        &["client_ip", "limits", "rate_limits", "rate_limit_headers", "idempotency", "upstreams", "routes"],
+    )?;
+
+    let client_ip = match top.obj("client_ip", &["xff_trusted_hops", "ipv6_prefix"])? {
+        Some(c) => ClientIpConfig {
+            xff_trusted_hops: c
+                .int("xff_trusted_hops", 0, defaults::MAX_XFF_TRUSTED_HOPS, "the number of proxies in front of Envoy that append to X-Forwarded-For")?
+                .map_or(defaults::XFF_TRUSTED_HOPS, |n| n as u32),
+            ipv6_prefix: c.int("ipv6_prefix", 1, 128, "")?.map_or(defaults::IPV6_PREFIX, |n| n as u8),
+        },
+        None => ClientIpConfig { xff_trusted_hops: defaults::XFF_TRUSTED_HOPS, ipv6_prefix: defaults::IPV6_PREFIX },
+    };
+    let limits = match top.obj("limits", &["max_tracked_keys"])? {
+        Some(l) => Limits {
+            max_tracked_keys: l
+                .int("max_tracked_keys", 1, defaults::MAX_MAX_TRACKED_KEYS, "slots per table; each slot costs shared memory")?
+                .map_or(defaults::MAX_TRACKED_KEYS, |n| n as u32),
+        },
+        None => Limits { max_tracked_keys: defaults::MAX_TRACKED_KEYS },
+    };
+    let rate_limits = match top.array("rate_limits")? {
+        Some(items) => rate_limit::rate_limits(items, &top.at("rate_limits"))?,
+        None => Vec::new(),
+    };
+    let rate_limit_headers = top
+        .choice("rate_limit_headers", effective::RATE_LIMIT_HEADERS)?
+        .unwrap_or(RateLimitHeaders::XRateLimit);
+    let idempotency = match top.get("idempotency") {
+        Some(i) => Some(idempotency::idempotency(i, &top.at("idempotency"))?),
+        None => None,
+    };
+    let upstreams = match top.get("upstreams") {
+        Some(u) => upstream::upstreams(u, &top.at("upstreams"))?,
+        None => Vec::new(),
+    };
+    let routes = match top.array("routes")? {
+        Some(items) => upstream::routes(items, &top.at("routes"), &upstreams)?,
+        None => Vec::new(),
+    };
+    Ok(LeveeConfig { client_ip, limits, rate_limits, rate_limit_headers, idempotency, upstreams, routes })
 }

@@ -21,8 +21,9 @@ pub struct LeveeConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIpConfig {
-    /// How many proxies in front of Envoy append to X-Forwarded-For (default 0: use the
-    /// rightmost entry... see `request::client_ip`).
+    /// How many trusted proxies append to X-Forwarded-For after the client's entry: the
+    /// client is the (N+1)-th entry from the right (default 0: the rightmost entry); see
+    /// `request::client_ip` for the fallback to `source.address`.
     pub xff_trusted_hops: u32,
     /// IPv6 clients are keyed by this prefix length (default 64).
     pub ipv6_prefix: u8,

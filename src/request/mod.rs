@@ -5,6 +5,8 @@
 //! tests implement it over a plain struct.
 
 pub mod client_ip;
+#[cfg(test)]
+pub mod fake;
 pub mod keys;
 pub mod matcher;
 

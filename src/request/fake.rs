@@ -1,0 +1,62 @@
+//! An in-memory [`RequestAttributes`] for tests (here and in other modules): build a request
+//! with a few chained calls instead of a host.
+
+use super::RequestAttributes;
+
+/// A request made of plain fields. Header names are stored lower-case.
+#[derive(Debug, Clone, Default)]
+pub struct FakeRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub source: Option<String>,
+    pub route: Option<String>,
+    pub metadata: Vec<(String, Vec<String>, Vec<u8>)>,
+}
+
+impl FakeRequest {
+    pub fn new(method: &str, path: &str) -> Self {
+        FakeRequest { method: method.into(), path: path.into(), ..Default::default() }
+    }
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self
+    }
+    pub fn source(mut self, address: &str) -> Self {
+        self.source = Some(address.into());
+        self
+    }
+    pub fn route(mut self, name: &str) -> Self {
+        self.route = Some(name.into());
+        self
+    }
+    pub fn metadata(mut self, filter: &str, path: &[&str], value: impl AsRef<[u8]>) -> Self {
+        let path = path.iter().map(|s| (*s).to_owned()).collect();
+        self.metadata.push((filter.into(), path, value.as_ref().to_vec()));
+        self
+    }
+}
+
+impl RequestAttributes for FakeRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path_and_query(&self) -> &str {
+        &self.path
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+    fn source_address(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+    fn route_name(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+    fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
+        self.metadata.iter().find(|(f, p, _)| f == filter && p == path).map(|(_, _, v)| v.clone())
+    }
+}
