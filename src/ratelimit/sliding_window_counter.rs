@@ -88,7 +88,8 @@ fn earliest_offset(c: Counts, limit: u64, window: u64) -> Option<u64> {
 /// The earliest instant ≥ `now` at which a request would be admitted.
 fn next_admission(c: Counts, limit: u64, window: u64, now: UnixNanos) -> UnixNanos {
     if limit == 0 {
-        return UnixNanos::MAX;
+        // Admits nothing, ever; say "one window" like the other algorithms.
+        return now.saturating_add(window);
     }
     // At most three windows: this one, the next (previous = current), the one after (empty).
     let mut c = c;

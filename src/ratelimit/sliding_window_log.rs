@@ -234,10 +234,11 @@ mod tests {
     fn stays_within_max_state_bytes_over_a_full_day() {
         let p = params(10_000, 24 * 3600 * S);
         assert_eq!(max_state_bytes(&p), 9 + 9_999 * 4);
-        let mut st = Vec::new();
-        for i in 0..10_000 {
-            go(&p, &mut st, T0 + i * 8_639_999 * MS / 1_000);
-        }
+        // 9 999 entries spread over the day, then one more admitted request.
+        let spread: Vec<u64> = (0..9_999).map(|i| T0 / MS + i * 8_640).collect();
+        let mut st = encode(&spread);
+        let now = T0 + 9_999 * 8_640 * MS;
+        assert_eq!(go(&p, &mut st, now).decision, Decision::Admit);
         assert!(st.len() <= max_state_bytes(&p));
         assert_eq!(
             evaluate(&p, &st, T0 + 24 * 3600 * S - 1).decision,
