@@ -1,1 +1,187 @@
-//! TODO
+//! Leaky bucket: a constant outflow, either policed (excess rejected) or shaped (excess held).
+//!
+//! Why it exists: some upstreams cannot take bursts at all — a payment processor that allows
+//! 10 calls a second, a legacy service with one thread. A leaky bucket lets requests out at
+//! most once per emission interval `T = window / limit`, with a tolerance of `burst − 1`
+//! intervals. Pick it to protect such an upstream; pick the token bucket to be fair to
+//! clients. O(1) memory (17 bytes).
+//!
+//! It is GCRA (see [`super::gcra`]), state = the theoretical arrival time (TAT):
+//! - **police** (`max_delay` = 0): admit iff `now ≥ TAT − τ`, else reject. This admits
+//!   exactly what a token bucket of the same rate and burst admits.
+//! - **shape** (`max_delay` > 0): a request that would be rejected is instead held until
+//!   `TAT − τ` (`Decision::Delay`) if that is at most `max_delay` away, and counted as if it
+//!   had arrived then, so held requests leave exactly `T` apart (to the nanosecond: release
+//!   instants are rounded up, never early). Further out, it is rejected.
+//!
+//! Headers: Reset is when the bucket is empty (the TAT). Retry-After is the time until a
+//! retry would not be rejected: police, until it conforms; shape, until it would be held for
+//! at most `max_delay`. Remaining counts the requests that would not be rejected right now
+//! (held ones included when shaping).
+
+use super::codec::TAG_LEAKY_BUCKET;
+use super::gcra;
+use super::{Evaluation, Params};
+use crate::time::UnixNanos;
+
+/// Encoded state size in bytes.
+pub const STATE_BYTES: usize = gcra::STATE_BYTES;
+
+/// Admit, hold (shaping) or reject one request.
+pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
+    gcra::evaluate(
+        params,
+        TAG_LEAKY_BUCKET,
+        params.max_delay_ns > 0,
+        state,
+        now,
+    )
+}
+
+/// Gives back the admitted (or held) request's interval, if nothing else came since.
+pub fn refund(
+    params: &Params,
+    state: &[u8],
+    admitted: &Evaluation,
+    _now: UnixNanos,
+) -> Option<Vec<u8>> {
+    gcra::refund(params, TAG_LEAKY_BUCKET, state, admitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Algorithm;
+    use crate::ratelimit::Decision;
+    use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as S};
+
+    fn params(limit: u64, burst: u64, max_delay_ns: u64) -> Params {
+        Params {
+            algorithm: Algorithm::LeakyBucket,
+            limit,
+            window_ns: S,
+            burst,
+            max_delay_ns,
+        }
+    }
+
+    fn go(p: &Params, state: &mut Vec<u8>, now: UnixNanos) -> Evaluation {
+        let e = evaluate(p, state, now);
+        if let Some(s) = &e.new_state {
+            state.clone_from(s);
+        }
+        e
+    }
+
+    const T0: u64 = 1_700_000_000 * S;
+
+    #[test]
+    fn police_spaces_requests_one_emission_interval_apart() {
+        let p = params(10, 1, 0);
+        let mut st = Vec::new();
+        assert_eq!(go(&p, &mut st, T0).decision, Decision::Admit);
+        let early = go(&p, &mut st, T0 + 99 * MS);
+        assert_eq!(
+            (early.decision, early.retry_after_ns),
+            (Decision::Reject, MS)
+        );
+        assert_eq!(go(&p, &mut st, T0 + 100 * MS).decision, Decision::Admit);
+        assert_eq!(go(&p, &mut st, T0 + 199 * MS).decision, Decision::Reject);
+    }
+
+    #[test]
+    fn police_admits_exactly_burst_at_one_instant() {
+        let p = params(10, 3, 0);
+        let mut st = Vec::new();
+        let d: Vec<Decision> = (0..4).map(|_| go(&p, &mut st, T0).decision).collect();
+        assert_eq!(
+            d,
+            vec![
+                Decision::Admit,
+                Decision::Admit,
+                Decision::Admit,
+                Decision::Reject
+            ]
+        );
+        // Empty again (Reset) once three intervals have drained.
+        assert_eq!(evaluate(&p, &st, T0).reset_at, T0 + 300 * MS);
+    }
+
+    #[test]
+    fn shaper_holds_excess_requests_spaced_by_the_interval() {
+        let p = params(10, 1, 250 * MS);
+        let mut st = Vec::new();
+        let d: Vec<Decision> = (0..3).map(|_| go(&p, &mut st, T0).decision).collect();
+        assert_eq!(
+            d,
+            vec![
+                Decision::Admit,
+                Decision::Delay {
+                    until: T0 + 100 * MS
+                },
+                Decision::Delay {
+                    until: T0 + 200 * MS
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn shaper_rejects_beyond_max_delay_and_says_when_to_retry() {
+        let p = params(10, 1, 250 * MS);
+        let mut st = Vec::new();
+        for _ in 0..3 {
+            go(&p, &mut st, T0);
+        }
+        let r = go(&p, &mut st, T0);
+        assert_eq!(r.decision, Decision::Reject);
+        // It would be held 300 ms; at most 250 ms is allowed → come back in 50 ms.
+        assert_eq!(r.retry_after_ns, 50 * MS);
+        assert_eq!(r.reset_at, T0 + 300 * MS);
+        assert_eq!(
+            go(&p, &mut st, T0 + 50 * MS).decision,
+            Decision::Delay {
+                until: T0 + 300 * MS
+            }
+        );
+    }
+
+    #[test]
+    fn shaper_rounds_release_instants_up_to_the_nanosecond() {
+        // T = 1/3 s: releases at ⌈k/3 s⌉, never before.
+        let p = params(3, 1, S);
+        let mut st = Vec::new();
+        let until: Vec<Decision> = (0..3).map(|_| go(&p, &mut st, T0).decision).collect();
+        assert_eq!(
+            until[1],
+            Decision::Delay {
+                until: T0 + 333_333_334
+            }
+        );
+        assert_eq!(
+            until[2],
+            Decision::Delay {
+                until: T0 + 666_666_667
+            }
+        );
+    }
+
+    #[test]
+    fn remaining_counts_requests_that_would_not_be_rejected() {
+        let p = params(10, 2, 250 * MS);
+        // Burst of 2 plus two held (100 ms, 200 ms) → after the first, 3 more.
+        assert_eq!(evaluate(&p, &[], T0).remaining, 3);
+        assert_eq!(evaluate(&params(10, 2, 0), &[], T0).remaining, 1);
+    }
+
+    #[test]
+    fn refund_of_a_held_request_frees_its_slot() {
+        let p = params(10, 1, 250 * MS);
+        let mut st = Vec::new();
+        go(&p, &mut st, T0);
+        let before = st.clone();
+        let held = go(&p, &mut st, T0);
+        assert!(matches!(held.decision, Decision::Delay { .. }));
+        assert_eq!(refund(&p, &st, &held, T0), Some(before));
+    }
+}

@@ -5,13 +5,19 @@
 //! admitted, and what the rate-limit headers should say. Nothing here reads a clock or
 //! touches shared data; `engine.rs` runs the read-compute-CAS loop over the slot tables.
 
+pub mod algorithm;
+pub mod codec;
 pub mod engine;
 pub mod fixed_window;
+mod gcra;
 pub mod headers;
 pub mod leaky_bucket;
 pub mod sliding_window_counter;
 pub mod sliding_window_log;
 pub mod token_bucket;
+
+#[cfg(test)]
+mod proptests;
 
 use crate::config::Algorithm;
 use crate::time::UnixNanos;

@@ -1,0 +1,175 @@
+//! The generic cell rate algorithm (GCRA) in exact integer arithmetic: the engine under both
+//! the token bucket and the leaky bucket.
+//!
+//! A token bucket of rate `limit / window` and capacity `burst`, and a leaky bucket that
+//! drains one request per emission interval `T = window / limit` with tolerance
+//! `τ = (burst − 1) · T`, admit exactly the same requests. GCRA tracks both with a single
+//! instant, the *theoretical arrival time* (TAT): the moment the bucket is full of tokens
+//! again (token view) or empty of water (leaky view). A request at `now` conforms iff
+//! `now ≥ TAT − τ`; admitting it sets `TAT = max(TAT, now) + T`. There is no refill step, so
+//! no refill can round anything away (compare `governor`'s `gcra.rs`, which keeps `T` in
+//! whole nanoseconds).
+//!
+//! `T` is rarely a whole number of nanoseconds (3 per second: 333 333 333.3̅ ns), so every
+//! instant here is kept *scaled by `limit`*: one unit is `1 / limit` ns. Then `T` is exactly
+//! `window` units, `τ` is `(burst − 1) · window` units, `now` is `now · limit` units, and all
+//! of it fits a `u128`. The state stores the TAT as whole nanoseconds plus the remainder in
+//! units (`< limit`), so over any stretch of time the bucket refills at exactly
+//! `limit / window` — not one fractional token is lost.
+//!
+//! State: tag, TAT whole ns (u64), TAT remainder in `1 / limit` ns (u64) — 17 bytes. A
+//! remainder ≥ `limit` (the limit was lowered by a reload) rounds the TAT up to the next ns.
+
+use super::codec::{encode_u64s, payload, read_u64};
+use super::{Decision, Evaluation, Params};
+use crate::time::UnixNanos;
+
+/// Encoded state size in bytes.
+pub const STATE_BYTES: usize = 17;
+
+/// The GCRA constants of one limit, in units of `1 / limit` ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    /// Units per nanosecond (= `limit`, ≥ 1).
+    scale: u128,
+    /// Emission interval `T` (= `window`, ≥ 1).
+    t: u128,
+    /// Tolerance `τ = (burst − 1) · T`.
+    tau: u128,
+    /// Longest hold when shaping (0 = police).
+    max_delay: u128,
+    /// The largest number of requests admitted at one instant.
+    burst: u64,
+    tag: u8,
+}
+
+impl Gcra {
+    /// `None` when `limit` is 0: such a limit admits nothing.
+    pub fn new(params: &Params, tag: u8, shape: bool) -> Option<Self> {
+        if params.limit == 0 {
+            return None;
+        }
+        let scale = u128::from(params.limit);
+        let t = u128::from(params.window_ns.max(1));
+        let burst = params.burst.max(1);
+        let max_delay = if shape {
+            u128::from(params.max_delay_ns) * scale
+        } else {
+            0
+        };
+        Some(Self {
+            scale,
+            t,
+            tau: u128::from(burst - 1) * t,
+            max_delay,
+            burst,
+            tag,
+        })
+    }
+
+    /// The stored TAT in units; empty or undecodable state is "long ago" (full bucket).
+    pub fn decode(&self, state: &[u8]) -> u128 {
+        let Some(p) = payload(state, self.tag, STATE_BYTES - 1) else {
+            return 0;
+        };
+        match (read_u64(p, 0), read_u64(p, 8)) {
+            (Some(whole), Some(frac)) if u128::from(frac) < self.scale => {
+                u128::from(whole) * self.scale + u128::from(frac)
+            }
+            (Some(whole), Some(_)) => (u128::from(whole) + 1) * self.scale,
+            _ => 0,
+        }
+    }
+
+    pub fn encode(&self, tat: u128) -> Vec<u8> {
+        let whole = tat / self.scale;
+        match u64::try_from(whole) {
+            // `tat % scale < scale ≤ u64::MAX`.
+            Ok(w) => encode_u64s(self.tag, &[w, u64::try_from(tat % self.scale).unwrap_or(0)]),
+            Err(_) => encode_u64s(self.tag, &[u64::MAX, 0]),
+        }
+    }
+
+    /// Units → nanoseconds, rounded up (so a deadline is never reported early).
+    fn ceil_ns(&self, units: u128) -> u64 {
+        u64::try_from(units.div_ceil(self.scale)).unwrap_or(u64::MAX)
+    }
+
+    /// How many requests would be accepted at `now` (units) given `tat`, holding up to
+    /// `slack` units: `⌊(now + τ + slack + T − TAT) / T⌋`, at most what the bucket can hold.
+    fn room(&self, tat: u128, now: u128, slack: u128) -> u64 {
+        let tat = tat.max(now);
+        let n = now
+            .saturating_add(self.tau)
+            .saturating_add(slack)
+            .saturating_add(self.t);
+        let cap = u128::from(self.burst) + slack / self.t;
+        u64::try_from((n.saturating_sub(tat) / self.t).min(cap)).unwrap_or(u64::MAX)
+    }
+
+    /// One request at `now`: admit, hold (shaping only) or reject.
+    pub fn evaluate(&self, state: &[u8], now: UnixNanos) -> Evaluation {
+        let tat = self.decode(state);
+        let now_u = u128::from(now) * self.scale;
+        // Units until the request conforms.
+        let wait = tat.saturating_sub(self.tau).saturating_sub(now_u);
+        let wait_ns = self.ceil_ns(wait);
+        let (decision, new_tat) = if wait == 0 {
+            (Decision::Admit, Some(tat.max(now_u).saturating_add(self.t)))
+        } else if self.max_delay > 0 && u128::from(wait_ns) * self.scale <= self.max_delay {
+            // Held until the request conforms; counted as if it arrived then, so held
+            // requests leave exactly T apart.
+            let until = now.saturating_add(wait_ns);
+            (Decision::Delay { until }, Some(tat.saturating_add(self.t)))
+        } else {
+            (Decision::Reject, None)
+        };
+        let after = new_tat.unwrap_or(tat);
+        let at_rest_at = self.ceil_ns(after).max(now);
+        let retry_after_ns = match decision {
+            Decision::Reject => wait_ns.saturating_sub(self.ceil_ns(self.max_delay)).max(1),
+            _ => 0,
+        };
+        Evaluation {
+            decision,
+            new_state: new_tat.map(|t| self.encode(t)),
+            at_rest_at,
+            limit: self.burst,
+            remaining: self.room(after, now_u, self.max_delay),
+            reset_at: at_rest_at,
+            retry_after_ns,
+        }
+    }
+
+    /// Gives back the emission interval the admitted request took, if no other request
+    /// has changed the state since (only then is `TAT − T` exactly "as if it never came").
+    pub fn refund(&self, state: &[u8], admitted: &Evaluation) -> Option<Vec<u8>> {
+        let written = admitted.new_state.as_deref()?;
+        let tat = self.decode(state);
+        if tat != self.decode(written) || tat == 0 {
+            return None;
+        }
+        Some(self.encode(tat.saturating_sub(self.t)))
+    }
+}
+
+/// Police: admit or reject.
+pub fn evaluate(params: &Params, tag: u8, shape: bool, state: &[u8], now: UnixNanos) -> Evaluation {
+    match Gcra::new(params, tag, shape) {
+        Some(g) => g.evaluate(state, now),
+        None => Evaluation {
+            decision: Decision::Reject,
+            new_state: None,
+            at_rest_at: now,
+            limit: 0,
+            remaining: 0,
+            reset_at: now.saturating_add(params.window_ns),
+            retry_after_ns: params.window_ns.max(1),
+        },
+    }
+}
+
+/// See [`Gcra::refund`].
+pub fn refund(params: &Params, tag: u8, state: &[u8], admitted: &Evaluation) -> Option<Vec<u8>> {
+    Gcra::new(params, tag, false)?.refund(state, admitted)
+}
