@@ -31,6 +31,8 @@ pub struct Envoy {
     port: u16,
     admin_port: u16,
     opts: EnvoyOptions,
+    /// Keep the temp dir on drop (`LEVEE_KEEP_ENVOY_DIR` set; a panicking test always keeps it).
+    keep_dir: bool,
 }
 
 /// `$ENVOY_BIN`, else `<crate root>/.venv/bin/envoy` (what `make envoy` installs).
@@ -84,15 +86,21 @@ impl Envoy {
             port: 0,
             admin_port: 0,
             opts,
+            keep_dir: std::env::var_os("LEVEE_KEEP_ENVOY_DIR").is_some(),
         };
         match envoy.wait_ready() {
             Ok(()) => Ok(envoy),
             Err(why) => {
                 let _ = envoy.child.kill();
                 let _ = envoy.child.wait();
+                let kept = if envoy.keep_dir {
+                    "kept"
+                } else {
+                    "removed; LEVEE_KEEP_ENVOY_DIR=1 keeps it"
+                };
                 Err(format!(
-                    "Envoy did not start: {why}\n--- envoy log ({}) ---\n{}",
-                    log_path.display(),
+                    "Envoy did not start: {why} (config and log in {}, {kept})\n--- envoy log ---\n{}",
+                    envoy.dir.display(),
                     envoy.log()
                 ))
             }
@@ -264,7 +272,7 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if thread::panicking() || std::env::var_os("LEVEE_KEEP_ENVOY_DIR").is_some() {
+        if thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
@@ -274,7 +282,7 @@ impl Drop for Envoy {
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
-        } else {
+        } else if !self.keep_dir {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
