@@ -11,10 +11,15 @@
 //! [`slots::SlotTable`]s: fixed, pre-created sets of keys in which "claim this entry" is a CAS
 //! on a key that already exists.
 
+pub mod bucket;
 pub mod cas;
 pub mod hash;
 pub mod memory;
 pub mod slots;
+
+pub use cas::{update_key, Step, StoreFault, UpdateError};
+pub use hash::{KeyHash, KeyHasher};
+pub use memory::MemoryStore;
 
 /// The version a shared-data value carries; a write with a stale one is refused.
 pub type Cas = u32;
