@@ -17,9 +17,15 @@ pub mod hash;
 pub mod memory;
 pub mod slots;
 
+#[cfg(test)]
+mod concurrency_tests;
+#[cfg(test)]
+mod slots_tests;
+
 pub use cas::{update_key, Step, StoreFault, UpdateError};
 pub use hash::{KeyHash, KeyHasher};
 pub use memory::MemoryStore;
+pub use slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
 
 /// The version a shared-data value carries; a write with a stale one is refused.
 pub type Cas = u32;
