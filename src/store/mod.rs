@@ -22,7 +22,7 @@ mod concurrency_tests;
 #[cfg(test)]
 mod slots_tests;
 
-pub use cas::{update_key, Step, StoreFault, UpdateError};
+pub use cas::{ensure_key, get_or_create, update_key, Step, StoreFault, UpdateError};
 pub use hash::{KeyHash, KeyHasher};
 pub use memory::MemoryStore;
 pub use slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
