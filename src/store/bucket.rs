@@ -15,7 +15,7 @@
 //! ```text
 //! bucket := version:u8 (=1) | occupied:u8 (bit i = way i holds an entry) | entry*
 //! entry  := fingerprint:u64 (!= 0) | last_touched:u64 ns | at_rest_at:u64 ns
-//!           | state_len:u16 | state:[u8; state_len]
+//!           | state_len:u32 | state:[u8; state_len]
 //! ```
 //!
 //! Entries follow in way order; free ways take no bytes, and a bucket with no entry is the
@@ -33,9 +33,10 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Version byte and occupancy bitmap.
 pub const BUCKET_HEADER_BYTES: usize = 2;
 /// Fingerprint, two timestamps and the state length.
-pub const ENTRY_HEADER_BYTES: usize = 8 + 8 + 8 + 2;
-/// The largest state one entry can hold.
-pub const MAX_STATE_BYTES: usize = u16::MAX as usize;
+pub const ENTRY_HEADER_BYTES: usize = 8 + 8 + 8 + 4;
+/// The largest state one entry can hold (1 MiB). Every access copies the whole bucket under
+/// Envoy's lock, so configurations implying states anywhere near this should be refused.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
 
 /// One client key's entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +117,7 @@ impl Bucket {
             let fingerprint = take_u64(&mut rest)?;
             let last_touched = take_u64(&mut rest)?;
             let at_rest_at = take_u64(&mut rest)?;
-            let len = usize::from(u16::from_le_bytes(take(&mut rest)?));
+            let len = u32::from_le_bytes(take(&mut rest)?) as usize;
             if fingerprint == 0 {
                 return Err(CodecError::ZeroFingerprint);
             }
@@ -158,8 +159,10 @@ impl Bucket {
             if entry.fingerprint == 0 {
                 return Err(CodecError::ZeroFingerprint);
             }
-            let len = u16::try_from(entry.state.len())
-                .map_err(|_| CodecError::StateTooLarge(entry.state.len()))?;
+            let len = u32::try_from(entry.state.len())
+                .ok()
+                .filter(|&len| len as usize <= MAX_STATE_BYTES)
+                .ok_or(CodecError::StateTooLarge(entry.state.len()))?;
             occupied |= 1 << way;
             out.extend_from_slice(&entry.fingerprint.to_le_bytes());
             out.extend_from_slice(&entry.last_touched.to_le_bytes());

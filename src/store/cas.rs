@@ -95,17 +95,18 @@ impl From<StoreFault> for UpdateError {
 
 /// Read-compute-CAS on an existing key, at most `max_attempts` times.
 ///
-/// `f` sees the current value (empty for a key created empty) and must be pure. A missing
-/// key is [`UpdateError::Missing`]; `f` is not called.
+/// `f` must be pure. It sees the current value and version — always `Some`: a missing key is
+/// [`UpdateError::Missing`] and `f` is not called (the `Option` keeps the signature open for a
+/// future "absent" case without breaking callers). A key created empty shows an empty value.
 pub fn update_key<T>(
     store: &dyn SharedStore,
     key: &str,
     max_attempts: u32,
-    mut f: impl FnMut(&[u8]) -> Step<T>,
+    mut f: impl FnMut(Option<&Versioned>) -> Step<T>,
 ) -> Result<T, UpdateError> {
     for _ in 0..max_attempts {
         let current = read(store, key)?.ok_or(UpdateError::Missing)?;
-        match f(&current.value) {
+        match f(Some(&current)) {
             Step::Keep(result) => return Ok(result),
             Step::Write { value, result } => match store.set(key, &value, Some(current.cas)) {
                 Ok(()) => return Ok(result),
@@ -202,7 +203,8 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
 
-    fn increment(value: &[u8]) -> Step<u64> {
+    fn increment(current: Option<&Versioned>) -> Step<u64> {
+        let value = current.map(|v| v.value.as_slice()).unwrap_or_default();
         let n = value.try_into().map(u64::from_le_bytes).unwrap_or(0) + 1;
         Step::Write {
             value: n.to_le_bytes().to_vec(),
@@ -233,7 +235,10 @@ mod tests {
         let store = MemoryStore::new();
         ensure_key(&store, "k", b"x").unwrap();
         let sets = store.stats().sets;
-        assert_eq!(update_key(&store, "k", 4, |v| Step::Keep(v.len())), Ok(1));
+        assert_eq!(
+            update_key(&store, "k", 4, |v| Step::Keep(v.map(|v| v.value.len()))),
+            Ok(Some(1))
+        );
         assert_eq!(store.stats().sets, sets);
     }
 

@@ -28,14 +28,11 @@
 //! shrinks, buckets past the new size are simply unused: shared data has no delete, so their
 //! memory stays until Envoy restarts.
 
-use super::bucket::{Bucket, CodecError, Entry, WAYS};
+use super::bucket::{Bucket, CodecError, Entry, MAX_STATE_BYTES, WAYS};
 use super::cas::{cas_floor, create_if_absent, StoreFault, UpdateError};
 use super::hash::{jump_bucket, KeyHash};
 use super::{Cas, SharedStore, WriteError};
 use crate::time::UnixNanos;
-
-/// States longer than this are refused unless the table says otherwise.
-pub const DEFAULT_MAX_STATE_BYTES: usize = 256;
 
 /// Estimated bytes Envoy spends per shared-data key besides the key and value bytes: its map
 /// is `std::unordered_map<std::string, std::pair<std::string, uint32_t>>`, so one hash node
@@ -180,13 +177,14 @@ impl SlotTable {
             prefix: format!("levee:v1:{layer}:{name}:"),
             domain: format!("{layer}:{name}"),
             buckets: slots.div_ceil(ways).max(1),
-            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            max_state_bytes: MAX_STATE_BYTES,
         }
     }
 
-    /// Accept states up to `max` bytes (at most [`super::bucket::MAX_STATE_BYTES`]).
+    /// Refuse states over `max` bytes (default and ceiling: [`MAX_STATE_BYTES`]), so that
+    /// [`Self::memory_bound`] holds even if a caller miscounts.
     pub fn with_max_state_bytes(mut self, max: usize) -> Self {
-        self.max_state_bytes = max.min(super::bucket::MAX_STATE_BYTES);
+        self.max_state_bytes = max.min(MAX_STATE_BYTES);
         self
     }
 
@@ -235,10 +233,11 @@ impl SlotTable {
 
     /// The most bytes this table can occupy in Envoy's shared data:
     /// `buckets × (longest key + largest bucket value + ENVOY_PER_KEY_OVERHEAD_BYTES)`, where
-    /// the largest value is `2 + WAYS × (26 + max_state_bytes)`.
-    pub fn memory_bound(&self) -> u64 {
+    /// the largest value is `2 + WAYS × (28 + max_state_bytes)`, for callers whose states never
+    /// exceed `max_state_bytes`.
+    pub fn memory_bound(&self, max_state_bytes: usize) -> u64 {
         let key = self.prefix.len() + decimal_digits(self.buckets.saturating_sub(1));
-        let value = Bucket::max_encoded_len(self.max_state_bytes);
+        let value = Bucket::max_encoded_len(max_state_bytes.min(self.max_state_bytes));
         u64::from(self.buckets) * (key as u64 + value as u64 + ENVOY_PER_KEY_OVERHEAD_BYTES)
     }
 
@@ -289,24 +288,60 @@ impl SlotTable {
     }
 
     /// Writes the key's new `state` where `lookup` placed it (one CAS `set`), provided the
-    /// bucket has not changed since. Entries of other keys that are at rest are dropped on
-    /// the way, which keeps values small. `at_rest_at <= now` drops the key's own entry.
+    /// bucket has not changed since: `Err(CasMismatch)` means look up again. Entries of other
+    /// keys that are at rest are dropped on the way, which keeps values small; `at_rest_at <=
+    /// now` drops the key's own entry. Refusals other than a conflict (`Full`, a state over
+    /// the table's maximum, `key` not the looked-up key) are `Err(Host)`: use
+    /// [`Self::try_commit`] to learn which.
     pub fn commit(
         &self,
         store: &dyn SharedStore,
-        lookup: Lookup,
+        lookup: &Lookup,
+        key: KeyHash,
+        state: &[u8],
+        at_rest_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), WriteError> {
+        if key.fingerprint != lookup.fingerprint {
+            return Err(WriteError::Host);
+        }
+        match self.try_commit(store, lookup, state, at_rest_at, now) {
+            Ok(()) => Ok(()),
+            Err(TableError::Conflict) => Err(WriteError::CasMismatch),
+            Err(_) => Err(WriteError::Host),
+        }
+    }
+
+    /// [`Self::commit`] with the reason for a refusal ([`TableError::Conflict`]: look up again).
+    pub fn try_commit(
+        &self,
+        store: &dyn SharedStore,
+        lookup: &Lookup,
         state: &[u8],
         at_rest_at: UnixNanos,
         now: UnixNanos,
     ) -> Result<(), TableError> {
-        if state.len() > self.max_state_bytes {
+        self.write(store, lookup, lookup.bucket.clone(), state, at_rest_at, now)
+    }
+
+    /// The commit itself, given the looked-up bucket to modify (owned: `update` moves it out).
+    fn write(
+        &self,
+        store: &dyn SharedStore,
+        lookup: &Lookup,
+        mut bucket: Bucket,
+        state: &[u8],
+        at_rest_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), TableError> {
+        let max = self.max_state_bytes;
+        if state.len() > max {
             return Err(TableError::StateTooLarge {
                 len: state.len(),
-                max: self.max_state_bytes,
+                max,
             });
         }
         let way = lookup.placement.slot().ok_or(TableError::Full)? as usize % WAYS;
-        let mut bucket = lookup.bucket;
         for entry in &mut bucket.ways {
             if entry.as_ref().is_some_and(|e| !e.is_live(now)) {
                 *entry = None;
@@ -319,10 +354,7 @@ impl SlotTable {
             state: state.to_vec(),
         });
         let bytes = bucket.encode().map_err(|e| match e {
-            CodecError::StateTooLarge(len) => TableError::StateTooLarge {
-                len,
-                max: self.max_state_bytes,
-            },
+            CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
             _ => TableError::Store(StoreFault::Write),
         })?;
         match store.set(&lookup.bucket_key, &bytes, Some(lookup.cas)) {
@@ -345,18 +377,21 @@ impl SlotTable {
         mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<T, TableError> {
         for _ in 0..max_attempts {
-            let lookup = self.lookup(store, key, now, eviction)?;
+            let mut lookup = self.lookup(store, key, now, eviction)?;
             match f(lookup.state.as_deref()) {
                 SlotStep::Keep(result) => return Ok(result),
                 SlotStep::Write {
                     state,
                     at_rest_at,
                     result,
-                } => match self.commit(store, lookup, &state, at_rest_at, now) {
-                    Ok(()) => return Ok(result),
-                    Err(TableError::Conflict) => continue,
-                    Err(e) => return Err(e),
-                },
+                } => {
+                    let bucket = std::mem::take(&mut lookup.bucket);
+                    match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
+                        Ok(()) => return Ok(result),
+                        Err(TableError::Conflict) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Err(TableError::Contended)

@@ -6,7 +6,7 @@ use super::bucket::{Bucket, ENTRY_HEADER_BYTES, WAYS};
 use super::hash::KeyHash;
 use super::memory::MemoryStore;
 use super::slots::*;
-use super::SharedStore;
+use super::{SharedStore, WriteError};
 
 const NOW: u64 = 1_000_000;
 
@@ -248,10 +248,27 @@ fn a_stale_lookup_does_not_commit() {
     let stale = t.lookup(&store, key(1), NOW, Eviction::NeverLive).unwrap();
     put(&t, &store, key(2), NOW, NOW + 10).unwrap();
     assert_eq!(
-        t.commit(&store, stale, b"x", NOW + 10, NOW),
+        t.try_commit(&store, &stale, b"x", NOW + 10, NOW),
         Err(TableError::Conflict)
     );
+    assert_eq!(
+        t.commit(&store, &stale, key(1), b"x", NOW + 10, NOW),
+        Err(WriteError::CasMismatch)
+    );
     assert_eq!(read(&t, &store, key(1), NOW), None);
+}
+
+#[test]
+fn commit_writes_only_for_the_looked_up_key() {
+    let store = MemoryStore::new();
+    let t = table(&store, 8);
+    let l = t.lookup(&store, key(1), NOW, Eviction::NeverLive).unwrap();
+    assert_eq!(
+        t.commit(&store, &l, key(2), b"x", NOW + 10, NOW),
+        Err(WriteError::Host)
+    );
+    assert_eq!(t.commit(&store, &l, key(1), b"x", NOW + 10, NOW), Ok(()));
+    assert_eq!(read(&t, &store, key(1), NOW), Some(b"x".to_vec()));
 }
 
 #[test]
@@ -286,7 +303,7 @@ fn garbage_in_a_bucket_reads_as_empty_and_is_overwritten() {
 #[test]
 fn memory_bound_covers_a_full_table() {
     let store = MemoryStore::new();
-    let t = SlotTable::new("rl", "api", 40).with_max_state_bytes(16);
+    let t = SlotTable::new("rl", "api", 40);
     t.ensure_created(&store).unwrap();
     let meta = super::cas::CAS_PROBE_KEY.len();
     for b in 0..t.buckets() {
@@ -305,7 +322,7 @@ fn memory_bound_covers_a_full_table() {
     }
     let per_key = (t.key_of(9).len() + 2 + WAYS * (ENTRY_HEADER_BYTES + 16)) as u64;
     assert_eq!(
-        t.memory_bound(),
+        t.memory_bound(16),
         10 * (per_key + ENVOY_PER_KEY_OVERHEAD_BYTES)
     );
     assert_eq!((store.total_bytes() - meta) as u64, 10 * per_key);
