@@ -16,6 +16,7 @@ pub mod cas;
 pub mod hash;
 pub mod memory;
 pub mod slots;
+mod table_error;
 
 #[cfg(test)]
 mod concurrency_tests;
