@@ -11,10 +11,22 @@
 //! [`slots::SlotTable`]s: fixed, pre-created sets of keys in which "claim this entry" is a CAS
 //! on a key that already exists.
 
+pub mod bucket;
 pub mod cas;
 pub mod hash;
 pub mod memory;
 pub mod slots;
+mod table_error;
+
+#[cfg(test)]
+mod concurrency_tests;
+#[cfg(test)]
+mod slots_tests;
+
+pub use cas::{ensure_key, get_or_create, update_key, Step, StoreFault, UpdateError};
+pub use hash::{KeyHash, KeyHasher};
+pub use memory::MemoryStore;
+pub use slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
 
 /// The version a shared-data value carries; a write with a stale one is refused.
 pub type Cas = u32;

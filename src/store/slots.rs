@@ -1,1 +1,398 @@
-//! TODO
+//! Bounded slot tables: per-client state in a fixed, pre-created set of shared-data keys.
+//!
+//! Shared data has no delete, so one key per client IP or idempotency key would grow Envoy's
+//! memory without bound, and creating keys on the request path races (ENVOY_NOTES.md). A
+//! [`SlotTable`] instead owns `buckets` keys, `levee:v1:<layer>:<name>:<bucket>`, created
+//! empty at configure time ([`SlotTable::ensure_created`]); each holds up to [`WAYS`] entries
+//! (layout and the reason for buckets in [`super::bucket`]). Its memory is fixed the moment it
+//! is created ([`SlotTable::memory_bound`]), however many distinct clients come by.
+//!
+//! # Placement
+//! A client key hashes ([`super::hash::KeyHasher`]) to a `slot_seed`, which picks one bucket
+//! by jump consistent hashing, and a `fingerprint`, which names its entry there. In the
+//! bucket, the key uses its own entry if present; otherwise a free way, else a way whose entry
+//! is at rest (`at_rest_at <= now`: equivalent to empty, reused at no loss), else, depending
+//! on [`Eviction`], the least recently written live entry or nothing ([`TableError::Full`]).
+//!
+//! # Why there is never more than one live entry per key
+//! A key can live only in its one bucket, every placement decision is computed from one read
+//! of that bucket, and the result is written back with CAS against that read's version. Two
+//! workers that both find the key absent and claim (even different) ways both try to replace
+//! the same version; exactly one succeeds, the other reads again, finds the winner's entry and
+//! updates it. So all updates of one key are serialised by one CAS word, as if on one key.
+//!
+//! # Reloads
+//! Key names depend on nothing but the layer, the name and the bucket index. Changing the
+//! table size moves few client keys (jump hashing: growing from n to m buckets moves
+//! (m-n)/m of them); a moved key starts fresh and its old entry ages out. When a table
+//! shrinks, buckets past the new size are simply unused: shared data has no delete, so their
+//! memory stays until Envoy restarts.
+
+use super::bucket::{Bucket, CodecError, Entry, MAX_STATE_BYTES, WAYS};
+use super::cas::{cas_floor, create_if_absent, StoreFault};
+use super::hash::{jump_bucket, KeyHash};
+pub use super::table_error::TableError;
+use super::{Cas, SharedStore, WriteError};
+use crate::time::UnixNanos;
+
+/// Estimated bytes Envoy spends per shared-data key besides the key and value bytes: its map
+/// is `std::unordered_map<std::string, std::pair<std::string, uint32_t>>`, so one hash node
+/// (next pointer 8 + cached hash 8 + two `std::string`s 2×32 + cas 4, padded: 88), one bucket
+/// pointer (8), and allocator rounding and headers for the node and the two heap strings
+/// (at most 3×16 + 16). Rounded up to 160.
+pub const ENVOY_PER_KEY_OVERHEAD_BYTES: u64 = 160;
+
+/// What to do when a new key finds every way of its bucket held by a live entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Replace the live entry written longest ago. Its key starts fresh next time: for a rate
+    /// limit that key may get a fresh allowance. Right where forgetting is cheaper than
+    /// refusing (rate limits under a flood of distinct clients).
+    LeastRecentlyTouched,
+    /// Never replace a live entry: the write fails with [`TableError::Full`]. Required where
+    /// forgetting breaks a promise (an idempotency record must not vanish while live).
+    NeverLive,
+}
+
+/// A live entry that a write would replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub fingerprint: u64,
+    pub last_touched: UnixNanos,
+    pub at_rest_at: UnixNanos,
+}
+
+/// Where a write for the looked-up key would go. Slots are `bucket * WAYS + way`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The key has an entry here (live, or at rest and reused in place).
+    Existing { slot: u32 },
+    /// A free way, or one whose entry is at rest.
+    Vacant { slot: u32 },
+    /// A live entry of another key would be replaced.
+    Evict { slot: u32, victim: Evicted },
+    /// No way may be used ([`Eviction::NeverLive`]).
+    Full,
+}
+
+impl Placement {
+    pub fn slot(&self) -> Option<u32> {
+        match *self {
+            Placement::Existing { slot }
+            | Placement::Vacant { slot }
+            | Placement::Evict { slot, .. } => Some(slot),
+            Placement::Full => None,
+        }
+    }
+}
+
+/// What the update closure decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotStep<T> {
+    /// Store `state` for the key until `at_rest_at` (at or before `now`: drop the entry).
+    Write {
+        state: Vec<u8>,
+        at_rest_at: UnixNanos,
+        result: T,
+    },
+    /// Change nothing.
+    Keep(T),
+}
+
+/// One read of a key's bucket, ready to be committed.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The key's state if it has a live entry; `None` means "fresh".
+    pub state: Option<Vec<u8>>,
+    pub placement: Placement,
+    /// The bucket's version when read.
+    pub cas: Cas,
+    fingerprint: u64,
+    bucket_key: String,
+    bucket: Bucket,
+}
+
+/// A fixed set of pre-created shared-data keys holding per-client entries; see module docs.
+#[derive(Debug, Clone)]
+pub struct SlotTable {
+    prefix: String,
+    domain: String,
+    buckets: u32,
+    max_state_bytes: usize,
+}
+
+impl SlotTable {
+    /// A table of at least `slots` entries (rounded up to whole buckets of [`WAYS`]).
+    /// `layer` is a fixed word such as `rl`, `idem`, `cache`; neither it nor `name` should
+    /// contain `:` (names stay unambiguous anyway: the bucket index is the last field).
+    pub fn new(layer: &str, name: &str, slots: u32) -> Self {
+        let ways = WAYS as u32;
+        Self {
+            prefix: format!("levee:v1:{layer}:{name}:"),
+            domain: format!("{layer}:{name}"),
+            buckets: slots.div_ceil(ways).max(1),
+            max_state_bytes: MAX_STATE_BYTES,
+        }
+    }
+
+    /// Refuse states over `max` bytes (default and ceiling: [`MAX_STATE_BYTES`]), so that
+    /// [`Self::memory_bound`] holds even if a caller miscounts.
+    pub fn with_max_state_bytes(mut self, max: usize) -> Self {
+        self.max_state_bytes = max.min(MAX_STATE_BYTES);
+        self
+    }
+
+    /// Entries the table can hold.
+    pub fn slots(&self) -> u32 {
+        self.buckets.saturating_mul(WAYS as u32)
+    }
+
+    /// Shared-data keys the table uses.
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    pub fn max_state_bytes(&self) -> usize {
+        self.max_state_bytes
+    }
+
+    /// `<layer>:<name>`: the domain to hash this table's client keys in.
+    pub fn domain(&self) -> &[u8] {
+        self.domain.as_bytes()
+    }
+
+    /// The shared-data key of bucket `index`.
+    pub fn key_of(&self, index: u32) -> String {
+        format!("{}{index}", self.prefix)
+    }
+
+    /// The bucket a client key lives in.
+    pub fn bucket_of(&self, key: KeyHash) -> u32 {
+        jump_bucket(key.slot_seed, self.buckets)
+    }
+
+    /// Configure time: creates the bucket keys that do not exist yet (atomically, see
+    /// [`super::cas`]), leaving existing ones and their entries alone. Returns how many it
+    /// created.
+    pub fn ensure_created(&self, store: &dyn SharedStore) -> Result<u32, TableError> {
+        let floor = cas_floor(store)?;
+        let mut created = 0;
+        for index in 0..self.buckets {
+            if create_if_absent(store, &self.key_of(index), b"", floor)? {
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// The most bytes this table can occupy in Envoy's shared data:
+    /// `buckets × (longest key + largest bucket value + ENVOY_PER_KEY_OVERHEAD_BYTES)`, where
+    /// the largest value is `2 + WAYS × (28 + max_state_bytes)`, for callers whose states never
+    /// exceed `max_state_bytes`.
+    pub fn memory_bound(&self, max_state_bytes: usize) -> u64 {
+        let key = self.prefix.len() + decimal_digits(self.buckets.saturating_sub(1));
+        let value = Bucket::max_encoded_len(max_state_bytes.min(self.max_state_bytes));
+        u64::from(self.buckets) * (key as u64 + value as u64 + ENVOY_PER_KEY_OVERHEAD_BYTES)
+    }
+
+    /// Reads the key's bucket (one `get`) and decides where a write would go.
+    pub fn lookup(
+        &self,
+        store: &dyn SharedStore,
+        key: KeyHash,
+        now: UnixNanos,
+        eviction: Eviction,
+    ) -> Result<Lookup, TableError> {
+        let index = self.bucket_of(key);
+        let bucket_key = self.key_of(index);
+        let current = store
+            .get(&bucket_key)
+            .map_err(|_| TableError::Store(StoreFault::Read))?
+            .ok_or(TableError::Missing)?;
+        let mut bucket = Bucket::decode_or_empty(&current.value);
+        let slot = |way: usize| index.saturating_mul(WAYS as u32).saturating_add(way as u32);
+        let mut state = None;
+        let placement = if let Some(way) = find(&bucket, |e| e.fingerprint == key.fingerprint) {
+            if let Some(entry) = bucket.ways[way].as_mut().filter(|e| e.is_live(now)) {
+                state = Some(std::mem::take(&mut entry.state));
+            }
+            Placement::Existing { slot: slot(way) }
+        } else if let Some(way) = find_vacant(&bucket, now) {
+            Placement::Vacant { slot: slot(way) }
+        } else {
+            match eviction {
+                Eviction::NeverLive => Placement::Full,
+                Eviction::LeastRecentlyTouched => match least_recently_touched(&bucket) {
+                    Some((way, victim)) => Placement::Evict {
+                        slot: slot(way),
+                        victim,
+                    },
+                    None => Placement::Full,
+                },
+            }
+        };
+        Ok(Lookup {
+            state,
+            placement,
+            cas: current.cas,
+            fingerprint: key.fingerprint,
+            bucket_key,
+            bucket,
+        })
+    }
+
+    /// Writes the key's new `state` where `lookup` placed it (one CAS `set`), provided the
+    /// bucket has not changed since: `Err(CasMismatch)` means look up again. Entries of other
+    /// keys that are at rest are dropped on the way, which keeps values small; `at_rest_at <=
+    /// now` drops the key's own entry. Refusals other than a conflict (`Full`, a state over
+    /// the table's maximum, `key` not the looked-up key) are `Err(Host)`: use
+    /// [`Self::try_commit`] to learn which.
+    pub fn commit(
+        &self,
+        store: &dyn SharedStore,
+        lookup: &Lookup,
+        key: KeyHash,
+        state: &[u8],
+        at_rest_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), WriteError> {
+        if key.fingerprint != lookup.fingerprint {
+            return Err(WriteError::Host);
+        }
+        match self.try_commit(store, lookup, state, at_rest_at, now) {
+            Ok(()) => Ok(()),
+            Err(TableError::Conflict) => Err(WriteError::CasMismatch),
+            Err(_) => Err(WriteError::Host),
+        }
+    }
+
+    /// [`Self::commit`] with the reason for a refusal ([`TableError::Conflict`]: look up again).
+    pub fn try_commit(
+        &self,
+        store: &dyn SharedStore,
+        lookup: &Lookup,
+        state: &[u8],
+        at_rest_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), TableError> {
+        self.write(store, lookup, lookup.bucket.clone(), state, at_rest_at, now)
+    }
+
+    /// The commit itself, given the looked-up bucket to modify (owned: `update` moves it out).
+    fn write(
+        &self,
+        store: &dyn SharedStore,
+        lookup: &Lookup,
+        mut bucket: Bucket,
+        state: &[u8],
+        at_rest_at: UnixNanos,
+        now: UnixNanos,
+    ) -> Result<(), TableError> {
+        let max = self.max_state_bytes;
+        if state.len() > max {
+            return Err(TableError::StateTooLarge {
+                len: state.len(),
+                max,
+            });
+        }
+        let way = lookup.placement.slot().ok_or(TableError::Full)? as usize % WAYS;
+        for entry in &mut bucket.ways {
+            if entry.as_ref().is_some_and(|e| !e.is_live(now)) {
+                *entry = None;
+            }
+        }
+        bucket.ways[way] = (at_rest_at > now).then(|| Entry {
+            fingerprint: lookup.fingerprint,
+            last_touched: now,
+            at_rest_at,
+            state: state.to_vec(),
+        });
+        let bytes = bucket.encode().map_err(|e| match e {
+            CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
+            _ => TableError::Store(StoreFault::Write),
+        })?;
+        match store.set(&lookup.bucket_key, &bytes, Some(lookup.cas)) {
+            Ok(()) => Ok(()),
+            Err(WriteError::CasMismatch) => Err(TableError::Conflict),
+            Err(WriteError::Host) => Err(TableError::Store(StoreFault::Write)),
+        }
+    }
+
+    /// Read-compute-CAS on one client key's entry, at most `max_attempts` times. `f` sees the
+    /// key's live state (`None`: fresh) and must be pure: it runs again after a conflict.
+    /// Common case: one `get` and, if `f` writes, one `set`.
+    pub fn update<T>(
+        &self,
+        store: &dyn SharedStore,
+        key: KeyHash,
+        now: UnixNanos,
+        eviction: Eviction,
+        max_attempts: u32,
+        mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
+    ) -> Result<T, TableError> {
+        for _ in 0..max_attempts {
+            let mut lookup = self.lookup(store, key, now, eviction)?;
+            match f(lookup.state.as_deref()) {
+                SlotStep::Keep(result) => return Ok(result),
+                SlotStep::Write {
+                    state,
+                    at_rest_at,
+                    result,
+                } => {
+                    let bucket = std::mem::take(&mut lookup.bucket);
+                    match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
+                        Ok(()) => return Ok(result),
+                        Err(TableError::Conflict) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(TableError::Contended)
+    }
+}
+
+fn find(bucket: &Bucket, pred: impl Fn(&Entry) -> bool) -> Option<usize> {
+    bucket
+        .ways
+        .iter()
+        .position(|e| e.as_ref().is_some_and(&pred))
+}
+
+/// The first free way, else the way whose entry came to rest first.
+fn find_vacant(bucket: &Bucket, now: UnixNanos) -> Option<usize> {
+    if let Some(way) = bucket.ways.iter().position(Option::is_none) {
+        return Some(way);
+    }
+    let at_rest = bucket.ways.iter().enumerate().filter_map(|(way, e)| {
+        let e = e.as_ref()?;
+        (!e.is_live(now)).then_some((e.at_rest_at, way))
+    });
+    at_rest.min().map(|(_, way)| way)
+}
+
+fn least_recently_touched(bucket: &Bucket) -> Option<(usize, Evicted)> {
+    let live = bucket.ways.iter().enumerate().filter_map(|(way, e)| {
+        let e = e.as_ref()?;
+        Some((
+            e.last_touched,
+            way,
+            Evicted {
+                fingerprint: e.fingerprint,
+                last_touched: e.last_touched,
+                at_rest_at: e.at_rest_at,
+            },
+        ))
+    });
+    live.min_by_key(|&(touched, way, _)| (touched, way))
+        .map(|(_, way, victim)| (way, victim))
+}
+
+fn decimal_digits(mut n: u32) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}

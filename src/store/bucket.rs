@@ -1,0 +1,319 @@
+//! The byte layout of one slot-table bucket: up to [`WAYS`] entries in one shared-data value.
+//!
+//! Why several entries per key rather than one: a key must be placed among a few candidate
+//! positions (one fixed position per key would make two colliding live idempotency keys fail
+//! each other). If each candidate were its own shared-data key, deciding "this key is not
+//! anywhere yet, claim that free one" would need a consistent snapshot of several keys, and
+//! Envoy only offers CAS on one: two workers reading the candidates at slightly different
+//! moments (say, one before and one after an entry came to rest) can claim two different
+//! positions for the same client key and both admit. Keeping all candidates in one value makes
+//! every placement decision one CAS, which is exact by construction, and costs one `get` and
+//! at most one `set` per request whether the key is found or new.
+//!
+//! Layout (all integers little-endian), format version 1:
+//!
+//! ```text
+//! bucket := version:u8 (=1) | occupied:u8 (bit i = way i holds an entry) | entry*
+//! entry  := fingerprint:u64 (!= 0) | last_touched:u64 ns | at_rest_at:u64 ns
+//!           | state_len:u32 | state:[u8; state_len]
+//! ```
+//!
+//! Entries follow in way order; free ways take no bytes, and a bucket with no entry is the
+//! empty value (a freshly created key). Ways keep their position, so `bucket * WAYS + way`
+//! names an entry stably for as long as it lives (callers may key companion data by it).
+//! Anything that does not decode — unknown version, short, trailing or zero-fingerprint
+//! bytes — is treated by the table as an empty bucket: never a panic, at worst lost state.
+
+use crate::time::UnixNanos;
+
+/// Entries per bucket (per shared-data key).
+pub const WAYS: usize = 4;
+/// The layout version written in the first byte.
+pub const FORMAT_VERSION: u8 = 1;
+/// Version byte and occupancy bitmap.
+pub const BUCKET_HEADER_BYTES: usize = 2;
+/// Fingerprint, two timestamps and the state length.
+pub const ENTRY_HEADER_BYTES: usize = 8 + 8 + 8 + 4;
+/// The largest state one entry can hold (1 MiB). Every access copies the whole bucket under
+/// Envoy's lock, so configurations implying states anywhere near this should be refused.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
+
+/// One client key's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub fingerprint: u64,
+    /// When the entry was last written.
+    pub last_touched: UnixNanos,
+    /// From this instant on the entry is equivalent to no entry and may be reused at no loss.
+    pub at_rest_at: UnixNanos,
+    /// The caller's opaque state.
+    pub state: Vec<u8>,
+}
+
+impl Entry {
+    /// Live entries still carry information; entries at rest are as good as empty.
+    pub fn is_live(&self, now: UnixNanos) -> bool {
+        self.at_rest_at > now
+    }
+}
+
+/// A decoded bucket; `ways[i]` is `None` when way `i` is free.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bucket {
+    pub ways: [Option<Entry>; WAYS],
+}
+
+/// Why bytes are not a bucket (or a bucket cannot be written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecError {
+    UnknownVersion(u8),
+    /// Occupancy bits beyond [`WAYS`].
+    BadOccupancy(u8),
+    Truncated,
+    TrailingBytes,
+    ZeroFingerprint,
+    /// A state longer than [`MAX_STATE_BYTES`] cannot be encoded.
+    StateTooLarge(usize),
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::UnknownVersion(v) => write!(f, "unknown slot bucket format version {v}"),
+            CodecError::BadOccupancy(b) => write!(
+                f,
+                "slot bucket occupancy {b:#010b} has bits beyond {WAYS} ways"
+            ),
+            CodecError::Truncated => f.write_str("slot bucket is truncated"),
+            CodecError::TrailingBytes => f.write_str("slot bucket has trailing bytes"),
+            CodecError::ZeroFingerprint => f.write_str("slot entry has fingerprint 0"),
+            CodecError::StateTooLarge(n) => {
+                write!(f, "slot state of {n} bytes exceeds {MAX_STATE_BYTES}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+impl Bucket {
+    /// Decodes a stored value; the empty value is an empty bucket.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut bucket = Bucket::default();
+        let Some((&version, rest)) = bytes.split_first() else {
+            return Ok(bucket);
+        };
+        if version != FORMAT_VERSION {
+            return Err(CodecError::UnknownVersion(version));
+        }
+        let (&occupied, mut rest) = rest.split_first().ok_or(CodecError::Truncated)?;
+        if u32::from(occupied) >> WAYS != 0 {
+            return Err(CodecError::BadOccupancy(occupied));
+        }
+        for (way, slot) in bucket.ways.iter_mut().enumerate() {
+            if occupied & (1 << way) == 0 {
+                continue;
+            }
+            let fingerprint = take_u64(&mut rest)?;
+            let last_touched = take_u64(&mut rest)?;
+            let at_rest_at = take_u64(&mut rest)?;
+            let len = u32::from_le_bytes(take(&mut rest)?) as usize;
+            if fingerprint == 0 {
+                return Err(CodecError::ZeroFingerprint);
+            }
+            if rest.len() < len {
+                return Err(CodecError::Truncated);
+            }
+            let (state, tail) = rest.split_at(len);
+            rest = tail;
+            *slot = Some(Entry {
+                fingerprint,
+                last_touched,
+                at_rest_at,
+                state: state.to_vec(),
+            });
+        }
+        if rest.is_empty() {
+            Ok(bucket)
+        } else {
+            Err(CodecError::TrailingBytes)
+        }
+    }
+
+    /// Like [`Self::decode`], but bytes that do not decode are an empty bucket.
+    pub fn decode_or_empty(bytes: &[u8]) -> Self {
+        Self::decode(bytes).unwrap_or_default()
+    }
+
+    /// The stored form; a bucket without entries encodes as the empty value.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        if self.ways.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.push(FORMAT_VERSION);
+        out.push(0);
+        let mut occupied = 0u8;
+        for (way, entry) in self.ways.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if entry.fingerprint == 0 {
+                return Err(CodecError::ZeroFingerprint);
+            }
+            let len = u32::try_from(entry.state.len())
+                .ok()
+                .filter(|&len| len as usize <= MAX_STATE_BYTES)
+                .ok_or(CodecError::StateTooLarge(entry.state.len()))?;
+            occupied |= 1 << way;
+            out.extend_from_slice(&entry.fingerprint.to_le_bytes());
+            out.extend_from_slice(&entry.last_touched.to_le_bytes());
+            out.extend_from_slice(&entry.at_rest_at.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&entry.state);
+        }
+        out[1] = occupied;
+        Ok(out)
+    }
+
+    /// Bytes [`Self::encode`] produces.
+    pub fn encoded_len(&self) -> usize {
+        let entries = self.ways.iter().flatten();
+        let mut len = 0;
+        for entry in entries {
+            len += ENTRY_HEADER_BYTES + entry.state.len();
+        }
+        if len == 0 {
+            0
+        } else {
+            BUCKET_HEADER_BYTES + len
+        }
+    }
+
+    /// Largest encoded size of a bucket whose states are at most `max_state_bytes` long.
+    pub fn max_encoded_len(max_state_bytes: usize) -> usize {
+        BUCKET_HEADER_BYTES + WAYS * (ENTRY_HEADER_BYTES + max_state_bytes.min(MAX_STATE_BYTES))
+    }
+}
+
+fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], CodecError> {
+    let (head, tail) = rest.split_first_chunk::<N>().ok_or(CodecError::Truncated)?;
+    *rest = tail;
+    Ok(*head)
+}
+
+fn take_u64(rest: &mut &[u8]) -> Result<u64, CodecError> {
+    take::<8>(rest).map(u64::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(fingerprint: u64, state: &[u8]) -> Entry {
+        Entry {
+            fingerprint,
+            last_touched: 10,
+            at_rest_at: 20,
+            state: state.to_vec(),
+        }
+    }
+
+    #[test]
+    fn empty_value_is_an_empty_bucket_and_back() {
+        assert_eq!(Bucket::decode(b""), Ok(Bucket::default()));
+        assert_eq!(Bucket::default().encode(), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn ways_keep_their_positions() {
+        let mut bucket = Bucket::default();
+        bucket.ways[2] = Some(entry(7, b"abc"));
+        let bytes = bucket.encode().unwrap();
+        assert_eq!(bytes.len(), bucket.encoded_len());
+        assert_eq!(bytes[..2], [FORMAT_VERSION, 0b100]);
+        assert_eq!(Bucket::decode(&bytes), Ok(bucket));
+    }
+
+    #[test]
+    fn damaged_bytes_are_errors_not_panics() {
+        let mut bucket = Bucket::default();
+        bucket.ways[0] = Some(entry(7, b"abc"));
+        let bytes = bucket.encode().unwrap();
+        assert_eq!(
+            Bucket::decode(&bytes[..bytes.len() - 1]),
+            Err(CodecError::Truncated)
+        );
+        assert_eq!(
+            Bucket::decode(&[bytes.as_slice(), b"x"].concat()),
+            Err(CodecError::TrailingBytes)
+        );
+        assert_eq!(Bucket::decode(&[2, 0]), Err(CodecError::UnknownVersion(2)));
+        assert_eq!(
+            Bucket::decode(&[1, 0b1_0000]),
+            Err(CodecError::BadOccupancy(0b1_0000))
+        );
+        let mut zero = bytes.clone();
+        zero[2..10].fill(0);
+        assert_eq!(Bucket::decode(&zero), Err(CodecError::ZeroFingerprint));
+        assert_eq!(Bucket::decode_or_empty(&zero), Bucket::default());
+    }
+
+    #[test]
+    fn oversized_state_is_refused_by_the_encoder() {
+        let mut bucket = Bucket::default();
+        bucket.ways[0] = Some(entry(1, &vec![0; MAX_STATE_BYTES + 1]));
+        assert_eq!(
+            bucket.encode(),
+            Err(CodecError::StateTooLarge(MAX_STATE_BYTES + 1))
+        );
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        (
+            1..=u64::MAX,
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(fingerprint, last_touched, at_rest_at, state)| Entry {
+                fingerprint,
+                last_touched,
+                at_rest_at,
+                state,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn codec_round_trips(ways in proptest::array::uniform4(proptest::option::of(arb_entry()))) {
+            let bucket = Bucket { ways };
+            let bytes = bucket.encode().unwrap();
+            prop_assert_eq!(bytes.len(), bucket.encoded_len());
+            prop_assert!(bytes.len() <= Bucket::max_encoded_len(64));
+            prop_assert_eq!(Bucket::decode(&bytes), Ok(bucket));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(bucket) = Bucket::decode(&bytes) {
+                // Whatever decodes re-encodes to a value that decodes the same.
+                prop_assert_eq!(Bucket::decode(&bucket.encode().unwrap()), Ok(bucket));
+            }
+        }
+
+        #[test]
+        fn decoding_near_valid_bytes_never_panics(
+            ways in proptest::array::uniform4(proptest::option::of(arb_entry())),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let mut bytes = Bucket { ways }.encode().unwrap();
+            if !bytes.is_empty() {
+                let i = flip.0.index(bytes.len());
+                bytes[i] ^= flip.1;
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            let _ = Bucket::decode(&bytes);
+        }
+    }
+}
