@@ -118,6 +118,20 @@ pub fn parse_key(raw: &[u8], max_len: u32) -> Result<IdempotencyKey, KeyError> {
         .map_err(|_| KeyError::NotVisibleAscii)
 }
 
+/// The name of the record for `key` under `scope` (the values of the config's `scope` key
+/// parts, in order): each part length-prefixed, so `("ab", "c")` and `("a", "bc")` differ and
+/// two tenants sending the same key never share a record.
+pub fn scoped_key(scope: &[&[u8]], key: &IdempotencyKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        scope.iter().map(|p| p.len() + 4).sum::<usize>() + key.as_bytes().len() + 4,
+    );
+    for part in scope.iter().copied().chain([key.as_bytes()]) {
+        out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 fn trim_ows(raw: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = raw.iter().position(|b| !is_ows(b)).unwrap_or(raw.len());
@@ -247,6 +261,18 @@ mod tests {
         assert_eq!(k(br#""a b""#), r#""a b""#);
         assert_eq!(k(br#""\"x""#), r#""\"x""#);
         assert_eq!(k(br#""a \\ b""#), r#""a \\ b""#);
+    }
+
+    #[test]
+    fn scoped_keys_never_collide_across_scopes() {
+        let k = parse_key(b"k", 255).unwrap();
+        let bc = parse_key(b"bc", 255).unwrap();
+        let c = parse_key(b"c", 255).unwrap();
+        assert_ne!(scoped_key(&[b"acme"], &k), scoped_key(&[b"globex"], &k));
+        assert_ne!(scoped_key(&[b"a"], &bc), scoped_key(&[b"ab"], &c));
+        assert_ne!(scoped_key(&[b"a", b"b"], &c), scoped_key(&[b"ab"], &c));
+        assert_ne!(scoped_key(&[], &k), scoped_key(&[b""], &k));
+        assert_eq!(scoped_key(&[b"acme"], &k), scoped_key(&[b"acme"], &k));
     }
 
     #[test]

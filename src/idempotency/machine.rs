@@ -52,7 +52,7 @@ pub enum Begin {
     /// The key is ours: write `new_state` (an [`InFlight`] record) and forward the request.
     /// `retaken`: a previous owner's lock had expired (its outcome was unknown or it died).
     Execute { new_state: NewState, retaken: bool },
-    /// Completed before: replay the stored answer (see [`super::replay`]).
+    /// Completed before: replay the stored answer (see [`super::replay()`]).
     Replay { record: Completed },
     /// Another request holds the key: `409` + `Retry-After`, or wait and `begin` again.
     Conflict { retry_after_ns: u64 },
@@ -119,7 +119,7 @@ pub fn begin(
         return claim(false);
     };
     if record.is_at_rest(now) {
-        return claim(matches!(record, Record::InFlight(_)));
+        return claim(matches!(record, Record::InFlight(r) if r.owner != owner));
     }
     if cfg.fingerprint && record.fingerprint() != fingerprint {
         return Begin::Mismatch;

@@ -37,7 +37,7 @@
 //! per-key state (42–61 bytes) and [`machine`] its transitions (`begin`, `renew`, `finish`);
 //! [`response`] is the codec for the answer, which lives under a *separate* key so that large
 //! bodies never ride along with the hot record, named by a [`BodyRef`] whose length and
-//! checksum must match; [`replay`] turns a record and its blob into the replayed answer;
+//! checksum must match; [`mod@replay`] turns a record and its blob into the replayed answer;
 //! [`budget`] counts live stored bytes; [`outcome`] classifies how a request ended.
 //!
 //! The caller's order on completion: classify → (stored) encode the answer, [`budget::reserve`]
@@ -56,12 +56,12 @@ pub mod response;
 
 pub use budget::{refund, reserve, used, Reserve};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
-pub use key::{parse_key, IdempotencyKey, KeyError};
+pub use key::{parse_key, scoped_key, IdempotencyKey, KeyError};
 pub use machine::{begin, finish, renew, renew_interval_ns, Begin, Finish, NewState, Outcome};
 pub use outcome::{classify, OutcomeKind, UpstreamResult};
 pub use record::{at_rest_at, BodyRef, Completed, InFlight, Record, TooLarge};
 pub use replay::{replay, replay_headers, Replay, KEY_ECHO_HEADER, REPLAYED_HEADER};
-pub use response::{DecodeError, StoredResponse, TooLargeToEncode};
+pub use response::{DecodeError, EncodedResponse, StoredResponse, TooLargeToEncode};
 
 #[cfg(test)]
 mod tests;

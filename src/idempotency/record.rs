@@ -17,9 +17,9 @@
 //!
 //! | tag | layout after the 2 header bytes | total |
 //! |---|---|---|
-//! | 1 InFlight | owner u64, fingerprint [16], locked_until u64, started_at u64 | [`IN_FLIGHT_LEN`] = 42 |
-//! | 2 Completed | fingerprint [16], status u16, stored_at u64, expires_at u64, has_body u8, slot u32, generation u64, len u32, checksum u64 | [`COMPLETED_LEN`] = 61 |
-//! | 3 TooLarge | fingerprint [16], status u16, expires_at u64 | [`TOO_LARGE_LEN`] = 28 |
+//! | 1 InFlight | owner u64, fingerprint 16 bytes, locked_until u64, started_at u64 | [`IN_FLIGHT_LEN`] = 42 |
+//! | 2 Completed | fingerprint 16 bytes, status u16, stored_at u64, expires_at u64, has_body u8, slot u32, generation u64, len u32, checksum u64 | [`COMPLETED_LEN`] = 61 |
+//! | 3 TooLarge | fingerprint 16 bytes, status u16, expires_at u64 | [`TOO_LARGE_LEN`] = 28 |
 //!
 //! **Garbage decodes as "no record"** (empty bytes, another version, a wrong length, an unknown
 //! tag): a record that cannot be read cannot be honoured, and refusing the key forever would

@@ -151,15 +151,9 @@ mod tests {
 
     #[test]
     fn replay_uses_the_blob_the_record_names() {
-        let (blob, len, checksum) = stored().encode().unwrap();
-        let body = BodyRef {
-            slot: 1,
-            generation: 2,
-            len,
-            checksum,
-        };
+        let e = stored().encode().unwrap();
         assert_eq!(
-            replay(&completed(Some(body)), Some(&blob), "k"),
+            replay(&completed(Some(e.body_ref(1, 2))), Some(&e.blob), "k"),
             Replay::Answer(StoredResponse {
                 status: 201,
                 headers: h(&[
@@ -174,41 +168,29 @@ mod tests {
 
     #[test]
     fn a_missing_or_foreign_blob_is_gone_not_reexecuted() {
-        let (blob, len, checksum) = stored().encode().unwrap();
-        let body = BodyRef {
-            slot: 1,
-            generation: 2,
-            len,
-            checksum,
-        };
+        let e = stored().encode().unwrap();
+        let body = e.body_ref(1, 2);
         let gone = Replay::Gone { status: 201 };
-        assert_eq!(replay(&completed(None), Some(&blob), "k"), gone);
+        assert_eq!(replay(&completed(None), Some(&e.blob), "k"), gone);
         assert_eq!(replay(&completed(Some(body)), None, "k"), gone);
-        let (other, _, _) = StoredResponse {
+        let other = StoredResponse {
             body: vec![9],
             ..stored()
-        }
-        .encode()
-        .unwrap();
+        };
+        let other = other.encode().unwrap().blob;
         assert_eq!(replay(&completed(Some(body)), Some(&other), "k"), gone);
     }
 
     #[test]
     fn a_blob_whose_status_disagrees_with_the_record_is_gone() {
-        let (blob, len, checksum) = StoredResponse {
+        let e = StoredResponse {
             status: 200,
             ..stored()
         }
         .encode()
         .unwrap();
-        let body = BodyRef {
-            slot: 1,
-            generation: 2,
-            len,
-            checksum,
-        };
         assert_eq!(
-            replay(&completed(Some(body)), Some(&blob), "k"),
+            replay(&completed(Some(e.body_ref(1, 2))), Some(&e.blob), "k"),
             Replay::Gone { status: 201 }
         );
     }

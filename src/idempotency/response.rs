@@ -64,6 +64,26 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// An encoded answer: the blob to write, and what the record must say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedResponse {
+    pub blob: Vec<u8>,
+    pub checksum: u64,
+}
+
+impl EncodedResponse {
+    /// The [`BodyRef`] naming this blob at the body table's entry `slot` / `generation`.
+    pub fn body_ref(&self, slot: u32, generation: u64) -> BodyRef {
+        BodyRef {
+            slot,
+            generation,
+            // `encode` refuses blobs over u32::MAX bytes.
+            len: u32::try_from(self.blob.len()).unwrap_or(u32::MAX),
+            checksum: self.checksum,
+        }
+    }
+}
+
 /// Why an answer cannot be encoded: a field over the layout's limits (`u16` header count
 /// and name length, `u32` value and body length, `u32` total).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +99,12 @@ impl StoredResponse {
             .saturating_add(FIXED_OVERHEAD + self.body.len())
     }
 
-    /// Encodes the blob and returns it with the [`BodyRef`] fields it implies
-    /// (`len`, `checksum`; the caller fills in `slot` and `generation`).
-    pub fn encode(&self) -> Result<(Vec<u8>, u32, u64), TooLargeToEncode> {
-        let total = u32::try_from(self.encoded_len()).map_err(|_| TooLargeToEncode)?;
+    /// Encodes the blob (see [`EncodedResponse::body_ref`] for the record's side).
+    pub fn encode(&self) -> Result<EncodedResponse, TooLargeToEncode> {
+        let total = self.encoded_len();
+        u32::try_from(total).map_err(|_| TooLargeToEncode)?;
         let count = u16::try_from(self.headers.len()).map_err(|_| TooLargeToEncode)?;
-        let mut out = Vec::with_capacity(total as usize);
+        let mut out = Vec::with_capacity(total);
         out.push(VERSION);
         out.extend_from_slice(&self.status.to_le_bytes());
         out.extend_from_slice(&count.to_le_bytes());
@@ -101,7 +121,10 @@ impl StoredResponse {
         out.extend_from_slice(&self.body);
         let sum = checksum(&out);
         out.extend_from_slice(&sum.to_le_bytes());
-        Ok((out, total, sum))
+        Ok(EncodedResponse {
+            blob: out,
+            checksum: sum,
+        })
     }
 
     /// Decodes `blob` if it is exactly the one `body` names.
@@ -218,15 +241,22 @@ mod tests {
         }
     }
 
+    /// (blob, len, checksum) of `r`.
+    fn enc(r: &StoredResponse) -> (Vec<u8>, u32, u64) {
+        let e = r.encode().unwrap();
+        let b = e.body_ref(3, 9);
+        (e.blob, b.len, b.checksum)
+    }
+
     #[test]
     fn replay_codec_round_trips_byte_for_byte() {
         let r = sample();
-        let (blob, len, sum) = r.encode().unwrap();
+        let (blob, len, sum) = enc(&r);
         assert_eq!(blob.len(), r.encoded_len());
         assert_eq!(len as usize, blob.len());
         let back = StoredResponse::decode_for(&blob, &body_ref(len, sum)).unwrap();
         assert_eq!(back, r);
-        assert_eq!(back.encode().unwrap().0, blob);
+        assert_eq!(back.encode().unwrap().blob, blob);
     }
 
     #[test]
@@ -235,7 +265,7 @@ mod tests {
             status: 204,
             ..Default::default()
         };
-        let (blob, len, sum) = r.encode().unwrap();
+        let (blob, len, sum) = enc(&r);
         assert_eq!(blob.len(), FIXED_OVERHEAD);
         assert_eq!(
             StoredResponse::decode_for(&blob, &body_ref(len, sum)),
@@ -245,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_blob_with_another_checksum_is_not_this_records() {
-        let (blob, len, sum) = sample().encode().unwrap();
+        let (blob, len, sum) = enc(&sample());
         assert_eq!(
             StoredResponse::decode_for(&blob, &body_ref(len, sum ^ 1)),
             Err(DecodeError::NotThisRecord)
@@ -258,7 +288,7 @@ mod tests {
             status: 200,
             ..sample()
         };
-        let (other_blob, _, _) = other.encode().unwrap();
+        let (other_blob, _, _) = enc(&other);
         assert_eq!(
             StoredResponse::decode_for(&other_blob, &body_ref(len, sum)),
             Err(DecodeError::NotThisRecord)
@@ -271,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_fails_the_checksum() {
-        let (mut blob, _, _) = sample().encode().unwrap();
+        let (mut blob, _, _) = enc(&sample());
         blob[10] ^= 0x40;
         assert_eq!(StoredResponse::decode(&blob), Err(DecodeError::Corrupt));
     }
@@ -294,7 +324,7 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
             let r = StoredResponse { status, headers, body };
-            let (blob, len, sum) = r.encode().unwrap();
+            let (blob, len, sum) = enc(&r);
             prop_assert_eq!(StoredResponse::decode_for(&blob, &body_ref(len, sum)), Ok(r));
         }
 

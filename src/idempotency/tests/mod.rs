@@ -3,6 +3,7 @@
 mod budget;
 mod classify;
 mod machine;
+mod machine_prop;
 
 use crate::config::{IdempotencyConfig, OnConcurrent, OnInternalError, RequestMatch};
 use std::time::Duration;
