@@ -1,0 +1,85 @@
+//! Did the upstream act? Mapping how a keyed request ended to released / unknown / stored.
+//!
+//! A proxy cannot always know whether the upstream executed a request, and the two mistakes
+//! are not equally bad: treating "maybe executed" as "not executed" lets the client's retry
+//! execute a second time (a double charge), while treating it as "executed" only makes the
+//! client wait for `lock_timeout`. So (SPEC §7):
+//!
+//! | how it ended | kind |
+//! |---|---|
+//! | levee rejected it before forwarding; the upstream was never connected; the client left before it was forwarded | **released** |
+//! | a status in `release_on` (default 408, 425, 429, 503: "not processed, try again") | **released** |
+//! | timeout, reset, 502, 504, the client left after it was forwarded | **unknown** |
+//! | any other answer (2xx, 3xx, other 4xx, 500, …) within `max_body_bytes` | **stored** |
+//! | any other answer over `max_body_bytes` | **too large** |
+//!
+//! A timeout is the seed's "succeeded but the response was lost": the payment went through,
+//! the answer did not. Releasing it would let the retry charge twice; keeping it locked until
+//! `lock_timeout` and then allowing a retake is the least bad choice a proxy has. `release_on`
+//! is checked first, so an operator who knows their upstream's 502s mean "not processed" can
+//! list 502 there.
+
+use crate::config::IdempotencyConfig;
+
+/// How a keyed request ended, as the host saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamResult {
+    /// levee answered itself before forwarding (rate limit, open circuit, `413`, …).
+    RejectedBeforeForwarding,
+    /// No connection (or stream) to the upstream was ever made: the request was not sent.
+    ConnectFailure,
+    /// The client went away before the request was forwarded.
+    ClientGoneBeforeForwarding,
+    /// The client went away after the request was forwarded (the upstream may be acting).
+    ClientGoneAfterForwarding,
+    /// No answer within the timeout.
+    Timeout,
+    /// The stream was reset before a complete answer.
+    Reset,
+    /// A complete answer; `body_bytes` is its body size (or any count above
+    /// `max_body_bytes` once buffering stopped).
+    Response { status: u16, body_bytes: u64 },
+}
+
+/// Which of the SPEC §7 outcomes applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Released,
+    Unknown,
+    Stored,
+    TooLarge,
+}
+
+impl OutcomeKind {
+    /// Metric / log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::Unknown => "unknown",
+            Self::Stored => "stored",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The outcome class of `result` under `cfg` (see the module table).
+pub fn classify(cfg: &IdempotencyConfig, result: UpstreamResult) -> OutcomeKind {
+    match result {
+        UpstreamResult::RejectedBeforeForwarding
+        | UpstreamResult::ConnectFailure
+        | UpstreamResult::ClientGoneBeforeForwarding => OutcomeKind::Released,
+        UpstreamResult::ClientGoneAfterForwarding
+        | UpstreamResult::Timeout
+        | UpstreamResult::Reset => OutcomeKind::Unknown,
+        UpstreamResult::Response { status, .. } if cfg.release_on.contains(&status) => {
+            OutcomeKind::Released
+        }
+        UpstreamResult::Response {
+            status: 502 | 504, ..
+        } => OutcomeKind::Unknown,
+        UpstreamResult::Response { body_bytes, .. } if body_bytes > cfg.max_body_bytes => {
+            OutcomeKind::TooLarge
+        }
+        UpstreamResult::Response { .. } => OutcomeKind::Stored,
+    }
+}
