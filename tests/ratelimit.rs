@@ -151,7 +151,7 @@ fn shaper_releases_at_the_leak_rate_and_rejects_beyond_max_delay() {
     let responses = burst(6, |_| send(envoy.port(), &Request::get("/shape").header("x-user", "u")));
     let (ok, limited) = statuses(&responses);
     assert_eq!((ok, limited), (4, 2), "immediate + three delayed (200/400/600 ms); 800 ms > max_delay");
-    let mut arrivals: Vec<Duration> = up.requests().iter().map(|r| r.arrived.duration_since(started)).collect();
+    let mut arrivals: Vec<Duration> = up.requests().iter().map(|r| r.at.duration_since(started)).collect();
     arrivals.sort();
     for pair in arrivals.windows(2) {
         let gap = pair[1] - pair[0];
@@ -228,7 +228,7 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_tracked_keys_exact() {
                 s.spawn(move || {
                     let mut c = Client::connect(port);
                     for i in (from + t..to).step_by(4) {
-                        let r = c.send(&Request::get("/flood").header("x-user", &format!("user-{i}")));
+                        let r = c.send(&Request::get("/flood").header("x-user", format!("user-{i}")));
                         assert_eq!(r.status, 200);
                     }
                 });

@@ -141,7 +141,7 @@ impl RequestFlow {
 
     /// While levee holds the request, body callbacks must hold it too (else Envoy lets it go).
     pub fn holds_request(&self) -> bool {
-        matches!(self.stage, Stage::New | Stage::Shaped)
+        matches!(self.stage, Stage::Shaped)
     }
 
     /// The upstream's response headers arrived (router mode): feed the breaker, and return
@@ -199,7 +199,7 @@ impl RequestFlow {
                 );
                 reply.headers.push(("retry-after".into(), retry_after_seconds(retry_after_ns).to_string()));
                 reply.headers.push(("x-levee-circuit".into(), "open".into()));
-                reply.headers.extend(self.response_headers.drain(..));
+                reply.headers.append(&mut self.response_headers);
                 self.answer(reply)
             }
         }
@@ -208,7 +208,7 @@ impl RequestFlow {
     fn static_fallback(&self, plugin: &Plugin, index: usize) -> Option<LocalReply> {
         let upstream = plugin.config.upstreams.get(index)?;
         upstream.fallback.iter().find_map(|entry| {
-            if !entry.methods.is_empty() && !entry.methods.iter().any(|m| *m == self.method) {
+            if !entry.methods.is_empty() && !entry.methods.contains(&self.method) {
                 return None;
             }
             match &entry.kind {

@@ -230,17 +230,25 @@ impl Envoy {
             .collect()
     }
 
-    /// One counter or gauge; 0 when absent.
+    /// One counter or gauge; 0 when absent. levee's own metrics (`levee_*`) are looked up
+    /// under Envoy's `wasmcustom.` prefix and must exist (levee defines every metric at
+    /// configure time), so a misspelt name fails the test instead of reading as 0.
     pub fn stat(&self, name: &str) -> u64 {
-        let filter = percent_encode(&format!("^{}$", regex_escape(name)));
+        let full = if name.starts_with("levee_") { format!("wasmcustom.{name}") } else { name.to_string() };
+        let filter = percent_encode(&format!("^{}$", regex_escape(&full)));
         let body = self
             .admin(&format!("/stats?filter={filter}"))
             .unwrap_or_default();
-        body.lines()
+        let value = body
+            .lines()
             .filter_map(|l| l.rsplit_once(": "))
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0)
+            .find(|(n, _)| *n == full)
+            .and_then(|(_, v)| v.trim().parse().ok());
+        match value {
+            Some(v) => v,
+            None if name.starts_with("levee_") => panic!("levee metric {name} is not defined; /stats says:\n{body}"),
+            None => 0,
+        }
     }
 
     /// Waits until stat `name` is at least `at_least`; returns its last value.
