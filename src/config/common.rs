@@ -1,15 +1,31 @@
 //! Validators shared by several blocks: names, methods, header maps, `match`, key lists and
 //! outcome classes. Each returns the validated value or an error at the exact JSON path.
 
+use super::defaults as d;
 use super::key_parts::{self, header_name, is_token_byte, HEADER_NAME_RULE};
 use super::raw::{quote, Raw};
 use super::reader::{err, index, Obj};
 use super::types::{KeyPart, OutcomeClass, RequestMatch};
 use super::ConfigError;
 
+/// The fields of a `match` block.
+pub(crate) const MATCH_FIELDS: &[&str] = &["path_prefix", "methods", "route_name", "headers"];
+
+/// The outcome classes `retry_on` and `failure_on` may name, besides status codes.
+pub(crate) const OUTCOME_CLASSES: &[(&str, OutcomeClass)] = &[
+    ("5xx", OutcomeClass::FiveXx),
+    ("gateway_error", OutcomeClass::GatewayError),
+    ("reset", OutcomeClass::Reset),
+    ("timeout", OutcomeClass::Timeout),
+    ("connect_failure", OutcomeClass::ConnectFailure),
+];
+
+/// The longest name (`rate_limits[].name`, `upstreams` keys).
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
 /// Checks a name used in metrics, logs, headers and shared-data keys: `[a-z0-9_-]{1,64}`.
 pub fn name(path: &str, s: &str) -> Result<String, ConfigError> {
-    let ok = (1..=64).contains(&s.len())
+    let ok = (1..=MAX_NAME_LEN).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(s.to_owned())
@@ -55,7 +71,7 @@ pub fn header_map(o: &Obj<'_>) -> Result<Vec<(String, String)>, ConfigError> {
 
 /// A `match` block; absent = every request.
 pub fn request_match(parent: &Obj<'_>, key: &str) -> Result<RequestMatch, ConfigError> {
-    let Some(o) = parent.obj(key, &["path_prefix", "methods", "route_name", "headers"])? else {
+    let Some(o) = parent.obj(key, MATCH_FIELDS)? else {
         return Ok(RequestMatch::default());
     };
     let path_prefix = match o.str("path_prefix")? {
@@ -104,16 +120,13 @@ pub fn outcome_classes(o: &Obj<'_>, key: &str, default: &[&str]) -> Result<Vec<O
     for (i, item) in items.iter().enumerate() {
         let path = index(&o.at(key), i);
         let class = match item {
-            Raw::Str(s) => match s.as_str() {
-                "5xx" => OutcomeClass::FiveXx,
-                "gateway_error" => OutcomeClass::GatewayError,
-                "reset" => OutcomeClass::Reset,
-                "timeout" => OutcomeClass::Timeout,
-                "connect_failure" => OutcomeClass::ConnectFailure,
-                other => match other.parse::<u16>() {
+            Raw::Str(s) => match OUTCOME_CLASSES.iter().find(|(name, _)| name == s) {
+                Some((_, class)) => *class,
+                None => match s.parse::<u16>() {
                     Ok(code) => OutcomeClass::Status(failure_status(&path, i128::from(code))?),
                     Err(_) => {
-                        return Err(err(&path, format!("{} is not an outcome (use 5xx, gateway_error, reset, timeout, connect_failure or a status such as 429)", quote(other))))
+                        let names: Vec<&str> = OUTCOME_CLASSES.iter().map(|(n, _)| *n).collect();
+                        return Err(err(&path, format!("{} is not an outcome (use {} or a status such as 429)", quote(s), names.join(", "))))
                     }
                 },
             },
@@ -132,7 +145,7 @@ pub fn outcome_classes(o: &Obj<'_>, key: &str, default: &[&str]) -> Result<Vec<O
 
 fn failure_status(path: &str, code: i128) -> Result<u16, ConfigError> {
     match u16::try_from(code) {
-        Ok(c) if (400..=599).contains(&c) => Ok(c),
+        Ok(c) if (d::MIN_FAILURE_STATUS..=d::MAX_STATUS).contains(&u64::from(c)) => Ok(c),
         _ => Err(err(path, format!("{code} is not a failure status (use 400..=599; a 1xx-3xx answer is a success)"))),
     }
 }

@@ -69,6 +69,7 @@ use std::time::Duration;
 pub const XFF_TRUSTED_HOPS: u32 = 0;
 pub const MAX_XFF_TRUSTED_HOPS: u64 = 16;
 pub const IPV6_PREFIX: u8 = 64;
+pub const MAX_IPV6_PREFIX: u64 = 128;
 pub const MAX_TRACKED_KEYS: u32 = 65_536;
 pub const MAX_MAX_TRACKED_KEYS: u64 = 16_777_216;
 
@@ -77,6 +78,13 @@ pub const MAX_SLIDING_LOG_LIMIT: u64 = 10_000;
 pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 pub const MAX_SHAPING_DELAY: Duration = Duration::from_secs(3_600);
 pub const RATE_LIMIT_STATUS: u16 = 429;
+
+/// The statuses that mean "not a success": rejections, `release_on`, status outcomes.
+pub const MIN_FAILURE_STATUS: u64 = 400;
+/// The largest HTTP status levee accepts anywhere.
+pub const MAX_STATUS: u64 = 599;
+/// The upper bound of plain counters (breaker thresholds and call counts, retry budget floor, queue items).
+pub const MAX_COUNT: u64 = 1_000_000;
 
 pub const IDEMPOTENCY_METHODS: [&str; 2] = ["POST", "PATCH"];
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -111,6 +119,7 @@ pub const FAILURE_RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HALF_OPEN_SUCCESSES: u32 = 3;
 pub const HALF_OPEN_MAX_IN_FLIGHT: u32 = 1;
+pub const MAX_HALF_OPEN: u64 = 1_000;
 pub const FAILURE_ON: [&str; 4] = ["5xx", "timeout", "reset", "connect_failure"];
 
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -119,4 +128,6 @@ pub const CACHE_MAX_TOTAL: u64 = 33_554_432;
 pub const MAX_STALE: Duration = Duration::from_secs(3_600);
 pub const QUEUE_MAX_ITEMS: u32 = 1_000;
 pub const QUEUE_MAX_BYTES: u64 = 16_777_216;
+pub const MAX_QUEUE_BYTES: u64 = 1_073_741_824;
 pub const STATIC_STATUS: u16 = 200;
+pub const MIN_STATIC_STATUS: u64 = 100;

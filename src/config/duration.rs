@@ -42,6 +42,11 @@ const UNITS: [(&str, u128); 8] = [
     ("d", 86_400_000_000_000),
 ];
 
+/// The unit suffixes [`parse`] accepts, for the JSON Schema's duration pattern.
+pub(crate) fn unit_names() -> impl Iterator<Item = &'static str> {
+    UNITS.iter().map(|(name, _)| *name)
+}
+
 /// Parses `"250ms"`, `"1.5s"`, `"0s"`, …; see the module docs for the grammar.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());

@@ -14,7 +14,7 @@ use super::reader::{err, index, int_value, Obj};
 use super::types::{IdempotencyConfig, OnConcurrent, OnInternalError};
 use super::ConfigError;
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "methods", "match", "header", "required", "scope", "ttl", "lock_timeout", "fingerprint",
     "on_concurrent", "release_on", "max_key_length", "max_body_bytes", "max_stored_bytes",
     "on_internal_error",
@@ -41,7 +41,7 @@ pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigErr
         Some(items) => {
             let mut out: Vec<u16> = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let code = int_value(item, &index(&o.at("release_on"), i), 400, 599,
+                let code = int_value(item, &index(&o.at("release_on"), i), d::MIN_FAILURE_STATUS, d::MAX_STATUS,
                     "only a 4xx/5xx answer can mean \"not processed\"; releasing after a success would allow a second execution")?;
                 if !out.contains(&(code as u16)) {
                     out.push(code as u16);

@@ -14,6 +14,7 @@ mod rate_limit;
 mod raw;
 mod reader;
 mod resilience;
+pub mod schema;
 pub mod types;
 mod upstream;
 
@@ -24,6 +25,12 @@ pub use effective::to_effective_json;
 pub use types::*;
 
 use reader::Obj;
+
+/// The fields of the top-level object, of `client_ip` and of `limits` (also read by [`schema`]).
+pub(crate) const TOP_FIELDS: &[&str] =
+    &["client_ip", "limits", "rate_limits", "rate_limit_headers", "idempotency", "upstreams", "routes"];
+pub(crate) const CLIENT_IP_FIELDS: &[&str] = &["xff_trusted_hops", "ipv6_prefix"];
+pub(crate) const LIMITS_FIELDS: &[&str] = &["max_tracked_keys"];
 
 /// A config that cannot be used, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,22 +57,18 @@ impl std::error::Error for ConfigError {}
 /// pass-through config (no rate limits, no idempotency, no upstreams, no routes).
 pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
     let raw = raw::read(json).map_err(|m| reader::err("", m))?;
-    let top = Obj::new(
-        &raw,
-        "",
-        &["client_ip", "limits", "rate_limits", "rate_limit_headers", "idempotency", "upstreams", "routes"],
-    )?;
+    let top = Obj::new(&raw, "", TOP_FIELDS)?;
 
-    let client_ip = match top.obj("client_ip", &["xff_trusted_hops", "ipv6_prefix"])? {
+    let client_ip = match top.obj("client_ip", CLIENT_IP_FIELDS)? {
         Some(c) => ClientIpConfig {
             xff_trusted_hops: c
                 .int("xff_trusted_hops", 0, defaults::MAX_XFF_TRUSTED_HOPS, "the number of proxies in front of Envoy that append to X-Forwarded-For")?
                 .map_or(defaults::XFF_TRUSTED_HOPS, |n| n as u32),
-            ipv6_prefix: c.int("ipv6_prefix", 1, 128, "")?.map_or(defaults::IPV6_PREFIX, |n| n as u8),
+            ipv6_prefix: c.int("ipv6_prefix", 1, defaults::MAX_IPV6_PREFIX, "")?.map_or(defaults::IPV6_PREFIX, |n| n as u8),
         },
         None => ClientIpConfig { xff_trusted_hops: defaults::XFF_TRUSTED_HOPS, ipv6_prefix: defaults::IPV6_PREFIX },
     };
-    let limits = match top.obj("limits", &["max_tracked_keys"])? {
+    let limits = match top.obj("limits", LIMITS_FIELDS)? {
         Some(l) => Limits {
             max_tracked_keys: l
                 .int("max_tracked_keys", 1, defaults::MAX_MAX_TRACKED_KEYS, "slots per table; each slot costs shared memory")?

@@ -12,7 +12,7 @@ use super::types::{Algorithm, Mode, OnInternalError, RateLimitConfig};
 use super::ConfigError;
 use std::time::Duration;
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "name", "match", "key", "algorithm", "limit", "window", "burst", "max_delay", "mode", "status",
     "on_internal_error",
 ];
@@ -84,7 +84,7 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
         Some(m) => m,
         None => Duration::ZERO,
     };
-    let status = o.int("status", 400, 599, "a rejection must be a 4xx or 5xx status")?;
+    let status = o.int("status", d::MIN_FAILURE_STATUS, d::MAX_STATUS, "a rejection must be a 4xx or 5xx status")?;
     Ok(RateLimitConfig {
         name,
         matcher: request_match(o, "match")?,

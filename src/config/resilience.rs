@@ -12,14 +12,17 @@ use super::types::{BreakerConfig, FailureRate, Jitter, NonIdempotent, RetryBudge
 use super::ConfigError;
 use std::time::Duration;
 
-const RETRY_FIELDS: &[&str] = &[
+pub(crate) const RETRY_FIELDS: &[&str] = &[
     "max_retries", "base_delay", "max_delay", "jitter", "deadline", "retry_on", "respect_retry_after",
     "budget", "non_idempotent",
 ];
-const BREAKER_FIELDS: &[&str] = &[
+pub(crate) const BREAKER_FIELDS: &[&str] = &[
     "failure_threshold", "failure_rate", "slow_call", "reset_timeout", "half_open_successes",
     "half_open_max_in_flight", "failure_on",
 ];
+
+pub(crate) const BUDGET_FIELDS: &[&str] = &["ratio", "min_per_second"];
+pub(crate) const FAILURE_RATE_FIELDS: &[&str] = &["threshold", "minimum_calls", "window"];
 
 pub const JITTERS: &[(&str, Jitter)] = &[
     ("full", Jitter::Full),
@@ -48,7 +51,7 @@ pub fn retry(raw: &Raw, path: &str, timeout: Duration) -> Result<RetryConfig, Co
     }
     let attempts = max_retries.saturating_add(1);
     let deadline = positive(&o, "deadline")?.unwrap_or_else(|| timeout.saturating_mul(attempts));
-    let budget = match o.obj("budget", &["ratio", "min_per_second"])? {
+    let budget = match o.obj("budget", BUDGET_FIELDS)? {
         None => None,
         Some(b) => {
             let ratio = b.number("ratio")?.unwrap_or(d::BUDGET_RATIO);
@@ -57,7 +60,7 @@ pub fn retry(raw: &Raw, path: &str, timeout: Duration) -> Result<RetryConfig, Co
                     "{ratio} is out of range (use a fraction in (0, 1]: 0.2 lets retries add at most 20% to the request rate)"
                 )));
             }
-            let min_per_second = b.int("min_per_second", 0, 1_000_000, "")?.map_or(d::BUDGET_MIN_PER_SECOND, |n| n as u32);
+            let min_per_second = b.int("min_per_second", 0, d::MAX_COUNT, "")?.map_or(d::BUDGET_MIN_PER_SECOND, |n| n as u32);
             Some(RetryBudget { ratio, min_per_second })
         }
     };
@@ -76,7 +79,7 @@ pub fn retry(raw: &Raw, path: &str, timeout: Duration) -> Result<RetryConfig, Co
 
 pub fn circuit_breaker(raw: &Raw, path: &str) -> Result<BreakerConfig, ConfigError> {
     let o = Obj::new(raw, path, BREAKER_FIELDS)?;
-    let failure_rate = match o.obj("failure_rate", &["threshold", "minimum_calls", "window"])? {
+    let failure_rate = match o.obj("failure_rate", FAILURE_RATE_FIELDS)? {
         None => None,
         Some(r) => {
             let threshold = r.number("threshold")?.unwrap_or(d::FAILURE_RATE_THRESHOLD);
@@ -87,13 +90,13 @@ pub fn circuit_breaker(raw: &Raw, path: &str) -> Result<BreakerConfig, ConfigErr
             }
             Some(FailureRate {
                 threshold,
-                minimum_calls: r.int("minimum_calls", 1, 1_000_000, "")?.map_or(d::FAILURE_RATE_MINIMUM_CALLS, |n| n as u32),
+                minimum_calls: r.int("minimum_calls", 1, d::MAX_COUNT, "")?.map_or(d::FAILURE_RATE_MINIMUM_CALLS, |n| n as u32),
                 window: positive(&r, "window")?.unwrap_or(d::FAILURE_RATE_WINDOW),
             })
         }
     };
     let failure_threshold = o
-        .int("failure_threshold", 0, 1_000_000, "0 turns the consecutive-failure rule off")?
+        .int("failure_threshold", 0, d::MAX_COUNT, "0 turns the consecutive-failure rule off")?
         .map_or(d::FAILURE_THRESHOLD, |n| n as u32);
     if failure_threshold == 0 && failure_rate.is_none() {
         return Err(err(&o.at("failure_threshold"), "is 0 and there is no failure_rate: nothing could open the breaker (set one of them)"));
@@ -103,9 +106,9 @@ pub fn circuit_breaker(raw: &Raw, path: &str) -> Result<BreakerConfig, ConfigErr
         failure_rate,
         slow_call: positive(&o, "slow_call")?,
         reset_timeout: positive(&o, "reset_timeout")?.unwrap_or(d::RESET_TIMEOUT),
-        half_open_successes: o.int("half_open_successes", 1, 1000, "")?.map_or(d::HALF_OPEN_SUCCESSES, |n| n as u32),
+        half_open_successes: o.int("half_open_successes", 1, d::MAX_HALF_OPEN, "")?.map_or(d::HALF_OPEN_SUCCESSES, |n| n as u32),
         half_open_max_in_flight: o
-            .int("half_open_max_in_flight", 1, 1000, "")?
+            .int("half_open_max_in_flight", 1, d::MAX_HALF_OPEN, "")?
             .map_or(d::HALF_OPEN_MAX_IN_FLIGHT, |n| n as u32),
         failure_on: outcome_classes(&o, "failure_on", &d::FAILURE_ON)?,
     })

@@ -15,11 +15,18 @@ use super::resilience::{circuit_breaker, retry};
 use super::types::{CacheConfig, FallbackEntry, FallbackKind, Forward, RequestMatch, RouteConfig, UpstreamConfig};
 use super::ConfigError;
 
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "forward", "cluster", "authority", "timeout", "max_body_bytes", "retry", "circuit_breaker", "cache",
     "fallback",
 ];
-const FALLBACK_KINDS: &[&str] = &["stale_cache", "cluster", "queue", "static"];
+pub(crate) const CACHE_FIELDS: &[&str] = &["ttl", "max_body_bytes", "max_total_bytes", "key"];
+/// A fallback entry holds exactly one of these, plus optional `methods`.
+pub(crate) const FALLBACK_KINDS: &[&str] = &["stale_cache", "cluster", "queue", "static"];
+pub(crate) const FALLBACK_FIELDS: &[&str] = &["stale_cache", "cluster", "queue", "static", "methods"];
+pub(crate) const STALE_CACHE_FIELDS: &[&str] = &["max_stale"];
+pub(crate) const QUEUE_FIELDS: &[&str] = &["max_items", "max_bytes"];
+pub(crate) const STATIC_FIELDS: &[&str] = &["status", "headers", "body"];
+pub(crate) const ROUTE_FIELDS: &[&str] = &["match", "upstream"];
 
 pub const FORWARDS: &[(&str, Forward)] = &[("router", Forward::Router), ("callout", Forward::Callout)];
 
@@ -48,7 +55,7 @@ fn upstream(key: &str, raw: &Raw, path: &str) -> Result<UpstreamConfig, ConfigEr
         Some(r) => Some(retry(r, &o.at("retry"), timeout)?),
         None => None,
     };
-    let cache = match o.obj("cache", &["ttl", "max_body_bytes", "max_total_bytes", "key"])? {
+    let cache = match o.obj("cache", CACHE_FIELDS)? {
         Some(c) => Some(cache(&c)?),
         None => None,
     };
@@ -107,7 +114,7 @@ fn fallbacks(items: &[Raw], up: &Obj<'_>, cluster: Option<&str>, has_cache: bool
                 "can never run: {path}[{j}] is a static fallback for every method (move this entry before it, or give that one \"methods\")"
             )));
         }
-        let o = Obj::new(item, &at, &["stale_cache", "cluster", "queue", "static", "methods"])?;
+        let o = Obj::new(item, &at, FALLBACK_FIELDS)?;
         let kinds: Vec<&str> = FALLBACK_KINDS.iter().copied().filter(|k| o.get(k).is_some()).collect();
         let kind = match kinds.as_slice() {
             [one] => *one,
@@ -115,7 +122,7 @@ fn fallbacks(items: &[Raw], up: &Obj<'_>, cluster: Option<&str>, has_cache: bool
         };
         let kind = match kind {
             "stale_cache" => {
-                let s = o.obj("stale_cache", &["max_stale"])?;
+                let s = o.obj("stale_cache", STALE_CACHE_FIELDS)?;
                 if !has_cache {
                     return Err(err(&o.at("stale_cache"), format!("needs {} (stale answers come from the cache: add \"cache\": {{}})", up.at("cache"))));
                 }
@@ -133,12 +140,12 @@ fn fallbacks(items: &[Raw], up: &Obj<'_>, cluster: Option<&str>, has_cache: bool
                 FallbackKind::Cluster { cluster: secondary }
             }
             "queue" => {
-                let q = o.obj("queue", &["max_items", "max_bytes"])?;
+                let q = o.obj("queue", QUEUE_FIELDS)?;
                 if cluster.is_none() {
                     return Err(err(&o.at("queue"), format!("needs {} (the Envoy cluster queued requests are delivered to)", up.at("cluster"))));
                 }
                 let (items, bytes) = match &q {
-                    Some(q) => (q.int("max_items", 1, 1_000_000, "")?, q.int("max_bytes", 1, 1_073_741_824, "")?),
+                    Some(q) => (q.int("max_items", 1, d::MAX_COUNT, "")?, q.int("max_bytes", 1, d::MAX_QUEUE_BYTES, "")?),
                     None => (None, None),
                 };
                 FallbackKind::Queue {
@@ -159,7 +166,7 @@ fn fallbacks(items: &[Raw], up: &Obj<'_>, cluster: Option<&str>, has_cache: bool
 }
 
 fn static_answer(o: &Obj<'_>) -> Result<FallbackKind, ConfigError> {
-    let s = o.obj("static", &["status", "headers", "body"])?;
+    let s = o.obj("static", STATIC_FIELDS)?;
     let Some(s) = s else {
         return Ok(FallbackKind::Static { status: d::STATIC_STATUS, headers: Vec::new(), body: Vec::new() });
     };
@@ -168,7 +175,7 @@ fn static_answer(o: &Obj<'_>) -> Result<FallbackKind, ConfigError> {
         None => Vec::new(),
     };
     Ok(FallbackKind::Static {
-        status: s.int("status", 100, 599, "")?.map_or(d::STATIC_STATUS, |n| n as u16),
+        status: s.int("status", d::MIN_STATIC_STATUS, d::MAX_STATUS, "")?.map_or(d::STATIC_STATUS, |n| n as u16),
         headers,
         body: s.str("body")?.unwrap_or_default().as_bytes().to_vec(),
     })
@@ -182,7 +189,7 @@ pub fn routes(items: &[Raw], path: &str, ups: &[UpstreamConfig]) -> Result<Vec<R
         if let Some(j) = out.iter().position(|r| r.matcher == RequestMatch::default()) {
             return Err(err(&at, format!("can never match: {path}[{j}] matches every request and the first matching route wins (reorder, or give it a \"match\")")));
         }
-        let o = Obj::new(item, &at, &["match", "upstream"])?;
+        let o = Obj::new(item, &at, ROUTE_FIELDS)?;
         let target = o
             .str("upstream")?
             .ok_or_else(|| err(&at, "missing field \"upstream\" (the name of an entry in \"upstreams\")"))?;

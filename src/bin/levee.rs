@@ -1,0 +1,88 @@
+//! `levee`: the offline companion of the filter, built by the same crate so it runs the very
+//! validator `on_configure` runs.
+//!
+//! - `levee check CONFIG.json` — prints `ok` and the effective config (every default filled in)
+//!   and exits 0; or prints the one line Envoy would log when refusing the config
+//!   (`levee config: <json path>: <what is wrong and how to fix it>`) and exits 1.
+//! - `levee schema` — prints the JSON Schema of the config (committed as `schema/levee.schema.json`).
+//!
+//! Exit codes: 0 valid, 1 invalid config, 2 usage error or unreadable file.
+//!
+//! Native only. Built for `wasm32-wasip1` this binary would be written to
+//! `target/wasm32-wasip1/release/levee.wasm` — the very path of the filter (cargo warns
+//! "output filename collision" and the WASI command wins), so a wasm build without `--lib` is
+//! refused here instead of silently shipping a CLI to Envoy.
+
+#[cfg(target_arch = "wasm32")]
+compile_error!(
+    "the `levee` CLI is native-only and its wasm output would overwrite levee.wasm: \
+     build the filter with `cargo build --release --target wasm32-wasip1 --lib`"
+);
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+levee — offline tools for the levee Envoy filter
+
+USAGE:
+    levee check <config.json>   validate a plugin config as Envoy would; print the effective config
+    levee schema                print the JSON Schema (draft 2020-12) of the plugin config
+    levee --help                print this help
+
+`check` exits 0 if the config is valid, 1 if Envoy would refuse it (printing the same error
+line Envoy would log), 2 on a usage error or an unreadable file. Use `-` to read stdin.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["check", file] => check(file),
+        ["schema"] => {
+            print!("{}", levee::config::schema::json_schema_pretty());
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(file: &str) -> ExitCode {
+    let read = if file == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(file)
+    };
+    let bytes = match read {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("levee: cannot read {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match levee::config::parse(&bytes) {
+        Ok(cfg) => {
+            let effective = levee::config::to_effective_json(&cfg);
+            println!("ok");
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&effective).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The `levee` binary as an operator runs it: `check` on a good and a bad file, `schema`,
+//! `--help`, and the exit codes scripts rely on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn levee(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Writes `text` to a file unique to this test and returns its path.
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("levee-cli-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_prints_ok_and_the_effective_config_with_defaults() {
+    let path = config_file(
+        "good",
+        r#"{"rate_limits": [{"name": "per-ip", "key": ["client_ip"], "limit": 5, "window": "1s"}]}"#,
+    );
+    let out = levee(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert_eq!(first, "ok");
+    let effective: serde_json::Value = serde_json::from_str(rest).unwrap();
+    assert_eq!(effective["rate_limits"][0]["algorithm"], "token_bucket");
+    assert_eq!(effective["rate_limits"][0]["burst"], 5);
+    assert_eq!(effective["client_ip"]["ipv6_prefix"], 64);
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn check_prints_the_line_envoy_would_log_and_exits_1() {
+    let doc = r#"{"rate_limits": [{"name": "a", "limit": 1, "window": "1s"}, {"name": "b", "limit": 1, "window": "10 parsecs"}]}"#;
+    let path = config_file("bad", doc);
+    let out = levee(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "levee config: rate_limits[1].window: \"10 parsecs\" is not a duration (use e.g. \"500ms\", \"1m\")\n"
+    );
+    assert_eq!(stdout(&out), "");
+    // The very line the filter returns from `on_configure`.
+    assert_eq!(
+        stderr(&out).trim_end(),
+        levee::config::parse(doc.as_bytes())
+            .unwrap_err()
+            .to_string()
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn check_of_a_missing_file_is_a_usage_error() {
+    let out = levee(&["check", "/nonexistent/levee.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("levee: cannot read /nonexistent/levee.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let out = levee(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), levee::config::schema::json_schema_pretty());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}
+
+#[test]
+fn help_and_bad_usage() {
+    let help = levee(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("levee check <config.json>"));
+    let none = levee(&[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("USAGE"));
+}
