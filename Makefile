@@ -32,7 +32,7 @@ wasm-target:
 
 ## build: levee.wasm at target/wasm32-wasip1/release/levee.wasm
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET) --lib
 	@ls -l $(LEVEE_WASM)
 
 ## noop: the empty filter the harness self-test and the benchmark load
@@ -69,7 +69,7 @@ test: envoy build noop
 ## lint: clippy (native and wasm, levee and the noop filter) and rustfmt, warnings are errors
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --manifest-path $(NOOP_MANIFEST) --target-dir target -- -D warnings
 	cargo fmt --check
 	cargo fmt --check --manifest-path $(NOOP_MANIFEST)

@@ -16,7 +16,12 @@ pub enum RateLimitEvent {
 }
 
 impl RateLimitEvent {
-    pub const ALL: [RateLimitEvent; 4] = [Self::Allowed, Self::Rejected, Self::ShadowRejected, Self::Delayed];
+    pub const ALL: [RateLimitEvent; 4] = [
+        Self::Allowed,
+        Self::Rejected,
+        Self::ShadowRejected,
+        Self::Delayed,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Self::Allowed => "allowed",

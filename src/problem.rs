@@ -76,7 +76,9 @@ impl ProblemKind {
         match self {
             Self::RateLimited => "levee_rate_limited",
             Self::CircuitOpen => "levee_circuit_open",
-            Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid => "levee_idempotency_bad_key",
+            Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid => {
+                "levee_idempotency_bad_key"
+            }
             Self::IdempotencyConflict => "levee_idempotency_conflict",
             Self::IdempotencyMismatch => "levee_idempotency_mismatch",
             Self::IdempotencyCompleted => "levee_idempotency_completed",
@@ -105,7 +107,10 @@ impl ProblemKind {
 /// JSON strings after the standard ones.
 pub fn problem(kind: ProblemKind, status: u16, detail: &str, extra: &[(&str, &str)]) -> LocalReply {
     let mut doc = serde_json::Map::new();
-    doc.insert("type".into(), format!("https://levee.dev/problems/{}", kind.slug()).into());
+    doc.insert(
+        "type".into(),
+        format!("https://levee.dev/problems/{}", kind.slug()).into(),
+    );
     doc.insert("title".into(), kind.title().into());
     doc.insert("status".into(), status.into());
     doc.insert("detail".into(), detail.into());
@@ -133,14 +138,21 @@ mod tests {
 
     #[test]
     fn problem_body_is_rfc9457_json_naming_the_limit() {
-        let r = problem(ProblemKind::RateLimited, 429, "limit per-user exceeded", &[("limit", "per-user")]);
+        let r = problem(
+            ProblemKind::RateLimited,
+            429,
+            "limit per-user exceeded",
+            &[("limit", "per-user")],
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["status"], 429);
         assert_eq!(v["limit"], "per-user");
         assert_eq!(v["type"], "https://levee.dev/problems/rate-limited");
         assert_eq!(r.details, "levee_rate_limited");
         assert_eq!(r.grpc_status, Some(GRPC_RESOURCE_EXHAUSTED));
-        assert!(r.headers.contains(&("content-type".into(), "application/problem+json".into())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/problem+json".into())));
     }
 
     #[test]

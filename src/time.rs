@@ -22,10 +22,13 @@ pub struct FakeClock {
 
 impl FakeClock {
     pub fn at(now: UnixNanos) -> Self {
-        Self { now: Cell::new(now) }
+        Self {
+            now: Cell::new(now),
+        }
     }
     pub fn advance(&self, by: std::time::Duration) {
-        self.now.set(self.now.get().saturating_add(duration_nanos(by)));
+        self.now
+            .set(self.now.get().saturating_add(duration_nanos(by)));
     }
     pub fn set(&self, now: UnixNanos) {
         self.now.set(now);

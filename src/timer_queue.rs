@@ -123,7 +123,11 @@ impl TimerQueue {
 /// The tick period to ask the host for: the time until `next`, at least 1 ms (the host's
 /// granularity), or `None` (ticking off) when nothing waits.
 pub fn tick_period_ms(next: Option<UnixNanos>, now: UnixNanos) -> Option<u64> {
-    next.map(|at| at.saturating_sub(now).div_ceil(crate::time::NANOS_PER_MILLI).max(1))
+    next.map(|at| {
+        at.saturating_sub(now)
+            .div_ceil(crate::time::NANOS_PER_MILLI)
+            .max(1)
+    })
 }
 
 #[cfg(test)]
@@ -163,7 +167,13 @@ mod tests {
         q.schedule(7, TimerPurpose::BodyGuard, 50);
         q.schedule(7, TimerPurpose::Release, 100);
         q.cancel(7, TimerPurpose::BodyGuard);
-        assert_eq!(q.pop_due(1_000), vec![Fired { context: 7, purpose: TimerPurpose::Release }]);
+        assert_eq!(
+            q.pop_due(1_000),
+            vec![Fired {
+                context: 7,
+                purpose: TimerPurpose::Release
+            }]
+        );
     }
 
     #[test]

@@ -22,14 +22,26 @@ fn options(config: &str, up: &Upstream) -> EnvoyOptions {
 fn bad_configs_are_refused_by_envoy_with_the_json_path_named() {
     let up = Upstream::start();
     let cases = [
-        (r#"{"rate_limits":[{"name":"a","key":[],"algorithm":"token_bucket","limit":5,"window":"10 parsecs"}]}"#,
-         "rate_limits[0].window"),
-        (r#"{"rate_limits":[{"name":"a","key":[],"algorithm":"token_bucket","limt":5,"window":"1s"}]}"#,
-         "limt"),
-        (r#"{"limits":{"max_tracked_keys":"many"}}"#, "limits.max_tracked_keys"),
-        (r#"{"rate_limits":[{"name":"a","key":["cookie:x"],"algorithm":"fixed_window","limit":5,"window":"1s"}]}"#,
-         "rate_limits[0].key[0]"),
-        (r#"{"routes":[{"match":{"path_prefix":"/"},"upstream":"nowhere"}]}"#, "routes[0].upstream"),
+        (
+            r#"{"rate_limits":[{"name":"a","key":[],"algorithm":"token_bucket","limit":5,"window":"10 parsecs"}]}"#,
+            "rate_limits[0].window",
+        ),
+        (
+            r#"{"rate_limits":[{"name":"a","key":[],"algorithm":"token_bucket","limt":5,"window":"1s"}]}"#,
+            "limt",
+        ),
+        (
+            r#"{"limits":{"max_tracked_keys":"many"}}"#,
+            "limits.max_tracked_keys",
+        ),
+        (
+            r#"{"rate_limits":[{"name":"a","key":["cookie:x"],"algorithm":"fixed_window","limit":5,"window":"1s"}]}"#,
+            "rate_limits[0].key[0]",
+        ),
+        (
+            r#"{"routes":[{"match":{"path_prefix":"/"},"upstream":"nowhere"}]}"#,
+            "routes[0].upstream",
+        ),
         (r#"not json"#, "levee config"),
     ];
     for (config, named) in cases {
@@ -41,7 +53,10 @@ fn bad_configs_are_refused_by_envoy_with_the_json_path_named() {
             .lines()
             .find(|l| l.contains("levee config"))
             .unwrap_or_else(|| panic!("no levee config error line for {config}; log:\n{err}"));
-        assert!(line.contains(named), "error line does not name {named}: {line}");
+        assert!(
+            line.contains(named),
+            "error line does not name {named}: {line}"
+        );
     }
 }
 
@@ -57,7 +72,10 @@ fn an_empty_config_passes_traffic_through_untouched() {
     );
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-from-upstream").as_deref(), Some("yes"));
-    assert!(r.headers.iter().all(|(k, _)| !k.starts_with("x-ratelimit") && !k.starts_with("x-levee")));
+    assert!(r
+        .headers
+        .iter()
+        .all(|(k, _)| !k.starts_with("x-ratelimit") && !k.starts_with("x-levee")));
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "POST");
@@ -75,11 +93,20 @@ fn a_held_request_is_released_on_time_by_the_timer_queue() {
     let first = send(envoy.port(), &Request::get("/a"));
     assert_eq!(first.status, 200);
     let started = Instant::now();
-    let second = send(envoy.port(), &Request::post("/a", b"body while held".to_vec()));
+    let second = send(
+        envoy.port(),
+        &Request::post("/a", b"body while held".to_vec()),
+    );
     let waited = started.elapsed();
     assert_eq!(second.status, 200);
-    assert!(waited >= Duration::from_millis(400), "held for the emission interval, got {waited:?}");
-    assert!(waited < Duration::from_millis(1_500), "released on time, got {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "held for the emission interval, got {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(1_500),
+        "released on time, got {waited:?}"
+    );
     assert_eq!(up.requests()[1].body, b"body while held");
     assert_eq!(envoy.stat("levee_held_requests"), 0);
 }
@@ -91,11 +118,26 @@ fn a_client_that_disconnects_while_held_leaves_nothing_behind() {
     let envoy = Envoy::start(options(config, &up));
     assert_eq!(send(envoy.port(), &Request::get("/a")).status, 200);
     // The next request would be held ~1 s; its client goes away after 200 ms.
-    send_and_disconnect_after(envoy.port(), &Request::get("/gone"), Duration::from_millis(200));
+    send_and_disconnect_after(
+        envoy.port(),
+        &Request::get("/gone"),
+        Duration::from_millis(200),
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(envoy.stat("levee_held_requests"), 0, "the held request was forgotten at once");
+    assert_eq!(
+        envoy.stat("levee_held_requests"),
+        0,
+        "the held request was forgotten at once"
+    );
     std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(up.count(), 1, "the abandoned request never reached the upstream");
+    assert_eq!(
+        up.count(),
+        1,
+        "the abandoned request never reached the upstream"
+    );
     let log = envoy.log();
-    assert!(!log.contains("panicked") && !log.contains("wasm_fail_stream"), "{log}");
+    assert!(
+        !log.contains("panicked") && !log.contains("wasm_fail_stream"),
+        "{log}"
+    );
 }

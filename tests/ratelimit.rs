@@ -20,7 +20,12 @@ fn start(config: serde_json::Value) -> (Upstream, Envoy) {
     (up, envoy)
 }
 
-fn one_limit(algorithm: &str, limit: u64, window: &str, extra: serde_json::Value) -> serde_json::Value {
+fn one_limit(
+    algorithm: &str,
+    limit: u64,
+    window: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
     let mut l = serde_json::json!({
         "name": "per-user", "key": ["header:x-user"], "algorithm": algorithm,
         "limit": limit, "window": window
@@ -36,29 +41,59 @@ fn one_limit(algorithm: &str, limit: u64, window: &str, extra: serde_json::Value
 fn statuses(responses: &[Response]) -> (usize, usize) {
     let ok = responses.iter().filter(|r| r.status == 200).count();
     let limited = responses.iter().filter(|r| r.status == 429).count();
-    assert_eq!(ok + limited, responses.len(), "unexpected statuses: {:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        ok + limited,
+        responses.len(),
+        "unexpected statuses: {:?}",
+        responses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     (ok, limited)
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[test]
 fn every_algorithm_admits_exactly_its_bound_of_a_concurrent_burst_per_key() {
-    for algorithm in ["fixed_window", "sliding_window_log", "sliding_window_counter", "token_bucket", "leaky_bucket"] {
+    for algorithm in [
+        "fixed_window",
+        "sliding_window_log",
+        "sliding_window_counter",
+        "token_bucket",
+        "leaky_bucket",
+    ] {
         let (up, envoy) = start(one_limit(algorithm, 10, "1h", serde_json::json!({})));
         for round in 0..3 {
             let user = format!("{algorithm}-{round}");
-            let responses = burst(48, |_| send(envoy.port(), &Request::get("/burst").header("x-user", &user)));
+            let responses = burst(48, |_| {
+                send(
+                    envoy.port(),
+                    &Request::get("/burst").header("x-user", &user),
+                )
+            });
             let (ok, limited) = statuses(&responses);
             assert_eq!((ok, limited), (10, 38), "{algorithm} round {round}");
-            assert_eq!(up.count_for("x-user", &user), 10, "{algorithm}: upstream saw more than the limit");
+            assert_eq!(
+                up.count_for("x-user", &user),
+                10,
+                "{algorithm}: upstream saw more than the limit"
+            );
         }
         // Another key is untouched by the exhausted ones.
-        let r = send(envoy.port(), &Request::get("/burst").header("x-user", "fresh"));
+        let r = send(
+            envoy.port(),
+            &Request::get("/burst").header("x-user", "fresh"),
+        );
         assert_eq!(r.status, 200, "{algorithm}: another key was affected");
-        assert_eq!(envoy.stat("levee_ratelimit.per-user.rejected"), 3 * 38, "{algorithm}");
+        assert_eq!(
+            envoy.stat("levee_ratelimit.per-user.rejected"),
+            3 * 38,
+            "{algorithm}"
+        );
         assert_eq!(envoy.stat("levee_internal_errors"), 0, "{algorithm}");
     }
 }
@@ -72,33 +107,59 @@ fn a_rejection_is_429_problem_json_with_retry_after_and_headers() {
     assert_eq!(first.header("x-ratelimit-remaining").as_deref(), Some("1"));
     let reset: u64 = first.header("x-ratelimit-reset").unwrap().parse().unwrap();
     let hour_end = (unix_now() as u64 / 3600 + 1) * 3600;
-    assert_eq!(reset, hour_end, "fixed window Reset is the end of the epoch-aligned window");
+    assert_eq!(
+        reset, hour_end,
+        "fixed window Reset is the end of the epoch-aligned window"
+    );
     send(envoy.port(), &Request::get("/h").header("x-user", "u"));
     let limited = send(envoy.port(), &Request::get("/h").header("x-user", "u"));
     assert_eq!(limited.status, 429);
-    assert_eq!(limited.header("content-type").as_deref(), Some("application/problem+json"));
+    assert_eq!(
+        limited.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
     let body: serde_json::Value = serde_json::from_slice(&limited.body).unwrap();
     assert_eq!(body["limit"], "per-user");
     assert_eq!(body["status"], 429);
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     let expected = hour_end as f64 - unix_now();
-    assert!((retry_after as f64 - expected).abs() <= 2.0, "retry-after {retry_after} vs {expected}");
-    assert_eq!(limited.header("x-ratelimit-remaining").as_deref(), Some("0"));
+    assert!(
+        (retry_after as f64 - expected).abs() <= 2.0,
+        "retry-after {retry_after} vs {expected}"
+    );
+    assert_eq!(
+        limited.header("x-ratelimit-remaining").as_deref(),
+        Some("0")
+    );
 }
 
 #[test]
 fn custom_status_and_ietf_headers() {
-    let mut cfg = one_limit("token_bucket", 1, "1m", serde_json::json!({ "status": 503 }));
+    let mut cfg = one_limit(
+        "token_bucket",
+        1,
+        "1m",
+        serde_json::json!({ "status": 503 }),
+    );
     cfg["rate_limit_headers"] = "ietf".into();
     let (_up, envoy) = start(cfg);
     let ok = send(envoy.port(), &Request::get("/i").header("x-user", "u"));
-    assert_eq!(ok.header("ratelimit-policy").as_deref(), Some("\"per-user\";q=1;w=60"));
-    assert!(ok.header("ratelimit").unwrap().starts_with("\"per-user\";r=0;t="));
+    assert_eq!(
+        ok.header("ratelimit-policy").as_deref(),
+        Some("\"per-user\";q=1;w=60")
+    );
+    assert!(ok
+        .header("ratelimit")
+        .unwrap()
+        .starts_with("\"per-user\";r=0;t="));
     assert!(ok.header("x-ratelimit-limit").is_none());
     let limited = send(envoy.port(), &Request::get("/i").header("x-user", "u"));
     assert_eq!(limited.status, 503);
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
-    assert!((59..=60).contains(&retry_after), "one token per minute: {retry_after}");
+    assert!(
+        (59..=60).contains(&retry_after),
+        "one token per minute: {retry_after}"
+    );
 }
 
 #[test]
@@ -123,14 +184,22 @@ fn fixed_window_resets_at_the_epoch_aligned_boundary() {
     }
     let limited = get();
     assert_eq!(limited.status, 429);
-    assert_eq!(limited.header("x-ratelimit-reset").unwrap(), format!("{}", next_boundary as u64 + 2));
+    assert_eq!(
+        limited.header("x-ratelimit-reset").unwrap(),
+        format!("{}", next_boundary as u64 + 2)
+    );
     std::thread::sleep(Duration::from_secs_f64(next_boundary + 2.05 - unix_now()));
     assert_eq!(get().status, 200, "a new window admits again");
 }
 
 #[test]
 fn sliding_window_counter_weights_the_previous_window() {
-    let (_up, envoy) = start(one_limit("sliding_window_counter", 10, "4s", serde_json::json!({})));
+    let (_up, envoy) = start(one_limit(
+        "sliding_window_counter",
+        10,
+        "4s",
+        serde_json::json!({}),
+    ));
     let now = unix_now();
     let boundary = (now / 4.0).floor() * 4.0 + 4.0;
     std::thread::sleep(Duration::from_secs_f64(boundary - now + 0.1));
@@ -145,26 +214,52 @@ fn sliding_window_counter_weights_the_previous_window() {
 
 #[test]
 fn shaper_releases_at_the_leak_rate_and_rejects_beyond_max_delay() {
-    let cfg = one_limit("leaky_bucket", 5, "1s", serde_json::json!({ "burst": 1, "max_delay": "700ms" }));
+    let cfg = one_limit(
+        "leaky_bucket",
+        5,
+        "1s",
+        serde_json::json!({ "burst": 1, "max_delay": "700ms" }),
+    );
     let (up, envoy) = start(cfg);
     let started = Instant::now();
-    let responses = burst(6, |_| send(envoy.port(), &Request::get("/shape").header("x-user", "u")));
+    let responses = burst(6, |_| {
+        send(envoy.port(), &Request::get("/shape").header("x-user", "u"))
+    });
     let (ok, limited) = statuses(&responses);
-    assert_eq!((ok, limited), (4, 2), "immediate + three delayed (200/400/600 ms); 800 ms > max_delay");
-    let mut arrivals: Vec<Duration> = up.requests().iter().map(|r| r.at.duration_since(started)).collect();
+    assert_eq!(
+        (ok, limited),
+        (4, 2),
+        "immediate + three delayed (200/400/600 ms); 800 ms > max_delay"
+    );
+    let mut arrivals: Vec<Duration> = up
+        .requests()
+        .iter()
+        .map(|r| r.at.duration_since(started))
+        .collect();
     arrivals.sort();
     for pair in arrivals.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(180), "released requests spaced at T=200ms, got {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(180),
+            "released requests spaced at T=200ms, got {gap:?}"
+        );
     }
-    assert!(arrivals[3] < Duration::from_millis(1_500), "held no longer than needed: {arrivals:?}");
+    assert!(
+        arrivals[3] < Duration::from_millis(1_500),
+        "held no longer than needed: {arrivals:?}"
+    );
     assert_eq!(envoy.stat("levee_ratelimit.per-user.delayed"), 3);
     assert_eq!(envoy.stat("levee_held_requests"), 0);
 }
 
 #[test]
 fn shadow_mode_counts_but_never_rejects_or_adds_headers() {
-    let (up, envoy) = start(one_limit("fixed_window", 2, "1h", serde_json::json!({ "mode": "shadow" })));
+    let (up, envoy) = start(one_limit(
+        "fixed_window",
+        2,
+        "1h",
+        serde_json::json!({ "mode": "shadow" }),
+    ));
     for _ in 0..5 {
         let r = send(envoy.port(), &Request::get("/shadow").header("x-user", "u"));
         assert_eq!(r.status, 200);
@@ -188,9 +283,16 @@ fn a_request_rejected_by_one_limit_consumes_nothing_from_another() {
         let r = get("a");
         assert_eq!(r.status, 429);
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(body["limit"], "per-user", "the rejection names the limit that rejected");
+        assert_eq!(
+            body["limit"], "per-user",
+            "the rejection names the limit that rejected"
+        );
     }
-    assert_eq!(get("b").status, 200, "the global limit was not consumed by rejected requests");
+    assert_eq!(
+        get("b").status,
+        200,
+        "the global limit was not consumed by rejected requests"
+    );
     assert_eq!(get("c").status, 200);
     let r = get("d");
     assert_eq!(r.status, 429);
@@ -206,7 +308,10 @@ fn headers_describe_the_matching_limit_with_the_lowest_remaining() {
           "match": { "path_prefix": "/narrow" } }
     ]});
     let (_up, envoy) = start(cfg);
-    let r = send(envoy.port(), &Request::get("/narrow/x").header("x-user", "u"));
+    let r = send(
+        envoy.port(),
+        &Request::get("/narrow/x").header("x-user", "u"),
+    );
     assert_eq!(r.header("x-ratelimit-limit").as_deref(), Some("5"));
     assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("4"));
     let r = send(envoy.port(), &Request::get("/other").header("x-user", "u"));
@@ -228,7 +333,8 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_tracked_keys_exact() {
                 s.spawn(move || {
                     let mut c = Client::connect(port);
                     for i in (from + t..to).step_by(4) {
-                        let r = c.send(&Request::get("/flood").header("x-user", format!("user-{i}")));
+                        let r =
+                            c.send(&Request::get("/flood").header("x-user", format!("user-{i}")));
                         assert_eq!(r.status, 200);
                     }
                 });
@@ -241,9 +347,14 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_tracked_keys_exact() {
     let rss_after_250k = envoy.rss_bytes();
     let growth = rss_after_250k.saturating_sub(rss_after_50k);
     // 200k more distinct keys would need ≥ 200k shared-data entries (tens of MiB) if unbounded.
-    assert!(growth < 8 << 20, "RSS grew by {growth} bytes after the table was full");
+    assert!(
+        growth < 8 << 20,
+        "RSS grew by {growth} bytes after the table was full"
+    );
     // A key that is tracked is still limited exactly.
-    let statuses: Vec<u16> = (0..5).map(|_| send(envoy.port(), &Request::get("/x").header("x-user", "vip")).status).collect();
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| send(envoy.port(), &Request::get("/x").header("x-user", "vip")).status)
+        .collect();
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     assert_eq!(envoy.stat("levee_internal_errors"), 0);
 }

@@ -49,7 +49,9 @@ pub(crate) fn unit_names() -> impl Iterator<Item = &'static str> {
 
 /// Parses `"250ms"`, `"1.5s"`, `"0s"`, …; see the module docs for the grammar.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let scale = UNITS
         .iter()
@@ -61,7 +63,11 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
         None => (number, ""),
     };
     let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits_ok(int) || !digits_ok(frac) || (number.contains('.') && frac.is_empty()) {
+    if int.is_empty()
+        || !digits_ok(int)
+        || !digits_ok(frac)
+        || (number.contains('.') && frac.is_empty())
+    {
         return Err(DurationError::Syntax);
     }
     // 30 integer digits of any unit already exceed u64::MAX ns: refuse before u128 overflows.
@@ -73,7 +79,10 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     if frac.len() > 20 {
         return Err(DurationError::TooPrecise);
     }
-    let int_ns = int.parse::<u128>().map_err(|_| DurationError::Syntax)?.saturating_mul(scale);
+    let int_ns = int
+        .parse::<u128>()
+        .map_err(|_| DurationError::Syntax)?
+        .saturating_mul(scale);
     let frac_ns = if frac.is_empty() {
         0
     } else {
@@ -139,7 +148,23 @@ mod tests {
 
     #[test]
     fn refuses_bare_numbers_signs_spaces_and_compounds() {
-        for bad in ["30", "", "s", "-1s", "+1s", " 1s", "1s ", "1 s", "1h30m", "1.s", ".5s", "1..5s", "1S", "10 parsecs", "1e3ms"] {
+        for bad in [
+            "30",
+            "",
+            "s",
+            "-1s",
+            "+1s",
+            " 1s",
+            "1s ",
+            "1 s",
+            "1h30m",
+            "1.s",
+            ".5s",
+            "1..5s",
+            "1S",
+            "10 parsecs",
+            "1e3ms",
+        ] {
             assert_eq!(parse(bad), Err(DurationError::Syntax), "{bad:?}");
         }
     }
@@ -154,12 +179,18 @@ mod tests {
     fn refuses_durations_beyond_u64_nanoseconds() {
         assert_eq!(parse("100000d"), Ok(Duration::from_secs(8_640_000_000)));
         assert_eq!(parse("300000d"), Err(DurationError::TooLong));
-        assert_eq!(parse(&format!("{}d", "9".repeat(40))), Err(DurationError::TooLong));
+        assert_eq!(
+            parse(&format!("{}d", "9".repeat(40))),
+            Err(DurationError::TooLong)
+        );
     }
 
     #[test]
     fn error_text_names_examples() {
-        assert_eq!(DurationError::Syntax.to_string(), "is not a duration (use e.g. \"500ms\", \"1m\")");
+        assert_eq!(
+            DurationError::Syntax.to_string(),
+            "is not a duration (use e.g. \"500ms\", \"1m\")"
+        );
     }
 
     #[test]

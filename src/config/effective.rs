@@ -20,7 +20,10 @@ pub const RATE_LIMIT_HEADERS: &[(&str, RateLimitHeaders)] = &[
 
 /// The name a choice table gives to `value`.
 fn name_of<T: PartialEq>(table: &[(&'static str, T)], value: &T) -> &'static str {
-    table.iter().find(|(_, v)| v == value).map_or("?", |(n, _)| *n)
+    table
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("?", |(n, _)| *n)
 }
 
 fn keys(parts: &[KeyPart]) -> Value {
@@ -28,7 +31,11 @@ fn keys(parts: &[KeyPart]) -> Value {
 }
 
 fn pairs(list: &[(String, String)]) -> Value {
-    Value::Object(list.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect())
+    Value::Object(
+        list.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
 }
 
 fn matcher(m: &RequestMatch) -> Value {
@@ -116,10 +123,19 @@ fn breaker(b: &BreakerConfig) -> Value {
 
 fn fallback(f: &FallbackEntry) -> Value {
     let mut v = match &f.kind {
-        FallbackKind::StaleCache { max_stale } => json!({ "stale_cache": { "max_stale": dur(*max_stale) } }),
+        FallbackKind::StaleCache { max_stale } => {
+            json!({ "stale_cache": { "max_stale": dur(*max_stale) } })
+        }
         FallbackKind::Cluster { cluster } => json!({ "cluster": cluster }),
-        FallbackKind::Queue { max_items, max_bytes } => json!({ "queue": { "max_items": max_items, "max_bytes": max_bytes } }),
-        FallbackKind::Static { status, headers, body } => json!({ "static": {
+        FallbackKind::Queue {
+            max_items,
+            max_bytes,
+        } => json!({ "queue": { "max_items": max_items, "max_bytes": max_bytes } }),
+        FallbackKind::Static {
+            status,
+            headers,
+            body,
+        } => json!({ "static": {
             "status": status, "headers": pairs(headers), "body": String::from_utf8_lossy(body),
         } }),
     };

@@ -8,31 +8,56 @@
 use super::common::{key_list, methods, request_match};
 use super::defaults as d;
 use super::key_parts::{header_name, HEADER_NAME_RULE};
-use super::raw::{quote, Raw};
 use super::rate_limit::ON_INTERNAL_ERROR;
+use super::raw::{quote, Raw};
 use super::reader::{err, index, int_value, Obj};
 use super::types::{IdempotencyConfig, OnConcurrent, OnInternalError};
 use super::ConfigError;
 
 pub(crate) const FIELDS: &[&str] = &[
-    "methods", "match", "header", "required", "scope", "ttl", "lock_timeout", "fingerprint",
-    "on_concurrent", "release_on", "max_key_length", "max_body_bytes", "max_stored_bytes",
+    "methods",
+    "match",
+    "header",
+    "required",
+    "scope",
+    "ttl",
+    "lock_timeout",
+    "fingerprint",
+    "on_concurrent",
+    "release_on",
+    "max_key_length",
+    "max_body_bytes",
+    "max_stored_bytes",
     "on_internal_error",
 ];
 
-pub const ON_CONCURRENT: &[(&str, OnConcurrent)] = &[("reject", OnConcurrent::Reject), ("wait", OnConcurrent::Wait)];
+pub const ON_CONCURRENT: &[(&str, OnConcurrent)] = &[
+    ("reject", OnConcurrent::Reject),
+    ("wait", OnConcurrent::Wait),
+];
 
 pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigError> {
     let o = Obj::new(raw, path, FIELDS)?;
     let methods = match o.strings("methods")? {
         Some(list) if list.is_empty() => {
-            return Err(err(&o.at("methods"), "is empty: list at least one method (default [\"POST\", \"PATCH\"])"))
+            return Err(err(
+                &o.at("methods"),
+                "is empty: list at least one method (default [\"POST\", \"PATCH\"])",
+            ))
         }
         Some(list) => methods(list)?,
-        None => d::IDEMPOTENCY_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        None => d::IDEMPOTENCY_METHODS
+            .iter()
+            .map(|m| (*m).to_owned())
+            .collect(),
     };
     let header = match o.str("header")? {
-        Some(h) => header_name(h).ok_or_else(|| err(&o.at("header"), format!("{} is {HEADER_NAME_RULE}", quote(h))))?,
+        Some(h) => header_name(h).ok_or_else(|| {
+            err(
+                &o.at("header"),
+                format!("{} is {HEADER_NAME_RULE}", quote(h)),
+            )
+        })?,
         None => d::IDEMPOTENCY_HEADER.to_owned(),
     };
     let ttl = positive(&o, "ttl")?.unwrap_or(d::IDEMPOTENCY_TTL);
@@ -55,7 +80,9 @@ pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigErr
         .int("max_body_bytes", 1, d::ENVOY_BUFFER_LIMIT,
             "Envoy's default buffer limit is 1 MiB; a larger body is refused by Envoy before levee can hash or store it")?
         .unwrap_or(d::IDEMPOTENCY_MAX_BODY);
-    let max_stored_bytes = o.int("max_stored_bytes", 1, d::MAX_TOTAL_BYTES_CAP, "")?.unwrap_or(d::MAX_STORED_BYTES);
+    let max_stored_bytes = o
+        .int("max_stored_bytes", 1, d::MAX_TOTAL_BYTES_CAP, "")?
+        .unwrap_or(d::MAX_STORED_BYTES);
     if max_stored_bytes < max_body_bytes {
         return Err(err(&o.at("max_stored_bytes"), format!(
             "{max_stored_bytes} is smaller than max_body_bytes ({max_body_bytes}): not even one response would fit"
@@ -70,12 +97,18 @@ pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigErr
         ttl,
         lock_timeout,
         fingerprint: o.bool("fingerprint")?.unwrap_or(true),
-        on_concurrent: o.choice("on_concurrent", ON_CONCURRENT)?.unwrap_or(OnConcurrent::Reject),
+        on_concurrent: o
+            .choice("on_concurrent", ON_CONCURRENT)?
+            .unwrap_or(OnConcurrent::Reject),
         release_on,
-        max_key_length: o.int("max_key_length", 1, d::MAX_MAX_KEY_LENGTH, "")?.map_or(d::MAX_KEY_LENGTH, |n| n as u32),
+        max_key_length: o
+            .int("max_key_length", 1, d::MAX_MAX_KEY_LENGTH, "")?
+            .map_or(d::MAX_KEY_LENGTH, |n| n as u32),
         max_body_bytes,
         max_stored_bytes,
-        on_internal_error: o.choice("on_internal_error", ON_INTERNAL_ERROR)?.unwrap_or(OnInternalError::Deny),
+        on_internal_error: o
+            .choice("on_internal_error", ON_INTERNAL_ERROR)?
+            .unwrap_or(OnInternalError::Deny),
     })
 }
 

@@ -70,7 +70,10 @@ fn metadata(reference: &str) -> Option<KeyPart> {
     if !clean(filter) || !segments.iter().all(|s| clean(s)) {
         return None;
     }
-    Some(KeyPart::Metadata { filter: filter.to_owned(), path: segments })
+    Some(KeyPart::Metadata {
+        filter: filter.to_owned(),
+        path: segments,
+    })
 }
 
 /// The config text of a part (the inverse of [`parse`]), for the effective config.
@@ -102,8 +105,14 @@ mod tests {
 
     #[test]
     fn header_names_are_lower_cased() {
-        assert_eq!(parse("header:X-User-Id"), Ok(KeyPart::Header("x-user-id".into())));
-        assert_eq!(parse("header::authority"), Ok(KeyPart::Header(":authority".into())));
+        assert_eq!(
+            parse("header:X-User-Id"),
+            Ok(KeyPart::Header("x-user-id".into()))
+        );
+        assert_eq!(
+            parse("header::authority"),
+            Ok(KeyPart::Header(":authority".into()))
+        );
     }
 
     #[test]
@@ -126,14 +135,33 @@ mod tests {
     fn malformed_parts_are_refused_with_the_valid_forms() {
         let e = parse("ip").unwrap_err();
         assert!(e.contains("source_ip, client_ip"), "{e}");
-        for bad in ["header:", "header:x user", "query:", "query:a=b", "metadata:jwt", "metadata:/sub", "metadata:jwt/", "metadata:jwt/a//b", "cookie:x"] {
+        for bad in [
+            "header:",
+            "header:x user",
+            "query:",
+            "query:a=b",
+            "metadata:jwt",
+            "metadata:/sub",
+            "metadata:jwt/",
+            "metadata:jwt/a//b",
+            "cookie:x",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn display_inverts_parse() {
-        for s in ["source_ip", "client_ip", "method", "path", "route_name", "header:x-a", "query:q", "metadata:f.x/a/b"] {
+        for s in [
+            "source_ip",
+            "client_ip",
+            "method",
+            "path",
+            "route_name",
+            "header:x-a",
+            "query:q",
+            "metadata:f.x/a/b",
+        ] {
             assert_eq!(display(&parse(s).unwrap()), s);
         }
     }

@@ -27,8 +27,15 @@ pub use types::*;
 use reader::Obj;
 
 /// The fields of the top-level object, of `client_ip` and of `limits` (also read by [`schema`]).
-pub(crate) const TOP_FIELDS: &[&str] =
-    &["client_ip", "limits", "rate_limits", "rate_limit_headers", "idempotency", "upstreams", "routes"];
+pub(crate) const TOP_FIELDS: &[&str] = &[
+    "client_ip",
+    "limits",
+    "rate_limits",
+    "rate_limit_headers",
+    "idempotency",
+    "upstreams",
+    "routes",
+];
 pub(crate) const CLIENT_IP_FIELDS: &[&str] = &["xff_trusted_hops", "ipv6_prefix"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &["max_tracked_keys"];
 
@@ -62,19 +69,36 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
     let client_ip = match top.obj("client_ip", CLIENT_IP_FIELDS)? {
         Some(c) => ClientIpConfig {
             xff_trusted_hops: c
-                .int("xff_trusted_hops", 0, defaults::MAX_XFF_TRUSTED_HOPS, "the number of proxies in front of Envoy that append to X-Forwarded-For")?
+                .int(
+                    "xff_trusted_hops",
+                    0,
+                    defaults::MAX_XFF_TRUSTED_HOPS,
+                    "the number of proxies in front of Envoy that append to X-Forwarded-For",
+                )?
                 .map_or(defaults::XFF_TRUSTED_HOPS, |n| n as u32),
-            ipv6_prefix: c.int("ipv6_prefix", 1, defaults::MAX_IPV6_PREFIX, "")?.map_or(defaults::IPV6_PREFIX, |n| n as u8),
+            ipv6_prefix: c
+                .int("ipv6_prefix", 1, defaults::MAX_IPV6_PREFIX, "")?
+                .map_or(defaults::IPV6_PREFIX, |n| n as u8),
         },
-        None => ClientIpConfig { xff_trusted_hops: defaults::XFF_TRUSTED_HOPS, ipv6_prefix: defaults::IPV6_PREFIX },
+        None => ClientIpConfig {
+            xff_trusted_hops: defaults::XFF_TRUSTED_HOPS,
+            ipv6_prefix: defaults::IPV6_PREFIX,
+        },
     };
     let limits = match top.obj("limits", LIMITS_FIELDS)? {
         Some(l) => Limits {
             max_tracked_keys: l
-                .int("max_tracked_keys", 1, defaults::MAX_MAX_TRACKED_KEYS, "slots per table; each slot costs shared memory")?
+                .int(
+                    "max_tracked_keys",
+                    1,
+                    defaults::MAX_MAX_TRACKED_KEYS,
+                    "slots per table; each slot costs shared memory",
+                )?
                 .map_or(defaults::MAX_TRACKED_KEYS, |n| n as u32),
         },
-        None => Limits { max_tracked_keys: defaults::MAX_TRACKED_KEYS },
+        None => Limits {
+            max_tracked_keys: defaults::MAX_TRACKED_KEYS,
+        },
     };
     let rate_limits = match top.array("rate_limits")? {
         Some(items) => rate_limit::rate_limits(items, &top.at("rate_limits"))?,
@@ -95,5 +119,13 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
         Some(items) => upstream::routes(items, &top.at("routes"), &upstreams)?,
         None => Vec::new(),
     };
-    Ok(LeveeConfig { client_ip, limits, rate_limits, rate_limit_headers, idempotency, upstreams, routes })
+    Ok(LeveeConfig {
+        client_ip,
+        limits,
+        rate_limits,
+        rate_limit_headers,
+        idempotency,
+        upstreams,
+        routes,
+    })
 }

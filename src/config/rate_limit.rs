@@ -13,7 +13,16 @@ use super::ConfigError;
 use std::time::Duration;
 
 pub(crate) const FIELDS: &[&str] = &[
-    "name", "match", "key", "algorithm", "limit", "window", "burst", "max_delay", "mode", "status",
+    "name",
+    "match",
+    "key",
+    "algorithm",
+    "limit",
+    "window",
+    "burst",
+    "max_delay",
+    "mode",
+    "status",
     "on_internal_error",
 ];
 
@@ -25,8 +34,10 @@ pub const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("leaky_bucket", Algorithm::LeakyBucket),
 ];
 pub const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
-pub const ON_INTERNAL_ERROR: &[(&str, OnInternalError)] =
-    &[("allow", OnInternalError::Allow), ("deny", OnInternalError::Deny)];
+pub const ON_INTERNAL_ERROR: &[(&str, OnInternalError)] = &[
+    ("allow", OnInternalError::Allow),
+    ("deny", OnInternalError::Deny),
+];
 
 /// Validates the whole list: each entry, then that names are unique.
 pub fn rate_limits(items: &[Raw], path: &str) -> Result<Vec<RateLimitConfig>, ConfigError> {
@@ -35,7 +46,13 @@ pub fn rate_limits(items: &[Raw], path: &str) -> Result<Vec<RateLimitConfig>, Co
         let o = Obj::new(item, &super::reader::index(path, i), FIELDS)?;
         let rl = rate_limit(&o)?;
         if let Some(j) = out.iter().position(|r| r.name == rl.name) {
-            return Err(err(&o.at("name"), format!("\"{}\" is already the name of {path}[{j}] (names must be unique)", rl.name)));
+            return Err(err(
+                &o.at("name"),
+                format!(
+                    "\"{}\" is already the name of {path}[{j}] (names must be unique)",
+                    rl.name
+                ),
+            ));
         }
         out.push(rl);
     }
@@ -45,12 +62,22 @@ pub fn rate_limits(items: &[Raw], path: &str) -> Result<Vec<RateLimitConfig>, Co
 fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
     let name = match o.str("name")? {
         Some(s) => name(&o.at("name"), s)?,
-        None => return Err(err(o.path(), "missing field \"name\" (e.g. \"name\": \"per-user\")")),
+        None => {
+            return Err(err(
+                o.path(),
+                "missing field \"name\" (e.g. \"name\": \"per-user\")",
+            ))
+        }
     };
-    let algorithm = o.choice("algorithm", ALGORITHMS)?.unwrap_or(Algorithm::TokenBucket);
-    let limit = o
-        .int("limit", 1, d::MAX_LIMIT, "")?
-        .ok_or_else(|| err(o.path(), "missing field \"limit\" (requests admitted per window, e.g. 100)"))?;
+    let algorithm = o
+        .choice("algorithm", ALGORITHMS)?
+        .unwrap_or(Algorithm::TokenBucket);
+    let limit = o.int("limit", 1, d::MAX_LIMIT, "")?.ok_or_else(|| {
+        err(
+            o.path(),
+            "missing field \"limit\" (requests admitted per window, e.g. 100)",
+        )
+    })?;
     if algorithm == Algorithm::SlidingWindowLog && limit > d::MAX_SLIDING_LOG_LIMIT {
         return Err(err(&o.at("limit"), format!(
             "{limit} is too large for sliding_window_log, which stores one timestamp per admitted request (use at most {}, or sliding_window_counter)",
@@ -61,7 +88,10 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
         .duration("window")?
         .ok_or_else(|| err(o.path(), "missing field \"window\" (e.g. \"1m\")"))?;
     if window.is_zero() {
-        return Err(err(&o.at("window"), "must be greater than 0s (e.g. \"1s\", \"1m\")"));
+        return Err(err(
+            &o.at("window"),
+            "must be greater than 0s (e.g. \"1s\", \"1m\")",
+        ));
     }
     if window > d::MAX_WINDOW {
         return Err(err(&o.at("window"), "is longer than 366d (levee's state lives in one Envoy process and a restart forgets it)"));
@@ -69,7 +99,10 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
     let bucket = matches!(algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket);
     let burst = match o.int("burst", 1, d::MAX_LIMIT, "")? {
         Some(_) if !bucket => {
-            return Err(err(&o.at("burst"), "only token_bucket and leaky_bucket use burst (remove it or change algorithm)"))
+            return Err(err(
+                &o.at("burst"),
+                "only token_bucket and leaky_bucket use burst (remove it or change algorithm)",
+            ))
         }
         Some(b) => b,
         None => limit,
@@ -84,7 +117,12 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
         Some(m) => m,
         None => Duration::ZERO,
     };
-    let status = o.int("status", d::MIN_FAILURE_STATUS, d::MAX_STATUS, "a rejection must be a 4xx or 5xx status")?;
+    let status = o.int(
+        "status",
+        d::MIN_FAILURE_STATUS,
+        d::MAX_STATUS,
+        "a rejection must be a 4xx or 5xx status",
+    )?;
     Ok(RateLimitConfig {
         name,
         matcher: request_match(o, "match")?,
@@ -96,6 +134,8 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
         max_delay,
         mode: o.choice("mode", MODES)?.unwrap_or(Mode::Enforce),
         status: status.map_or(d::RATE_LIMIT_STATUS, |s| s as u16),
-        on_internal_error: o.choice("on_internal_error", ON_INTERNAL_ERROR)?.unwrap_or(OnInternalError::Allow),
+        on_internal_error: o
+            .choice("on_internal_error", ON_INTERNAL_ERROR)?
+            .unwrap_or(OnInternalError::Allow),
     })
 }

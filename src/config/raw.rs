@@ -125,7 +125,9 @@ mod tests {
     #[test]
     fn object_keys_keep_declaration_order_and_duplicates() {
         let raw = read(br#"{"b":1,"a":2,"b":3}"#).unwrap();
-        let Raw::Obj(pairs) = raw else { panic!("not an object") };
+        let Raw::Obj(pairs) = raw else {
+            panic!("not an object")
+        };
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["b", "a", "b"]);
     }

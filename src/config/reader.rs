@@ -13,13 +13,18 @@ use std::time::Duration;
 
 /// Builds an error at `path`.
 pub fn err(path: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { path: path.to_owned(), message: message.into() }
+    ConfigError {
+        path: path.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// `parent.key`, or `key` at the root; keys that are not plain names are bracket-quoted.
 pub fn join(parent: &str, key: &str) -> String {
     let plain = !key.is_empty()
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     match (parent.is_empty(), plain) {
         (true, true) => key.to_owned(),
         (false, true) => format!("{parent}.{key}"),
@@ -42,17 +47,26 @@ impl<'a> Obj<'a> {
     /// Checks that `raw` is an object whose keys are all in `fields`, each at most once.
     pub fn new(raw: &'a Raw, path: &str, fields: &[&str]) -> Result<Self, ConfigError> {
         let Raw::Obj(pairs) = raw else {
-            return Err(err(path, format!("expected an object, got {}", raw.describe())));
+            return Err(err(
+                path,
+                format!("expected an object, got {}", raw.describe()),
+            ));
         };
         for (i, (key, _)) in pairs.iter().enumerate() {
             if !fields.contains(&key.as_str()) {
                 return Err(err(path, unknown_field(key, fields)));
             }
             if pairs[..i].iter().any(|(k, _)| k == key) {
-                return Err(err(path, format!("duplicate field {} (keep one)", quote(key))));
+                return Err(err(
+                    path,
+                    format!("duplicate field {} (keep one)", quote(key)),
+                ));
             }
         }
-        Ok(Obj { pairs, path: path.to_owned() })
+        Ok(Obj {
+            pairs,
+            path: path.to_owned(),
+        })
     }
 
     /// The path of this object.
@@ -72,7 +86,11 @@ impl<'a> Obj<'a> {
 
     /// A field's value; `None` if absent or `null`.
     pub fn get(&self, key: &str) -> Option<&'a Raw> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v).filter(|v| **v != Raw::Null)
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .filter(|v| **v != Raw::Null)
     }
 
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
@@ -112,19 +130,30 @@ impl<'a> Obj<'a> {
     pub fn duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Raw::Str(s)) => duration::parse(s).map(Some).map_err(|e| err(&self.at(key), format!("{} {e}", quote(s)))),
+            Some(Raw::Str(s)) => duration::parse(s)
+                .map(Some)
+                .map_err(|e| err(&self.at(key), format!("{} {e}", quote(s)))),
             Some(v) => Err(self.type_err(key, "a duration string such as \"500ms\" or \"1m\"", v)),
         }
     }
 
     /// One of a fixed set of strings, mapped to its value.
-    pub fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
-        let Some(s) = self.str(key)? else { return Ok(None) };
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        options: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(s) = self.str(key)? else {
+            return Ok(None);
+        };
         match options.iter().find(|(name, _)| *name == s) {
             Some((_, value)) => Ok(Some(*value)),
             None => {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                Err(err(&self.at(key), format!("{} is not one of: {}", quote(s), names.join(", "))))
+                Err(err(
+                    &self.at(key),
+                    format!("{} is not one of: {}", quote(s), names.join(", ")),
+                ))
             }
         }
     }
@@ -139,13 +168,20 @@ impl<'a> Obj<'a> {
 
     /// A list of strings, each with its path.
     pub fn strings(&self, key: &str) -> Result<Option<Vec<(String, &'a str)>>, ConfigError> {
-        let Some(items) = self.array(key)? else { return Ok(None) };
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
+        };
         let path = self.at(key);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
                 Raw::Str(s) => out.push((index(&path, i), s.as_str())),
-                v => return Err(err(&index(&path, i), format!("expected a string, got {}", v.describe()))),
+                v => {
+                    return Err(err(
+                        &index(&path, i),
+                        format!("expected a string, got {}", v.describe()),
+                    ))
+                }
             }
         }
         Ok(Some(out))
@@ -161,10 +197,15 @@ impl<'a> Obj<'a> {
 
     fn type_err(&self, key: &str, expected: &str, got: &Raw) -> ConfigError {
         let hint = match got {
-            Raw::Str(s) if s.parse::<f64>().is_ok() && expected.contains("number") => " (write it without quotes)",
+            Raw::Str(s) if s.parse::<f64>().is_ok() && expected.contains("number") => {
+                " (write it without quotes)"
+            }
             _ => "",
         };
-        err(&self.at(key), format!("expected {expected}, got {}{hint}", got.describe()))
+        err(
+            &self.at(key),
+            format!("expected {expected}, got {}{hint}", got.describe()),
+        )
     }
 }
 
@@ -174,20 +215,41 @@ pub fn int_value(v: &Raw, path: &str, lo: u64, hi: u64, why: &str) -> Result<u64
         Raw::Int(i) => *i,
         Raw::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => *f as i128,
         Raw::Str(s) if s.parse::<i128>().is_ok() => {
-            return Err(err(path, format!("expected a whole number, got {} (write it without quotes)", v.describe())))
+            return Err(err(
+                path,
+                format!(
+                    "expected a whole number, got {} (write it without quotes)",
+                    v.describe()
+                ),
+            ))
         }
-        _ => return Err(err(path, format!("expected a whole number, got {}", v.describe()))),
+        _ => {
+            return Err(err(
+                path,
+                format!("expected a whole number, got {}", v.describe()),
+            ))
+        }
     };
     if n < i128::from(lo) || n > i128::from(hi) {
         let sep = if why.is_empty() { "" } else { ": " };
-        return Err(err(path, format!("{n} is out of range (use {lo}..={hi}{sep}{why})")));
+        return Err(err(
+            path,
+            format!("{n} is out of range (use {lo}..={hi}{sep}{why})"),
+        ));
     }
     u64::try_from(n).map_err(|_| err(path, format!("{n} is out of range")))
 }
 
 fn unknown_field(key: &str, fields: &[&str]) -> String {
-    let mut msg = format!("unknown field {} (expected one of: {}", quote(key), fields.join(", "));
-    let best = fields.iter().map(|f| (edit_distance(key, f), *f)).min_by_key(|(d, _)| *d);
+    let mut msg = format!(
+        "unknown field {} (expected one of: {}",
+        quote(key),
+        fields.join(", ")
+    );
+    let best = fields
+        .iter()
+        .map(|f| (edit_distance(key, f), *f))
+        .min_by_key(|(d, _)| *d);
     if let Some((d, f)) = best {
         if d <= 2 && d < key.len() {
             msg.push_str(&format!("; did you mean \"{f}\"?"));
@@ -220,9 +282,14 @@ mod tests {
     #[test]
     fn unknown_field_suggests_the_closest_name() {
         let raw = read(br#"{"limt": 1}"#).unwrap();
-        let e = Obj::new(&raw, "rate_limits[0]", &["name", "limit"]).err().unwrap();
+        let e = Obj::new(&raw, "rate_limits[0]", &["name", "limit"])
+            .err()
+            .unwrap();
         assert_eq!(e.path, "rate_limits[0]");
-        assert_eq!(e.message, "unknown field \"limt\" (expected one of: name, limit; did you mean \"limit\"?)");
+        assert_eq!(
+            e.message,
+            "unknown field \"limt\" (expected one of: name, limit; did you mean \"limit\"?)"
+        );
     }
 
     #[test]
@@ -244,7 +311,10 @@ mod tests {
         let raw = read(br#"{"limit": "100"}"#).unwrap();
         let o = Obj::new(&raw, "x", &["limit"]).unwrap();
         let e = o.int("limit", 1, 1000, "").unwrap_err();
-        assert_eq!(e.to_string(), "levee config: x.limit: expected a whole number, got \"100\" (write it without quotes)");
+        assert_eq!(
+            e.to_string(),
+            "levee config: x.limit: expected a whole number, got \"100\" (write it without quotes)"
+        );
     }
 
     #[test]

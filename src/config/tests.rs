@@ -29,7 +29,13 @@ fn empty_input_and_empty_object_are_pass_through() {
         let c = ok(doc);
         assert!(c.rate_limits.is_empty() && c.upstreams.is_empty() && c.routes.is_empty());
         assert_eq!(c.idempotency, None);
-        assert_eq!(c.client_ip, ClientIpConfig { xff_trusted_hops: 0, ipv6_prefix: 64 });
+        assert_eq!(
+            c.client_ip,
+            ClientIpConfig {
+                xff_trusted_hops: 0,
+                ipv6_prefix: 64
+            }
+        );
         assert_eq!(c.limits.max_tracked_keys, 65_536);
         assert_eq!(c.rate_limit_headers, RateLimitHeaders::XRateLimit);
     }
@@ -38,7 +44,10 @@ fn empty_input_and_empty_object_are_pass_through() {
 #[test]
 fn invalid_json_is_reported_with_position() {
     assert!(error("{\"rate_limits\": [}").starts_with("levee config: invalid JSON:"));
-    assert_eq!(error("[]"), "levee config: expected an object, got an array");
+    assert_eq!(
+        error("[]"),
+        "levee config: expected an object, got an array"
+    );
 }
 
 #[test]
@@ -50,7 +59,9 @@ fn unknown_field_in_rate_limit_names_the_path() {
 
 #[test]
 fn unknown_top_level_field_is_refused() {
-    assert!(error(r#"{"ratelimits": []}"#).starts_with("levee config: unknown field \"ratelimits\""));
+    assert!(
+        error(r#"{"ratelimits": []}"#).starts_with("levee config: unknown field \"ratelimits\"")
+    );
 }
 
 #[test]
@@ -61,10 +72,18 @@ fn bad_window_names_the_path_and_the_fix() {
 
 #[test]
 fn wrong_types_name_the_path() {
-    assert_eq!(error(&rl(r#", "mode": 1"#)), "levee config: rate_limits[0].mode: expected a string, got 1");
-    assert_eq!(error(r#"{"rate_limits": {}}"#), "levee config: rate_limits: expected an array, got an object");
-    assert_eq!(error(r#"{"rate_limits": [{"name": "a", "limit": 1.5, "window": "1s"}]}"#),
-        "levee config: rate_limits[0].limit: expected a whole number, got 1.5");
+    assert_eq!(
+        error(&rl(r#", "mode": 1"#)),
+        "levee config: rate_limits[0].mode: expected a string, got 1"
+    );
+    assert_eq!(
+        error(r#"{"rate_limits": {}}"#),
+        "levee config: rate_limits: expected an array, got an object"
+    );
+    assert_eq!(
+        error(r#"{"rate_limits": [{"name": "a", "limit": 1.5, "window": "1s"}]}"#),
+        "levee config: rate_limits[0].limit: expected a whole number, got 1.5"
+    );
 }
 
 #[test]
@@ -72,15 +91,23 @@ fn rate_limit_defaults_follow_the_spec() {
     let c = ok(&rl(""));
     let r = &c.rate_limits[0];
     assert_eq!(r.algorithm, Algorithm::TokenBucket);
-    assert_eq!((r.limit, r.burst, r.window), (10, 10, Duration::from_secs(1)));
-    assert_eq!((r.max_delay, r.mode, r.status), (Duration::ZERO, Mode::Enforce, 429));
+    assert_eq!(
+        (r.limit, r.burst, r.window),
+        (10, 10, Duration::from_secs(1))
+    );
+    assert_eq!(
+        (r.max_delay, r.mode, r.status),
+        (Duration::ZERO, Mode::Enforce, 429)
+    );
     assert_eq!(r.on_internal_error, OnInternalError::Allow);
     assert!(r.key.is_empty() && r.matcher == RequestMatch::default());
 }
 
 #[test]
 fn match_lower_cases_headers_and_upper_cases_methods() {
-    let c = ok(&rl(r#", "match": {"path_prefix": "/api/", "methods": ["post", "GET", "Post"], "route_name": "orders", "headers": {"X-Tenant": "acme"}}"#));
+    let c = ok(&rl(
+        r#", "match": {"path_prefix": "/api/", "methods": ["post", "GET", "Post"], "route_name": "orders", "headers": {"X-Tenant": "acme"}}"#,
+    ));
     let m = &c.rate_limits[0].matcher;
     assert_eq!(m.methods, ["POST", "GET"]);
     assert_eq!(m.headers, [("x-tenant".to_owned(), "acme".to_owned())]);
@@ -90,7 +117,8 @@ fn match_lower_cases_headers_and_upper_cases_methods() {
 
 #[test]
 fn path_prefix_must_start_with_slash() {
-    assert!(error(&rl(r#", "match": {"path_prefix": "api"}"#)).contains("rate_limits[0].match.path_prefix: \"api\" must start with \"/\""));
+    assert!(error(&rl(r#", "match": {"path_prefix": "api"}"#))
+        .contains("rate_limits[0].match.path_prefix: \"api\" must start with \"/\""));
 }
 
 #[test]
@@ -108,27 +136,44 @@ fn names_must_be_lower_case_slugs() {
 
 #[test]
 fn sliding_window_log_limit_is_capped_with_the_reason() {
-    let e = error(&rl(r#", "algorithm": "sliding_window_log", "limit": 20000"#).replace(r#""limit": 10, "#, ""));
+    let e = error(
+        &rl(r#", "algorithm": "sliding_window_log", "limit": 20000"#)
+            .replace(r#""limit": 10, "#, ""),
+    );
     assert!(e.contains("rate_limits[0].limit: 20000 is too large for sliding_window_log, which stores one timestamp per admitted request"), "{e}");
-    assert!(ok(&rl(r#", "algorithm": "sliding_window_log""#)).rate_limits[0].algorithm == Algorithm::SlidingWindowLog);
+    assert!(
+        ok(&rl(r#", "algorithm": "sliding_window_log""#)).rate_limits[0].algorithm
+            == Algorithm::SlidingWindowLog
+    );
 }
 
 #[test]
 fn burst_and_max_delay_only_where_the_algorithm_uses_them() {
-    assert!(error(&rl(r#", "algorithm": "fixed_window", "burst": 5"#)).contains("rate_limits[0].burst: only token_bucket and leaky_bucket use burst"));
-    assert!(error(&rl(r#", "max_delay": "1s""#)).contains("rate_limits[0].max_delay: only leaky_bucket can delay"));
-    let c = ok(&rl(r#", "algorithm": "leaky_bucket", "burst": 3, "max_delay": "250ms""#));
-    assert_eq!((c.rate_limits[0].burst, c.rate_limits[0].max_delay), (3, Duration::from_millis(250)));
+    assert!(error(&rl(r#", "algorithm": "fixed_window", "burst": 5"#))
+        .contains("rate_limits[0].burst: only token_bucket and leaky_bucket use burst"));
+    assert!(error(&rl(r#", "max_delay": "1s""#))
+        .contains("rate_limits[0].max_delay: only leaky_bucket can delay"));
+    let c = ok(&rl(
+        r#", "algorithm": "leaky_bucket", "burst": 3, "max_delay": "250ms""#,
+    ));
+    assert_eq!(
+        (c.rate_limits[0].burst, c.rate_limits[0].max_delay),
+        (3, Duration::from_millis(250))
+    );
 }
 
 #[test]
 fn out_of_range_numbers_are_refused() {
-    assert!(error(&rl("").replace(r#""limit": 10"#, r#""limit": 0"#)).contains("rate_limits[0].limit: 0 is out of range (use 1..="));
-    assert!(error(&rl("").replace("1s", "0s")).contains("rate_limits[0].window: must be greater than 0s"));
+    assert!(error(&rl("").replace(r#""limit": 10"#, r#""limit": 0"#))
+        .contains("rate_limits[0].limit: 0 is out of range (use 1..="));
+    assert!(error(&rl("").replace("1s", "0s"))
+        .contains("rate_limits[0].window: must be greater than 0s"));
     assert!(error(&rl(r#", "status": 200"#)).contains("rate_limits[0].status: 200 is out of range (use 400..=599: a rejection must be a 4xx or 5xx status)"));
-    assert!(error(r#"{"limits": {"max_tracked_keys": 0}}"#).contains("limits.max_tracked_keys: 0 is out of range (use 1..=16777216"));
+    assert!(error(r#"{"limits": {"max_tracked_keys": 0}}"#)
+        .contains("limits.max_tracked_keys: 0 is out of range (use 1..=16777216"));
     assert!(error(r#"{"limits": {"max_tracked_keys": 16777217}}"#).contains("out of range"));
-    assert!(error(r#"{"client_ip": {"ipv6_prefix": 0}}"#).contains("client_ip.ipv6_prefix: 0 is out of range (use 1..=128)"));
+    assert!(error(r#"{"client_ip": {"ipv6_prefix": 0}}"#)
+        .contains("client_ip.ipv6_prefix: 0 is out of range (use 1..=128)"));
     assert!(error(r#"{"client_ip": {"ipv6_prefix": 129}}"#).contains("out of range"));
 }
 
@@ -143,16 +188,31 @@ fn idempotency_defaults_follow_the_spec() {
     let i = ok(r#"{"idempotency": {}}"#).idempotency.unwrap();
     assert_eq!(i.methods, ["POST", "PATCH"]);
     assert_eq!(i.header, "idempotency-key");
-    assert_eq!((i.ttl, i.lock_timeout), (Duration::from_secs(86_400), Duration::from_secs(30)));
+    assert_eq!(
+        (i.ttl, i.lock_timeout),
+        (Duration::from_secs(86_400), Duration::from_secs(30))
+    );
     assert_eq!(i.release_on, [408, 425, 429, 503]);
     assert!(i.fingerprint && !i.required && i.scope.is_empty());
-    assert_eq!((i.max_key_length, i.max_body_bytes, i.max_stored_bytes), (255, 262_144, 67_108_864));
-    assert_eq!((i.on_concurrent, i.on_internal_error), (OnConcurrent::Reject, OnInternalError::Deny));
+    assert_eq!(
+        (i.max_key_length, i.max_body_bytes, i.max_stored_bytes),
+        (255, 262_144, 67_108_864)
+    );
+    assert_eq!(
+        (i.on_concurrent, i.on_internal_error),
+        (OnConcurrent::Reject, OnInternalError::Deny)
+    );
 }
 
 #[test]
 fn idempotency_header_is_stored_lower_case() {
-    assert_eq!(ok(r#"{"idempotency": {"header": "X-Request-Key"}}"#).idempotency.unwrap().header, "x-request-key");
+    assert_eq!(
+        ok(r#"{"idempotency": {"header": "X-Request-Key"}}"#)
+            .idempotency
+            .unwrap()
+            .header,
+        "x-request-key"
+    );
 }
 
 #[test]
@@ -163,15 +223,24 @@ fn idempotency_body_limit_explains_envoys_buffer() {
 
 #[test]
 fn release_on_refuses_success_statuses() {
-    assert!(error(r#"{"idempotency": {"release_on": [503, 200]}}"#).contains("idempotency.release_on[1]: 200 is out of range"));
+    assert!(error(r#"{"idempotency": {"release_on": [503, 200]}}"#)
+        .contains("idempotency.release_on[1]: 200 is out of range"));
 }
 
 #[test]
 fn upstream_defaults_are_router_mode_with_envoys_timeout() {
     let u = &ok(&up("")).upstreams[0];
-    assert_eq!((u.name.as_str(), u.forward, u.timeout), ("pay", Forward::Router, Duration::from_secs(15)));
+    assert_eq!(
+        (u.name.as_str(), u.forward, u.timeout),
+        ("pay", Forward::Router, Duration::from_secs(15))
+    );
     assert_eq!(u.max_body_bytes, 1_048_576);
-    assert!(u.retry.is_none() && u.circuit_breaker.is_none() && u.cache.is_none() && u.fallback.is_empty());
+    assert!(
+        u.retry.is_none()
+            && u.circuit_breaker.is_none()
+            && u.cache.is_none()
+            && u.fallback.is_empty()
+    );
 }
 
 #[test]
@@ -182,78 +251,185 @@ fn callout_without_cluster_is_refused() {
 
 #[test]
 fn retry_on_a_router_mode_upstream_is_refused() {
-    assert!(error(&up(r#""retry": {}"#)).starts_with("levee config: upstreams.pay.retry: needs \"forward\": \"callout\""));
+    assert!(error(&up(r#""retry": {}"#))
+        .starts_with("levee config: upstreams.pay.retry: needs \"forward\": \"callout\""));
 }
 
 #[test]
 fn retry_defaults_and_deadline_from_timeout() {
-    let c = ok(&up(r#""forward": "callout", "cluster": "pay", "timeout": "2s", "retry": {}"#));
+    let c = ok(&up(
+        r#""forward": "callout", "cluster": "pay", "timeout": "2s", "retry": {}"#,
+    ));
     let r = c.upstreams[0].retry.as_ref().unwrap();
-    assert_eq!((r.max_retries, r.jitter, r.deadline), (2, Jitter::Full, Duration::from_secs(6)));
-    assert_eq!((r.base_delay, r.max_delay), (Duration::from_millis(100), Duration::from_secs(2)));
-    assert_eq!(r.retry_on, [OutcomeClass::FiveXx, OutcomeClass::Reset, OutcomeClass::Timeout, OutcomeClass::ConnectFailure]);
-    assert_eq!((r.budget, r.non_idempotent, r.respect_retry_after), (None, NonIdempotent::WithKey, true));
+    assert_eq!(
+        (r.max_retries, r.jitter, r.deadline),
+        (2, Jitter::Full, Duration::from_secs(6))
+    );
+    assert_eq!(
+        (r.base_delay, r.max_delay),
+        (Duration::from_millis(100), Duration::from_secs(2))
+    );
+    assert_eq!(
+        r.retry_on,
+        [
+            OutcomeClass::FiveXx,
+            OutcomeClass::Reset,
+            OutcomeClass::Timeout,
+            OutcomeClass::ConnectFailure
+        ]
+    );
+    assert_eq!(
+        (r.budget, r.non_idempotent, r.respect_retry_after),
+        (None, NonIdempotent::WithKey, true)
+    );
 }
 
 #[test]
 fn retry_on_accepts_classes_and_status_codes() {
-    let c = ok(&up(r#""forward": "callout", "cluster": "c", "retry": {"retry_on": ["gateway_error", "429", 409], "budget": {}}"#));
+    let c = ok(&up(
+        r#""forward": "callout", "cluster": "c", "retry": {"retry_on": ["gateway_error", "429", 409], "budget": {}}"#,
+    ));
     let r = c.upstreams[0].retry.as_ref().unwrap();
-    assert_eq!(r.retry_on, [OutcomeClass::GatewayError, OutcomeClass::Status(429), OutcomeClass::Status(409)]);
-    assert_eq!(r.budget, Some(RetryBudget { ratio: 0.2, min_per_second: 10 }));
-    assert!(error(&up(r#""forward": "callout", "cluster": "c", "retry": {"retry_on": ["200"]}"#)).contains("retry.retry_on[0]: 200 is not a failure status"));
+    assert_eq!(
+        r.retry_on,
+        [
+            OutcomeClass::GatewayError,
+            OutcomeClass::Status(429),
+            OutcomeClass::Status(409)
+        ]
+    );
+    assert_eq!(
+        r.budget,
+        Some(RetryBudget {
+            ratio: 0.2,
+            min_per_second: 10
+        })
+    );
+    assert!(error(&up(
+        r#""forward": "callout", "cluster": "c", "retry": {"retry_on": ["200"]}"#
+    ))
+    .contains("retry.retry_on[0]: 200 is not a failure status"));
 }
 
 #[test]
 fn budget_ratio_must_be_a_fraction() {
     for bad in ["0", "1.5", "-0.1"] {
-        let e = error(&up(&format!(r#""forward": "callout", "cluster": "c", "retry": {{"budget": {{"ratio": {bad}}}}}"#)));
-        assert!(e.contains("upstreams.pay.retry.budget.ratio:") && e.contains("(0, 1]"), "{e}");
+        let e = error(&up(&format!(
+            r#""forward": "callout", "cluster": "c", "retry": {{"budget": {{"ratio": {bad}}}}}"#
+        )));
+        assert!(
+            e.contains("upstreams.pay.retry.budget.ratio:") && e.contains("(0, 1]"),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn breaker_defaults_and_failure_rate_bounds() {
-    let b = ok(&up(r#""circuit_breaker": {"failure_rate": {}}"#)).upstreams[0].circuit_breaker.clone().unwrap();
-    assert_eq!((b.failure_threshold, b.reset_timeout, b.half_open_successes, b.half_open_max_in_flight), (5, Duration::from_secs(30), 3, 1));
-    assert_eq!(b.failure_rate, Some(FailureRate { threshold: 0.5, minimum_calls: 20, window: Duration::from_secs(10) }));
-    assert_eq!(b.failure_on, [OutcomeClass::FiveXx, OutcomeClass::Timeout, OutcomeClass::Reset, OutcomeClass::ConnectFailure]);
-    assert!(error(&up(r#""circuit_breaker": {"failure_rate": {"threshold": 0}}"#)).contains("circuit_breaker.failure_rate.threshold: 0 is out of range"));
-    assert!(error(&up(r#""circuit_breaker": {"failure_threshold": 0}"#)).contains("nothing could open the breaker"));
+    let b = ok(&up(r#""circuit_breaker": {"failure_rate": {}}"#)).upstreams[0]
+        .circuit_breaker
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (
+            b.failure_threshold,
+            b.reset_timeout,
+            b.half_open_successes,
+            b.half_open_max_in_flight
+        ),
+        (5, Duration::from_secs(30), 3, 1)
+    );
+    assert_eq!(
+        b.failure_rate,
+        Some(FailureRate {
+            threshold: 0.5,
+            minimum_calls: 20,
+            window: Duration::from_secs(10)
+        })
+    );
+    assert_eq!(
+        b.failure_on,
+        [
+            OutcomeClass::FiveXx,
+            OutcomeClass::Timeout,
+            OutcomeClass::Reset,
+            OutcomeClass::ConnectFailure
+        ]
+    );
+    assert!(error(&up(
+        r#""circuit_breaker": {"failure_rate": {"threshold": 0}}"#
+    ))
+    .contains("circuit_breaker.failure_rate.threshold: 0 is out of range"));
+    assert!(error(&up(r#""circuit_breaker": {"failure_threshold": 0}"#))
+        .contains("nothing could open the breaker"));
 }
 
 #[test]
 fn fallback_after_unconditional_static_is_refused() {
-    let e = error(&up(r#""fallback": [{"static": {"status": 200}}, {"static": {}}]"#));
+    let e = error(&up(
+        r#""fallback": [{"static": {"status": 200}}, {"static": {}}]"#,
+    ));
     assert!(e.starts_with("levee config: upstreams.pay.fallback[1]: can never run: upstreams.pay.fallback[0] is a static fallback for every method"), "{e}");
-    let c = ok(&up(r#""fallback": [{"static": {"status": 503}, "methods": ["get"]}, {"static": {"body": "{}", "headers": {"Content-Type": "application/json"}}}]"#));
+    let c = ok(&up(
+        r#""fallback": [{"static": {"status": 503}, "methods": ["get"]}, {"static": {"body": "{}", "headers": {"Content-Type": "application/json"}}}]"#,
+    ));
     assert_eq!(c.upstreams[0].fallback[0].methods, ["GET"]);
-    assert_eq!(c.upstreams[0].fallback[1].kind, FallbackKind::Static {
-        status: 200, headers: vec![("content-type".into(), "application/json".into())], body: b"{}".to_vec() });
+    assert_eq!(
+        c.upstreams[0].fallback[1].kind,
+        FallbackKind::Static {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec()
+        }
+    );
 }
 
 #[test]
 fn fallback_entry_needs_exactly_one_kind() {
-    assert!(error(&up(r#""fallback": [{"methods": ["GET"]}]"#)).contains("fallback[0]: expected exactly one of stale_cache, cluster, queue, static (found 0)"));
+    assert!(
+        error(&up(r#""fallback": [{"methods": ["GET"]}]"#)).contains(
+            "fallback[0]: expected exactly one of stale_cache, cluster, queue, static (found 0)"
+        )
+    );
     assert!(error(&up(r#""fallback": [{"static": {}, "cluster": "x"}]"#)).contains("(found 2)"));
 }
 
 #[test]
 fn stale_cache_and_queue_need_what_they_read_from() {
-    assert!(error(&up(r#""fallback": [{"stale_cache": {}}]"#)).contains("upstreams.pay.fallback[0].stale_cache: needs upstreams.pay.cache"));
-    assert!(error(&up(r#""fallback": [{"queue": {}}]"#)).contains("upstreams.pay.fallback[0].queue: needs upstreams.pay.cluster"));
-    let c = ok(&up(r#""cluster": "pay", "cache": {}, "fallback": [{"stale_cache": {}}, {"cluster": "replica"}, {"queue": {"max_items": 5}}]"#));
-    let kinds: Vec<_> = c.upstreams[0].fallback.iter().map(|f| f.kind.clone()).collect();
-    assert_eq!(kinds, [
-        FallbackKind::StaleCache { max_stale: Duration::from_secs(3600) },
-        FallbackKind::Cluster { cluster: "replica".into() },
-        FallbackKind::Queue { max_items: 5, max_bytes: 16_777_216 },
-    ]);
+    assert!(error(&up(r#""fallback": [{"stale_cache": {}}]"#))
+        .contains("upstreams.pay.fallback[0].stale_cache: needs upstreams.pay.cache"));
+    assert!(error(&up(r#""fallback": [{"queue": {}}]"#))
+        .contains("upstreams.pay.fallback[0].queue: needs upstreams.pay.cluster"));
+    let c = ok(&up(
+        r#""cluster": "pay", "cache": {}, "fallback": [{"stale_cache": {}}, {"cluster": "replica"}, {"queue": {"max_items": 5}}]"#,
+    ));
+    let kinds: Vec<_> = c.upstreams[0]
+        .fallback
+        .iter()
+        .map(|f| f.kind.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            FallbackKind::StaleCache {
+                max_stale: Duration::from_secs(3600)
+            },
+            FallbackKind::Cluster {
+                cluster: "replica".into()
+            },
+            FallbackKind::Queue {
+                max_items: 5,
+                max_bytes: 16_777_216
+            },
+        ]
+    );
 }
 
 #[test]
 fn routes_resolve_upstreams_in_declaration_order() {
-    let c = ok(r#"{"upstreams": {"zeta": {}, "alpha": {}}, "routes": [{"match": {"path_prefix": "/a"}, "upstream": "alpha"}, {"upstream": "zeta"}]}"#);
+    let c = ok(
+        r#"{"upstreams": {"zeta": {}, "alpha": {}}, "routes": [{"match": {"path_prefix": "/a"}, "upstream": "alpha"}, {"upstream": "zeta"}]}"#,
+    );
     assert_eq!(c.upstreams[0].name, "zeta");
     assert_eq!((c.routes[0].upstream, c.routes[1].upstream), (1, 0));
 }
@@ -261,18 +437,27 @@ fn routes_resolve_upstreams_in_declaration_order() {
 #[test]
 fn dangling_route_upstream_is_refused() {
     let e = error(r#"{"upstreams": {"pay": {}}, "routes": [{"upstream": "payments"}]}"#);
-    assert_eq!(e, "levee config: routes[0].upstream: \"payments\" is not in \"upstreams\" (defined: pay)");
+    assert_eq!(
+        e,
+        "levee config: routes[0].upstream: \"payments\" is not in \"upstreams\" (defined: pay)"
+    );
 }
 
 #[test]
 fn route_after_a_catch_all_route_is_refused() {
-    let e = error(r#"{"upstreams": {"pay": {}}, "routes": [{"upstream": "pay"}, {"match": {"path_prefix": "/x"}, "upstream": "pay"}]}"#);
-    assert!(e.contains("routes[1]: can never match: routes[0] matches every request"), "{e}");
+    let e = error(
+        r#"{"upstreams": {"pay": {}}, "routes": [{"upstream": "pay"}, {"match": {"path_prefix": "/x"}, "upstream": "pay"}]}"#,
+    );
+    assert!(
+        e.contains("routes[1]: can never match: routes[0] matches every request"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_upstream_names_are_refused() {
-    assert!(error(r#"{"upstreams": {"pay": {}, "pay": {}}}"#).contains("upstreams: duplicate field \"pay\""));
+    assert!(error(r#"{"upstreams": {"pay": {}, "pay": {}}}"#)
+        .contains("upstreams: duplicate field \"pay\""));
 }
 
 #[test]
@@ -307,7 +492,10 @@ fn the_spec_example_parses() {
     let c = ok(doc);
     assert_eq!(c.client_ip.ipv6_prefix, 56);
     assert_eq!(c.rate_limits[0].key, [KeyPart::Header("x-user-id".into())]);
-    assert_eq!(c.upstreams[0].retry.as_ref().unwrap().deadline, Duration::from_secs(5));
+    assert_eq!(
+        c.upstreams[0].retry.as_ref().unwrap().deadline,
+        Duration::from_secs(5)
+    );
     assert_eq!(c.upstreams[0].fallback.len(), 4);
     // The effective config parses back to the same config.
     let effective = to_effective_json(&c);
@@ -316,10 +504,15 @@ fn the_spec_example_parses() {
 
 #[test]
 fn effective_json_fills_in_every_default() {
-    let c = ok(r#"{"idempotency": {}, "upstreams": {"pay": {"forward": "callout", "cluster": "c", "retry": {}, "circuit_breaker": {}}}}"#);
+    let c = ok(
+        r#"{"idempotency": {}, "upstreams": {"pay": {"forward": "callout", "cluster": "c", "retry": {}, "circuit_breaker": {}}}}"#,
+    );
     let v = to_effective_json(&c);
     assert_eq!(v["upstreams"]["pay"]["retry"]["deadline"], "45s");
-    assert_eq!(v["upstreams"]["pay"]["circuit_breaker"]["failure_on"][0], "5xx");
+    assert_eq!(
+        v["upstreams"]["pay"]["circuit_breaker"]["failure_on"][0],
+        "5xx"
+    );
     assert_eq!(v["idempotency"]["ttl"], "1d");
     assert_eq!(v["rate_limit_headers"], "x-ratelimit");
     assert_eq!(ok(&v.to_string()), c);
@@ -327,9 +520,13 @@ fn effective_json_fills_in_every_default() {
 
 #[test]
 fn enum_values_list_the_choices() {
-    assert_eq!(error(r#"{"rate_limit_headers": "draft"}"#),
-        "levee config: rate_limit_headers: \"draft\" is not one of: x-ratelimit, ietf, both, none");
-    assert!(error(&rl(r#", "algorithm": "gcra""#)).contains("rate_limits[0].algorithm: \"gcra\" is not one of: fixed_window, sliding_window_log,"));
+    assert_eq!(
+        error(r#"{"rate_limit_headers": "draft"}"#),
+        "levee config: rate_limit_headers: \"draft\" is not one of: x-ratelimit, ietf, both, none"
+    );
+    assert!(error(&rl(r#", "algorithm": "gcra""#)).contains(
+        "rate_limits[0].algorithm: \"gcra\" is not one of: fixed_window, sliding_window_log,"
+    ));
 }
 
 #[test]
@@ -343,5 +540,6 @@ fn null_fields_take_their_defaults() {
 fn static_fallback_headers_must_be_valid() {
     assert!(error(&up(r#""fallback": [{"static": {"headers": {"bad header": "x"}}}]"#))
         .contains("upstreams.pay.fallback[0].static.headers[\"bad header\"]: \"bad header\" is not a valid header name"));
-    assert!(error(&up(r#""fallback": [{"static": {"status": 600}}]"#)).contains("static.status: 600 is out of range (use 100..=599)"));
+    assert!(error(&up(r#""fallback": [{"static": {"status": 600}}]"#))
+        .contains("static.status: 600 is out of range (use 100..=599)"));
 }

@@ -61,7 +61,10 @@ pub enum KeyPart {
     Header(String),
     Query(String),
     /// `metadata:FILTER/PATH` → filter name and the path inside its struct.
-    Metadata { filter: String, path: Vec<String> },
+    Metadata {
+        filter: String,
+        path: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,11 +238,22 @@ pub struct CacheConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FallbackKind {
-    StaleCache { max_stale: Duration },
+    StaleCache {
+        max_stale: Duration,
+    },
     /// Another Envoy cluster, called out to with the same request.
-    Cluster { cluster: String },
-    Queue { max_items: u32, max_bytes: u64 },
-    Static { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Cluster {
+        cluster: String,
+    },
+    Queue {
+        max_items: u32,
+        max_bytes: u64,
+    },
+    Static {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

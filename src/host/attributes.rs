@@ -24,11 +24,15 @@ fn property_string(path: Vec<&str>) -> Option<String> {
 
 impl HostAttributes {
     fn headers(&self) -> &[(String, Bytes)] {
-        self.headers.get_or_init(|| hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
+        self.headers.get_or_init(|| {
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+        })
     }
 
     fn pseudo(&self, name: &str) -> &str {
-        self.header(name).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or("")
+        self.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or("")
     }
 }
 
@@ -42,15 +46,22 @@ impl RequestAttributes for HostAttributes {
     }
 
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+        self.headers()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     fn source_address(&self) -> Option<&str> {
-        self.source.get_or_init(|| property_string(vec!["source", "address"])).as_deref()
+        self.source
+            .get_or_init(|| property_string(vec!["source", "address"]))
+            .as_deref()
     }
 
     fn route_name(&self) -> Option<&str> {
-        self.route.get_or_init(|| property_string(vec!["xds", "route_name"])).as_deref()
+        self.route
+            .get_or_init(|| property_string(vec!["xds", "route_name"]))
+            .as_deref()
     }
 
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {

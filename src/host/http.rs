@@ -12,10 +12,10 @@ use crate::request::RequestAttributes;
 
 use super::attributes::HostAttributes;
 use super::metrics::HostMetrics;
+use super::now;
 use super::reply;
 use super::store::EnvoyStore;
 use super::worker::{Shared, Stream};
-use super::now;
 
 pub(crate) struct LeveeHttp {
     id: u32,
@@ -25,7 +25,11 @@ pub(crate) struct LeveeHttp {
 
 impl LeveeHttp {
     pub(crate) fn new(id: u32, shared: Rc<Shared>) -> Self {
-        Self { id, shared, stream: Rc::default() }
+        Self {
+            id,
+            shared,
+            stream: Rc::default(),
+        }
     }
 
     fn apply_now(&self, step: Step, now: crate::time::UnixNanos) -> Action {
@@ -36,7 +40,10 @@ impl LeveeHttp {
                 Action::Pause
             }
             Step::Hold { wake_at, purpose } => {
-                self.shared.worker.borrow_mut().hold(self.id, &self.stream, wake_at, purpose, now);
+                self.shared
+                    .worker
+                    .borrow_mut()
+                    .hold(self.id, &self.stream, wake_at, purpose, now);
                 Action::Pause
             }
         }
@@ -62,7 +69,9 @@ impl HttpContext for LeveeHttp {
         let step = {
             let mut stream = self.stream.borrow_mut();
             stream.set_grpc(attrs.header("content-type"));
-            stream.flow.on_request_headers(plugin, &EnvoyStore, &attrs, now, &mut metrics)
+            stream
+                .flow
+                .on_request_headers(plugin, &EnvoyStore, &attrs, now, &mut metrics)
         };
         self.apply_now(step, now)
     }
@@ -81,11 +90,25 @@ impl HttpContext for LeveeHttp {
             return Action::Continue;
         }
         let mut stream = self.stream.borrow_mut();
-        let answer = if stream.flow.wants_upstream_answer() { upstream_answer() } else { UpstreamAnswer { status: 0, flags: 0 } };
+        let answer = if stream.flow.wants_upstream_answer() {
+            upstream_answer()
+        } else {
+            UpstreamAnswer {
+                status: 0,
+                flags: 0,
+            }
+        };
         let mut metrics = HostMetrics(&self.shared.metrics);
-        let headers = stream.flow.on_response_headers(plugin, &EnvoyStore, answer, now(), &mut metrics);
+        let headers =
+            stream
+                .flow
+                .on_response_headers(plugin, &EnvoyStore, answer, now(), &mut metrics);
         for (name, value) in &headers {
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
+            let _ = hostcalls::set_map_value_bytes(
+                MapType::HttpResponseHeaders,
+                name,
+                Some(value.as_bytes()),
+            );
         }
         Action::Continue
     }

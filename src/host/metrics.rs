@@ -4,7 +4,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::metrics::{
-    rate_limit_metric, BreakerEvent, Event, GlobalEvent, Metrics, RateLimitEvent, HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
+    rate_limit_metric, BreakerEvent, Event, GlobalEvent, Metrics, RateLimitEvent,
+    HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
 };
 use crate::pipeline::Plugin;
 
@@ -24,12 +25,18 @@ fn define(kind: MetricType, name: &str) -> u32 {
 
 impl MetricIds {
     pub(crate) fn define_all(plugin: &Plugin) -> Self {
-        let global = GlobalEvent::ALL.iter().map(|e| define(MetricType::Counter, e.name())).collect();
+        let global = GlobalEvent::ALL
+            .iter()
+            .map(|e| define(MetricType::Counter, e.name()))
+            .collect();
         let rate_limits = plugin
             .limiter
             .limits
             .iter()
-            .map(|l| RateLimitEvent::ALL.map(|e| define(MetricType::Counter, &rate_limit_metric(&l.config.name, e))))
+            .map(|l| {
+                RateLimitEvent::ALL
+                    .map(|e| define(MetricType::Counter, &rate_limit_metric(&l.config.name, e)))
+            })
             .collect();
         let breakers = plugin
             .config
@@ -37,15 +44,28 @@ impl MetricIds {
             .iter()
             .map(|u| {
                 (
-                    BreakerEvent::ALL
-                        .map(|e| define(MetricType::Counter, &crate::metrics::breaker_metric(&u.name, e))),
-                    define(MetricType::Gauge, &crate::metrics::breaker_state_metric(&u.name)),
+                    BreakerEvent::ALL.map(|e| {
+                        define(
+                            MetricType::Counter,
+                            &crate::metrics::breaker_metric(&u.name, e),
+                        )
+                    }),
+                    define(
+                        MetricType::Gauge,
+                        &crate::metrics::breaker_state_metric(&u.name),
+                    ),
                 )
             })
             .collect();
         let memory_bound = define(MetricType::Gauge, MEMORY_BOUND_METRIC);
         let held_requests = define(MetricType::Gauge, HELD_REQUESTS_METRIC);
-        Self { global, rate_limits, breakers, memory_bound, held_requests }
+        Self {
+            global,
+            rate_limits,
+            breakers,
+            memory_bound,
+            held_requests,
+        }
     }
 
     pub(crate) fn set_memory_bound(&self, bytes: u64) {

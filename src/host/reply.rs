@@ -22,7 +22,10 @@ extern "C" {
 
 /// The proxy-wasm header-map wire format: count, (name len, value len)*, (name\0 value\0)*.
 pub(crate) fn serialize_headers(headers: &[(&str, &[u8])]) -> Vec<u8> {
-    let size = 4 + headers.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+    let size = 4 + headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
     for (k, v) in headers {
@@ -41,7 +44,11 @@ pub(crate) fn serialize_headers(headers: &[(&str, &[u8])]) -> Vec<u8> {
 /// Answers the current (or effective) request with `reply`. Returns false if the host
 /// refused (the stream is already gone, for instance).
 pub(crate) fn send(reply: &LocalReply, grpc: bool) -> bool {
-    let pairs: Vec<(&str, &[u8])> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let pairs: Vec<(&str, &[u8])> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
     let headers = serialize_headers(&pairs);
     let (status, body, grpc_status): (u32, &[u8], i32) = match (grpc, reply.grpc_status) {
         (true, Some(code)) => (200, b"", code as i32),

@@ -36,12 +36,16 @@ impl LeveeRoot {
         let plugin = Plugin::new(config, secret);
         let store = EnvoyStore;
         for table in plugin.tables() {
-            table
-                .ensure_created(&store)
-                .map_err(|e| format!("levee: cannot create shared-data table {}: {e:?}", table.key_of(0)))?;
+            table.ensure_created(&store).map_err(|e| {
+                format!(
+                    "levee: cannot create shared-data table {}: {e:?}",
+                    table.key_of(0)
+                )
+            })?;
         }
         for key in plugin.plain_keys() {
-            ensure_key(&store, &key, b"").map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
+            ensure_key(&store, &key, b"")
+                .map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
         }
         let metrics = MetricIds::define_all(&plugin);
         let bound = plugin.memory_bound();
@@ -71,10 +75,12 @@ fn load_secret() -> Result<[u8; 16], String> {
     let fresh: [u8; 16] = entropy_bytes().ok_or("levee: the host refused random bytes")?;
     let stored = get_or_create(&EnvoyStore, HASH_SECRET_KEY, &fresh)
         .map_err(|e| format!("levee: cannot read or create {HASH_SECRET_KEY}: {e:?}"))?;
-    stored
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("levee: {HASH_SECRET_KEY} holds {} bytes, expected 16", stored.len()))
+    stored.as_slice().try_into().map_err(|_| {
+        format!(
+            "levee: {HASH_SECRET_KEY} holds {} bytes, expected 16",
+            stored.len()
+        )
+    })
 }
 
 impl Context for LeveeRoot {}

@@ -11,7 +11,10 @@ pub(crate) struct EnvoyStore;
 impl SharedStore for EnvoyStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, ReadError> {
         match hostcalls::get_shared_data(key) {
-            Ok((value, Some(cas))) => Ok(Some(Versioned { value: value.unwrap_or_default(), cas })),
+            Ok((value, Some(cas))) => Ok(Some(Versioned {
+                value: value.unwrap_or_default(),
+                cas,
+            })),
             Ok((_, None)) => Ok(None),
             Err(Status::NotFound) => Ok(None),
             Err(_) => Err(ReadError),

@@ -19,8 +19,8 @@ use crate::time::UnixNanos;
 use crate::timer_queue::{tick_period_ms, ContextId, TimerPurpose, TimerQueue};
 
 use super::metrics::{HostMetrics, MetricIds};
-use super::store::EnvoyStore;
 use super::reply;
+use super::store::EnvoyStore;
 
 /// One request's state, shared between its HTTP context and the worker's timers.
 #[derive(Debug, Default)]
@@ -52,7 +52,14 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn hold(&mut self, id: ContextId, stream: &Rc<RefCell<Stream>>, wake_at: UnixNanos, purpose: TimerPurpose, now: UnixNanos) {
+    pub(crate) fn hold(
+        &mut self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        wake_at: UnixNanos,
+        purpose: TimerPurpose,
+        now: UnixNanos,
+    ) {
         if self.waiting.insert(id, Rc::downgrade(stream)).is_none() {
             self.bump_held(1);
         }
@@ -69,7 +76,10 @@ impl Worker {
     }
 
     pub(crate) fn with_held_gauge(id: u32) -> Self {
-        Self { held_gauge: Some(id), ..Self::default() }
+        Self {
+            held_gauge: Some(id),
+            ..Self::default()
+        }
     }
 
     fn bump_held(&self, by: i64) {
@@ -94,14 +104,25 @@ impl Shared {
     pub(crate) fn on_tick(&self, now: UnixNanos) {
         let fired = self.worker.borrow_mut().timers.pop_due(now);
         for f in fired {
-            let stream = self.worker.borrow().waiting.get(&f.context).and_then(Weak::upgrade);
+            let stream = self
+                .worker
+                .borrow()
+                .waiting
+                .get(&f.context)
+                .and_then(Weak::upgrade);
             let Some(stream) = stream else { continue };
             if hostcalls::set_effective_context(f.context).is_err() {
                 self.worker.borrow_mut().forget(f.context, now);
                 continue;
             }
             let mut metrics = HostMetrics(&self.metrics);
-            let step = stream.borrow_mut().flow.on_timer(&self.plugin, &EnvoyStore, f.purpose, now, &mut metrics);
+            let step = stream.borrow_mut().flow.on_timer(
+                &self.plugin,
+                &EnvoyStore,
+                f.purpose,
+                now,
+                &mut metrics,
+            );
             if let Some(step) = step {
                 self.apply_later(f.context, &stream, step, now);
             }
@@ -113,7 +134,13 @@ impl Shared {
     }
 
     /// Applies a step for a stream that is paused (from a timer or a callout response).
-    pub(crate) fn apply_later(&self, id: ContextId, stream: &Rc<RefCell<Stream>>, step: Step, now: UnixNanos) {
+    pub(crate) fn apply_later(
+        &self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        step: Step,
+        now: UnixNanos,
+    ) {
         match step {
             Step::Continue => {
                 self.worker.borrow_mut().forget(id, now);
@@ -124,7 +151,10 @@ impl Shared {
                 let grpc = stream.borrow().grpc;
                 reply::send(&r, grpc);
             }
-            Step::Hold { wake_at, purpose } => self.worker.borrow_mut().hold(id, stream, wake_at, purpose, now),
+            Step::Hold { wake_at, purpose } => self
+                .worker
+                .borrow_mut()
+                .hold(id, stream, wake_at, purpose, now),
         }
     }
 }

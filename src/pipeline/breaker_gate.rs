@@ -35,30 +35,47 @@ pub fn admit(
     metrics: &mut dyn Metrics,
 ) -> Admission {
     let Some(cfg) = &upstream.circuit_breaker else {
-        return Admission::Allow(Ticket { epoch: 0, probe: None });
+        return Admission::Allow(Ticket {
+            epoch: 0,
+            probe: None,
+        });
     };
     let lease = probe_lease_ns(upstream);
-    let result = update_key(store, &breaker_key(&upstream.name), MAX_CAS_ATTEMPTS, |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
-        let a = breaker::admit(cfg, state, now, lease);
-        match a.new_state {
-            Some(value) => Step::Write { value, result: (a.admission, a.transition) },
-            None => Step::Keep((a.admission, a.transition)),
-        }
-    });
+    let result = update_key(
+        store,
+        &breaker_key(&upstream.name),
+        MAX_CAS_ATTEMPTS,
+        |current| {
+            let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+            let a = breaker::admit(cfg, state, now, lease);
+            match a.new_state {
+                Some(value) => Step::Write {
+                    value,
+                    result: (a.admission, a.transition),
+                },
+                None => Step::Keep((a.admission, a.transition)),
+            }
+        },
+    );
     match result {
         Ok((admission, transition)) => {
             if let Some(t) = transition {
                 report_transition(upstream, index, t, metrics);
             }
             if let Admission::Reject { .. } = admission {
-                metrics.count(Event::Breaker { upstream: index, what: BreakerEvent::Rejected });
+                metrics.count(Event::Breaker {
+                    upstream: index,
+                    what: BreakerEvent::Rejected,
+                });
             }
             admission
         }
         Err(_) => {
             metrics.count(Event::Global(GlobalEvent::InternalError));
-            Admission::Allow(Ticket { epoch: u32::MAX, probe: None })
+            Admission::Allow(Ticket {
+                epoch: u32::MAX,
+                probe: None,
+            })
         }
     }
 }
@@ -73,7 +90,9 @@ pub fn record(
     now: UnixNanos,
     metrics: &mut dyn Metrics,
 ) {
-    let Some(cfg) = &upstream.circuit_breaker else { return };
+    let Some(cfg) = &upstream.circuit_breaker else {
+        return;
+    };
     let failed = breaker::is_failure(cfg, outcome);
     let what = match (ticket.probe.is_some(), failed) {
         (true, true) => BreakerEvent::ProbeFailure,
@@ -81,15 +100,26 @@ pub fn record(
         (false, true) => BreakerEvent::Failure,
         (false, false) => BreakerEvent::Success,
     };
-    metrics.count(Event::Breaker { upstream: index, what });
-    let result = update_key(store, &breaker_key(&upstream.name), MAX_CAS_ATTEMPTS, |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
-        let r = breaker::record(cfg, state, ticket, failed, now);
-        match r.new_state {
-            Some(value) => Step::Write { value, result: r.transition },
-            None => Step::Keep(r.transition),
-        }
+    metrics.count(Event::Breaker {
+        upstream: index,
+        what,
     });
+    let result = update_key(
+        store,
+        &breaker_key(&upstream.name),
+        MAX_CAS_ATTEMPTS,
+        |current| {
+            let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+            let r = breaker::record(cfg, state, ticket, failed, now);
+            match r.new_state {
+                Some(value) => Step::Write {
+                    value,
+                    result: r.transition,
+                },
+                None => Step::Keep(r.transition),
+            }
+        },
+    );
     match result {
         Ok(Some(t)) => report_transition(upstream, index, t, metrics),
         Ok(None) => {}
@@ -97,7 +127,12 @@ pub fn record(
     }
 }
 
-fn report_transition(upstream: &UpstreamConfig, index: usize, t: Transition, metrics: &mut dyn Metrics) {
+fn report_transition(
+    upstream: &UpstreamConfig,
+    index: usize,
+    t: Transition,
+    metrics: &mut dyn Metrics,
+) {
     log::info!(
         "levee circuit breaker: upstream \"{}\" {} -> {} ({})",
         upstream.name,
@@ -110,6 +145,9 @@ fn report_transition(upstream: &UpstreamConfig, index: usize, t: Transition, met
         crate::breaker::Phase::HalfOpen => BreakerEvent::HalfOpened,
         crate::breaker::Phase::Closed => BreakerEvent::Closed,
     };
-    metrics.count(Event::Breaker { upstream: index, what });
+    metrics.count(Event::Breaker {
+        upstream: index,
+        what,
+    });
     metrics.breaker_state(index, t.to.gauge());
 }

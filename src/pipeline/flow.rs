@@ -22,7 +22,10 @@ pub enum Step {
     /// Answer it now with this reply; the upstream never sees it.
     Reply(LocalReply),
     /// Keep it paused; call [`RequestFlow::on_timer`] with `purpose` at `wake_at`.
-    Hold { wake_at: UnixNanos, purpose: TimerPurpose },
+    Hold {
+        wake_at: UnixNanos,
+        purpose: TimerPurpose,
+    },
 }
 
 /// What the upstream answered, as seen in `on_http_response_headers` (router mode).
@@ -77,7 +80,14 @@ impl RequestFlow {
             self.method = req.method().to_string();
         }
         if !plugin.limiter.is_empty() {
-            let check = plugin.limiter.check(store, &plugin.hasher, &plugin.config.client_ip, req, now, metrics);
+            let check = plugin.limiter.check(
+                store,
+                &plugin.hasher,
+                &plugin.config.client_ip,
+                req,
+                now,
+                metrics,
+            );
             let style = plugin.config.rate_limit_headers;
             match check.verdict {
                 Verdict::Reject { limit, .. } => {
@@ -92,7 +102,14 @@ impl RequestFlow {
                     match &check.headline {
                         Some(h) => {
                             let window = plugin.limiter.limits[h.limit].params.window_ns;
-                            reply.headers.extend(rate_limit_headers(style, &cfg.name, window, &h.evaluation, true, now));
+                            reply.headers.extend(rate_limit_headers(
+                                style,
+                                &cfg.name,
+                                window,
+                                &h.evaluation,
+                                true,
+                                now,
+                            ));
                         }
                         None => reply.headers.push(("retry-after".into(), "1".into())),
                     }
@@ -115,7 +132,10 @@ impl RequestFlow {
                     if let Verdict::Delay { until } = check.verdict {
                         if until > now {
                             self.stage = Stage::Shaped;
-                            return Step::Hold { wake_at: until, purpose: TimerPurpose::Release };
+                            return Step::Hold {
+                                wake_at: until,
+                                purpose: TimerPurpose::Release,
+                            };
                         }
                     }
                 }
@@ -134,7 +154,9 @@ impl RequestFlow {
         metrics: &mut dyn Metrics,
     ) -> Option<Step> {
         match (self.stage, purpose) {
-            (Stage::Shaped, TimerPurpose::Release) => Some(self.forward(plugin, store, now, metrics)),
+            (Stage::Shaped, TimerPurpose::Release) => {
+                Some(self.forward(plugin, store, now, metrics))
+            }
             _ => None,
         }
     }
@@ -156,7 +178,8 @@ impl RequestFlow {
     ) -> Vec<(String, String)> {
         if let (Some(index), Some((ticket, sent_at))) = (self.upstream, self.ticket.take()) {
             if let Some(upstream) = plugin.config.upstreams.get(index) {
-                let outcome = classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
+                let outcome =
+                    classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
                 breaker_gate::record(upstream, index, store, ticket, &outcome, now, metrics);
             }
         }
@@ -169,7 +192,13 @@ impl RequestFlow {
     }
 
     /// Rate limits passed: ask the upstream's breaker, then let the router forward.
-    fn forward(&mut self, plugin: &Plugin, store: &dyn SharedStore, now: UnixNanos, metrics: &mut dyn Metrics) -> Step {
+    fn forward(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
         let Some(index) = self.upstream else {
             self.stage = Stage::Forwarded;
             return Step::Continue;
@@ -188,7 +217,10 @@ impl RequestFlow {
             }
             Admission::Reject { retry_after_ns } => {
                 if let Some(reply) = self.static_fallback(plugin, index) {
-                    log::warn!("levee: upstream \"{}\" circuit open; serving the static fallback", upstream.name);
+                    log::warn!(
+                        "levee: upstream \"{}\" circuit open; serving the static fallback",
+                        upstream.name
+                    );
                     return self.answer(reply);
                 }
                 let mut reply = problem(
@@ -197,8 +229,13 @@ impl RequestFlow {
                     &format!("the circuit to upstream \"{}\" is open", upstream.name),
                     &[("upstream", &upstream.name)],
                 );
-                reply.headers.push(("retry-after".into(), retry_after_seconds(retry_after_ns).to_string()));
-                reply.headers.push(("x-levee-circuit".into(), "open".into()));
+                reply.headers.push((
+                    "retry-after".into(),
+                    retry_after_seconds(retry_after_ns).to_string(),
+                ));
+                reply
+                    .headers
+                    .push(("x-levee-circuit".into(), "open".into()));
                 reply.headers.append(&mut self.response_headers);
                 self.answer(reply)
             }
@@ -212,7 +249,11 @@ impl RequestFlow {
                 return None;
             }
             match &entry.kind {
-                FallbackKind::Static { status, headers, body } => {
+                FallbackKind::Static {
+                    status,
+                    headers,
+                    body,
+                } => {
                     let mut h = headers.clone();
                     h.push(("x-levee-fallback".into(), "static".into()));
                     Some(LocalReply {

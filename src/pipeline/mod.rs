@@ -34,12 +34,18 @@ pub struct Plugin {
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
         let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
-        Self { hasher: KeyHasher::new(secret), limiter, config }
+        Self {
+            hasher: KeyHasher::new(secret),
+            limiter,
+            config,
+        }
     }
 
     /// True when no layer is configured: requests pass untouched, at the cost of one call.
     pub fn is_pass_through(&self) -> bool {
-        self.limiter.is_empty() && self.config.idempotency.is_none() && self.config.routes.is_empty()
+        self.limiter.is_empty()
+            && self.config.idempotency.is_none()
+            && self.config.routes.is_empty()
     }
 
     /// Every slot table, to pre-create at configure time.

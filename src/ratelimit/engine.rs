@@ -41,11 +41,16 @@ impl Limit {
             burst: config.burst,
             max_delay_ns: duration_nanos(config.max_delay),
         };
-        Self { config: config.clone(), params, table: SlotTable::new("rl", &config.name, slots) }
+        Self {
+            config: config.clone(),
+            params,
+            table: SlotTable::new("rl", &config.name, slots),
+        }
     }
 
     pub fn memory_bound(&self) -> u64 {
-        self.table.memory_bound(algorithm::max_state_bytes(&self.params))
+        self.table
+            .memory_bound(algorithm::max_state_bytes(&self.params))
     }
 }
 
@@ -54,9 +59,14 @@ impl Limit {
 pub enum Verdict {
     Admit,
     /// Shaped: let it through at `until`.
-    Delay { until: UnixNanos },
+    Delay {
+        until: UnixNanos,
+    },
     /// Rejected by limit `limit` (index into the configured limits).
-    Reject { limit: usize, retry_after_ns: u64 },
+    Reject {
+        limit: usize,
+        retry_after_ns: u64,
+    },
 }
 
 /// The numbers behind the rate-limit response headers.
@@ -88,7 +98,9 @@ struct Pending {
 
 impl RateLimiter {
     pub fn new(configs: &[RateLimitConfig], slots: u32) -> Self {
-        Self { limits: configs.iter().map(|c| Limit::new(c, slots)).collect() }
+        Self {
+            limits: configs.iter().map(|c| Limit::new(c, slots)).collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,11 +152,19 @@ impl RateLimiter {
                 }
                 continue;
             }
-            pending.push(Pending { index, hash, lookup, evaluation });
+            pending.push(Pending {
+                index,
+                hash,
+                lookup,
+                evaluation,
+            });
         }
 
         for index in &shadow_rejected {
-            metrics.count(Event::RateLimit { limit: *index, what: RateLimitEvent::ShadowRejected });
+            metrics.count(Event::RateLimit {
+                limit: *index,
+                what: RateLimitEvent::ShadowRejected,
+            });
         }
         if let Some((index, evaluation)) = rejection {
             return self.rejected(index, evaluation, metrics);
@@ -157,7 +177,14 @@ impl RateLimiter {
             let mut attempts = 1;
             loop {
                 let state = p.evaluation.new_state.as_deref().unwrap_or(&[]);
-                match limit.table.commit(store, &p.lookup, p.hash, state, p.evaluation.at_rest_at, now) {
+                match limit.table.commit(
+                    store,
+                    &p.lookup,
+                    p.hash,
+                    state,
+                    p.evaluation.at_rest_at,
+                    now,
+                ) {
                     Ok(()) => break,
                     Err(WriteError::CasMismatch) if attempts < MAX_ATTEMPTS => {
                         attempts += 1;
@@ -173,7 +200,10 @@ impl RateLimiter {
                         }
                         if p.evaluation.decision == Decision::Reject {
                             if limit.config.mode == Mode::Shadow {
-                                metrics.count(Event::RateLimit { limit: p.index, what: RateLimitEvent::ShadowRejected });
+                                metrics.count(Event::RateLimit {
+                                    limit: p.index,
+                                    what: RateLimitEvent::ShadowRejected,
+                                });
                                 break;
                             }
                             self.refund_all(store, &committed, now, metrics);
@@ -207,7 +237,9 @@ impl RateLimiter {
                 Decision::Delay { until } => {
                     if limit.config.mode == Mode::Enforce {
                         verdict = match verdict {
-                            Verdict::Delay { until: u } => Verdict::Delay { until: u.max(until) },
+                            Verdict::Delay { until: u } => Verdict::Delay {
+                                until: u.max(until),
+                            },
                             _ => Verdict::Delay { until },
                         };
                     }
@@ -215,51 +247,94 @@ impl RateLimiter {
                 }
                 _ => RateLimitEvent::Allowed,
             };
-            metrics.count(Event::RateLimit { limit: p.index, what });
+            metrics.count(Event::RateLimit {
+                limit: p.index,
+                what,
+            });
             if limit.config.mode == Mode::Enforce
-                && headline.as_ref().is_none_or(|h| p.evaluation.remaining < h.evaluation.remaining)
+                && headline
+                    .as_ref()
+                    .is_none_or(|h| p.evaluation.remaining < h.evaluation.remaining)
             {
-                headline = Some(Headline { limit: p.index, evaluation: p.evaluation.clone() });
+                headline = Some(Headline {
+                    limit: p.index,
+                    evaluation: p.evaluation.clone(),
+                });
             }
         }
         for index in failed_open {
-            metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Allowed });
+            metrics.count(Event::RateLimit {
+                limit: index,
+                what: RateLimitEvent::Allowed,
+            });
         }
         Check { verdict, headline }
     }
 
     fn rejected(&self, index: usize, evaluation: Evaluation, metrics: &mut dyn Metrics) -> Check {
-        metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Rejected });
+        metrics.count(Event::RateLimit {
+            limit: index,
+            what: RateLimitEvent::Rejected,
+        });
         Check {
-            verdict: Verdict::Reject { limit: index, retry_after_ns: evaluation.retry_after_ns },
-            headline: Some(Headline { limit: index, evaluation }),
+            verdict: Verdict::Reject {
+                limit: index,
+                retry_after_ns: evaluation.retry_after_ns,
+            },
+            headline: Some(Headline {
+                limit: index,
+                evaluation,
+            }),
         }
     }
 
     fn reject_internal(&self, index: usize, _now: UnixNanos, metrics: &mut dyn Metrics) -> Check {
-        metrics.count(Event::RateLimit { limit: index, what: RateLimitEvent::Rejected });
-        Check { verdict: Verdict::Reject { limit: index, retry_after_ns: 1_000_000_000 }, headline: None }
+        metrics.count(Event::RateLimit {
+            limit: index,
+            what: RateLimitEvent::Rejected,
+        });
+        Check {
+            verdict: Verdict::Reject {
+                limit: index,
+                retry_after_ns: 1_000_000_000,
+            },
+            headline: None,
+        }
     }
 
     /// Gives back what `committed` consumed (another limit rejected the request).
-    fn refund_all(&self, store: &dyn SharedStore, committed: &[Pending], now: UnixNanos, metrics: &mut dyn Metrics) {
+    fn refund_all(
+        &self,
+        store: &dyn SharedStore,
+        committed: &[Pending],
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
         for p in committed {
             let limit = &self.limits[p.index];
             let mut done = false;
             for _ in 0..MAX_ATTEMPTS {
-                let Ok(lookup) = limit.table.lookup(store, p.hash, now, Eviction::LeastRecentlyTouched) else {
+                let Ok(lookup) =
+                    limit
+                        .table
+                        .lookup(store, p.hash, now, Eviction::LeastRecentlyTouched)
+                else {
                     break;
                 };
                 let Some(state) = lookup.state.as_deref() else {
                     done = true; // the entry is gone (evicted): nothing left to refund
                     break;
                 };
-                let Some(refunded) = algorithm::refund(&limit.params, state, &p.evaluation, now) else {
+                let Some(refunded) = algorithm::refund(&limit.params, state, &p.evaluation, now)
+                else {
                     done = true;
                     break;
                 };
                 let at_rest = p.evaluation.at_rest_at;
-                match limit.table.commit(store, &lookup, p.hash, &refunded, at_rest, now) {
+                match limit
+                    .table
+                    .commit(store, &lookup, p.hash, &refunded, at_rest, now)
+                {
                     Ok(()) => {
                         done = true;
                         break;
@@ -275,8 +350,17 @@ impl RateLimiter {
     }
 }
 
-fn read_and_evaluate(limit: &Limit, store: &dyn SharedStore, hash: KeyHash, now: UnixNanos) -> Option<(Lookup, Evaluation)> {
-    let lookup = limit.table.lookup(store, hash, now, Eviction::LeastRecentlyTouched).ok()?;
-    let evaluation = algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
+fn read_and_evaluate(
+    limit: &Limit,
+    store: &dyn SharedStore,
+    hash: KeyHash,
+    now: UnixNanos,
+) -> Option<(Lookup, Evaluation)> {
+    let lookup = limit
+        .table
+        .lookup(store, hash, now, Eviction::LeastRecentlyTouched)
+        .ok()?;
+    let evaluation =
+        algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
     Some((lookup, evaluation))
 }

@@ -18,19 +18,37 @@ pub fn rate_limit_headers(
     now: UnixNanos,
 ) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(5);
-    let reset_in_s = evaluation.reset_at.saturating_sub(now).div_ceil(NANOS_PER_SEC);
+    let reset_in_s = evaluation
+        .reset_at
+        .saturating_sub(now)
+        .div_ceil(NANOS_PER_SEC);
     if matches!(style, RateLimitHeaders::XRateLimit | RateLimitHeaders::Both) {
         out.push(("x-ratelimit-limit".into(), evaluation.limit.to_string()));
-        out.push(("x-ratelimit-remaining".into(), evaluation.remaining.to_string()));
-        out.push(("x-ratelimit-reset".into(), evaluation.reset_at.div_ceil(NANOS_PER_SEC).to_string()));
+        out.push((
+            "x-ratelimit-remaining".into(),
+            evaluation.remaining.to_string(),
+        ));
+        out.push((
+            "x-ratelimit-reset".into(),
+            evaluation.reset_at.div_ceil(NANOS_PER_SEC).to_string(),
+        ));
     }
     if matches!(style, RateLimitHeaders::Ietf | RateLimitHeaders::Both) {
         let window_s = window_ns.div_ceil(NANOS_PER_SEC).max(1);
-        out.push(("ratelimit-policy".into(), format!("\"{name}\";q={};w={window_s}", evaluation.limit)));
-        out.push(("ratelimit".into(), format!("\"{name}\";r={};t={reset_in_s}", evaluation.remaining)));
+        out.push((
+            "ratelimit-policy".into(),
+            format!("\"{name}\";q={};w={window_s}", evaluation.limit),
+        ));
+        out.push((
+            "ratelimit".into(),
+            format!("\"{name}\";r={};t={reset_in_s}", evaluation.remaining),
+        ));
     }
     if rejected {
-        out.push(("retry-after".into(), retry_after_seconds(evaluation.retry_after_ns).to_string()));
+        out.push((
+            "retry-after".into(),
+            retry_after_seconds(evaluation.retry_after_ns).to_string(),
+        ));
     }
     out
 }
@@ -56,7 +74,14 @@ mod tests {
     fn x_ratelimit_reset_is_unix_seconds_and_retry_after_rounds_up() {
         let now = 1_700_000_000 * NANOS_PER_SEC;
         let e = eval(0, now + 1_500_000_000, 1_200_000_000);
-        let h = rate_limit_headers(RateLimitHeaders::XRateLimit, "a", 60 * NANOS_PER_SEC, &e, true, now);
+        let h = rate_limit_headers(
+            RateLimitHeaders::XRateLimit,
+            "a",
+            60 * NANOS_PER_SEC,
+            &e,
+            true,
+            now,
+        );
         assert!(h.contains(&("x-ratelimit-limit".into(), "10".into())));
         assert!(h.contains(&("x-ratelimit-remaining".into(), "0".into())));
         assert!(h.contains(&("x-ratelimit-reset".into(), "1700000002".into())));
@@ -68,7 +93,14 @@ mod tests {
     fn ietf_fields_follow_draft_10() {
         let now = 1_000 * NANOS_PER_SEC;
         let e = eval(7, now + 42 * NANOS_PER_SEC, 0);
-        let h = rate_limit_headers(RateLimitHeaders::Ietf, "per-user", 60 * NANOS_PER_SEC, &e, false, now);
+        let h = rate_limit_headers(
+            RateLimitHeaders::Ietf,
+            "per-user",
+            60 * NANOS_PER_SEC,
+            &e,
+            false,
+            now,
+        );
         assert_eq!(
             h,
             vec![
@@ -82,6 +114,9 @@ mod tests {
     fn none_style_adds_only_retry_after_on_rejection() {
         let e = eval(0, 5 * NANOS_PER_SEC, 1);
         assert!(rate_limit_headers(RateLimitHeaders::None, "a", 1, &e, false, 0).is_empty());
-        assert_eq!(rate_limit_headers(RateLimitHeaders::None, "a", 1, &e, true, 0), vec![("retry-after".into(), "1".into())]);
+        assert_eq!(
+            rate_limit_headers(RateLimitHeaders::None, "a", 1, &e, true, 0),
+            vec![("retry-after".into(), "1".into())]
+        );
     }
 }

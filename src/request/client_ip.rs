@@ -44,14 +44,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The client address for the `client_ip` part, masked; `None` when neither
 /// X-Forwarded-For nor `source.address` yields an IP.
 pub fn client_ip(cfg: &ClientIpConfig, req: &dyn RequestAttributes) -> Option<IpAddr> {
-    let from_xff = req.header("x-forwarded-for").and_then(|xff| xff_client(xff, cfg.xff_trusted_hops));
+    let from_xff = req
+        .header("x-forwarded-for")
+        .and_then(|xff| xff_client(xff, cfg.xff_trusted_hops));
     let ip = from_xff.or_else(|| req.source_address().and_then(parse_address))?;
     Some(mask(ip, cfg.ipv6_prefix))
 }
 
 /// The downstream address for the `source_ip` part, port stripped and masked.
 pub fn source_ip(cfg: &ClientIpConfig, req: &dyn RequestAttributes) -> Option<IpAddr> {
-    req.source_address().and_then(parse_address).map(|ip| mask(ip, cfg.ipv6_prefix))
+    req.source_address()
+        .and_then(parse_address)
+        .map(|ip| mask(ip, cfg.ipv6_prefix))
 }
 
 /// The (trusted_hops + 1)-th non-empty entry from the right of an X-Forwarded-For value,
@@ -139,12 +143,18 @@ mod tests {
     }
 
     fn cfg(hops: u32, prefix: u8) -> ClientIpConfig {
-        ClientIpConfig { xff_trusted_hops: hops, ipv6_prefix: prefix }
+        ClientIpConfig {
+            xff_trusted_hops: hops,
+            ipv6_prefix: prefix,
+        }
     }
 
     #[test]
     fn xff_with_zero_trusted_hops_takes_the_rightmost_entry() {
-        assert_eq!(xff_client(b"1.1.1.1, 2.2.2.2, 3.3.3.3", 0), Some(ip("3.3.3.3")));
+        assert_eq!(
+            xff_client(b"1.1.1.1, 2.2.2.2, 3.3.3.3", 0),
+            Some(ip("3.3.3.3"))
+        );
     }
 
     #[test]
@@ -158,9 +168,13 @@ mod tests {
     #[test]
     fn xff_too_short_or_invalid_falls_back_to_source_address() {
         let c = cfg(1, 64);
-        let short = FakeRequest::get("/").header("x-forwarded-for", "10.0.0.2").source("192.0.2.1:5000");
+        let short = FakeRequest::get("/")
+            .header("x-forwarded-for", "10.0.0.2")
+            .source("192.0.2.1:5000");
         assert_eq!(client_ip(&c, &short), Some(ip("192.0.2.1")));
-        let junk = FakeRequest::get("/").header("x-forwarded-for", "unknown, 10.0.0.2").source("192.0.2.1:5000");
+        let junk = FakeRequest::get("/")
+            .header("x-forwarded-for", "unknown, 10.0.0.2")
+            .source("192.0.2.1:5000");
         assert_eq!(client_ip(&c, &junk), Some(ip("192.0.2.1")));
         let none = FakeRequest::get("/").source("[2001:db8::1]:443");
         assert_eq!(client_ip(&c, &none), Some(ip("2001:db8::")));
@@ -173,18 +187,33 @@ mod tests {
         assert_eq!(xff_client(b"[2001:db8::5]:443", 0), Some(ip("2001:db8::5")));
         assert_eq!(xff_client(b"[2001:db8::5]", 0), Some(ip("2001:db8::5")));
         assert_eq!(xff_client(b"2001:db8::5", 0), Some(ip("2001:db8::5")));
-        assert_eq!(xff_client(b"::ffff:198.51.100.9", 0), Some(ip("198.51.100.9")));
+        assert_eq!(
+            xff_client(b"::ffff:198.51.100.9", 0),
+            Some(ip("198.51.100.9"))
+        );
     }
 
     #[test]
     fn joined_xff_headers_and_empty_entries_count_like_one_list() {
-        assert_eq!(xff_client(b"1.1.1.1,,2.2.2.2 , ,3.3.3.3", 1), Some(ip("2.2.2.2")));
+        assert_eq!(
+            xff_client(b"1.1.1.1,,2.2.2.2 , ,3.3.3.3", 1),
+            Some(ip("2.2.2.2"))
+        );
         assert_eq!(xff_client(b"1.1.1.1,", 0), Some(ip("1.1.1.1")));
     }
 
     #[test]
     fn malformed_entries_are_not_addresses() {
-        for bad in ["1.2.3.4:", "1.2.3.4:123456", "[::1", "[::1]x", "::1:80:x", "1.2.3", "fe80::1%eth0", ""] {
+        for bad in [
+            "1.2.3.4:",
+            "1.2.3.4:123456",
+            "[::1",
+            "[::1]x",
+            "::1:80:x",
+            "1.2.3",
+            "fe80::1%eth0",
+            "",
+        ] {
             assert_eq!(parse_address(bad), None, "{bad}");
         }
     }
@@ -193,7 +222,10 @@ mod tests {
     fn ipv6_is_masked_to_the_prefix_and_ipv4_is_untouched() {
         assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 64), ip("2001:db8:1:2::"));
         assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 48), ip("2001:db8:1::"));
-        assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 128), ip("2001:db8:1:2:3:4:5:6"));
+        assert_eq!(
+            mask(ip("2001:db8:1:2:3:4:5:6"), 128),
+            ip("2001:db8:1:2:3:4:5:6")
+        );
         assert_eq!(mask(ip("2001:db8::1"), 1), ip("::"));
         assert_eq!(mask(ip("192.0.2.55"), 8), ip("192.0.2.55"));
     }
@@ -201,9 +233,14 @@ mod tests {
     #[test]
     fn source_ip_strips_the_port_and_masks() {
         let c = cfg(0, 64);
-        let req = FakeRequest::get("/").source("[2001:db8::1:2]:1234").header("x-forwarded-for", "9.9.9.9");
+        let req = FakeRequest::get("/")
+            .source("[2001:db8::1:2]:1234")
+            .header("x-forwarded-for", "9.9.9.9");
         assert_eq!(source_ip(&c, &req), Some(ip("2001:db8::")));
-        assert_eq!(source_ip(&c, &FakeRequest::get("/").source("192.0.2.1:80")), Some(ip("192.0.2.1")));
+        assert_eq!(
+            source_ip(&c, &FakeRequest::get("/").source("192.0.2.1:80")),
+            Some(ip("192.0.2.1"))
+        );
     }
 
     #[test]

@@ -16,13 +16,18 @@ pub struct FakeRequest {
 
 impl FakeRequest {
     pub fn new(method: &str, path: &str) -> Self {
-        FakeRequest { method: method.into(), path: path.into(), ..Default::default() }
+        FakeRequest {
+            method: method.into(),
+            path: path.into(),
+            ..Default::default()
+        }
     }
     pub fn get(path: &str) -> Self {
         Self::new("GET", path)
     }
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
         self
     }
     pub fn source(mut self, address: &str) -> Self {
@@ -35,7 +40,8 @@ impl FakeRequest {
     }
     pub fn metadata(mut self, filter: &str, path: &[&str], value: impl AsRef<[u8]>) -> Self {
         let path = path.iter().map(|s| (*s).to_owned()).collect();
-        self.metadata.push((filter.into(), path, value.as_ref().to_vec()));
+        self.metadata
+            .push((filter.into(), path, value.as_ref().to_vec()));
         self
     }
 }
@@ -48,7 +54,10 @@ impl RequestAttributes for FakeRequest {
         &self.path
     }
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
     fn source_address(&self) -> Option<&str> {
         self.source.as_deref()
@@ -57,6 +66,9 @@ impl RequestAttributes for FakeRequest {
         self.route.as_deref()
     }
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
-        self.metadata.iter().find(|(f, p, _)| f == filter && p == path).map(|(_, _, v)| v.clone())
+        self.metadata
+            .iter()
+            .find(|(f, p, _)| f == filter && p == path)
+            .map(|(_, _, v)| v.clone())
     }
 }

@@ -46,7 +46,12 @@ impl KeyOutcome {
 
 /// Clears `out` and writes the key for `parts` into it (see the module docs for the layout).
 /// Allocates only to grow `out` and for metadata values (which the host hands over owned).
-pub fn extract_key(parts: &[KeyPart], cfg: &ClientIpConfig, req: &dyn RequestAttributes, out: &mut Vec<u8>) -> KeyOutcome {
+pub fn extract_key(
+    parts: &[KeyPart],
+    cfg: &ClientIpConfig,
+    req: &dyn RequestAttributes,
+    out: &mut Vec<u8>,
+) -> KeyOutcome {
     out.clear();
     let mut outcome = KeyOutcome::default();
     for part in parts {
@@ -56,18 +61,27 @@ pub fn extract_key(parts: &[KeyPart], cfg: &ClientIpConfig, req: &dyn RequestAtt
             KeyPart::RouteName => put(out, req.route_name().map(str::as_bytes)),
             KeyPart::Header(name) => put(out, req.header(name)),
             KeyPart::Metadata { filter, path } => put(out, req.metadata(filter, path).as_deref()),
-            KeyPart::ClientIp => put_with(out, client_ip(cfg, req).map(|ip| move |o: &mut Vec<u8>| write_key(ip, o))),
+            KeyPart::ClientIp => put_with(
+                out,
+                client_ip(cfg, req).map(|ip| move |o: &mut Vec<u8>| write_key(ip, o)),
+            ),
             KeyPart::SourceIp => match (source_ip(cfg, req), req.source_address()) {
                 (Some(ip), _) => put_with(out, Some(|o: &mut Vec<u8>| write_key(ip, o))),
-                (None, Some(text)) => put_with(out, Some(|o: &mut Vec<u8>| {
-                    o.push(0);
-                    o.extend_from_slice(text.as_bytes());
-                })),
+                (None, Some(text)) => put_with(
+                    out,
+                    Some(|o: &mut Vec<u8>| {
+                        o.push(0);
+                        o.extend_from_slice(text.as_bytes());
+                    }),
+                ),
                 (None, None) => put(out, None),
             },
             KeyPart::Query(name) => {
                 let value = query_param(req.path_and_query(), name);
-                put_with(out, value.map(|v| move |o: &mut Vec<u8>| percent_decode_into(v.as_bytes(), o)))
+                put_with(
+                    out,
+                    value.map(|v| move |o: &mut Vec<u8>| percent_decode_into(v.as_bytes(), o)),
+                )
             }
         };
         if !present {
@@ -79,7 +93,10 @@ pub fn extract_key(parts: &[KeyPart], cfg: &ClientIpConfig, req: &dyn RequestAtt
 
 /// Writes one part from a ready value; returns whether it was present.
 fn put(out: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
-    put_with(out, value.map(|v| move |o: &mut Vec<u8>| o.extend_from_slice(v)))
+    put_with(
+        out,
+        value.map(|v| move |o: &mut Vec<u8>| o.extend_from_slice(v)),
+    )
 }
 
 /// Writes one part whose value is produced by `write`, patching its length afterwards.
@@ -140,7 +157,10 @@ impl Decoded<'_> {
         self.i += 1;
         match b {
             b'+' => Some(b' '),
-            b'%' => match (self.raw.get(self.i).and_then(hex), self.raw.get(self.i + 1).and_then(hex)) {
+            b'%' => match (
+                self.raw.get(self.i).and_then(hex),
+                self.raw.get(self.i + 1).and_then(hex),
+            ) {
                 (Some(hi), Some(lo)) => {
                     self.i += 2;
                     Some(hi << 4 | lo)
@@ -166,7 +186,10 @@ mod tests {
     use super::*;
     use crate::request::fake::FakeRequest;
 
-    const CFG: ClientIpConfig = ClientIpConfig { xff_trusted_hops: 0, ipv6_prefix: 64 };
+    const CFG: ClientIpConfig = ClientIpConfig {
+        xff_trusted_hops: 0,
+        ipv6_prefix: 64,
+    };
 
     fn key(parts: &[KeyPart], req: &FakeRequest) -> (Vec<u8>, KeyOutcome) {
         let mut out = b"stale".to_vec();
@@ -180,14 +203,23 @@ mod tests {
 
     #[test]
     fn no_parts_is_one_global_key() {
-        assert_eq!(key(&[], &FakeRequest::get("/")), (vec![], KeyOutcome { missing_parts: 0 }));
+        assert_eq!(
+            key(&[], &FakeRequest::get("/")),
+            (vec![], KeyOutcome { missing_parts: 0 })
+        );
     }
 
     #[test]
     fn parts_are_length_prefixed_so_boundaries_cannot_shift() {
         let parts = [header("a"), header("b")];
-        let (k1, _) = key(&parts, &FakeRequest::get("/").header("a", "ab").header("b", "c"));
-        let (k2, _) = key(&parts, &FakeRequest::get("/").header("a", "a").header("b", "bc"));
+        let (k1, _) = key(
+            &parts,
+            &FakeRequest::get("/").header("a", "ab").header("b", "c"),
+        );
+        let (k2, _) = key(
+            &parts,
+            &FakeRequest::get("/").header("a", "a").header("b", "bc"),
+        );
         assert_ne!(k1, k2);
         assert_eq!(k1, [1, 0, 0, 0, 2, b'a', b'b', 1, 0, 0, 0, 1, b'c']);
     }
@@ -200,7 +232,10 @@ mod tests {
         let (empty, o2) = key(&parts, &FakeRequest::get("/").header("x-user-id", ""));
         assert_eq!((absent.as_slice(), o.missing_parts), (&[0u8][..], 1));
         assert_eq!(absent, absent2);
-        assert_eq!((empty.as_slice(), o2.complete()), (&[1u8, 0, 0, 0, 0][..], true));
+        assert_eq!(
+            (empty.as_slice(), o2.complete()),
+            (&[1u8, 0, 0, 0, 0][..], true)
+        );
     }
 
     #[test]
@@ -208,7 +243,18 @@ mod tests {
         let req = FakeRequest::new("POST", "/orders?x=1").route("orders");
         let (k, o) = key(&[KeyPart::Method, KeyPart::Path, KeyPart::RouteName], &req);
         assert!(o.complete());
-        assert_eq!(k, [&[1, 0, 0, 0, 4][..], b"POST", &[1, 0, 0, 0, 7], b"/orders", &[1, 0, 0, 0, 6], b"orders"].concat());
+        assert_eq!(
+            k,
+            [
+                &[1, 0, 0, 0, 4][..],
+                b"POST",
+                &[1, 0, 0, 0, 7],
+                b"/orders",
+                &[1, 0, 0, 0, 6],
+                b"orders"
+            ]
+            .concat()
+        );
         let (_, o) = key(&[KeyPart::RouteName], &FakeRequest::get("/"));
         assert_eq!(o.missing_parts, 1);
     }
@@ -220,15 +266,26 @@ mod tests {
         let (ka, _) = key(&[KeyPart::ClientIp], &a);
         assert_eq!(ka, key(&[KeyPart::ClientIp], &b).0, "same /64");
         assert_eq!(&ka[..6], &[1, 0, 0, 0, 17, 6]);
-        assert_eq!(key(&[KeyPart::ClientIp], &FakeRequest::get("/")).1.missing_parts, 1);
+        assert_eq!(
+            key(&[KeyPart::ClientIp], &FakeRequest::get("/"))
+                .1
+                .missing_parts,
+            1
+        );
     }
 
     #[test]
     fn source_ip_that_is_not_an_ip_is_kept_as_text() {
-        let (k, o) = key(&[KeyPart::SourceIp], &FakeRequest::get("/").source("/run/envoy.sock"));
+        let (k, o) = key(
+            &[KeyPart::SourceIp],
+            &FakeRequest::get("/").source("/run/envoy.sock"),
+        );
         assert!(o.complete());
         assert_eq!(&k[5..], b"\0/run/envoy.sock");
-        let (k, _) = key(&[KeyPart::SourceIp], &FakeRequest::get("/").source("192.0.2.1:4000"));
+        let (k, _) = key(
+            &[KeyPart::SourceIp],
+            &FakeRequest::get("/").source("192.0.2.1:4000"),
+        );
         assert_eq!(k, [1, 0, 0, 0, 5, 4, 192, 0, 2, 1]);
     }
 
@@ -243,15 +300,27 @@ mod tests {
         assert_eq!(&c[5..], b"a b%zz");
         let (d, o) = key(&part, &FakeRequest::get("/p?user"));
         assert_eq!((d.as_slice(), o.complete()), (&[1u8, 0, 0, 0, 0][..], true));
-        assert_eq!(key(&part, &FakeRequest::get("/p?users=1")).1.missing_parts, 1);
-        assert_eq!(key(&part, &FakeRequest::get("/p#user=1")).1.missing_parts, 1);
+        assert_eq!(
+            key(&part, &FakeRequest::get("/p?users=1")).1.missing_parts,
+            1
+        );
+        assert_eq!(
+            key(&part, &FakeRequest::get("/p#user=1")).1.missing_parts,
+            1
+        );
     }
 
     #[test]
     fn metadata_value_comes_from_the_host() {
-        let part = [KeyPart::Metadata { filter: "jwt".into(), path: vec!["payload".into(), "sub".into()] }];
+        let part = [KeyPart::Metadata {
+            filter: "jwt".into(),
+            path: vec!["payload".into(), "sub".into()],
+        }];
         let req = FakeRequest::get("/").metadata("jwt", &["payload", "sub"], "alice");
-        assert_eq!(key(&part, &req).0, [&[1, 0, 0, 0, 5][..], b"alice"].concat());
+        assert_eq!(
+            key(&part, &req).0,
+            [&[1, 0, 0, 0, 5][..], b"alice"].concat()
+        );
         assert_eq!(key(&part, &FakeRequest::get("/")).1.missing_parts, 1);
     }
 }

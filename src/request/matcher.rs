@@ -29,7 +29,9 @@ pub fn matches(m: &RequestMatch, req: &dyn RequestAttributes) -> bool {
             return false;
         }
     }
-    m.headers.iter().all(|(name, value)| req.header(name) == Some(value.as_bytes()))
+    m.headers
+        .iter()
+        .all(|(name, value)| req.header(name) == Some(value.as_bytes()))
 }
 
 /// The path without its query string (and without a fragment, should one reach Envoy).
@@ -45,18 +47,29 @@ mod tests {
     use super::*;
     use crate::request::fake::FakeRequest;
 
-    fn m(prefix: Option<&str>, methods: &[&str], route: Option<&str>, headers: &[(&str, &str)]) -> RequestMatch {
+    fn m(
+        prefix: Option<&str>,
+        methods: &[&str],
+        route: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> RequestMatch {
         RequestMatch {
             path_prefix: prefix.map(Into::into),
             methods: methods.iter().map(|s| (*s).to_owned()).collect(),
             route_name: route.map(Into::into),
-            headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
     #[test]
     fn empty_match_holds_for_every_request() {
-        assert!(matches(&RequestMatch::default(), &FakeRequest::new("DELETE", "/anything?x=1")));
+        assert!(matches(
+            &RequestMatch::default(),
+            &FakeRequest::new("DELETE", "/anything?x=1")
+        ));
     }
 
     #[test]
@@ -88,17 +101,33 @@ mod tests {
     #[test]
     fn headers_compare_exact_values() {
         let rule = m(None, &[], None, &[("x-tenant", "acme"), ("x-plan", "free")]);
-        let req = FakeRequest::get("/").header("x-tenant", "acme").header("x-plan", "free");
+        let req = FakeRequest::get("/")
+            .header("x-tenant", "acme")
+            .header("x-plan", "free");
         assert!(matches(&rule, &req));
-        assert!(!matches(&rule, &FakeRequest::get("/").header("x-tenant", "acme")));
-        assert!(!matches(&rule, &FakeRequest::get("/").header("x-tenant", "Acme").header("x-plan", "free")));
+        assert!(!matches(
+            &rule,
+            &FakeRequest::get("/").header("x-tenant", "acme")
+        ));
+        assert!(!matches(
+            &rule,
+            &FakeRequest::get("/")
+                .header("x-tenant", "Acme")
+                .header("x-plan", "free")
+        ));
     }
 
     #[test]
     fn all_conditions_must_hold() {
         let rule = m(Some("/pay"), &["POST"], None, &[("x-tenant", "acme")]);
-        assert!(matches(&rule, &FakeRequest::new("POST", "/pay/1").header("x-tenant", "acme")));
+        assert!(matches(
+            &rule,
+            &FakeRequest::new("POST", "/pay/1").header("x-tenant", "acme")
+        ));
         assert!(!matches(&rule, &FakeRequest::new("POST", "/pay/1")));
-        assert!(!matches(&rule, &FakeRequest::new("GET", "/pay/1").header("x-tenant", "acme")));
+        assert!(!matches(
+            &rule,
+            &FakeRequest::new("GET", "/pay/1").header("x-tenant", "acme")
+        ));
     }
 }

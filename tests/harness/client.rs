@@ -272,19 +272,38 @@ impl Client {
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(DEFAULT_TIMEOUT)).expect("timeout");
-        Client { reader: BufReader::new(stream) }
+        stream
+            .set_read_timeout(Some(DEFAULT_TIMEOUT))
+            .expect("timeout");
+        Client {
+            reader: BufReader::new(stream),
+        }
     }
 
     /// Sends `req` with `connection: keep-alive` and reads its answer.
     pub fn send(&mut self, req: &Request) -> Response {
         let req = req.clone().header("connection", "keep-alive");
         let started = Instant::now();
-        self.reader.get_mut().write_all(&req.to_bytes()).expect("write");
-        let head = wire::read_head(&mut self.reader).expect("read").expect("an answer");
-        let status: u16 = head.start_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        self.reader
+            .get_mut()
+            .write_all(&req.to_bytes())
+            .expect("write");
+        let head = wire::read_head(&mut self.reader)
+            .expect("read")
+            .expect("an answer");
+        let status: u16 = head
+            .start_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let framing = wire::response_framing(&head, &req.method, status);
         let body = wire::read_body(&mut self.reader, framing).expect("body");
-        Response { status, headers: head.headers, body, elapsed: started.elapsed() }
+        Response {
+            status,
+            headers: head.headers,
+            body,
+            elapsed: started.elapsed(),
+        }
     }
 }

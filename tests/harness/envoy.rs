@@ -234,7 +234,11 @@ impl Envoy {
     /// under Envoy's `wasmcustom.` prefix and must exist (levee defines every metric at
     /// configure time), so a misspelt name fails the test instead of reading as 0.
     pub fn stat(&self, name: &str) -> u64 {
-        let full = if name.starts_with("levee_") { format!("wasmcustom.{name}") } else { name.to_string() };
+        let full = if name.starts_with("levee_") {
+            format!("wasmcustom.{name}")
+        } else {
+            name.to_string()
+        };
         let filter = percent_encode(&format!("^{}$", regex_escape(&full)));
         let body = self
             .admin(&format!("/stats?filter={filter}"))
@@ -246,7 +250,9 @@ impl Envoy {
             .and_then(|(_, v)| v.trim().parse().ok());
         match value {
             Some(v) => v,
-            None if name.starts_with("levee_") => panic!("levee metric {name} is not defined; /stats says:\n{body}"),
+            None if name.starts_with("levee_") => {
+                panic!("levee metric {name} is not defined; /stats says:\n{body}")
+            }
             None => 0,
         }
     }

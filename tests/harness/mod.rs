@@ -27,6 +27,8 @@ pub mod envoy_config;
 pub mod upstream;
 pub mod wire;
 
-pub use client::{burst, send, Client, send_and_disconnect_after, send_raw, try_send, Request, Response};
+pub use client::{
+    burst, send, send_and_disconnect_after, send_raw, try_send, Client, Request, Response,
+};
 pub use envoy::{crate_root, envoy_bin, Envoy, EnvoyOptions, Route};
 pub use upstream::{ReceivedRequest, Reply, Upstream};
