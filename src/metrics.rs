@@ -70,6 +70,44 @@ impl BreakerEvent {
     }
 }
 
+/// Idempotency-key outcomes (one layer per plugin, so no label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyEvent {
+    Stored,
+    Replayed,
+    Conflict,
+    Mismatch,
+    Released,
+    Unknown,
+    TooLarge,
+    InvalidKey,
+}
+
+impl IdempotencyEvent {
+    pub const ALL: [IdempotencyEvent; 8] = [
+        Self::Stored,
+        Self::Replayed,
+        Self::Conflict,
+        Self::Mismatch,
+        Self::Released,
+        Self::Unknown,
+        Self::TooLarge,
+        Self::InvalidKey,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stored => "levee_idempotency_stored",
+            Self::Replayed => "levee_idempotency_replayed",
+            Self::Conflict => "levee_idempotency_conflict",
+            Self::Mismatch => "levee_idempotency_mismatch",
+            Self::Released => "levee_idempotency_released",
+            Self::Unknown => "levee_idempotency_unknown",
+            Self::TooLarge => "levee_idempotency_too_large",
+            Self::InvalidKey => "levee_idempotency_invalid_key",
+        }
+    }
+}
+
 /// Process-wide events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GlobalEvent {
@@ -95,6 +133,7 @@ impl GlobalEvent {
 pub enum Event {
     Global(GlobalEvent),
     RateLimit { limit: usize, what: RateLimitEvent },
+    Idempotency(IdempotencyEvent),
     Breaker { upstream: usize, what: BreakerEvent },
 }
 

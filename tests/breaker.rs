@@ -31,7 +31,10 @@ fn start(breaker: serde_json::Value, upstream_extra: serde_json::Value) -> (Upst
 }
 
 fn get(envoy: &Envoy, status: u16) -> Response {
-    send(envoy.port(), &Request::get("/svc").header("x-upstream-status", status.to_string()))
+    send(
+        envoy.port(),
+        &Request::get("/svc").header("x-upstream-status", status.to_string()),
+    )
 }
 
 fn is_circuit_open(r: &Response) -> bool {
@@ -40,12 +43,18 @@ fn is_circuit_open(r: &Response) -> bool {
 
 #[test]
 fn consecutive_failures_open_it_and_open_answers_fast_without_the_upstream() {
-    let (up, envoy) = start(serde_json::json!({ "failure_threshold": 3, "reset_timeout": "30s" }), serde_json::json!({}));
+    let (up, envoy) = start(
+        serde_json::json!({ "failure_threshold": 3, "reset_timeout": "30s" }),
+        serde_json::json!({}),
+    );
     assert_eq!(envoy.stat("levee_breaker.svc.state"), 0);
     for _ in 0..3 {
         let r = get(&envoy, 503);
         assert_eq!(r.status, 503);
-        assert!(!is_circuit_open(&r), "the upstream's own 503 passes through while closed");
+        assert!(
+            !is_circuit_open(&r),
+            "the upstream's own 503 passes through while closed"
+        );
     }
     assert_eq!(envoy.stat("levee_breaker.svc.opened"), 1);
     assert_eq!(envoy.stat("levee_breaker.svc.state"), 1);
@@ -53,10 +62,19 @@ fn consecutive_failures_open_it_and_open_answers_fast_without_the_upstream() {
         let started = Instant::now();
         let r = get(&envoy, 200);
         assert!(is_circuit_open(&r), "status {}", r.status);
-        assert!(started.elapsed() < Duration::from_millis(500), "answered fast");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "answered fast"
+        );
         let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
-        assert!((29..=30).contains(&retry_after), "Retry-After = time left open, got {retry_after}");
-        assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+        assert!(
+            (29..=30).contains(&retry_after),
+            "Retry-After = time left open, got {retry_after}"
+        );
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
         assert_eq!(r.json()["upstream"], "svc");
     }
     assert_eq!(up.count(), 3, "while open the upstream sees nothing");
@@ -65,7 +83,10 @@ fn consecutive_failures_open_it_and_open_answers_fast_without_the_upstream() {
 
 #[test]
 fn a_storm_of_4xx_never_opens_it() {
-    let (up, envoy) = start(serde_json::json!({ "failure_threshold": 2 }), serde_json::json!({}));
+    let (up, envoy) = start(
+        serde_json::json!({ "failure_threshold": 2 }),
+        serde_json::json!({}),
+    );
     for status in [404, 401, 400, 429, 404, 403, 404, 401] {
         assert_eq!(get(&envoy, status).status, status);
     }
@@ -87,13 +108,24 @@ fn after_the_reset_timeout_exactly_max_in_flight_probes_pass_then_successes_clos
     std::thread::sleep(Duration::from_millis(1_100));
     let before = up.count();
     let responses = burst(12, |_| {
-        send(envoy.port(), &Request::get("/probe").header("x-upstream-delay-ms", "700"))
+        send(
+            envoy.port(),
+            &Request::get("/probe").header("x-upstream-delay-ms", "700"),
+        )
     });
     let passed = responses.iter().filter(|r| r.status == 200).count();
     let rejected = responses.iter().filter(|r| is_circuit_open(r)).count();
-    assert_eq!((passed, rejected), (2, 10), "exactly half_open_max_in_flight probes");
+    assert_eq!(
+        (passed, rejected),
+        (2, 10),
+        "exactly half_open_max_in_flight probes"
+    );
     assert_eq!(up.count() - before, 2);
-    assert_eq!(envoy.stat("levee_breaker.svc.closed"), 1, "two successful probes close it");
+    assert_eq!(
+        envoy.stat("levee_breaker.svc.closed"),
+        1,
+        "two successful probes close it"
+    );
     assert_eq!(envoy.stat("levee_breaker.svc.state"), 0);
     let after = burst(8, |_| get(&envoy, 200));
     assert!(after.iter().all(|r| r.status == 200));
@@ -101,11 +133,18 @@ fn after_the_reset_timeout_exactly_max_in_flight_probes_pass_then_successes_clos
 
 #[test]
 fn a_failing_probe_reopens_it() {
-    let (up, envoy) = start(serde_json::json!({ "failure_threshold": 1, "reset_timeout": "1s" }), serde_json::json!({}));
+    let (up, envoy) = start(
+        serde_json::json!({ "failure_threshold": 1, "reset_timeout": "1s" }),
+        serde_json::json!({}),
+    );
     get(&envoy, 502);
     assert!(is_circuit_open(&get(&envoy, 200)));
     std::thread::sleep(Duration::from_millis(1_100));
-    assert_eq!(get(&envoy, 500).status, 500, "the probe reaches the upstream");
+    assert_eq!(
+        get(&envoy, 500).status,
+        500,
+        "the probe reaches the upstream"
+    );
     assert_eq!(envoy.stat("levee_breaker.svc.probe_failure"), 1);
     let r = get(&envoy, 200);
     assert!(is_circuit_open(&r), "a failed probe reopens it");
@@ -133,8 +172,16 @@ fn the_failure_rate_rule_trips_once_minimum_calls_are_seen() {
 
 #[test]
 fn slow_successful_calls_count_as_failures() {
-    let (_up, envoy) = start(serde_json::json!({ "failure_threshold": 2, "slow_call": "200ms" }), serde_json::json!({}));
-    let slow = || send(envoy.port(), &Request::get("/slow").header("x-upstream-delay-ms", "400"));
+    let (_up, envoy) = start(
+        serde_json::json!({ "failure_threshold": 2, "slow_call": "200ms" }),
+        serde_json::json!({}),
+    );
+    let slow = || {
+        send(
+            envoy.port(),
+            &Request::get("/slow").header("x-upstream-delay-ms", "400"),
+        )
+    };
     assert_eq!(slow().status, 200);
     assert_eq!(slow().status, 200);
     assert_eq!(envoy.stat("levee_breaker.svc.opened"), 1);
@@ -156,7 +203,10 @@ fn a_probe_whose_client_vanishes_does_not_leave_it_stuck_half_open() {
         Duration::from_millis(200),
     );
     assert!(gone.is_none());
-    assert!(is_circuit_open(&get(&envoy, 200)), "the slot is leased to the vanished probe");
+    assert!(
+        is_circuit_open(&get(&envoy, 200)),
+        "the slot is leased to the vanished probe"
+    );
     // The lease lasts the attempt timeout (1 s) plus 1 s of slack; then a new probe passes.
     std::thread::sleep(Duration::from_millis(2_200));
     assert_eq!(get(&envoy, 200).status, 200);

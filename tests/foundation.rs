@@ -148,10 +148,20 @@ fn client_ip_honours_trusted_xff_hops_and_ignores_spoofed_entries() {
     let config = r#"{"client_ip":{"xff_trusted_hops":1},
         "rate_limits":[{"name":"per-client","key":["client_ip"],"algorithm":"fixed_window","limit":1,"window":"1h"}]}"#;
     let envoy = Envoy::start(options(config, &up));
-    let from = |xff: &str| send(envoy.port(), &Request::get("/ip").header("x-forwarded-for", xff)).status;
+    let from = |xff: &str| {
+        send(
+            envoy.port(),
+            &Request::get("/ip").header("x-forwarded-for", xff),
+        )
+        .status
+    };
     // One trusted proxy appended the last entry: the client is the second from the right.
     assert_eq!(from("6.6.6.6, 1.1.1.1, 10.0.0.1"), 200);
-    assert_eq!(from("7.7.7.7, 1.1.1.1, 10.0.0.2"), 429, "a spoofed prefix does not make a new client");
+    assert_eq!(
+        from("7.7.7.7, 1.1.1.1, 10.0.0.2"),
+        429,
+        "a spoofed prefix does not make a new client"
+    );
     // Too few entries: levee falls back to Envoy's source address (which, with the default
     // `use_remote_address: false`, Envoy itself takes from the rightmost XFF entry).
     assert_eq!(from("9.9.9.9"), 200);
@@ -159,6 +169,10 @@ fn client_ip_honours_trusted_xff_hops_and_ignores_spoofed_entries() {
     assert_eq!(from("1.1.1.1, 2.2.2.2, 10.0.0.1"), 200, "another client");
     // IPv6 clients are keyed by their /64.
     assert_eq!(from("2001:db8:1:2::1, 10.0.0.1"), 200);
-    assert_eq!(from("[2001:db8:1:2::99]:4711, 10.0.0.1"), 429, "same /64, bracketed with a port");
+    assert_eq!(
+        from("[2001:db8:1:2::99]:4711, 10.0.0.1"),
+        429,
+        "same /64, bracketed with a port"
+    );
     assert_eq!(from("2001:db8:1:3::1, 10.0.0.1"), 200, "another /64");
 }

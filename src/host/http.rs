@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 
 use crate::pipeline::flow::{Step, UpstreamAnswer};
 use crate::request::RequestAttributes;
@@ -25,25 +25,29 @@ pub(crate) struct LeveeHttp {
 
 impl LeveeHttp {
     pub(crate) fn new(id: u32, shared: Rc<Shared>) -> Self {
+        let owner = shared.next_owner_id();
         Self {
             id,
             shared,
-            stream: Rc::default(),
+            stream: Rc::new(RefCell::new(Stream::new(owner))),
         }
     }
 
+    /// Maps a step decided inside a request callback to that callback's return value.
     fn apply_now(&self, step: Step, now: crate::time::UnixNanos) -> Action {
+        self.shared.schedule_flow_timer(self.id, &self.stream, now);
         match step {
-            Step::Continue => Action::Continue,
+            Step::Continue => {
+                self.shared.worker.borrow_mut().unhold(self.id);
+                Action::Continue
+            }
             Step::Reply(r) => {
+                self.shared.worker.borrow_mut().unhold(self.id);
                 reply::send(&r, self.stream.borrow().grpc);
                 Action::Pause
             }
-            Step::Hold { wake_at, purpose } => {
-                self.shared
-                    .worker
-                    .borrow_mut()
-                    .hold(self.id, &self.stream, wake_at, purpose, now);
+            step @ (Step::Hold { .. } | Step::AwaitBody) => {
+                self.shared.pause(self.id, &self.stream, step, now);
                 Action::Pause
             }
         }
@@ -52,13 +56,23 @@ impl LeveeHttp {
 
 impl Context for LeveeHttp {
     fn on_done(&mut self) -> bool {
-        self.shared.worker.borrow_mut().forget(self.id, now());
+        let now = now();
+        if !self.shared.plugin.is_pass_through() {
+            let mut metrics = HostMetrics(&self.shared.metrics);
+            self.stream.borrow_mut().flow.on_done(
+                &self.shared.plugin,
+                &EnvoyStore,
+                now,
+                &mut metrics,
+            );
+        }
+        self.shared.worker.borrow_mut().forget(self.id, now);
         true
     }
 }
 
 impl HttpContext for LeveeHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let plugin = &self.shared.plugin;
         if plugin.is_pass_through() {
             return Action::Continue;
@@ -69,34 +83,64 @@ impl HttpContext for LeveeHttp {
         let step = {
             let mut stream = self.stream.borrow_mut();
             stream.set_grpc(attrs.header("content-type"));
-            stream
-                .flow
-                .on_request_headers(plugin, &EnvoyStore, &attrs, now, &mut metrics)
+            stream.flow.on_request_headers(
+                plugin,
+                &EnvoyStore,
+                &attrs,
+                end_of_stream,
+                now,
+                &mut metrics,
+            )
         };
         self.apply_now(step, now)
     }
 
-    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        if self.stream.borrow().flow.holds_request() {
-            Action::Pause
-        } else {
-            Action::Continue
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (wants, holds, seen) = {
+            let s = self.stream.borrow();
+            (
+                s.flow.wants_body(),
+                s.flow.holds_request(),
+                s.flow.body_seen(),
+            )
+        };
+        if !wants {
+            return if holds {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
+        self.shared.body_callbacks_work.set(true);
+        // Held bodies accumulate in Envoy's buffer: read only the bytes not seen yet.
+        let start = usize::try_from(seen).unwrap_or(usize::MAX).min(body_size);
+        let chunk = hostcalls::get_buffer(BufferType::HttpRequestBody, start, body_size - start)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let now = now();
+        let mut metrics = HostMetrics(&self.shared.metrics);
+        let step = self.stream.borrow_mut().flow.on_request_body(
+            &self.shared.plugin,
+            &EnvoyStore,
+            &chunk,
+            end_of_stream,
+            now,
+            &mut metrics,
+        );
+        self.apply_now(step, now)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let plugin = &self.shared.plugin;
         if plugin.is_pass_through() {
             return Action::Continue;
         }
         let mut stream = self.stream.borrow_mut();
-        let answer = if stream.flow.wants_upstream_answer() {
-            upstream_answer()
+        let answer = if stream.flow.wants_response_headers() {
+            upstream_answer(end_of_stream)
         } else {
-            UpstreamAnswer {
-                status: 0,
-                flags: 0,
-            }
+            UpstreamAnswer::default()
         };
         let mut metrics = HostMetrics(&self.shared.metrics);
         let headers =
@@ -112,14 +156,40 @@ impl HttpContext for LeveeHttp {
         }
         Action::Continue
     }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.stream.borrow().flow.wants_response_body() {
+            return Action::Continue;
+        }
+        let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut metrics = HostMetrics(&self.shared.metrics);
+        self.stream.borrow_mut().flow.on_response_body(
+            &self.shared.plugin,
+            &EnvoyStore,
+            &chunk,
+            end_of_stream,
+            now(),
+            &mut metrics,
+        );
+        Action::Continue
+    }
 }
 
-/// The response status and Envoy's response flags, read in `on_http_response_headers`.
-fn upstream_answer() -> UpstreamAnswer {
-    let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()))
+/// The response status, Envoy's response flags and the headers, read in
+/// `on_http_response_headers`.
+fn upstream_answer(end_of_stream: bool) -> UpstreamAnswer {
+    let headers: Vec<(String, String)> = hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let status = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let flags = hostcalls::get_property(vec!["response", "flags"])
         .ok()
@@ -127,5 +197,14 @@ fn upstream_answer() -> UpstreamAnswer {
         .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
         .map(u64::from_le_bytes)
         .unwrap_or(0);
-    UpstreamAnswer { status, flags }
+    let headers = headers
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .collect();
+    UpstreamAnswer {
+        status,
+        flags,
+        headers,
+        end_of_stream,
+    }
 }

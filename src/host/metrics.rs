@@ -4,7 +4,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::metrics::{
-    rate_limit_metric, BreakerEvent, Event, GlobalEvent, Metrics, RateLimitEvent,
+    rate_limit_metric, BreakerEvent, Event, GlobalEvent, IdempotencyEvent, Metrics, RateLimitEvent,
     HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
 };
 use crate::pipeline::Plugin;
@@ -13,6 +13,7 @@ use crate::pipeline::Plugin;
 #[derive(Debug, Default)]
 pub(crate) struct MetricIds {
     global: Vec<u32>,
+    idempotency: Vec<u32>,
     rate_limits: Vec<[u32; 4]>,
     breakers: Vec<([u32; 8], u32)>,
     memory_bound: u32,
@@ -26,6 +27,10 @@ fn define(kind: MetricType, name: &str) -> u32 {
 impl MetricIds {
     pub(crate) fn define_all(plugin: &Plugin) -> Self {
         let global = GlobalEvent::ALL
+            .iter()
+            .map(|e| define(MetricType::Counter, e.name()))
+            .collect();
+        let idempotency = IdempotencyEvent::ALL
             .iter()
             .map(|e| define(MetricType::Counter, e.name()))
             .collect();
@@ -61,6 +66,7 @@ impl MetricIds {
         let held_requests = define(MetricType::Gauge, HELD_REQUESTS_METRIC);
         Self {
             global,
+            idempotency,
             rate_limits,
             breakers,
             memory_bound,
@@ -84,6 +90,11 @@ impl Metrics for HostMetrics<'_> {
     fn count(&mut self, event: Event) {
         let id = match event {
             Event::Global(e) => self.0.global.get(position(&GlobalEvent::ALL, &e)).copied(),
+            Event::Idempotency(e) => self
+                .0
+                .idempotency
+                .get(position(&IdempotencyEvent::ALL, &e))
+                .copied(),
             Event::RateLimit { limit, what } => self
                 .0
                 .rate_limits

@@ -63,6 +63,8 @@ impl LeveeRoot {
         self.shared = Some(Rc::new(Shared {
             plugin: Rc::new(plugin),
             worker: RefCell::new(Worker::with_held_gauge(metrics.held_requests)),
+            rng: RefCell::new(crate::random::SplitMix64::from_entropy()),
+            body_callbacks_work: std::cell::Cell::new(false),
             metrics: Rc::new(metrics),
         }));
         Ok(())

@@ -1,13 +1,13 @@
 //! Per-worker, per-configuration state shared by the root context and its HTTP contexts:
-//! the timer queue and the registry of paused requests it can wake.
+//! the timer queue and the registry of requests it can wake.
 //!
 //! The root context owns the only tick timer, but the paused request's state lives in its
 //! HTTP context, which the SDK owns. So each HTTP context keeps its state in an
-//! `Rc<RefCell<Stream>>` and registers a `Weak` here while it waits; when its client goes
-//! away, `on_done` unregisters it and cancels its timers, so nothing is left behind.
+//! `Rc<RefCell<Stream>>` and registers a `Weak` here while it has timers; when its client
+//! goes away, `on_done` unregisters it and cancels its timers, so nothing is left behind.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
@@ -15,12 +15,17 @@ use proxy_wasm::hostcalls;
 use crate::pipeline::flow::{RequestFlow, Step};
 use crate::pipeline::Plugin;
 use crate::problem::is_grpc;
-use crate::time::UnixNanos;
+use crate::random::{RandomSource, SplitMix64};
+use crate::time::{UnixNanos, NANOS_PER_SEC};
 use crate::timer_queue::{tick_period_ms, ContextId, TimerPurpose, TimerQueue};
 
 use super::metrics::{HostMetrics, MetricIds};
 use super::reply;
 use super::store::EnvoyStore;
+
+/// How long a request held for its body may wait for the first body callback before levee
+/// concludes that `allow_on_headers_stop_iteration` is missing (documented in the README).
+pub(crate) const BODY_GUARD_NS: u64 = 3 * NANOS_PER_SEC;
 
 /// One request's state, shared between its HTTP context and the worker's timers.
 #[derive(Debug, Default)]
@@ -30,6 +35,13 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    pub(crate) fn new(owner: u64) -> Self {
+        Self {
+            flow: RequestFlow::new(owner),
+            grpc: false,
+        }
+    }
+
     pub(crate) fn set_grpc(&mut self, content_type: Option<&[u8]>) {
         self.grpc = is_grpc(content_type);
     }
@@ -39,12 +51,17 @@ pub(crate) struct Shared {
     pub(crate) plugin: Rc<Plugin>,
     pub(crate) metrics: Rc<MetricIds>,
     pub(crate) worker: RefCell<Worker>,
+    pub(crate) rng: RefCell<SplitMix64>,
+    /// A body callback has arrived for a held request on this worker: the plugin config has
+    /// `allow_on_headers_stop_iteration`, so no body guard is needed any more.
+    pub(crate) body_callbacks_work: Cell<bool>,
 }
 
 #[derive(Default)]
 pub(crate) struct Worker {
     timers: TimerQueue,
-    waiting: HashMap<ContextId, Weak<RefCell<Stream>>>,
+    streams: HashMap<ContextId, Weak<RefCell<Stream>>>,
+    held: HashSet<ContextId>,
     /// The tick period last asked of the host, to avoid redundant host calls.
     armed_ms: Option<u64>,
     /// Gauge of requests held by this worker (all workers add into one gauge).
@@ -52,34 +69,47 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn hold(
-        &mut self,
-        id: ContextId,
-        stream: &Rc<RefCell<Stream>>,
-        wake_at: UnixNanos,
-        purpose: TimerPurpose,
-        now: UnixNanos,
-    ) {
-        if self.waiting.insert(id, Rc::downgrade(stream)).is_none() {
-            self.bump_held(1);
-        }
-        self.timers.schedule(id, purpose, wake_at);
-        self.rearm(now);
-    }
-
-    pub(crate) fn forget(&mut self, id: ContextId, now: UnixNanos) {
-        self.timers.cancel_all(id);
-        if self.waiting.remove(&id).is_some() {
-            self.bump_held(-1);
-        }
-        self.rearm(now);
-    }
-
     pub(crate) fn with_held_gauge(id: u32) -> Self {
         Self {
             held_gauge: Some(id),
             ..Self::default()
         }
+    }
+
+    /// Calls the stream back at `at` (it may or may not be paused).
+    pub(crate) fn schedule(
+        &mut self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        at: UnixNanos,
+        purpose: TimerPurpose,
+        now: UnixNanos,
+    ) {
+        self.streams.insert(id, Rc::downgrade(stream));
+        self.timers.schedule(id, purpose, at);
+        self.rearm(now);
+    }
+
+    /// Marks the stream as paused by levee (for the held-requests gauge).
+    pub(crate) fn hold(&mut self, id: ContextId, stream: &Rc<RefCell<Stream>>) {
+        self.streams.insert(id, Rc::downgrade(stream));
+        if self.held.insert(id) {
+            self.bump_held(1);
+        }
+    }
+
+    pub(crate) fn unhold(&mut self, id: ContextId) {
+        if self.held.remove(&id) {
+            self.bump_held(-1);
+        }
+    }
+
+    /// The stream is gone: cancel its timers and forget it.
+    pub(crate) fn forget(&mut self, id: ContextId, now: UnixNanos) {
+        self.timers.cancel_all(id);
+        self.streams.remove(&id);
+        self.unhold(id);
+        self.rearm(now);
     }
 
     fn bump_held(&self, by: i64) {
@@ -99,6 +129,10 @@ impl Worker {
 }
 
 impl Shared {
+    pub(crate) fn next_owner_id(&self) -> u64 {
+        self.rng.borrow_mut().next_u64()
+    }
+
     /// Fires every due timer: the stream's flow decides, the result is applied to the
     /// (now effective) stream.
     pub(crate) fn on_tick(&self, now: UnixNanos) {
@@ -107,7 +141,7 @@ impl Shared {
             let stream = self
                 .worker
                 .borrow()
-                .waiting
+                .streams
                 .get(&f.context)
                 .and_then(Weak::upgrade);
             let Some(stream) = stream else { continue };
@@ -126,6 +160,7 @@ impl Shared {
             if let Some(step) = step {
                 self.apply_later(f.context, &stream, step, now);
             }
+            self.schedule_flow_timer(f.context, &stream, now);
         }
         // Always re-arm: the host's periodic tick keeps its old period otherwise.
         let mut worker = self.worker.borrow_mut();
@@ -133,7 +168,23 @@ impl Shared {
         worker.rearm(now);
     }
 
-    /// Applies a step for a stream that is paused (from a timer or a callout response).
+    /// Schedules the timer the flow asked for without pausing (lock renewal), if any.
+    pub(crate) fn schedule_flow_timer(
+        &self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        now: UnixNanos,
+    ) {
+        let timer = stream.borrow_mut().flow.take_timer();
+        if let Some((at, purpose)) = timer {
+            self.worker
+                .borrow_mut()
+                .schedule(id, stream, at, purpose, now);
+        }
+    }
+
+    /// Applies a step to a paused stream (from a timer). Returns nothing: the host call
+    /// (resume or reply) is made here.
     pub(crate) fn apply_later(
         &self,
         id: ContextId,
@@ -143,18 +194,40 @@ impl Shared {
     ) {
         match step {
             Step::Continue => {
-                self.worker.borrow_mut().forget(id, now);
+                self.worker.borrow_mut().unhold(id);
                 let _ = hostcalls::resume_http_request();
             }
             Step::Reply(r) => {
-                self.worker.borrow_mut().forget(id, now);
+                self.worker.borrow_mut().unhold(id);
                 let grpc = stream.borrow().grpc;
                 reply::send(&r, grpc);
             }
-            Step::Hold { wake_at, purpose } => self
-                .worker
-                .borrow_mut()
-                .hold(id, stream, wake_at, purpose, now),
+            Step::Hold { .. } | Step::AwaitBody => {
+                self.pause(id, stream, step, now);
+            }
+        }
+    }
+
+    /// Keeps a stream paused: registers it as held and schedules what the step asks for.
+    pub(crate) fn pause(
+        &self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        step: Step,
+        now: UnixNanos,
+    ) {
+        let mut worker = self.worker.borrow_mut();
+        worker.hold(id, stream);
+        match step {
+            Step::Hold { wake_at, purpose } => worker.schedule(id, stream, wake_at, purpose, now),
+            Step::AwaitBody if !self.body_callbacks_work.get() => worker.schedule(
+                id,
+                stream,
+                now.saturating_add(BODY_GUARD_NS),
+                TimerPurpose::BodyGuard,
+                now,
+            ),
+            _ => {}
         }
     }
 }

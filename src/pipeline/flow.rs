@@ -1,17 +1,25 @@
-//! One request's progress through levee's layers.
+//! One request's progress through levee's layers, as a state machine the host drives.
+//!
+//! The host calls one method per Envoy callback and maps the returned [`Step`] to host calls;
+//! timers the flow wants (lock renewals) are collected with [`RequestFlow::take_timer`].
+//! The idempotency parts live in `flow_idempotency.rs`.
 
 use crate::breaker::{Admission, Ticket};
 use crate::config::{FallbackKind, Mode};
+use crate::idempotency::response::StoredResponse;
+use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
 use crate::metrics::Metrics;
 use crate::problem::{problem, LocalReply, ProblemKind};
 use crate::ratelimit::engine::Verdict;
 use crate::ratelimit::headers::rate_limit_headers;
 use crate::request::RequestAttributes;
 use crate::retry::outcome::classify_router;
+use crate::store::hash::KeyHash;
 use crate::store::SharedStore;
 use crate::time::{retry_after_seconds, UnixNanos};
 use crate::timer_queue::TimerPurpose;
 
+use super::idempotency_gate::KeyCheck;
 use super::{breaker_gate, Plugin};
 
 /// What the host should do next with the request.
@@ -26,44 +34,85 @@ pub enum Step {
         wake_at: UnixNanos,
         purpose: TimerPurpose,
     },
+    /// Keep it paused until its body arrives (no timer).
+    AwaitBody,
 }
 
 /// What the upstream answered, as seen in `on_http_response_headers` (router mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UpstreamAnswer {
     pub status: u16,
     /// Envoy's `response.flags` bitmask.
     pub flags: u64,
+    /// All response headers, when [`RequestFlow::wants_response_headers`] asked for them.
+    pub headers: Vec<(String, String)>,
+    pub end_of_stream: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Stage {
+pub(super) enum Stage {
     #[default]
     New,
     /// Held by the leaky-bucket shaper until its release time.
     Shaped,
+    /// Held until the whole body is read (idempotency fingerprint).
+    AwaitBody,
+    /// Held while another request holds the same idempotency key (`on_concurrent: wait`).
+    WaitForKey,
     /// Passed on to the router.
     Forwarded,
     /// Answered by levee.
     Answered,
 }
 
+/// The idempotency part of a request's state.
+#[derive(Debug)]
+pub(super) struct Keyed {
+    pub(super) key: IdempotencyKey,
+    pub(super) hash: KeyHash,
+    pub(super) fingerprint: Option<FingerprintBuilder>,
+    /// The fingerprint once the body is complete (kept for re-claims while waiting).
+    pub(super) finished_fingerprint: Option<crate::idempotency::Fingerprint>,
+    pub(super) owner: u64,
+    /// The record slot, once claimed.
+    pub(super) slot: Option<u32>,
+    pub(super) finished: bool,
+    pub(super) wait_until: UnixNanos,
+    /// The upstream answer being captured for storage.
+    pub(super) capture: Option<StoredResponse>,
+    pub(super) capture_overflow: bool,
+}
+
 /// Per-request state, created by the host for each HTTP stream.
 #[derive(Debug, Default)]
 pub struct RequestFlow {
-    stage: Stage,
-    method: String,
-    /// Headers to add to the upstream's response (rate-limit headers).
-    response_headers: Vec<(String, String)>,
+    pub(super) stage: Stage,
+    pub(super) method: String,
+    pub(super) end_of_stream: bool,
+    /// Request body bytes seen while held.
+    pub(super) body_seen: u64,
+    /// Headers to add to the upstream's response (rate-limit headers, key echo).
+    pub(super) response_headers: Vec<(String, String)>,
     /// The upstream this request is routed to, if a `routes` entry matched.
-    upstream: Option<usize>,
+    pub(super) upstream: Option<usize>,
     /// The breaker's admission ticket and when the request was forwarded.
-    ticket: Option<(Ticket, UnixNanos)>,
+    pub(super) ticket: Option<(Ticket, UnixNanos)>,
+    /// The idempotency key check, made when headers arrived, acted on after rate limits.
+    pub(super) key_check: Option<KeyCheck>,
+    pub(super) keyed: Option<Keyed>,
+    /// A timer for the host to schedule without pausing (lock renewal).
+    pub(super) timer: Option<(UnixNanos, TimerPurpose)>,
+    /// This request's random id (owner of an idempotency lock).
+    pub(super) owner: u64,
 }
 
 impl RequestFlow {
-    pub fn new() -> Self {
-        Self::default()
+    /// `owner` is a random id, unique per request across workers.
+    pub fn new(owner: u64) -> Self {
+        Self {
+            owner,
+            ..Self::default()
+        }
     }
 
     /// Request headers arrived.
@@ -72,12 +121,35 @@ impl RequestFlow {
         plugin: &Plugin,
         store: &dyn SharedStore,
         req: &dyn RequestAttributes,
+        end_of_stream: bool,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
+        self.end_of_stream = end_of_stream;
         self.upstream = plugin.route(req);
-        if self.upstream.is_some() {
-            self.method = req.method().to_string();
+        self.method = req.method().to_string();
+        if let Some(layer) = &plugin.idempotency {
+            match layer.check_key(&plugin.hasher, &plugin.config.client_ip, req) {
+                KeyCheck::Keyed { key, hash } => {
+                    let fingerprint = layer
+                        .config
+                        .fingerprint
+                        .then(|| FingerprintBuilder::new(req.method(), req.path_and_query()));
+                    self.keyed = Some(Keyed {
+                        key,
+                        hash,
+                        fingerprint,
+                        finished_fingerprint: None,
+                        owner: self.owner,
+                        slot: None,
+                        finished: false,
+                        wait_until: 0,
+                        capture: None,
+                        capture_overflow: false,
+                    });
+                }
+                other => self.key_check = Some(other),
+            }
         }
         if !plugin.limiter.is_empty() {
             let check = plugin.limiter.check(
@@ -113,7 +185,7 @@ impl RequestFlow {
                         }
                         None => reply.headers.push(("retry-after".into(), "1".into())),
                     }
-                    return self.answer(reply);
+                    return self.answer(plugin, store, reply, now, metrics);
                 }
                 Verdict::Admit | Verdict::Delay { .. } => {
                     if let Some(h) = &check.headline {
@@ -141,10 +213,10 @@ impl RequestFlow {
                 }
             }
         }
-        self.forward(plugin, store, now, metrics)
+        self.after_rate_limits(plugin, store, now, metrics)
     }
 
-    /// A timer this request asked for fired.
+    /// A timer this request asked for fired; `None` when there is nothing to do.
     pub fn on_timer(
         &mut self,
         plugin: &Plugin,
@@ -155,7 +227,17 @@ impl RequestFlow {
     ) -> Option<Step> {
         match (self.stage, purpose) {
             (Stage::Shaped, TimerPurpose::Release) => {
-                Some(self.forward(plugin, store, now, metrics))
+                Some(self.after_rate_limits(plugin, store, now, metrics))
+            }
+            (Stage::AwaitBody, TimerPurpose::BodyGuard) if self.body_seen == 0 => {
+                Some(self.body_not_delivered(plugin, store, now, metrics))
+            }
+            (Stage::WaitForKey, TimerPurpose::Poll) => {
+                Some(self.claim_key(plugin, store, now, metrics))
+            }
+            (_, TimerPurpose::Renew) => {
+                self.renew_lock(plugin, store, now);
+                None
             }
             _ => None,
         }
@@ -163,11 +245,29 @@ impl RequestFlow {
 
     /// While levee holds the request, body callbacks must hold it too (else Envoy lets it go).
     pub fn holds_request(&self) -> bool {
-        matches!(self.stage, Stage::Shaped)
+        matches!(
+            self.stage,
+            Stage::Shaped | Stage::AwaitBody | Stage::WaitForKey
+        )
     }
 
-    /// The upstream's response headers arrived (router mode): feed the breaker, and return
-    /// the headers levee adds.
+    /// Whether request body chunks should be passed to [`RequestFlow::on_request_body`].
+    pub fn wants_body(&self) -> bool {
+        self.stage == Stage::AwaitBody
+    }
+
+    /// Request body bytes already passed in (the host reads only what is new).
+    pub fn body_seen(&self) -> u64 {
+        self.body_seen
+    }
+
+    /// A timer to schedule without pausing the request, if any.
+    pub fn take_timer(&mut self) -> Option<(UnixNanos, TimerPurpose)> {
+        self.timer.take()
+    }
+
+    /// The upstream's response headers arrived: feed the breaker and the idempotency record,
+    /// and return the headers levee adds.
     pub fn on_response_headers(
         &mut self,
         plugin: &Plugin,
@@ -176,34 +276,51 @@ impl RequestFlow {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Vec<(String, String)> {
-        if let (Some(index), Some((ticket, sent_at))) = (self.upstream, self.ticket.take()) {
+        if self.stage != Stage::Forwarded {
+            return std::mem::take(&mut self.response_headers);
+        }
+        let sent_at = self.ticket.map(|(_, at)| at).unwrap_or(now);
+        let outcome = classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
+        if let (Some(index), Some((ticket, _))) = (self.upstream, self.ticket.take()) {
             if let Some(upstream) = plugin.config.upstreams.get(index) {
-                let outcome =
-                    classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
                 breaker_gate::record(upstream, index, store, ticket, &outcome, now, metrics);
             }
         }
+        self.idempotency_response_headers(plugin, store, &outcome, answer, now, metrics);
         std::mem::take(&mut self.response_headers)
     }
 
-    /// Whether the response callback needs the upstream's status and flags.
-    pub fn wants_upstream_answer(&self) -> bool {
-        self.ticket.is_some()
+    /// Whether the response callback needs the upstream's status, flags and headers.
+    pub fn wants_response_headers(&self) -> bool {
+        self.stage == Stage::Forwarded && (self.ticket.is_some() || self.owns_key())
     }
 
-    /// Rate limits passed: ask the upstream's breaker, then let the router forward.
-    fn forward(
+    /// Rate limits passed: the idempotency layer, then the breaker and the router.
+    fn after_rate_limits(
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
-        let Some(index) = self.upstream else {
-            self.stage = Stage::Forwarded;
-            return Step::Continue;
-        };
-        let Some(upstream) = plugin.config.upstreams.get(index) else {
+        match self.start_idempotency(plugin, store, now, metrics) {
+            Some(step) => step,
+            None => self.forward(plugin, store, now, metrics),
+        }
+    }
+
+    /// Ask the upstream's breaker, then let the router forward.
+    pub(super) fn forward(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let Some((index, upstream)) = self
+            .upstream
+            .and_then(|i| plugin.config.upstreams.get(i).map(|u| (i, u)))
+        else {
             self.stage = Stage::Forwarded;
             return Step::Continue;
         };
@@ -221,7 +338,7 @@ impl RequestFlow {
                         "levee: upstream \"{}\" circuit open; serving the static fallback",
                         upstream.name
                     );
-                    return self.answer(reply);
+                    return self.answer(plugin, store, reply, now, metrics);
                 }
                 let mut reply = problem(
                     ProblemKind::CircuitOpen,
@@ -237,7 +354,7 @@ impl RequestFlow {
                     .headers
                     .push(("x-levee-circuit".into(), "open".into()));
                 reply.headers.append(&mut self.response_headers);
-                self.answer(reply)
+                self.answer(plugin, store, reply, now, metrics)
             }
         }
     }
@@ -269,7 +386,22 @@ impl RequestFlow {
         })
     }
 
-    fn answer(&mut self, reply: LocalReply) -> Step {
+    /// levee answers the request itself; a claimed idempotency key is released (the request
+    /// was never forwarded).
+    pub(super) fn answer(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        mut reply: LocalReply,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        self.release_unforwarded(plugin, store, now, metrics);
+        if let Some(k) = &self.keyed {
+            reply
+                .headers
+                .push(("x-idempotency-key".into(), k.key.header_value()));
+        }
         self.stage = Stage::Answered;
         Step::Reply(reply)
     }

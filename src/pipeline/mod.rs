@@ -9,6 +9,8 @@
 
 pub mod breaker_gate;
 pub mod flow;
+mod flow_idempotency;
+pub mod idempotency_gate;
 
 use crate::config::LeveeConfig;
 use crate::ratelimit::engine::RateLimiter;
@@ -29,14 +31,20 @@ pub struct Plugin {
     pub config: LeveeConfig,
     pub hasher: KeyHasher,
     pub limiter: RateLimiter,
+    pub idempotency: Option<idempotency_gate::IdempotencyLayer>,
 }
 
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
         let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
+        let idempotency = config
+            .idempotency
+            .as_ref()
+            .map(|c| idempotency_gate::IdempotencyLayer::new(c, config.limits.max_tracked_keys));
         Self {
             hasher: KeyHasher::new(secret),
             limiter,
+            idempotency,
             config,
         }
     }
@@ -50,17 +58,23 @@ impl Plugin {
 
     /// Every slot table, to pre-create at configure time.
     pub fn tables(&self) -> impl Iterator<Item = &SlotTable> {
-        self.limiter.limits.iter().map(|l| &l.table)
+        self.limiter
+            .limits
+            .iter()
+            .map(|l| &l.table)
+            .chain(self.idempotency.as_ref().map(|i| &i.table))
     }
 
     /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
     pub fn plain_keys(&self) -> Vec<String> {
-        self.config
+        let breakers = self
+            .config
             .upstreams
             .iter()
             .filter(|u| u.circuit_breaker.is_some())
-            .map(|u| breaker_gate::breaker_key(&u.name))
-            .collect()
+            .map(|u| breaker_gate::breaker_key(&u.name));
+        let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
+        breakers.chain(idempotency).collect()
     }
 
     /// The upstream a request goes to: the first route whose match holds.
@@ -74,6 +88,7 @@ impl Plugin {
 
     /// Upper bound of the shared-data bytes this configuration's tables can occupy.
     pub fn memory_bound(&self) -> u64 {
-        self.limiter.limits.iter().map(|l| l.memory_bound()).sum()
+        let limits: u64 = self.limiter.limits.iter().map(|l| l.memory_bound()).sum();
+        limits.saturating_add(self.idempotency.as_ref().map_or(0, |i| i.memory_bound()))
     }
 }

@@ -1,0 +1,430 @@
+//! The idempotency layer's part of [`RequestFlow`]: reading the body for the fingerprint,
+//! claiming the key, replaying, waiting, renewing the lock, and recording how it ended.
+
+use crate::config::{OnConcurrent, OnInternalError};
+use crate::idempotency::machine::{renew_interval_ns, Begin, Outcome};
+use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
+use crate::idempotency::replay::Replay;
+use crate::idempotency::response::StoredResponse;
+use crate::idempotency::Fingerprint;
+use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Metrics};
+use crate::problem::{problem, LocalReply, ProblemKind};
+use crate::retry::outcome::AttemptOutcome;
+use crate::store::SharedStore;
+use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILLI};
+use crate::timer_queue::TimerPurpose;
+
+use super::flow::{RequestFlow, Stage, Step, UpstreamAnswer};
+use super::idempotency_gate::{HeldKey, KeyCheck};
+use super::Plugin;
+
+/// How often a request waiting for another one's key (`on_concurrent: wait`) looks again.
+const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;
+
+impl RequestFlow {
+    pub(super) fn owns_key(&self) -> bool {
+        self.keyed
+            .as_ref()
+            .is_some_and(|k| k.slot.is_some() && !k.finished)
+    }
+
+    /// Rate limits passed: `Some(step)` when the idempotency layer decides, `None` to go on.
+    pub(super) fn start_idempotency(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Option<Step> {
+        let layer = plugin.idempotency.as_ref()?;
+        match self.key_check.take() {
+            Some(KeyCheck::Missing) => {
+                metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
+                let detail = format!("this request needs a {} header", layer.config.header);
+                let reply = problem(ProblemKind::IdempotencyKeyMissing, 400, &detail, &[]);
+                return Some(self.answer(plugin, store, reply, now, metrics));
+            }
+            Some(KeyCheck::Invalid(e)) => {
+                metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
+                let reply = problem(ProblemKind::IdempotencyKeyInvalid, 400, &e.to_string(), &[]);
+                return Some(self.answer(plugin, store, reply, now, metrics));
+            }
+            _ => {}
+        }
+        let keyed = self.keyed.as_ref()?;
+        if keyed.fingerprint.is_some() && !self.end_of_stream {
+            self.stage = Stage::AwaitBody;
+            return Some(Step::AwaitBody);
+        }
+        Some(self.claim_key(plugin, store, now, metrics))
+    }
+
+    /// A chunk of the request body arrived while held for it.
+    pub fn on_request_body(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        chunk: &[u8],
+        end_of_stream: bool,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let Some(layer) = &plugin.idempotency else {
+            return Step::Continue;
+        };
+        self.body_seen = self.body_seen.saturating_add(chunk.len() as u64);
+        if self.body_seen > layer.config.max_body_bytes {
+            let detail = format!(
+                "the body exceeds max_body_bytes ({} bytes)",
+                layer.config.max_body_bytes
+            );
+            let reply = problem(ProblemKind::PayloadTooLarge, 413, &detail, &[]);
+            return self.answer(plugin, store, reply, now, metrics);
+        }
+        if let Some(fp) = self.keyed.as_mut().and_then(|k| k.fingerprint.as_mut()) {
+            fp.update(chunk);
+        }
+        if end_of_stream {
+            self.claim_key(plugin, store, now, metrics)
+        } else {
+            Step::AwaitBody
+        }
+    }
+
+    /// The body never came: `allow_on_headers_stop_iteration` is missing from the plugin config.
+    pub(super) fn body_not_delivered(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        log::error!(
+            "levee: a request held for its body saw no body; set allow_on_headers_stop_iteration: true in the wasm plugin config"
+        );
+        metrics.count(Event::Global(GlobalEvent::BodyNotDelivered));
+        let reply = problem(
+            ProblemKind::BodyNotDelivered,
+            500,
+            "levee needs the request body, but Envoy did not pass it: set allow_on_headers_stop_iteration: true in the wasm plugin config",
+            &[("setting", "allow_on_headers_stop_iteration")],
+        );
+        self.answer(plugin, store, reply, now, metrics)
+    }
+
+    /// Claims the key: execute, replay, conflict, mismatch.
+    pub(super) fn claim_key(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let (Some(layer), Some(keyed)) = (&plugin.idempotency, self.keyed.as_mut()) else {
+            return self.forward(plugin, store, now, metrics);
+        };
+        if let Some(builder) = keyed.fingerprint.take() {
+            keyed.finished_fingerprint = Some(builder.finish());
+        }
+        let fingerprint = keyed.finished_fingerprint.unwrap_or(Fingerprint([0; 16]));
+        let claim = match layer.claim(store, keyed.hash, fingerprint, keyed.owner, now) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics.count(Event::Global(GlobalEvent::InternalError));
+                log::warn!("levee idempotency: cannot claim a key ({e:?})");
+                if layer.config.on_internal_error == OnInternalError::Allow {
+                    self.keyed = None;
+                    return self.forward(plugin, store, now, metrics);
+                }
+                let reply = problem(
+                    ProblemKind::Internal,
+                    503,
+                    "levee could not record the idempotency key",
+                    &[],
+                );
+                return self.answer(plugin, store, reply, now, metrics);
+            }
+        };
+        let echo = keyed.key.header_value();
+        match claim.begin {
+            Begin::Execute { .. } => {
+                keyed.slot = Some(claim.slot);
+                self.timer = Some((
+                    now.saturating_add(renew_interval_ns(&layer.config)),
+                    TimerPurpose::Renew,
+                ));
+                self.forward(plugin, store, now, metrics)
+            }
+            Begin::Replay { record } => match layer.replay(store, &record, &echo) {
+                Replay::Answer(stored) => {
+                    metrics.count(Event::Idempotency(IdempotencyEvent::Replayed));
+                    self.stage = Stage::Answered;
+                    Step::Reply(LocalReply {
+                        status: stored.status,
+                        headers: stored.headers,
+                        body: stored.body,
+                        details: "levee_idempotent_replay",
+                        grpc_status: None,
+                    })
+                }
+                Replay::Gone { status } => {
+                    self.completed_conflict(plugin, store, status, now, metrics)
+                }
+            },
+            Begin::CompletedTooLarge { status } => {
+                self.completed_conflict(plugin, store, status, now, metrics)
+            }
+            Begin::Mismatch => {
+                metrics.count(Event::Idempotency(IdempotencyEvent::Mismatch));
+                let reply = problem(
+                    ProblemKind::IdempotencyMismatch,
+                    422,
+                    "this idempotency key was used for a different request (method, path or body)",
+                    &[],
+                );
+                self.answer(plugin, store, reply, now, metrics)
+            }
+            Begin::Conflict { retry_after_ns } => {
+                metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+                if layer.config.on_concurrent == OnConcurrent::Wait {
+                    if keyed.wait_until == 0 {
+                        keyed.wait_until =
+                            now.saturating_add(duration_nanos(layer.config.lock_timeout));
+                    }
+                    if now < keyed.wait_until {
+                        self.stage = Stage::WaitForKey;
+                        return Step::Hold {
+                            wake_at: now.saturating_add(WAIT_POLL_NS),
+                            purpose: TimerPurpose::Poll,
+                        };
+                    }
+                }
+                let mut reply = problem(
+                    ProblemKind::IdempotencyConflict,
+                    409,
+                    "a request with this idempotency key is still being processed",
+                    &[],
+                );
+                reply.headers.push((
+                    "retry-after".into(),
+                    retry_after_seconds(retry_after_ns).to_string(),
+                ));
+                self.answer(plugin, store, reply, now, metrics)
+            }
+        }
+    }
+
+    fn completed_conflict(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        status: u16,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+        let detail = format!("a request with this idempotency key already completed with status {status}; its answer was not kept");
+        let reply = problem(
+            ProblemKind::IdempotencyCompleted,
+            409,
+            &detail,
+            &[("completed_status", &status.to_string())],
+        );
+        self.answer(plugin, store, reply, now, metrics)
+    }
+
+    /// The lock renewal timer fired.
+    pub(super) fn renew_lock(&mut self, plugin: &Plugin, store: &dyn SharedStore, now: UnixNanos) {
+        let (Some(layer), Some(keyed)) = (&plugin.idempotency, &self.keyed) else {
+            return;
+        };
+        if keyed.slot.is_none() || keyed.finished {
+            return;
+        }
+        if layer.renew(store, keyed.hash, keyed.owner, now) {
+            self.timer = Some((
+                now.saturating_add(renew_interval_ns(&layer.config)),
+                TimerPurpose::Renew,
+            ));
+        }
+    }
+
+    /// The claimed key is given back: the request never reached the upstream.
+    pub(super) fn release_unforwarded(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        if self.stage != Stage::Forwarded && self.owns_key() {
+            self.finish_key(plugin, store, Outcome::Released, now, metrics);
+        }
+    }
+
+    fn finish_key(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        outcome: Outcome,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let (Some(layer), Some(keyed)) = (&plugin.idempotency, self.keyed.as_mut()) else {
+            return;
+        };
+        let Some(slot) = keyed.slot else { return };
+        keyed.finished = true;
+        let event = match outcome {
+            Outcome::Released => IdempotencyEvent::Released,
+            Outcome::Unknown => IdempotencyEvent::Unknown,
+            Outcome::Stored { .. } => IdempotencyEvent::Stored,
+            Outcome::TooLarge { .. } => IdempotencyEvent::TooLarge,
+        };
+        metrics.count(Event::Idempotency(event));
+        if event == IdempotencyEvent::TooLarge {
+            log::warn!("levee idempotency: an answer over max_body_bytes was passed through; only its status is kept");
+        }
+        let capture = keyed.capture.take();
+        if layer
+            .complete(
+                store,
+                HeldKey {
+                    hash: keyed.hash,
+                    slot,
+                    owner: keyed.owner,
+                },
+                outcome,
+                capture.as_ref(),
+                now,
+            )
+            .is_err()
+        {
+            metrics.count(Event::Global(GlobalEvent::InternalError));
+        }
+    }
+
+    /// Response headers of a forwarded keyed request: classify and start capturing.
+    pub(super) fn idempotency_response_headers(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        outcome: &AttemptOutcome,
+        answer: UpstreamAnswer,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let Some(keyed) = &self.keyed else { return };
+        self.response_headers
+            .push(("x-idempotency-key".into(), keyed.key.header_value()));
+        let Some(layer) = &plugin.idempotency else {
+            return;
+        };
+        if !self.owns_key() {
+            return;
+        }
+        let result = match *outcome {
+            AttemptOutcome::Timeout => UpstreamResult::Timeout,
+            AttemptOutcome::Reset => UpstreamResult::Reset,
+            AttemptOutcome::Response {
+                connect_failure: true,
+                ..
+            } => UpstreamResult::ConnectFailure,
+            AttemptOutcome::Response { status, .. } => UpstreamResult::Response {
+                status,
+                body_bytes: 0,
+            },
+        };
+        match classify(&layer.config, result) {
+            OutcomeKind::Released => {
+                self.finish_key(plugin, store, Outcome::Released, now, metrics)
+            }
+            OutcomeKind::Unknown => self.finish_key(plugin, store, Outcome::Unknown, now, metrics),
+            OutcomeKind::Stored | OutcomeKind::TooLarge => {
+                if let Some(k) = self.keyed.as_mut() {
+                    k.capture = Some(StoredResponse {
+                        status: answer.status,
+                        headers: answer.headers,
+                        body: Vec::new(),
+                    });
+                }
+                if answer.end_of_stream {
+                    self.finish_capture(plugin, store, now, metrics);
+                }
+            }
+        }
+    }
+
+    /// Whether response body chunks should be passed to [`RequestFlow::on_response_body`].
+    pub fn wants_response_body(&self) -> bool {
+        self.keyed.as_ref().is_some_and(|k| k.capture.is_some())
+    }
+
+    /// A chunk of the upstream's response body (router mode), observed without holding it.
+    pub fn on_response_body(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        chunk: &[u8],
+        end_of_stream: bool,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let max = plugin
+            .idempotency
+            .as_ref()
+            .map_or(0, |l| l.config.max_body_bytes);
+        if let Some(k) = self.keyed.as_mut() {
+            if let Some(c) = k.capture.as_mut() {
+                if !k.capture_overflow && (c.body.len() + chunk.len()) as u64 <= max {
+                    c.body.extend_from_slice(chunk);
+                } else {
+                    k.capture_overflow = true;
+                    c.body = Vec::new();
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish_capture(plugin, store, now, metrics);
+        }
+    }
+
+    fn finish_capture(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let Some(k) = self.keyed.as_ref() else { return };
+        let Some(c) = k.capture.as_ref() else { return };
+        let outcome = if k.capture_overflow {
+            Outcome::TooLarge { status: c.status }
+        } else {
+            Outcome::Stored {
+                status: c.status,
+                body: None,
+            }
+        };
+        self.finish_key(plugin, store, outcome, now, metrics);
+    }
+
+    /// The stream ended (completed, reset, or the client went away).
+    pub fn on_done(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        if !self.owns_key() {
+            return;
+        }
+        let outcome = if self.stage == Stage::Forwarded {
+            Outcome::Unknown
+        } else {
+            Outcome::Released
+        };
+        self.finish_key(plugin, store, outcome, now, metrics);
+    }
+}
