@@ -19,7 +19,7 @@ use crate::config::{OutcomeClass, RetryConfig, UpstreamConfig};
 use crate::metrics::{Event, Metrics, UpstreamEvent};
 use crate::pipeline::breaker_gate;
 use crate::random::RandomSource;
-use crate::retry::outcome::{classify_callout, matches, AttemptOutcome};
+use crate::retry::outcome::{classify_callout, AttemptOutcome};
 use crate::retry::policy::{
     attempt_timeout, should_retry, DelaySource, GiveUp, RetryDecision, RetryInput,
 };
@@ -28,10 +28,11 @@ use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_MILLI};
 
 use super::budget_gate;
-use super::headers::{callout_headers, client_headers, header_str, HeaderList};
-use super::step::{
-    BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, FinalAnswer, ForwardStep,
-};
+
+mod ending;
+use super::headers::{callout_headers, header_str, HeaderList};
+use super::step::{BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, ForwardStep};
+pub use ending::is_failure;
 
 /// How much of a response body the outcome classifier looks at.
 const BODY_HINT_LEN: usize = 256;
@@ -350,79 +351,12 @@ impl CalloutForward {
         })
     }
 
-    /// No more attempts: `Failed` if the last one failed (5xx, timeout, reset, connect
-    /// failure), else `Respond` with its answer.
-    fn finish(
-        &mut self,
-        answer: CalloutAnswer,
-        outcome: AttemptOutcome,
-        gave_up: Option<GiveUp>,
-        metrics: &mut dyn Metrics,
-    ) -> ForwardStep {
-        if matches!(
-            gave_up,
-            Some(GiveUp::MaxRetries | GiveUp::Deadline | GiveUp::RetryAfterBeyondDeadline)
-        ) {
-            self.count(metrics, UpstreamEvent::RetriesExhausted);
-        }
-        let client = match answer {
-            CalloutAnswer::Reset => None,
-            CalloutAnswer::Response {
-                status,
-                headers,
-                body,
-            } => Some(FinalAnswer {
-                status,
-                headers: client_headers(&headers, self.attempts),
-                body,
-                attempts: self.attempts,
-            }),
-        };
-        match client {
-            Some(answer) if !is_failure(&outcome) => {
-                self.done(ForwardStep::Respond(answer), metrics)
-            }
-            last_answer => self.fail(gave_up, last_answer, metrics),
-        }
-    }
-
-    fn fail(
-        &mut self,
-        gave_up: Option<GiveUp>,
-        last_answer: Option<FinalAnswer>,
-        metrics: &mut dyn Metrics,
-    ) -> ForwardStep {
-        let info = FailureInfo {
-            attempts: self.attempts,
-            last_outcome: self.last_outcome,
-            breaker_open: false,
-            retry_after_ns: None,
-            gave_up,
-            last_answer,
-        };
-        self.done(ForwardStep::Failed(info), metrics)
-    }
-
-    fn done(&mut self, step: ForwardStep, metrics: &mut dyn Metrics) -> ForwardStep {
-        self.phase = Phase::Done;
-        if self.attempts > 0 {
-            metrics.attempts_per_request(self.index, self.attempts);
-        }
-        step
-    }
-
-    fn count(&self, metrics: &mut dyn Metrics, what: UpstreamEvent) {
+    pub(super) fn count(&self, metrics: &mut dyn Metrics, what: UpstreamEvent) {
         metrics.count(Event::Upstream {
             upstream: self.index,
             what,
         });
     }
-}
-
-/// SPEC §6's "failed": a 5xx answer, a timeout, a reset or a connect failure — exactly the
-/// outcomes the `5xx` class covers. A 4xx (429 included) is an answer, not a failure.
-pub fn is_failure(outcome: &AttemptOutcome) -> bool {
-    matches(&OutcomeClass::FiveXx, outcome)
 }
 
 /// The upstream's config without its cache and fallback chain.
