@@ -10,6 +10,7 @@
 pub mod breaker;
 pub mod config;
 pub mod fallback;
+pub mod forward;
 pub mod idempotency;
 pub mod metrics;
 pub mod pipeline;

@@ -128,13 +128,53 @@ impl GlobalEvent {
     }
 }
 
+/// Per upstream in callout mode: attempts sent and retries (see [`crate::forward`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// One callout sent to the upstream (first attempts and retries alike).
+    Attempts,
+    /// One retry scheduled (after its backoff the attempt is counted in `Attempts`).
+    Retries,
+    /// A request that still wanted a retry ran out of attempts or of time before its deadline.
+    RetriesExhausted,
+    /// A retry refused because the shared retry budget was spent.
+    BudgetExhausted,
+}
+
+impl UpstreamEvent {
+    pub const ALL: [UpstreamEvent; 4] = [
+        Self::Attempts,
+        Self::Retries,
+        Self::RetriesExhausted,
+        Self::BudgetExhausted,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Attempts => "attempts",
+            Self::Retries => "retries",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::BudgetExhausted => "budget_exhausted",
+        }
+    }
+}
+
 /// One countable event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Global(GlobalEvent),
-    RateLimit { limit: usize, what: RateLimitEvent },
+    RateLimit {
+        limit: usize,
+        what: RateLimitEvent,
+    },
     Idempotency(IdempotencyEvent),
-    Breaker { upstream: usize, what: BreakerEvent },
+    Breaker {
+        upstream: usize,
+        what: BreakerEvent,
+    },
+    Upstream {
+        upstream: usize,
+        what: UpstreamEvent,
+    },
 }
 
 /// Where events and gauges go: Envoy stats in production, a recorder in tests.
@@ -142,6 +182,8 @@ pub trait Metrics {
     fn count(&mut self, event: Event);
     /// Circuit state per upstream: 0 closed, 1 open, 2 half-open.
     fn breaker_state(&mut self, upstream: usize, state: u8);
+    /// Attempts one callout-mode request made in all (a histogram sample per request).
+    fn attempts_per_request(&mut self, _upstream: usize, _attempts: u32) {}
 }
 
 /// Metric names for a rate limit event.
@@ -158,6 +200,16 @@ pub fn breaker_state_metric(upstream: &str) -> String {
     format!("levee_breaker.{upstream}.state")
 }
 
+/// Metric names for an upstream (callout) event.
+pub fn upstream_metric(upstream: &str, what: UpstreamEvent) -> String {
+    format!("levee_upstream.{upstream}.{}", what.name())
+}
+
+/// The histogram of attempts per callout-mode request.
+pub fn upstream_attempts_histogram_metric(upstream: &str) -> String {
+    format!("levee_upstream.{upstream}.attempts_per_request")
+}
+
 pub const MEMORY_BOUND_METRIC: &str = "levee_memory_bound_bytes";
 
 /// Requests levee currently holds paused (shaper delays, backoff waits, body waits).
@@ -168,6 +220,8 @@ pub const HELD_REQUESTS_METRIC: &str = "levee_held_requests";
 pub struct Recorder {
     pub events: Vec<Event>,
     pub states: Vec<(usize, u8)>,
+    /// `(upstream, attempts)` samples of [`Metrics::attempts_per_request`].
+    pub attempts_per_request: Vec<(usize, u32)>,
 }
 
 impl Metrics for Recorder {
@@ -176,6 +230,9 @@ impl Metrics for Recorder {
     }
     fn breaker_state(&mut self, upstream: usize, state: u8) {
         self.states.push((upstream, state));
+    }
+    fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
+        self.attempts_per_request.push((upstream, attempts));
     }
 }
 

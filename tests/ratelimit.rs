@@ -341,12 +341,19 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_tracked_keys_exact() {
             }
         });
     };
-    flood(0, 50_000);
-    let rss_after_50k = envoy.rss_bytes();
-    flood(50_000, 250_000);
-    let rss_after_250k = envoy.rss_bytes();
-    let growth = rss_after_250k.saturating_sub(rss_after_50k);
-    // 200k more distinct keys would need ≥ 200k shared-data entries (tens of MiB) if unbounded.
+    flood(0, 30_000);
+    let rss_after_30k = envoy.rss_bytes();
+    flood(30_000, 150_000);
+    let rss_after_150k = envoy.rss_bytes();
+    let growth = rss_after_150k.saturating_sub(rss_after_30k);
+    eprintln!(
+        "RSS after 30k distinct keys: {} KiB; after 150k: {} KiB; growth {} KiB; bound {} bytes",
+        rss_after_30k / 1024,
+        rss_after_150k / 1024,
+        growth / 1024,
+        envoy.stat("levee_memory_bound_bytes")
+    );
+    // 120k more distinct keys would need 120k more shared-data entries (tens of MiB) if unbounded.
     assert!(
         growth < 8 << 20,
         "RSS grew by {growth} bytes after the table was full"

@@ -4,8 +4,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::metrics::{
-    rate_limit_metric, BreakerEvent, Event, GlobalEvent, IdempotencyEvent, Metrics, RateLimitEvent,
-    HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
+    rate_limit_metric, upstream_attempts_histogram_metric, upstream_metric, BreakerEvent, Event,
+    GlobalEvent, IdempotencyEvent, Metrics, RateLimitEvent, UpstreamEvent, HELD_REQUESTS_METRIC,
+    MEMORY_BOUND_METRIC,
 };
 use crate::pipeline::Plugin;
 
@@ -16,6 +17,8 @@ pub(crate) struct MetricIds {
     idempotency: Vec<u32>,
     rate_limits: Vec<[u32; 4]>,
     breakers: Vec<([u32; 8], u32)>,
+    /// Per upstream: the [`UpstreamEvent`] counters and the attempts histogram.
+    upstreams: Vec<([u32; 4], u32)>,
     memory_bound: u32,
     pub(crate) held_requests: u32,
 }
@@ -62,6 +65,21 @@ impl MetricIds {
                 )
             })
             .collect();
+        let upstreams = plugin
+            .config
+            .upstreams
+            .iter()
+            .map(|u| {
+                (
+                    UpstreamEvent::ALL
+                        .map(|e| define(MetricType::Counter, &upstream_metric(&u.name, e))),
+                    define(
+                        MetricType::Histogram,
+                        &upstream_attempts_histogram_metric(&u.name),
+                    ),
+                )
+            })
+            .collect();
         let memory_bound = define(MetricType::Gauge, MEMORY_BOUND_METRIC);
         let held_requests = define(MetricType::Gauge, HELD_REQUESTS_METRIC);
         Self {
@@ -69,6 +87,7 @@ impl MetricIds {
             idempotency,
             rate_limits,
             breakers,
+            upstreams,
             memory_bound,
             held_requests,
         }
@@ -105,6 +124,11 @@ impl Metrics for HostMetrics<'_> {
                 .breakers
                 .get(upstream)
                 .map(|(ids, _)| ids[position(&BreakerEvent::ALL, &what)]),
+            Event::Upstream { upstream, what } => self
+                .0
+                .upstreams
+                .get(upstream)
+                .map(|(ids, _)| ids[position(&UpstreamEvent::ALL, &what)]),
         };
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
@@ -114,6 +138,12 @@ impl Metrics for HostMetrics<'_> {
     fn breaker_state(&mut self, upstream: usize, state: u8) {
         if let Some((_, gauge)) = self.0.breakers.get(upstream) {
             let _ = hostcalls::record_metric(*gauge, u64::from(state));
+        }
+    }
+
+    fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
+        if let Some((_, histogram)) = self.0.upstreams.get(upstream) {
+            let _ = hostcalls::record_metric(*histogram, u64::from(attempts));
         }
     }
 }
