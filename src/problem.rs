@@ -37,6 +37,7 @@ pub enum ProblemKind {
     IdempotencyCompleted,
     PayloadTooLarge,
     BodyNotDelivered,
+    UpstreamFailure,
     Internal,
 }
 
@@ -52,6 +53,7 @@ impl ProblemKind {
             Self::IdempotencyCompleted => "idempotency-key-completed",
             Self::PayloadTooLarge => "payload-too-large",
             Self::BodyNotDelivered => "body-not-delivered",
+            Self::UpstreamFailure => "upstream-failure",
             Self::Internal => "internal-error",
         }
     }
@@ -67,6 +69,7 @@ impl ProblemKind {
             Self::IdempotencyCompleted => "A request with this idempotency key already completed",
             Self::PayloadTooLarge => "Request body too large",
             Self::BodyNotDelivered => "Request body never reached levee",
+            Self::UpstreamFailure => "The upstream did not answer",
             Self::Internal => "Internal error in levee",
         }
     }
@@ -84,6 +87,7 @@ impl ProblemKind {
             Self::IdempotencyCompleted => "levee_idempotency_completed",
             Self::PayloadTooLarge => "levee_payload_too_large",
             Self::BodyNotDelivered => "levee_body_not_delivered",
+            Self::UpstreamFailure => "levee_upstream_failure",
             Self::Internal => "levee_internal_error",
         }
     }
@@ -98,6 +102,7 @@ impl ProblemKind {
             Self::IdempotencyConflict | Self::IdempotencyMismatch | Self::IdempotencyCompleted => {
                 GRPC_ABORTED
             }
+            Self::UpstreamFailure => GRPC_UNAVAILABLE,
             Self::BodyNotDelivered | Self::Internal => GRPC_INTERNAL,
         }
     }

@@ -64,6 +64,10 @@ impl RequestAttributes for HostAttributes {
             .as_deref()
     }
 
+    fn all_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers().to_vec()
+    }
+
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
         let mut full = vec!["metadata", "filter_metadata", filter];
         full.extend(path.iter().map(String::as_str));

@@ -50,11 +50,26 @@ impl LeveeHttp {
                 self.shared.pause(self.id, &self.stream, step, now);
                 Action::Pause
             }
+            Step::Dispatch(req) => {
+                self.shared.dispatch(self.id, &self.stream, req, now);
+                Action::Pause
+            }
         }
     }
 }
 
 impl Context for LeveeHttp {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.shared
+            .on_callout_response(token_id, num_headers, body_size, now());
+    }
+
     fn on_done(&mut self) -> bool {
         let now = now();
         if !self.shared.plugin.is_pass_through() {
@@ -83,12 +98,14 @@ impl HttpContext for LeveeHttp {
         let step = {
             let mut stream = self.stream.borrow_mut();
             stream.set_grpc(attrs.header("content-type"));
+            let mut rng = self.shared.rng.borrow_mut();
             stream.flow.on_request_headers(
                 plugin,
                 &EnvoyStore,
                 &attrs,
                 end_of_stream,
                 now,
+                &mut *rng,
                 &mut metrics,
             )
         };
@@ -120,14 +137,18 @@ impl HttpContext for LeveeHttp {
             .unwrap_or_default();
         let now = now();
         let mut metrics = HostMetrics(&self.shared.metrics);
-        let step = self.stream.borrow_mut().flow.on_request_body(
-            &self.shared.plugin,
-            &EnvoyStore,
-            &chunk,
-            end_of_stream,
-            now,
-            &mut metrics,
-        );
+        let step = {
+            let mut rng = self.shared.rng.borrow_mut();
+            self.stream.borrow_mut().flow.on_request_body(
+                &self.shared.plugin,
+                &EnvoyStore,
+                &chunk,
+                end_of_stream,
+                now,
+                &mut *rng,
+                &mut metrics,
+            )
+        };
         self.apply_now(step, now)
     }
 

@@ -85,7 +85,20 @@ fn load_secret() -> Result<[u8; 16], String> {
     })
 }
 
-impl Context for LeveeRoot {}
+impl Context for LeveeRoot {
+    /// Callouts sent from a timer (retries after a backoff) answer here.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(shared) = &self.shared {
+            shared.on_callout_response(token_id, num_headers, body_size, now());
+        }
+    }
+}
 
 impl RootContext for LeveeRoot {
     fn on_configure(&mut self, _size: usize) -> bool {

@@ -11,6 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::forward::CalloutRequest;
 
 use crate::pipeline::flow::{RequestFlow, Step};
 use crate::pipeline::Plugin;
@@ -61,6 +64,8 @@ pub(crate) struct Shared {
 pub(crate) struct Worker {
     timers: TimerQueue,
     streams: HashMap<ContextId, Weak<RefCell<Stream>>>,
+    /// Outstanding callouts: token → the request they belong to.
+    callouts: HashMap<u32, ContextId>,
     held: HashSet<ContextId>,
     /// The tick period last asked of the host, to avoid redundant host calls.
     armed_ms: Option<u64>,
@@ -107,6 +112,7 @@ impl Worker {
     /// The stream is gone: cancel its timers and forget it.
     pub(crate) fn forget(&mut self, id: ContextId, now: UnixNanos) {
         self.timers.cancel_all(id);
+        self.callouts.retain(|_, owner| *owner != id);
         self.streams.remove(&id);
         self.unhold(id);
         self.rearm(now);
@@ -150,13 +156,16 @@ impl Shared {
                 continue;
             }
             let mut metrics = HostMetrics(&self.metrics);
+            let mut rng = self.rng.borrow_mut();
             let step = stream.borrow_mut().flow.on_timer(
                 &self.plugin,
                 &EnvoyStore,
                 f.purpose,
                 now,
+                &mut *rng,
                 &mut metrics,
             );
+            drop(rng);
             if let Some(step) = step {
                 self.apply_later(f.context, &stream, step, now);
             }
@@ -205,7 +214,97 @@ impl Shared {
             Step::Hold { .. } | Step::AwaitBody => {
                 self.pause(id, stream, step, now);
             }
+            Step::Dispatch(req) => self.dispatch(id, stream, req, now),
         }
+    }
+
+    /// Sends a callout for a held stream; a refused dispatch is fed back as a reset.
+    pub(crate) fn dispatch(
+        &self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        req: CalloutRequest,
+        now: UnixNanos,
+    ) {
+        self.worker.borrow_mut().hold(id, stream);
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let timeout = std::time::Duration::from_millis(req.timeout_ms());
+        let body = (!req.body.is_empty()).then_some(req.body.as_slice());
+        match hostcalls::dispatch_http_call(&req.cluster, pairs, body, vec![], timeout) {
+            Ok(token) => {
+                self.worker.borrow_mut().callouts.insert(token, id);
+            }
+            Err(_) => {
+                let mut metrics = HostMetrics(&self.metrics);
+                let mut rng = self.rng.borrow_mut();
+                let step = stream.borrow_mut().flow.on_dispatch_failed(
+                    &self.plugin,
+                    &EnvoyStore,
+                    now,
+                    &mut *rng,
+                    &mut metrics,
+                );
+                drop(rng);
+                if let Some(step) = step {
+                    self.apply_later(id, stream, step, now);
+                }
+            }
+        }
+    }
+
+    /// A callout finished (delivered to the HTTP context that sent it, or to the root when it
+    /// was sent from a timer): read its answer, then continue the request it belongs to.
+    pub(crate) fn on_callout_response(
+        &self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        now: UnixNanos,
+    ) {
+        let headers = (num_headers > 0)
+            .then(|| hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok())
+            .flatten();
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let id = self.worker.borrow_mut().callouts.remove(&token);
+        let Some(id) = id else { return };
+        let stream = self
+            .worker
+            .borrow()
+            .streams
+            .get(&id)
+            .and_then(Weak::upgrade);
+        let Some(stream) = stream else { return };
+        if hostcalls::set_effective_context(id).is_err() {
+            self.worker.borrow_mut().forget(id, now);
+            return;
+        }
+        let mut metrics = HostMetrics(&self.metrics);
+        let mut rng = self.rng.borrow_mut();
+        let step = stream.borrow_mut().flow.on_callout_response(
+            &self.plugin,
+            &EnvoyStore,
+            headers,
+            body,
+            now,
+            &mut *rng,
+            &mut metrics,
+        );
+        drop(rng);
+        if let Some(step) = step {
+            self.apply_later(id, &stream, step, now);
+        }
+        self.schedule_flow_timer(id, &stream, now);
     }
 
     /// Keeps a stream paused: registers it as held and schedules what the step asks for.

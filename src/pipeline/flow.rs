@@ -5,11 +5,14 @@
 //! The idempotency parts live in `flow_idempotency.rs`.
 
 use crate::breaker::{Admission, Ticket};
+use crate::config::Forward;
 use crate::config::{FallbackKind, Mode};
+use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
 use crate::metrics::Metrics;
 use crate::problem::{problem, LocalReply, ProblemKind};
+use crate::random::RandomSource;
 use crate::ratelimit::engine::Verdict;
 use crate::ratelimit::headers::rate_limit_headers;
 use crate::request::RequestAttributes;
@@ -36,6 +39,9 @@ pub enum Step {
     },
     /// Keep it paused until its body arrives (no timer).
     AwaitBody,
+    /// Keep it paused and send this callout; pass its answer to
+    /// [`RequestFlow::on_callout_response`].
+    Dispatch(CalloutRequest),
 }
 
 /// What the upstream answered, as seen in `on_http_response_headers` (router mode).
@@ -61,6 +67,8 @@ pub(super) enum Stage {
     WaitForKey,
     /// Passed on to the router.
     Forwarded,
+    /// Forwarded by levee's own callouts (attempts, backoff waits).
+    Callout,
     /// Answered by levee.
     Answered,
 }
@@ -104,6 +112,11 @@ pub struct RequestFlow {
     pub(super) timer: Option<(UnixNanos, TimerPurpose)>,
     /// This request's random id (owner of an idempotency lock).
     pub(super) owner: u64,
+    /// Callout mode: the request head, kept until the body is complete.
+    pub(super) callout_head: Option<BufferedRequest>,
+    pub(super) callout: Option<CalloutForward>,
+    /// The request body, buffered for callout mode.
+    pub(super) body: Vec<u8>,
 }
 
 impl RequestFlow {
@@ -123,11 +136,19 @@ impl RequestFlow {
         req: &dyn RequestAttributes,
         end_of_stream: bool,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Step {
         self.end_of_stream = end_of_stream;
         self.upstream = plugin.route(req);
         self.method = req.method().to_string();
+        let callout = self
+            .upstream
+            .and_then(|i| plugin.config.upstreams.get(i))
+            .is_some_and(|u| u.forward == Forward::Callout);
+        if callout && super::flow_callout::callout_eligible(req) {
+            self.keep_callout_head(req);
+        }
         if let Some(layer) = &plugin.idempotency {
             match layer.check_key(&plugin.hasher, &plugin.config.client_ip, req) {
                 KeyCheck::Keyed { key, hash } => {
@@ -213,7 +234,7 @@ impl RequestFlow {
                 }
             }
         }
-        self.after_rate_limits(plugin, store, now, metrics)
+        self.after_rate_limits(plugin, store, now, rng, metrics)
     }
 
     /// A timer this request asked for fired; `None` when there is nothing to do.
@@ -223,17 +244,21 @@ impl RequestFlow {
         store: &dyn SharedStore,
         purpose: TimerPurpose,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Option<Step> {
         match (self.stage, purpose) {
             (Stage::Shaped, TimerPurpose::Release) => {
-                Some(self.after_rate_limits(plugin, store, now, metrics))
+                Some(self.after_rate_limits(plugin, store, now, rng, metrics))
+            }
+            (Stage::Callout, TimerPurpose::Backoff) => {
+                self.callout_timer(plugin, store, now, rng, metrics)
             }
             (Stage::AwaitBody, TimerPurpose::BodyGuard) if self.body_seen == 0 => {
                 Some(self.body_not_delivered(plugin, store, now, metrics))
             }
             (Stage::WaitForKey, TimerPurpose::Poll) => {
-                Some(self.claim_key(plugin, store, now, metrics))
+                Some(self.claim_key(plugin, store, now, rng, metrics))
             }
             (_, TimerPurpose::Renew) => {
                 self.renew_lock(plugin, store, now);
@@ -247,7 +272,7 @@ impl RequestFlow {
     pub fn holds_request(&self) -> bool {
         matches!(
             self.stage,
-            Stage::Shaped | Stage::AwaitBody | Stage::WaitForKey
+            Stage::Shaped | Stage::AwaitBody | Stage::WaitForKey | Stage::Callout
         )
     }
 
@@ -295,28 +320,55 @@ impl RequestFlow {
         self.stage == Stage::Forwarded && (self.ticket.is_some() || self.owns_key())
     }
 
-    /// Rate limits passed: the idempotency layer, then the breaker and the router.
+    /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
+    /// idempotency fingerprint, callout mode) is held until the body is complete.
     fn after_rate_limits(
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Step {
-        match self.start_idempotency(plugin, store, now, metrics) {
-            Some(step) => step,
-            None => self.forward(plugin, store, now, metrics),
+        if let Some(step) = self.refuse_bad_key(plugin, store, now, metrics) {
+            return step;
         }
+        let fingerprint = self.keyed.as_ref().is_some_and(|k| k.fingerprint.is_some());
+        if (fingerprint || self.callout_head.is_some()) && !self.end_of_stream {
+            self.stage = Stage::AwaitBody;
+            return Step::AwaitBody;
+        }
+        self.after_body(plugin, store, now, rng, metrics)
     }
 
-    /// Ask the upstream's breaker, then let the router forward.
+    /// The request is complete: claim its idempotency key (which forwards), or forward.
+    pub(super) fn after_body(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        if self.keyed.is_some() {
+            return self.claim_key(plugin, store, now, rng, metrics);
+        }
+        self.forward(plugin, store, now, rng, metrics)
+    }
+
+    /// Callout mode starts levee's own attempts; router mode asks the upstream's breaker,
+    /// then lets the router forward.
     pub(super) fn forward(
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Step {
+        if self.callout_upstream(plugin).is_some() {
+            return self.start_callout(plugin, store, now, rng, metrics);
+        }
         let Some((index, upstream)) = self
             .upstream
             .and_then(|i| plugin.config.upstreams.get(i).map(|u| (i, u)))
@@ -359,7 +411,7 @@ impl RequestFlow {
         }
     }
 
-    fn static_fallback(&self, plugin: &Plugin, index: usize) -> Option<LocalReply> {
+    pub(super) fn static_fallback(&self, plugin: &Plugin, index: usize) -> Option<LocalReply> {
         let upstream = plugin.config.upstreams.get(index)?;
         upstream.fallback.iter().find_map(|entry| {
             if !entry.methods.is_empty() && !entry.methods.contains(&self.method) {

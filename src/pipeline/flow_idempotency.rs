@@ -9,6 +9,7 @@ use crate::idempotency::response::StoredResponse;
 use crate::idempotency::Fingerprint;
 use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Metrics};
 use crate::problem::{problem, LocalReply, ProblemKind};
+use crate::random::RandomSource;
 use crate::retry::outcome::AttemptOutcome;
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILLI};
@@ -22,14 +23,19 @@ use super::Plugin;
 const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;
 
 impl RequestFlow {
+    /// Whether the upstream may have seen the request (router forward, or a callout sent).
+    pub(super) fn was_forwarded(&self) -> bool {
+        self.stage == Stage::Forwarded || self.callout.as_ref().is_some_and(|c| c.attempts() > 0)
+    }
+
     pub(super) fn owns_key(&self) -> bool {
         self.keyed
             .as_ref()
             .is_some_and(|k| k.slot.is_some() && !k.finished)
     }
 
-    /// Rate limits passed: `Some(step)` when the idempotency layer decides, `None` to go on.
-    pub(super) fn start_idempotency(
+    /// A missing (when required) or invalid key is refused with `400`.
+    pub(super) fn refuse_bad_key(
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
@@ -37,29 +43,22 @@ impl RequestFlow {
         metrics: &mut dyn Metrics,
     ) -> Option<Step> {
         let layer = plugin.idempotency.as_ref()?;
-        match self.key_check.take() {
-            Some(KeyCheck::Missing) => {
-                metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
+        let reply = match self.key_check.take()? {
+            KeyCheck::Missing => {
                 let detail = format!("this request needs a {} header", layer.config.header);
-                let reply = problem(ProblemKind::IdempotencyKeyMissing, 400, &detail, &[]);
-                return Some(self.answer(plugin, store, reply, now, metrics));
+                problem(ProblemKind::IdempotencyKeyMissing, 400, &detail, &[])
             }
-            Some(KeyCheck::Invalid(e)) => {
-                metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
-                let reply = problem(ProblemKind::IdempotencyKeyInvalid, 400, &e.to_string(), &[]);
-                return Some(self.answer(plugin, store, reply, now, metrics));
+            KeyCheck::Invalid(e) => {
+                problem(ProblemKind::IdempotencyKeyInvalid, 400, &e.to_string(), &[])
             }
-            _ => {}
-        }
-        let keyed = self.keyed.as_ref()?;
-        if keyed.fingerprint.is_some() && !self.end_of_stream {
-            self.stage = Stage::AwaitBody;
-            return Some(Step::AwaitBody);
-        }
-        Some(self.claim_key(plugin, store, now, metrics))
+            KeyCheck::NotKeyed | KeyCheck::Keyed { .. } => return None,
+        };
+        metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
+        Some(self.answer(plugin, store, reply, now, metrics))
     }
 
     /// A chunk of the request body arrived while held for it.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_request_body(
         &mut self,
         plugin: &Plugin,
@@ -67,25 +66,34 @@ impl RequestFlow {
         chunk: &[u8],
         end_of_stream: bool,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Step {
-        let Some(layer) = &plugin.idempotency else {
-            return Step::Continue;
-        };
         self.body_seen = self.body_seen.saturating_add(chunk.len() as u64);
-        if self.body_seen > layer.config.max_body_bytes {
-            let detail = format!(
-                "the body exceeds max_body_bytes ({} bytes)",
-                layer.config.max_body_bytes
-            );
+        let idem_max = plugin
+            .idempotency
+            .as_ref()
+            .filter(|_| self.keyed.is_some())
+            .map(|l| l.config.max_body_bytes);
+        let callout_max = self.callout_upstream(plugin).map(|u| u.max_body_bytes);
+        let max = idem_max
+            .into_iter()
+            .chain(callout_max)
+            .min()
+            .unwrap_or(u64::MAX);
+        if self.body_seen > max {
+            let detail = format!("the request body exceeds {max} bytes (max_body_bytes)");
             let reply = problem(ProblemKind::PayloadTooLarge, 413, &detail, &[]);
             return self.answer(plugin, store, reply, now, metrics);
         }
         if let Some(fp) = self.keyed.as_mut().and_then(|k| k.fingerprint.as_mut()) {
             fp.update(chunk);
         }
+        if self.callout_head.is_some() {
+            self.body.extend_from_slice(chunk);
+        }
         if end_of_stream {
-            self.claim_key(plugin, store, now, metrics)
+            self.after_body(plugin, store, now, rng, metrics)
         } else {
             Step::AwaitBody
         }
@@ -118,10 +126,11 @@ impl RequestFlow {
         plugin: &Plugin,
         store: &dyn SharedStore,
         now: UnixNanos,
+        rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Step {
         let (Some(layer), Some(keyed)) = (&plugin.idempotency, self.keyed.as_mut()) else {
-            return self.forward(plugin, store, now, metrics);
+            return self.forward(plugin, store, now, rng, metrics);
         };
         if let Some(builder) = keyed.fingerprint.take() {
             keyed.finished_fingerprint = Some(builder.finish());
@@ -134,7 +143,7 @@ impl RequestFlow {
                 log::warn!("levee idempotency: cannot claim a key ({e:?})");
                 if layer.config.on_internal_error == OnInternalError::Allow {
                     self.keyed = None;
-                    return self.forward(plugin, store, now, metrics);
+                    return self.forward(plugin, store, now, rng, metrics);
                 }
                 let reply = problem(
                     ProblemKind::Internal,
@@ -153,7 +162,7 @@ impl RequestFlow {
                     now.saturating_add(renew_interval_ns(&layer.config)),
                     TimerPurpose::Renew,
                 ));
-                self.forward(plugin, store, now, metrics)
+                self.forward(plugin, store, now, rng, metrics)
             }
             Begin::Replay { record } => match layer.replay(store, &record, &echo) {
                 Replay::Answer(stored) => {
@@ -257,12 +266,12 @@ impl RequestFlow {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
-        if self.stage != Stage::Forwarded && self.owns_key() {
+        if !self.was_forwarded() && self.owns_key() {
             self.finish_key(plugin, store, Outcome::Released, now, metrics);
         }
     }
 
-    fn finish_key(
+    pub(super) fn finish_key(
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
@@ -417,10 +426,11 @@ impl RequestFlow {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
+        self.cancel_callout();
         if !self.owns_key() {
             return;
         }
-        let outcome = if self.stage == Stage::Forwarded {
+        let outcome = if self.was_forwarded() {
             Outcome::Unknown
         } else {
             Outcome::Released

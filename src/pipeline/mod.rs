@@ -9,6 +9,7 @@
 
 pub mod breaker_gate;
 pub mod flow;
+mod flow_callout;
 mod flow_idempotency;
 pub mod idempotency_gate;
 
@@ -73,8 +74,14 @@ impl Plugin {
             .iter()
             .filter(|u| u.circuit_breaker.is_some())
             .map(|u| breaker_gate::breaker_key(&u.name));
+        let budgets = self
+            .config
+            .upstreams
+            .iter()
+            .filter(|u| u.retry.as_ref().is_some_and(|r| r.budget.is_some()))
+            .map(|u| crate::forward::budget_key(&u.name));
         let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
-        breakers.chain(idempotency).collect()
+        breakers.chain(budgets).chain(idempotency).collect()
     }
 
     /// The upstream a request goes to: the first route whose match holds.

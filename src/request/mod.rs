@@ -25,4 +25,9 @@ pub trait RequestAttributes {
     /// `metadata.filter_metadata.<filter>.<path…>` rendered as bytes (strings as-is,
     /// numbers and booleans in their JSON text), if present.
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>>;
+
+    /// Every request header in order (pseudo-headers included), for callout forwarding.
+    fn all_headers(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
 }

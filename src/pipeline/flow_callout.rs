@@ -1,0 +1,323 @@
+//! Callout mode's part of [`RequestFlow`]: buffer the whole request, hand it to a
+//! [`CalloutForward`], carry out its steps (dispatch, back off, answer), and on failure run
+//! the upstream's fallback chain.
+
+use crate::config::{Forward, UpstreamConfig};
+use crate::forward::{
+    BufferedRequest, CalloutAnswer, CalloutForward, FailureInfo, FinalAnswer, ForwardStep,
+};
+use crate::idempotency::machine::Outcome;
+use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
+use crate::idempotency::response::StoredResponse;
+use crate::metrics::Metrics;
+use crate::problem::{is_grpc, problem, LocalReply, ProblemKind};
+use crate::random::RandomSource;
+use crate::request::RequestAttributes;
+use crate::retry::outcome::AttemptOutcome;
+use crate::store::SharedStore;
+use crate::time::{retry_after_seconds, UnixNanos};
+use crate::timer_queue::TimerPurpose;
+
+use super::flow::{RequestFlow, Stage, Step};
+use super::Plugin;
+
+/// Whether a request may be forwarded by callout: gRPC, upgrades (WebSocket) and CONNECT
+/// stream and cannot be buffered, so they always go through Envoy's router.
+pub(super) fn callout_eligible(req: &dyn RequestAttributes) -> bool {
+    !is_grpc(req.header("content-type"))
+        && req.header("upgrade").is_none()
+        && req.method() != "CONNECT"
+}
+
+fn lossy(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+impl RequestFlow {
+    /// The routed upstream, when it is forwarded by callout for this request.
+    pub(super) fn callout_upstream<'p>(&self, plugin: &'p Plugin) -> Option<&'p UpstreamConfig> {
+        let upstream = plugin.config.upstreams.get(self.upstream?)?;
+        (upstream.forward == Forward::Callout && self.callout_head.is_some()).then_some(upstream)
+    }
+
+    /// Starts the callout loop once the whole request is here.
+    pub(super) fn start_callout(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let (Some(index), Some(head)) = (self.upstream, self.callout_head.take()) else {
+            return Step::Continue;
+        };
+        let Some(upstream) = plugin.config.upstreams.get(index) else {
+            return Step::Continue;
+        };
+        let request = BufferedRequest {
+            body: std::mem::take(&mut self.body),
+            ..head
+        };
+        let has_key = self.keyed.is_some();
+        let mut forward = CalloutForward::new(index, upstream, request, has_key, now);
+        let step = forward.next(store, now, rng, metrics);
+        self.callout = Some(forward);
+        self.stage = Stage::Callout;
+        self.carry_out(plugin, store, step, now, metrics)
+            .unwrap_or(Step::AwaitBody)
+    }
+
+    /// A callout answer arrived for this request.
+    pub fn on_callout_response(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        headers: Option<Vec<(String, Vec<u8>)>>,
+        body: Vec<u8>,
+        now: UnixNanos,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+    ) -> Option<Step> {
+        let answer = CalloutAnswer::from_parts(headers, body);
+        let step = self
+            .callout
+            .as_mut()?
+            .on_response(store, answer, now, rng, metrics);
+        self.carry_out(plugin, store, step, now, metrics)
+    }
+
+    /// The backoff wait is over.
+    pub(super) fn callout_timer(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+    ) -> Option<Step> {
+        let step = self.callout.as_mut()?.next(store, now, rng, metrics);
+        self.carry_out(plugin, store, step, now, metrics)
+    }
+
+    /// The dispatch itself failed (e.g. the cluster does not exist): a reset.
+    pub fn on_dispatch_failed(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+    ) -> Option<Step> {
+        log::warn!("levee: dispatch_http_call refused by Envoy (is the cluster defined?)");
+        self.on_callout_response(plugin, store, None, Vec::new(), now, rng, metrics)
+    }
+
+    fn carry_out(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        step: ForwardStep,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Option<Step> {
+        match step {
+            ForwardStep::Dispatch(req) => Some(Step::Dispatch(req)),
+            ForwardStep::Wait { until } => Some(Step::Hold {
+                wake_at: until,
+                purpose: TimerPurpose::Backoff,
+            }),
+            ForwardStep::Respond(answer) => Some(self.deliver(plugin, store, answer, now, metrics)),
+            ForwardStep::Failed(info) => {
+                Some(self.callout_failed(plugin, store, info, now, metrics))
+            }
+            ForwardStep::Ignored => None,
+        }
+    }
+
+    /// Answers the client with an upstream answer, recording it for idempotency first.
+    fn deliver(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        answer: FinalAnswer,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let result = UpstreamResult::Response {
+            status: answer.status,
+            body_bytes: answer.body.len() as u64,
+        };
+        let mut headers = lossy(answer.headers);
+        self.record_callout_outcome(
+            plugin,
+            store,
+            result,
+            Some((answer.status, &headers, &answer.body)),
+            now,
+            metrics,
+        );
+        headers.append(&mut self.response_headers);
+        if let Some(k) = &self.keyed {
+            headers.push(("x-idempotency-key".into(), k.key.header_value()));
+        }
+        self.stage = Stage::Answered;
+        Step::Reply(LocalReply {
+            status: answer.status,
+            headers,
+            body: answer.body,
+            details: "levee_callout",
+            grpc_status: None,
+        })
+    }
+
+    /// Every attempt failed (or the breaker is open): fallbacks, else the failure's answer.
+    fn callout_failed(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        info: FailureInfo,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
+        let result = match (info.attempts, info.last_outcome) {
+            (0, _) | (_, None) => UpstreamResult::RejectedBeforeForwarding,
+            (_, Some(AttemptOutcome::Timeout)) => UpstreamResult::Timeout,
+            (_, Some(AttemptOutcome::Reset)) => UpstreamResult::Reset,
+            (
+                _,
+                Some(AttemptOutcome::Response {
+                    connect_failure: true,
+                    ..
+                }),
+            ) => UpstreamResult::ConnectFailure,
+            (_, Some(AttemptOutcome::Response { status, .. })) => UpstreamResult::Response {
+                status,
+                body_bytes: info.last_answer.as_ref().map_or(0, |a| a.body.len() as u64),
+            },
+        };
+        let upstream_name = self
+            .upstream
+            .and_then(|i| plugin.config.upstreams.get(i))
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        if let Some(reply) = self.upstream.and_then(|i| self.static_fallback(plugin, i)) {
+            log::warn!("levee: upstream \"{upstream_name}\" failed after {} attempt(s); serving the static fallback", info.attempts);
+            self.record_callout_outcome(plugin, store, result, None, now, metrics);
+            return self.deliver_reply(reply);
+        }
+        if info.breaker_open {
+            self.record_callout_outcome(plugin, store, result, None, now, metrics);
+            let mut reply = problem(
+                ProblemKind::CircuitOpen,
+                503,
+                &format!("the circuit to upstream \"{upstream_name}\" is open"),
+                &[("upstream", &upstream_name)],
+            );
+            reply.headers.push((
+                "retry-after".into(),
+                retry_after_seconds(info.retry_after_ns.unwrap_or(1)).to_string(),
+            ));
+            reply
+                .headers
+                .push(("x-levee-circuit".into(), "open".into()));
+            reply
+                .headers
+                .push(("x-levee-attempts".into(), info.attempts.to_string()));
+            return self.deliver_reply(reply);
+        }
+        if let Some(answer) = info.last_answer {
+            return self.deliver(plugin, store, answer, now, metrics);
+        }
+        self.record_callout_outcome(plugin, store, result, None, now, metrics);
+        let status = info.status();
+        let mut reply = problem(
+            ProblemKind::UpstreamFailure,
+            status,
+            &format!(
+                "upstream \"{upstream_name}\" did not answer ({} attempt(s))",
+                info.attempts
+            ),
+            &[("upstream", &upstream_name)],
+        );
+        reply.details = info.details();
+        reply
+            .headers
+            .push(("x-levee-attempts".into(), info.attempts.to_string()));
+        self.deliver_reply(reply)
+    }
+
+    fn deliver_reply(&mut self, mut reply: LocalReply) -> Step {
+        reply.headers.append(&mut self.response_headers);
+        if let Some(k) = &self.keyed {
+            reply
+                .headers
+                .push(("x-idempotency-key".into(), k.key.header_value()));
+        }
+        self.stage = Stage::Answered;
+        Step::Reply(reply)
+    }
+
+    /// Records a callout-mode request's ending in its idempotency record, if it owns one.
+    fn record_callout_outcome(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        result: UpstreamResult,
+        answer: Option<(u16, &[(String, String)], &[u8])>,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let Some(layer) = &plugin.idempotency else {
+            return;
+        };
+        if !self.owns_key() {
+            return;
+        }
+        let outcome = match classify(&layer.config, result) {
+            OutcomeKind::Released => Outcome::Released,
+            OutcomeKind::Unknown => Outcome::Unknown,
+            OutcomeKind::TooLarge => Outcome::TooLarge {
+                status: answer.map_or(0, |a| a.0),
+            },
+            OutcomeKind::Stored => match answer {
+                Some((status, headers, body)) => {
+                    if let Some(k) = self.keyed.as_mut() {
+                        k.capture = Some(StoredResponse {
+                            status,
+                            headers: headers.to_vec(),
+                            body: body.to_vec(),
+                        });
+                    }
+                    Outcome::Stored { status, body: None }
+                }
+                None => Outcome::Unknown,
+            },
+        };
+        self.finish_key(plugin, store, outcome, now, metrics);
+    }
+
+    /// The request's head, kept for callout mode (method, path, authority, headers).
+    pub(super) fn keep_callout_head(&mut self, req: &dyn RequestAttributes) {
+        self.callout_head = Some(BufferedRequest {
+            method: req.method().to_string(),
+            path: req.path_and_query().to_string(),
+            authority: req
+                .header(":authority")
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default(),
+            headers: req.all_headers(),
+            body: Vec::new(),
+        });
+    }
+
+    /// The client went away: stop the callout loop.
+    pub(super) fn cancel_callout(&mut self) {
+        if let Some(c) = self.callout.as_mut() {
+            c.cancel();
+        }
+    }
+}
