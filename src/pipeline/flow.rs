@@ -117,6 +117,8 @@ pub struct RequestFlow {
     pub(super) callout: Option<CalloutForward>,
     /// The request body, buffered for callout mode.
     pub(super) body: Vec<u8>,
+    /// The request carries an `Idempotency-Key` (retries of non-idempotent methods need it).
+    pub(super) has_key_header: bool,
 }
 
 impl RequestFlow {
@@ -147,7 +149,7 @@ impl RequestFlow {
             .and_then(|i| plugin.config.upstreams.get(i))
             .is_some_and(|u| u.forward == Forward::Callout);
         if callout && super::flow_callout::callout_eligible(req) {
-            self.keep_callout_head(req);
+            self.keep_callout_head(plugin, req);
         }
         if let Some(layer) = &plugin.idempotency {
             match layer.check_key(&plugin.hasher, &plugin.config.client_ip, req) {

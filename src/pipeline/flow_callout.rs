@@ -29,6 +29,9 @@ pub(super) fn callout_eligible(req: &dyn RequestAttributes) -> bool {
         && req.method() != "CONNECT"
 }
 
+/// An answer's status, headers and body, borrowed.
+type AnswerParts<'a> = (u16, &'a [(String, String)], &'a [u8]);
+
 fn lossy(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
     headers
         .into_iter()
@@ -62,7 +65,7 @@ impl RequestFlow {
             body: std::mem::take(&mut self.body),
             ..head
         };
-        let has_key = self.keyed.is_some();
+        let has_key = self.keyed.is_some() || self.has_key_header;
         let mut forward = CalloutForward::new(index, upstream, request, has_key, now);
         let step = forward.next(store, now, rng, metrics);
         self.callout = Some(forward);
@@ -267,7 +270,7 @@ impl RequestFlow {
         plugin: &Plugin,
         store: &dyn SharedStore,
         result: UpstreamResult,
-        answer: Option<(u16, &[(String, String)], &[u8])>,
+        answer: Option<AnswerParts<'_>>,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
@@ -301,7 +304,12 @@ impl RequestFlow {
     }
 
     /// The request's head, kept for callout mode (method, path, authority, headers).
-    pub(super) fn keep_callout_head(&mut self, req: &dyn RequestAttributes) {
+    pub(super) fn keep_callout_head(&mut self, plugin: &Plugin, req: &dyn RequestAttributes) {
+        let header = plugin
+            .idempotency
+            .as_ref()
+            .map_or("idempotency-key", |l| l.config.header.as_str());
+        self.has_key_header = req.header(header).is_some_and(|v| !v.is_empty());
         self.callout_head = Some(BufferedRequest {
             method: req.method().to_string(),
             path: req.path_and_query().to_string(),

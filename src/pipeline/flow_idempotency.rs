@@ -58,7 +58,6 @@ impl RequestFlow {
     }
 
     /// A chunk of the request body arrived while held for it.
-    #[allow(clippy::too_many_arguments)]
     pub fn on_request_body(
         &mut self,
         plugin: &Plugin,
