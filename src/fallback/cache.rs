@@ -25,7 +25,7 @@
 //! `ttl` after it was stored. `max_stale` (per fallback entry) bounds how old a *served* copy
 //! may be, counted from when levee stored it; so the effective limit is the smaller of the two.
 //! Served copies carry `Age` = the upstream's own `Age` when stored + the seconds since
-//! ([`stale_headers`]).
+//! ([`super::headers::stale_headers`]).
 //!
 //! # Memory: `cache.max_total_bytes` bounds the whole store
 //! One stored answer is at most `blob = max_body_bytes + MAX_STORED_HEADER_BYTES + 17` bytes.
@@ -51,16 +51,12 @@ use crate::store::{Eviction, KeyHasher, Placement, SharedStore, SlotTable, Table
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
 use super::cacheable::{vary_names, VaryValues, MAX_STORED_HEADER_BYTES};
-use super::{FALLBACK_HEADER, MARK_STALE_CACHE};
+use super::index_entry::{Entry, ENTRY_LEN};
 
 /// Layer word of the index table.
 pub const INDEX_LAYER: &str = "cache";
 /// Layer word of the body keys.
 pub const BODY_LAYER: &str = "cachebody";
-/// Index entry: version u8, status u16, stored_at u64, vary digest u64, blob len u32,
-/// blob checksum u64 (little-endian).
-pub const ENTRY_LEN: usize = 1 + 2 + 8 + 8 + 4 + 8;
-const ENTRY_VERSION: u8 = 1;
 /// Index commits retried after a lost CAS race before giving up.
 const STORE_ATTEMPTS: u32 = 4;
 /// Digits of the largest slot number (`u32::MAX`).
@@ -117,7 +113,7 @@ impl std::error::Error for CacheError {}
 /// A copy found by [`StaleCache::find`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleHit {
-    /// As stored (pass its headers through [`stale_headers`] before sending).
+    /// As stored (pass its headers through [`super::headers::stale_headers`] before sending).
     pub response: StoredResponse,
     /// Whole seconds since levee stored it.
     pub age_seconds: u64,
@@ -388,94 +384,6 @@ impl StaleCache {
     fn is_fresh(&self, state: Option<&[u8]>, digest: u64, now: UnixNanos) -> bool {
         state.and_then(Entry::decode).is_some_and(|e| {
             e.vary_digest == digest && now.saturating_sub(e.stored_at) < self.refresh_after_ns()
-        })
-    }
-}
-
-/// The headers of a served stale copy: the stored ones minus per-connection headers
-/// (hop-by-hop, `content-length`, pseudo-headers) and any `age` / `x-levee-fallback`, plus
-/// `age` = the stored `Age` (if any) + `resident_seconds`, and `x-levee-fallback: stale-cache`.
-pub fn stale_headers(stored: &[(String, String)], resident_seconds: u64) -> Vec<(String, String)> {
-    let upstream_age = stored
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("age"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    let listed: Vec<String> = stored
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut out: Vec<(String, String)> = stored
-        .iter()
-        .filter(|(n, _)| {
-            let lower = n.to_ascii_lowercase();
-            !is_dropped(&lower) && !listed.contains(&lower)
-        })
-        .cloned()
-        .collect();
-    let age = upstream_age.saturating_add(resident_seconds);
-    out.push(("age".to_owned(), age.to_string()));
-    out.push((FALLBACK_HEADER.to_owned(), MARK_STALE_CACHE.to_owned()));
-    out
-}
-
-fn is_dropped(lower: &str) -> bool {
-    matches!(
-        lower,
-        "connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "content-length"
-            | "age"
-            | FALLBACK_HEADER
-    ) || lower.starts_with("proxy-")
-        || lower.starts_with(':')
-}
-
-/// One index entry (see [`ENTRY_LEN`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    status: u16,
-    stored_at: UnixNanos,
-    vary_digest: u64,
-    blob_len: u32,
-    checksum: u64,
-}
-
-impl Entry {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ENTRY_LEN);
-        out.push(ENTRY_VERSION);
-        out.extend_from_slice(&self.status.to_le_bytes());
-        out.extend_from_slice(&self.stored_at.to_le_bytes());
-        out.extend_from_slice(&self.vary_digest.to_le_bytes());
-        out.extend_from_slice(&self.blob_len.to_le_bytes());
-        out.extend_from_slice(&self.checksum.to_le_bytes());
-        out
-    }
-
-    /// `None` for anything but a version-1 entry of exactly [`ENTRY_LEN`] bytes.
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != ENTRY_LEN || bytes[0] != ENTRY_VERSION {
-            return None;
-        }
-        let (status, rest) = bytes[1..].split_first_chunk::<2>()?;
-        let (stored_at, rest) = rest.split_first_chunk::<8>()?;
-        let (vary_digest, rest) = rest.split_first_chunk::<8>()?;
-        let (blob_len, rest) = rest.split_first_chunk::<4>()?;
-        let (checksum, _) = rest.split_first_chunk::<8>()?;
-        Some(Self {
-            status: u16::from_le_bytes(*status),
-            stored_at: u64::from_le_bytes(*stored_at),
-            vary_digest: u64::from_le_bytes(*vary_digest),
-            blob_len: u32::from_le_bytes(*blob_len),
-            checksum: u64::from_le_bytes(*checksum),
         })
     }
 }

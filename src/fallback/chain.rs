@@ -29,7 +29,8 @@
 use crate::config::{FallbackEntry, FallbackKind, Forward};
 use crate::idempotency::response::StoredResponse;
 
-use super::{FALLBACK_HEADER, MARK_QUEUED, MARK_SECONDARY, MARK_STALE_CACHE, MARK_STATIC};
+use super::headers::mark;
+use super::{MARK_QUEUED, MARK_SECONDARY, MARK_STALE_CACHE, MARK_STATIC};
 
 /// What happened, as far as the choice of fallback is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +115,6 @@ pub fn marker(kind: &FallbackKind) -> &'static str {
         FallbackKind::Queue { .. } => MARK_QUEUED,
         FallbackKind::Static { .. } => MARK_STATIC,
     }
-}
-
-/// Sets `x-levee-fallback: <marker>`, replacing any value already there (an upstream must not
-/// be able to forge or hide the marker).
-pub fn mark(headers: &mut Vec<(String, String)>, marker: &str) {
-    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(FALLBACK_HEADER));
-    headers.push((FALLBACK_HEADER.to_owned(), marker.to_owned()));
 }
 
 /// The configured static answer with `x-levee-fallback: static`; `None` for other kinds.

@@ -7,7 +7,7 @@
 //! | kind | answer | marker (`x-levee-fallback`) | file |
 //! |---|---|---|---|
 //! | `stale_cache` | a copy of an earlier successful GET/HEAD answer, at most `max_stale` old, with `Age` | `stale-cache` | [`cacheable`] (what may be kept), [`cache`] (where) |
-//! | `cluster` | the same request sent to a secondary Envoy cluster | `secondary` | host callout; [`chain::mark`] adds the marker |
+//! | `cluster` | the same request sent to a secondary Envoy cluster | `secondary` | host callout; [`headers::mark`] adds the marker |
 //! | `static` | the configured status, headers and body | `static` | [`chain::static_reply`] |
 //! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] |
 //!
@@ -35,18 +35,20 @@
 pub mod cache;
 pub mod cacheable;
 pub mod chain;
+pub mod delivery;
+pub mod headers;
+pub mod index_entry;
 pub mod queue;
 
 #[cfg(test)]
 mod tests;
 
-pub use cache::{stale_headers, CacheError, Miss, StaleCache, StaleHit, Stored};
+pub use cache::{CacheError, Miss, StaleCache, StaleHit, Stored};
 pub use cacheable::{cache_key, NotStored, VaryValues};
-pub use chain::{choose, kind_name, mark, marker, static_reply, Situation};
-pub use queue::{
-    accepted_reply, DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueFull, QueueId,
-    QueueLimits, QueuedRequest, RequestQueue, Settled,
-};
+pub use chain::{choose, kind_name, marker, static_reply, Situation};
+pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
+pub use headers::{mark, stale_headers};
+pub use queue::{accepted_reply, QueueFull, QueueId, QueueLimits, QueuedRequest, RequestQueue};
 
 /// The response header that marks every degraded answer (SPEC §7).
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";

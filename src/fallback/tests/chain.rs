@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use crate::config::{FallbackEntry, FallbackKind, Forward};
 use crate::fallback::chain::*;
+use crate::fallback::headers::mark;
 
 fn entry(kind: FallbackKind, methods: &[&str]) -> FallbackEntry {
     FallbackEntry {

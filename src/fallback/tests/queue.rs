@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use crate::config::Jitter;
+use crate::fallback::delivery::*;
 use crate::fallback::queue::*;
 use crate::fallback::{FALLBACK_HEADER, MARK_QUEUED};
 use crate::random::SplitMix64;
