@@ -1,0 +1,6 @@
+//! Tests of the fallback layer, one file per idea.
+
+mod cache;
+mod cacheable;
+mod chain;
+mod queue;
