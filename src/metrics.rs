@@ -158,6 +158,45 @@ impl UpstreamEvent {
     }
 }
 
+/// Per upstream: which fallback answered (or that none could).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackEvent {
+    StaleCache,
+    Secondary,
+    Queued,
+    Static,
+    /// The chain ran and nothing answered.
+    Exhausted,
+    /// A queued request was delivered to the upstream.
+    Delivered,
+}
+
+impl FallbackEvent {
+    pub const ALL: [FallbackEvent; 6] = [
+        Self::StaleCache,
+        Self::Secondary,
+        Self::Queued,
+        Self::Static,
+        Self::Exhausted,
+        Self::Delivered,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StaleCache => "stale_cache",
+            Self::Secondary => "secondary",
+            Self::Queued => "queued",
+            Self::Static => "static",
+            Self::Exhausted => "exhausted",
+            Self::Delivered => "queue_delivered",
+        }
+    }
+}
+
+/// Metric names for a fallback event.
+pub fn fallback_metric(upstream: &str, what: FallbackEvent) -> String {
+    format!("levee_fallback.{upstream}.{}", what.name())
+}
+
 /// One countable event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -174,6 +213,10 @@ pub enum Event {
     Upstream {
         upstream: usize,
         what: UpstreamEvent,
+    },
+    Fallback {
+        upstream: usize,
+        what: FallbackEvent,
     },
 }
 

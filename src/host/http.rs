@@ -54,6 +54,10 @@ impl LeveeHttp {
                 self.shared.dispatch(self.id, &self.stream, req, now);
                 Action::Pause
             }
+            Step::Enqueue(e) => {
+                let next = self.shared.enqueue(self.id, &self.stream, e, now);
+                self.apply_now(next, now)
+            }
         }
     }
 }
@@ -157,17 +161,23 @@ impl HttpContext for LeveeHttp {
         if plugin.is_pass_through() {
             return Action::Continue;
         }
-        let mut stream = self.stream.borrow_mut();
-        let answer = if stream.flow.wants_response_headers() {
-            upstream_answer(end_of_stream)
-        } else {
-            UpstreamAnswer::default()
-        };
-        let mut metrics = HostMetrics(&self.shared.metrics);
-        let headers =
+        let now = now();
+        let (headers, step) = {
+            let mut stream = self.stream.borrow_mut();
+            let answer = if stream.flow.wants_response_headers() {
+                upstream_answer(end_of_stream)
+            } else {
+                UpstreamAnswer::default()
+            };
+            let mut metrics = HostMetrics(&self.shared.metrics);
             stream
                 .flow
-                .on_response_headers(plugin, &EnvoyStore, answer, now(), &mut metrics);
+                .on_response_headers(plugin, &EnvoyStore, answer, now, &mut metrics)
+        };
+        if let Some(step) = step {
+            // The upstream failed before its headers went out: a fallback replaces its answer.
+            return self.apply_now(step, now);
+        }
         for (name, value) in &headers {
             let _ = hostcalls::set_map_value_bytes(
                 MapType::HttpResponseHeaders,

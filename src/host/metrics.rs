@@ -4,9 +4,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::metrics::{
-    rate_limit_metric, upstream_attempts_histogram_metric, upstream_metric, BreakerEvent, Event,
-    GlobalEvent, IdempotencyEvent, Metrics, RateLimitEvent, UpstreamEvent, HELD_REQUESTS_METRIC,
-    MEMORY_BOUND_METRIC,
+    fallback_metric, rate_limit_metric, upstream_attempts_histogram_metric, upstream_metric,
+    BreakerEvent, Event, FallbackEvent, GlobalEvent, IdempotencyEvent, Metrics, RateLimitEvent,
+    UpstreamEvent, HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
 };
 use crate::pipeline::Plugin;
 
@@ -19,6 +19,7 @@ pub(crate) struct MetricIds {
     breakers: Vec<([u32; 8], u32)>,
     /// Per upstream: the [`UpstreamEvent`] counters and the attempts histogram.
     upstreams: Vec<([u32; 4], u32)>,
+    fallbacks: Vec<[u32; 6]>,
     memory_bound: u32,
     pub(crate) held_requests: u32,
 }
@@ -80,6 +81,15 @@ impl MetricIds {
                 )
             })
             .collect();
+        let fallbacks = plugin
+            .config
+            .upstreams
+            .iter()
+            .map(|u| {
+                FallbackEvent::ALL
+                    .map(|e| define(MetricType::Counter, &fallback_metric(&u.name, e)))
+            })
+            .collect();
         let memory_bound = define(MetricType::Gauge, MEMORY_BOUND_METRIC);
         let held_requests = define(MetricType::Gauge, HELD_REQUESTS_METRIC);
         Self {
@@ -88,6 +98,7 @@ impl MetricIds {
             rate_limits,
             breakers,
             upstreams,
+            fallbacks,
             memory_bound,
             held_requests,
         }
@@ -124,6 +135,11 @@ impl Metrics for HostMetrics<'_> {
                 .breakers
                 .get(upstream)
                 .map(|(ids, _)| ids[position(&BreakerEvent::ALL, &what)]),
+            Event::Fallback { upstream, what } => self
+                .0
+                .fallbacks
+                .get(upstream)
+                .map(|ids| ids[position(&FallbackEvent::ALL, &what)]),
             Event::Upstream { upstream, what } => self
                 .0
                 .upstreams

@@ -6,6 +6,7 @@
 //! convenience getters unwrap host statuses and would trap the VM: we use `hostcalls`).
 
 mod attributes;
+mod delivery;
 mod http;
 mod metrics;
 mod reply;

@@ -19,12 +19,16 @@ use super::worker::{Shared, Worker};
 use super::{log, now};
 
 pub(crate) struct LeveeRoot {
+    id: u32,
     shared: Option<Rc<Shared>>,
 }
 
 impl LeveeRoot {
-    pub(crate) fn new(_context_id: u32) -> Self {
-        Self { shared: None }
+    pub(crate) fn new(context_id: u32) -> Self {
+        Self {
+            id: context_id,
+            shared: None,
+        }
     }
 
     fn configure(&mut self) -> Result<(), String> {
@@ -60,11 +64,14 @@ impl LeveeRoot {
                 bound / (1024 * 1024)
             ),
         );
+        let queues = RefCell::new(super::delivery::Queues::for_plugin(&plugin));
         self.shared = Some(Rc::new(Shared {
             plugin: Rc::new(plugin),
             worker: RefCell::new(Worker::with_held_gauge(metrics.held_requests)),
             rng: RefCell::new(crate::random::SplitMix64::from_entropy()),
             body_callbacks_work: std::cell::Cell::new(false),
+            queues,
+            root_id: self.id,
             metrics: Rc::new(metrics),
         }));
         Ok(())

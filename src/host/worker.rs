@@ -22,6 +22,7 @@ use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
 use crate::timer_queue::{tick_period_ms, ContextId, TimerPurpose, TimerQueue};
 
+use super::delivery::Queues;
 use super::metrics::{HostMetrics, MetricIds};
 use super::reply;
 use super::store::EnvoyStore;
@@ -58,7 +59,14 @@ pub(crate) struct Shared {
     /// A body callback has arrived for a held request on this worker: the plugin config has
     /// `allow_on_headers_stop_iteration`, so no body guard is needed any more.
     pub(crate) body_callbacks_work: Cell<bool>,
+    /// The `queue` fallback's queues (this worker's memory) and their deliveries.
+    pub(crate) queues: RefCell<Queues>,
+    /// The root context's id (queue deliveries are sent from it, not from a request).
+    pub(crate) root_id: u32,
 }
+
+/// The timer-queue owner id used for the root's own wake-ups (queue deliveries).
+const ROOT_WAKE: ContextId = 0;
 
 #[derive(Default)]
 pub(crate) struct Worker {
@@ -92,6 +100,15 @@ impl Worker {
     ) {
         self.streams.insert(id, Rc::downgrade(stream));
         self.timers.schedule(id, purpose, at);
+        self.rearm(now);
+    }
+
+    /// Wakes the root at `at` (queue deliveries), replacing an earlier wake-up.
+    pub(crate) fn wake_root_at(&mut self, at: Option<UnixNanos>, now: UnixNanos) {
+        self.timers.cancel(ROOT_WAKE, TimerPurpose::Poll);
+        if let Some(at) = at {
+            self.timers.schedule(ROOT_WAKE, TimerPurpose::Poll, at);
+        }
         self.rearm(now);
     }
 
@@ -171,10 +188,46 @@ impl Shared {
             }
             self.schedule_flow_timer(f.context, &stream, now);
         }
+        self.deliver_queued(now);
         // Always re-arm: the host's periodic tick keeps its old period otherwise.
         let mut worker = self.worker.borrow_mut();
         worker.armed_ms = None;
         worker.rearm(now);
+    }
+
+    /// Sends due queue deliveries from the root context and schedules the next wake-up.
+    fn deliver_queued(&self, now: UnixNanos) {
+        let mut queues = self.queues.borrow_mut();
+        if queues.next_wake().is_some_and(|w| w <= now) {
+            let _ = hostcalls::set_effective_context(self.root_id);
+            let mut metrics = HostMetrics(&self.metrics);
+            let mut rng = self.rng.borrow_mut();
+            queues.deliver_due(&self.plugin, &EnvoyStore, &mut *rng, &mut metrics, now);
+        }
+        let wake = queues.next_wake();
+        self.worker.borrow_mut().wake_root_at(wake, now);
+    }
+
+    /// Puts a request on its upstream's queue and continues its flow with the result.
+    pub(crate) fn enqueue(
+        &self,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        e: crate::pipeline::Enqueue,
+        now: UnixNanos,
+    ) -> Step {
+        let result = {
+            let mut rng = self.rng.borrow_mut();
+            self.queues.borrow_mut().enqueue(e, &mut *rng, now)
+        };
+        let wake = self.queues.borrow().next_wake();
+        self.worker.borrow_mut().wake_root_at(wake, now);
+        let _ = id;
+        let mut metrics = HostMetrics(&self.metrics);
+        stream
+            .borrow_mut()
+            .flow
+            .on_enqueued(&self.plugin, &EnvoyStore, result, now, &mut metrics)
     }
 
     /// Schedules the timer the flow asked for without pausing (lock renewal), if any.
@@ -215,6 +268,10 @@ impl Shared {
                 self.pause(id, stream, step, now);
             }
             Step::Dispatch(req) => self.dispatch(id, stream, req, now),
+            Step::Enqueue(e) => {
+                let next = self.enqueue(id, stream, e, now);
+                self.apply_later(id, stream, next, now);
+            }
         }
     }
 
@@ -276,6 +333,26 @@ impl Shared {
             .ok()
             .flatten()
             .unwrap_or_default();
+        {
+            let mut metrics = HostMetrics(&self.metrics);
+            let mut rng = self.rng.borrow_mut();
+            let handled = self.queues.borrow_mut().on_response(
+                token,
+                headers.as_deref(),
+                &body,
+                &self.plugin,
+                &EnvoyStore,
+                &mut *rng,
+                &mut metrics,
+                now,
+            );
+            if handled {
+                drop(rng);
+                let wake = self.queues.borrow().next_wake();
+                self.worker.borrow_mut().wake_root_at(wake, now);
+                return;
+            }
+        }
         let id = self.worker.borrow_mut().callouts.remove(&token);
         let Some(id) = id else { return };
         let stream = self

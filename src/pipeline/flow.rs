@@ -6,7 +6,7 @@
 
 use crate::breaker::{Admission, Ticket};
 use crate::config::Forward;
-use crate::config::{FallbackKind, Mode};
+use crate::config::Mode;
 use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
@@ -23,6 +23,8 @@ use crate::time::{retry_after_seconds, UnixNanos};
 use crate::timer_queue::TimerPurpose;
 
 use super::idempotency_gate::KeyCheck;
+use super::saved_request::SavedRequest;
+use super::Enqueue;
 use super::{breaker_gate, Plugin};
 
 /// What the host should do next with the request.
@@ -42,6 +44,8 @@ pub enum Step {
     /// Keep it paused and send this callout; pass its answer to
     /// [`RequestFlow::on_callout_response`].
     Dispatch(CalloutRequest),
+    /// Put the request on its upstream's queue, then call [`RequestFlow::on_enqueued`].
+    Enqueue(Enqueue),
 }
 
 /// What the upstream answered, as seen in `on_http_response_headers` (router mode).
@@ -119,6 +123,16 @@ pub struct RequestFlow {
     pub(super) body: Vec<u8>,
     /// The request carries an `Idempotency-Key` (retries of non-idempotent methods need it).
     pub(super) has_key_header: bool,
+    /// The request head, kept when the upstream has fallbacks or a cache.
+    pub(super) saved: Option<SavedRequest>,
+    /// The stale-cache key of this request, when its upstream has a cache.
+    pub(super) cache_key: Option<Vec<u8>>,
+    /// The fallback chain being walked.
+    pub(super) fallback: Option<super::flow_fallback::FallbackRun>,
+    /// The request body for the secondary cluster and the queue (callout mode).
+    pub(super) fallback_body: Vec<u8>,
+    /// Router mode: an upstream answer being captured for the stale cache.
+    pub(super) cache_capture: Option<StoredResponse>,
 }
 
 impl RequestFlow {
@@ -151,6 +165,7 @@ impl RequestFlow {
         if callout && super::flow_callout::callout_eligible(req) {
             self.keep_callout_head(plugin, req);
         }
+        self.keep_for_fallbacks(plugin, req, end_of_stream);
         if let Some(layer) = &plugin.idempotency {
             match layer.check_key(&plugin.hasher, &plugin.config.client_ip, req) {
                 KeyCheck::Keyed { key, hash } => {
@@ -302,9 +317,9 @@ impl RequestFlow {
         answer: UpstreamAnswer,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
-    ) -> Vec<(String, String)> {
+    ) -> (Vec<(String, String)>, Option<Step>) {
         if self.stage != Stage::Forwarded {
-            return std::mem::take(&mut self.response_headers);
+            return (std::mem::take(&mut self.response_headers), None);
         }
         let sent_at = self.ticket.map(|(_, at)| at).unwrap_or(now);
         let outcome = classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
@@ -313,13 +328,31 @@ impl RequestFlow {
                 breaker_gate::record(upstream, index, store, ticket, &outcome, now, metrics);
             }
         }
+        let has_fallbacks = self
+            .upstream
+            .and_then(|i| plugin.config.upstreams.get(i))
+            .is_some_and(|u| !u.fallback.is_empty());
+        if has_fallbacks && crate::forward::is_failure(&outcome) {
+            let step = self.run_fallbacks(plugin, store, false, None, now, metrics);
+            if step != Step::Continue {
+                return (Vec::new(), Some(step));
+            }
+        }
+        if self.cache_wants(plugin, answer.status, &answer.headers) && !answer.end_of_stream {
+            self.cache_capture = Some(StoredResponse {
+                status: answer.status,
+                headers: answer.headers.clone(),
+                body: Vec::new(),
+            });
+        }
         self.idempotency_response_headers(plugin, store, &outcome, answer, now, metrics);
-        std::mem::take(&mut self.response_headers)
+        (std::mem::take(&mut self.response_headers), None)
     }
 
     /// Whether the response callback needs the upstream's status, flags and headers.
     pub fn wants_response_headers(&self) -> bool {
-        self.stage == Stage::Forwarded && (self.ticket.is_some() || self.owns_key())
+        self.stage == Stage::Forwarded
+            && (self.ticket.is_some() || self.owns_key() || self.saved.is_some())
     }
 
     /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
@@ -387,13 +420,6 @@ impl RequestFlow {
                 Step::Continue
             }
             Admission::Reject { retry_after_ns } => {
-                if let Some(reply) = self.static_fallback(plugin, index) {
-                    log::warn!(
-                        "levee: upstream \"{}\" circuit open; serving the static fallback",
-                        upstream.name
-                    );
-                    return self.answer(plugin, store, reply, now, metrics);
-                }
                 let mut reply = problem(
                     ProblemKind::CircuitOpen,
                     503,
@@ -407,37 +433,11 @@ impl RequestFlow {
                 reply
                     .headers
                     .push(("x-levee-circuit".into(), "open".into()));
-                reply.headers.append(&mut self.response_headers);
-                self.answer(plugin, store, reply, now, metrics)
+                // The key is released (never forwarded) before any fallback answers.
+                self.release_unforwarded(plugin, store, now, metrics);
+                self.run_fallbacks(plugin, store, true, Some(reply), now, metrics)
             }
         }
-    }
-
-    pub(super) fn static_fallback(&self, plugin: &Plugin, index: usize) -> Option<LocalReply> {
-        let upstream = plugin.config.upstreams.get(index)?;
-        upstream.fallback.iter().find_map(|entry| {
-            if !entry.methods.is_empty() && !entry.methods.contains(&self.method) {
-                return None;
-            }
-            match &entry.kind {
-                FallbackKind::Static {
-                    status,
-                    headers,
-                    body,
-                } => {
-                    let mut h = headers.clone();
-                    h.push(("x-levee-fallback".into(), "static".into()));
-                    Some(LocalReply {
-                        status: *status,
-                        headers: h,
-                        body: body.clone(),
-                        details: "levee_fallback_static",
-                        grpc_status: None,
-                    })
-                }
-                _ => None,
-            }
-        })
     }
 
     /// levee answers the request itself; a claimed idempotency key is released (the request

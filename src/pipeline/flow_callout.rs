@@ -85,6 +85,9 @@ impl RequestFlow {
         rng: &mut dyn RandomSource,
         metrics: &mut dyn Metrics,
     ) -> Option<Step> {
+        if self.secondary_pending() {
+            return Some(self.on_secondary_response(plugin, store, headers, body, now, metrics));
+        }
         let answer = CalloutAnswer::from_parts(headers, body);
         let step = self
             .callout
@@ -163,6 +166,7 @@ impl RequestFlow {
             now,
             metrics,
         );
+        self.keep_in_cache(plugin, store, answer.status, &headers, &answer.body, now);
         headers.append(&mut self.response_headers);
         if let Some(k) = &self.keyed {
             headers.push(("x-idempotency-key".into(), k.key.header_value()));
@@ -207,12 +211,7 @@ impl RequestFlow {
             .and_then(|i| plugin.config.upstreams.get(i))
             .map(|u| u.name.clone())
             .unwrap_or_default();
-        if let Some(reply) = self.upstream.and_then(|i| self.static_fallback(plugin, i)) {
-            log::warn!("levee: upstream \"{upstream_name}\" failed after {} attempt(s); serving the static fallback", info.attempts);
-            self.record_callout_outcome(plugin, store, result, None, now, metrics);
-            return self.deliver_reply(reply);
-        }
-        if info.breaker_open {
+        let default = if info.breaker_open {
             self.record_callout_outcome(plugin, store, result, None, now, metrics);
             let mut reply = problem(
                 ProblemKind::CircuitOpen,
@@ -220,48 +219,53 @@ impl RequestFlow {
                 &format!("the circuit to upstream \"{upstream_name}\" is open"),
                 &[("upstream", &upstream_name)],
             );
-            reply.headers.push((
-                "retry-after".into(),
-                retry_after_seconds(info.retry_after_ns.unwrap_or(1)).to_string(),
-            ));
+            let retry_after = retry_after_seconds(info.retry_after_ns.unwrap_or(1));
+            reply
+                .headers
+                .push(("retry-after".into(), retry_after.to_string()));
             reply
                 .headers
                 .push(("x-levee-circuit".into(), "open".into()));
             reply
                 .headers
                 .push(("x-levee-attempts".into(), info.attempts.to_string()));
-            return self.deliver_reply(reply);
-        }
-        if let Some(answer) = info.last_answer {
-            return self.deliver(plugin, store, answer, now, metrics);
-        }
-        self.record_callout_outcome(plugin, store, result, None, now, metrics);
-        let status = info.status();
-        let mut reply = problem(
-            ProblemKind::UpstreamFailure,
-            status,
-            &format!(
-                "upstream \"{upstream_name}\" did not answer ({} attempt(s))",
-                info.attempts
-            ),
-            &[("upstream", &upstream_name)],
-        );
-        reply.details = info.details();
-        reply
-            .headers
-            .push(("x-levee-attempts".into(), info.attempts.to_string()));
-        self.deliver_reply(reply)
-    }
-
-    fn deliver_reply(&mut self, mut reply: LocalReply) -> Step {
-        reply.headers.append(&mut self.response_headers);
-        if let Some(k) = &self.keyed {
+            reply
+        } else if let Some(answer) = info.last_answer {
+            let headers = lossy(answer.headers);
+            let parts = Some((answer.status, headers.as_slice(), answer.body.as_slice()));
+            self.record_callout_outcome(plugin, store, result, parts, now, metrics);
+            LocalReply {
+                status: answer.status,
+                headers,
+                body: answer.body,
+                details: "levee_callout",
+                grpc_status: None,
+            }
+        } else {
+            self.record_callout_outcome(plugin, store, result, None, now, metrics);
+            let mut reply = problem(
+                ProblemKind::UpstreamFailure,
+                info.status(),
+                &format!(
+                    "upstream \"{upstream_name}\" did not answer ({} attempt(s))",
+                    info.attempts
+                ),
+                &[("upstream", &upstream_name)],
+            );
+            reply.details = info.details();
             reply
                 .headers
-                .push(("x-idempotency-key".into(), k.key.header_value()));
-        }
-        self.stage = Stage::Answered;
-        Step::Reply(reply)
+                .push(("x-levee-attempts".into(), info.attempts.to_string()));
+            reply
+        };
+        self.run_fallbacks(
+            plugin,
+            store,
+            info.breaker_open,
+            Some(default),
+            now,
+            metrics,
+        )
     }
 
     /// Records a callout-mode request's ending in its idempotency record, if it owns one.

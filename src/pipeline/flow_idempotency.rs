@@ -365,7 +365,7 @@ impl RequestFlow {
 
     /// Whether response body chunks should be passed to [`RequestFlow::on_response_body`].
     pub fn wants_response_body(&self) -> bool {
-        self.keyed.as_ref().is_some_and(|k| k.capture.is_some())
+        self.keyed.as_ref().is_some_and(|k| k.capture.is_some()) || self.cache_capture.is_some()
     }
 
     /// A chunk of the upstream's response body (router mode), observed without holding it.
@@ -392,8 +392,23 @@ impl RequestFlow {
                 }
             }
         }
+        let cache_max = self
+            .upstream
+            .and_then(|i| plugin.config.upstreams.get(i))
+            .and_then(|u| u.cache.as_ref())
+            .map_or(0, |c| c.max_body_bytes);
+        if let Some(c) = self.cache_capture.as_mut() {
+            if (c.body.len() + chunk.len()) as u64 <= cache_max {
+                c.body.extend_from_slice(chunk);
+            } else {
+                self.cache_capture = None;
+            }
+        }
         if end_of_stream {
             self.finish_capture(plugin, store, now, metrics);
+            if let Some(c) = self.cache_capture.take() {
+                self.keep_in_cache(plugin, store, c.status, &c.headers, &c.body, now);
+            }
         }
     }
 

@@ -44,7 +44,7 @@ pub enum KeyCheck {
 }
 
 /// A key this request holds: where its record lives and who owns it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldKey {
     pub hash: KeyHash,
     pub slot: u32,

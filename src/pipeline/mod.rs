@@ -15,8 +15,12 @@
 pub mod breaker_gate;
 pub mod flow;
 mod flow_callout;
+mod flow_fallback;
 mod flow_idempotency;
 pub mod idempotency_gate;
+pub mod saved_request;
+
+pub use flow_fallback::Enqueue;
 
 use crate::config::LeveeConfig;
 use crate::ratelimit::engine::RateLimiter;
@@ -38,6 +42,8 @@ pub struct Plugin {
     pub hasher: KeyHasher,
     pub limiter: RateLimiter,
     pub idempotency: Option<idempotency_gate::IdempotencyLayer>,
+    /// Per upstream (same index as `config.upstreams`): its stale cache, if configured.
+    pub caches: Vec<Option<crate::fallback::cache::StaleCache>>,
 }
 
 impl Plugin {
@@ -47,10 +53,24 @@ impl Plugin {
             .idempotency
             .as_ref()
             .map(|c| idempotency_gate::IdempotencyLayer::new(c, config.limits.max_tracked_keys));
+        let caches = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.cache.as_ref().map(|c| {
+                    crate::fallback::cache::StaleCache::new(
+                        &u.name,
+                        c,
+                        config.limits.max_tracked_keys,
+                    )
+                })
+            })
+            .collect();
         Self {
             hasher: KeyHasher::new(secret),
             limiter,
             idempotency,
+            caches,
             config,
         }
     }
@@ -69,6 +89,7 @@ impl Plugin {
             .iter()
             .map(|l| &l.table)
             .chain(self.idempotency.as_ref().map(|i| &i.table))
+            .chain(self.caches.iter().flatten().flat_map(|c| c.tables()))
     }
 
     /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
@@ -86,7 +107,12 @@ impl Plugin {
             .filter(|u| u.retry.as_ref().is_some_and(|r| r.budget.is_some()))
             .map(|u| crate::forward::budget_key(&u.name));
         let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
-        breakers.chain(budgets).chain(idempotency).collect()
+        let caches = self.caches.iter().flatten().flat_map(|c| c.body_keys());
+        breakers
+            .chain(budgets)
+            .chain(idempotency)
+            .chain(caches)
+            .collect()
     }
 
     /// The upstream a request goes to: the first route whose match holds.
@@ -101,6 +127,9 @@ impl Plugin {
     /// Upper bound of the shared-data bytes this configuration's tables can occupy.
     pub fn memory_bound(&self) -> u64 {
         let limits: u64 = self.limiter.limits.iter().map(|l| l.memory_bound()).sum();
-        limits.saturating_add(self.idempotency.as_ref().map_or(0, |i| i.memory_bound()))
+        let caches: u64 = self.caches.iter().flatten().map(|c| c.memory_bound()).sum();
+        limits
+            .saturating_add(self.idempotency.as_ref().map_or(0, |i| i.memory_bound()))
+            .saturating_add(caches)
     }
 }

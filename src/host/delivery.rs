@@ -1,0 +1,259 @@
+//! The `queue` fallback's background side: each worker's queues (in this VM's memory), and
+//! their delivery to the upstream from the root context's tick, at least once, with backoff,
+//! only when the upstream's breaker allows it. A delivered answer (not the `202`) completes
+//! the idempotency record of a keyed request.
+
+use std::collections::HashMap;
+
+use proxy_wasm::hostcalls;
+
+use crate::breaker::Ticket;
+use crate::config::FallbackKind;
+use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
+use crate::fallback::queue::{QueueFull, QueueId, QueueLimits, RequestQueue};
+use crate::idempotency::machine::Outcome;
+use crate::idempotency::response::StoredResponse;
+use crate::metrics::{Event, FallbackEvent, Metrics};
+use crate::pipeline::breaker_gate;
+use crate::pipeline::idempotency_gate::HeldKey;
+use crate::pipeline::{Enqueue, Plugin};
+use crate::random::RandomSource;
+use crate::retry::outcome::classify_callout;
+use crate::retry::retry_after::parse_retry_after;
+use crate::store::SharedStore;
+use crate::time::{duration_nanos, UnixNanos};
+
+struct InFlight {
+    upstream: usize,
+    ticket: DeliveryTicket,
+    breaker: Ticket,
+    sent_at: UnixNanos,
+}
+
+/// Every queue of this worker, by upstream index.
+#[derive(Default)]
+pub(crate) struct Queues {
+    queues: Vec<Option<RequestQueue>>,
+    keys: HashMap<(usize, QueueId), HeldKey>,
+    in_flight: HashMap<u32, InFlight>,
+}
+
+impl Queues {
+    pub(crate) fn for_plugin(plugin: &Plugin) -> Self {
+        let key_header = plugin
+            .idempotency
+            .as_ref()
+            .map_or("idempotency-key", |l| l.config.header.as_str());
+        let queues = plugin
+            .config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.fallback.iter().find_map(|e| match e.kind {
+                    FallbackKind::Queue {
+                        max_items,
+                        max_bytes,
+                    } => Some(RequestQueue::new(
+                        QueueLimits {
+                            max_items,
+                            max_bytes,
+                        },
+                        DeliveryPolicy::for_upstream(u),
+                        key_header,
+                    )),
+                    _ => None,
+                })
+            })
+            .collect();
+        Self {
+            queues,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn enqueue(
+        &mut self,
+        e: Enqueue,
+        rng: &mut dyn RandomSource,
+        now: UnixNanos,
+    ) -> Result<QueueId, QueueFull> {
+        let Some(Some(queue)) = self.queues.get_mut(e.upstream) else {
+            return Err(QueueFull::Items { max: 0 });
+        };
+        let id = queue.enqueue(e.request, rng, now)?;
+        if let Some(key) = e.key {
+            self.keys.insert((e.upstream, id), key);
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn next_wake(&self) -> Option<UnixNanos> {
+        self.queues
+            .iter()
+            .flatten()
+            .filter_map(RequestQueue::next_wake)
+            .min()
+    }
+
+    /// Sends every due delivery (call from the root context).
+    pub(crate) fn deliver_due(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+        now: UnixNanos,
+    ) {
+        for upstream in 0..self.queues.len() {
+            let Some(config) = plugin.config.upstreams.get(upstream) else {
+                continue;
+            };
+            while let Some(due) = self.queues[upstream].as_mut().and_then(|q| q.next_due(now)) {
+                let ticket = match due {
+                    Due::GiveUp { id, attempts } => {
+                        log::warn!("levee: queued request {id} for \"{}\" given up after {attempts} attempt(s)", config.name);
+                        self.keys.remove(&(upstream, id));
+                        continue;
+                    }
+                    Due::Deliver(t) => t,
+                };
+                let admission = breaker_gate::admit(config, upstream, store, now, metrics);
+                let Some(breaker) = admission.ticket() else {
+                    let retry_at = match admission {
+                        crate::breaker::Admission::Reject { retry_after_ns } => {
+                            now.saturating_add(retry_after_ns)
+                        }
+                        _ => now,
+                    };
+                    self.settle(
+                        upstream,
+                        ticket,
+                        DeliveryOutcome::NotSent { retry_at },
+                        rng,
+                        now,
+                    );
+                    continue;
+                };
+                let Some(headers) = self.queues[upstream]
+                    .as_ref()
+                    .and_then(|q| q.call_headers(ticket.id))
+                else {
+                    continue;
+                };
+                let body = self.queues[upstream]
+                    .as_ref()
+                    .and_then(|q| q.request(ticket.id))
+                    .map(|r| r.body.clone())
+                    .unwrap_or_default();
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let cluster = config.cluster.as_deref().unwrap_or(&config.name);
+                let timeout = std::time::Duration::from_nanos(duration_nanos(config.timeout));
+                let body = (!body.is_empty()).then_some(body.as_slice());
+                match hostcalls::dispatch_http_call(cluster, pairs, body, vec![], timeout) {
+                    Ok(token) => {
+                        self.in_flight.insert(
+                            token,
+                            InFlight {
+                                upstream,
+                                ticket,
+                                breaker,
+                                sent_at: now,
+                            },
+                        );
+                    }
+                    Err(_) => {
+                        let failed = DeliveryOutcome::Failed {
+                            retry_after_ns: None,
+                        };
+                        self.settle(upstream, ticket, failed, rng, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A delivery's answer; false if `token` is not a delivery.
+    #[allow(clippy::too_many_arguments)] // the environment is explicit, as in `pipeline`
+    pub(crate) fn on_response(
+        &mut self,
+        token: u32,
+        headers: Option<&[(String, Vec<u8>)]>,
+        body: &[u8],
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        rng: &mut dyn RandomSource,
+        metrics: &mut dyn Metrics,
+        now: UnixNanos,
+    ) -> bool {
+        let Some(d) = self.in_flight.remove(&token) else {
+            return false;
+        };
+        let header = |name: &str| {
+            headers
+                .and_then(|h| h.iter().find(|(k, _)| k == name))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        if let Some(config) = plugin.config.upstreams.get(d.upstream) {
+            let timeout = duration_nanos(config.timeout);
+            let outcome = classify_callout(
+                status.is_some(),
+                status.unwrap_or(0),
+                now.saturating_sub(d.sent_at),
+                timeout,
+                body,
+            );
+            breaker_gate::record(config, d.upstream, store, d.breaker, &outcome, now, metrics);
+        }
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
+        let outcome = DeliveryOutcome::from_status(status, retry_after);
+        if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, rng, now) {
+            metrics.count(Event::Fallback {
+                upstream: d.upstream,
+                what: FallbackEvent::Delivered,
+            });
+            if let (Some(key), Some(layer), Some(status)) = (
+                self.keys.remove(&(d.upstream, d.ticket.id)),
+                &plugin.idempotency,
+                status,
+            ) {
+                let stored_headers: Vec<(String, String)> = headers
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(':'))
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                let response = StoredResponse {
+                    status,
+                    headers: stored_headers,
+                    body: body.to_vec(),
+                };
+                let outcome = Outcome::Stored { status, body: None };
+                if layer
+                    .complete(store, key, outcome, Some(&response), now)
+                    .is_err()
+                {
+                    metrics.count(Event::Global(crate::metrics::GlobalEvent::InternalError));
+                }
+            }
+        }
+        true
+    }
+
+    fn settle(
+        &mut self,
+        upstream: usize,
+        ticket: DeliveryTicket,
+        outcome: DeliveryOutcome,
+        rng: &mut dyn RandomSource,
+        now: UnixNanos,
+    ) -> Settled {
+        match self.queues.get_mut(upstream).and_then(Option::as_mut) {
+            Some(q) => q.on_delivery_result(ticket, outcome, rng, now),
+            None => Settled::Stale,
+        }
+    }
+}
