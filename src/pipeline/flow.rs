@@ -27,6 +27,12 @@ use super::saved_request::SavedRequest;
 use super::Enqueue;
 use super::{breaker_gate, Plugin};
 
+/// How a failed callout ended, and its answer (status, headers, body) if it had one.
+pub(super) type PendingResult = (
+    crate::idempotency::outcome::UpstreamResult,
+    Option<(u16, Vec<(String, String)>, Vec<u8>)>,
+);
+
 /// What the host should do next with the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -131,6 +137,9 @@ pub struct RequestFlow {
     pub(super) fallback: Option<super::flow_fallback::FallbackRun>,
     /// The request body for the secondary cluster and the queue (callout mode).
     pub(super) fallback_body: Vec<u8>,
+    /// A failed callout's ending, recorded for idempotency once the fallback chain decides
+    /// (a queued request is completed by its delivery instead).
+    pub(super) pending_result: Option<PendingResult>,
     /// Router mode: an upstream answer being captured for the stale cache.
     pub(super) cache_capture: Option<StoredResponse>,
 }

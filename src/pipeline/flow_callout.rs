@@ -61,6 +61,9 @@ impl RequestFlow {
         let Some(upstream) = plugin.config.upstreams.get(index) else {
             return Step::Continue;
         };
+        if !upstream.fallback.is_empty() {
+            self.fallback_body = self.body.clone();
+        }
         let request = BufferedRequest {
             body: std::mem::take(&mut self.body),
             ..head
@@ -212,7 +215,7 @@ impl RequestFlow {
             .map(|u| u.name.clone())
             .unwrap_or_default();
         let default = if info.breaker_open {
-            self.record_callout_outcome(plugin, store, result, None, now, metrics);
+            self.pending_result = Some((result, None));
             let mut reply = problem(
                 ProblemKind::CircuitOpen,
                 503,
@@ -233,7 +236,8 @@ impl RequestFlow {
         } else if let Some(answer) = info.last_answer {
             let headers = lossy(answer.headers);
             let parts = Some((answer.status, headers.as_slice(), answer.body.as_slice()));
-            self.record_callout_outcome(plugin, store, result, parts, now, metrics);
+            self.pending_result =
+                Some((result, parts.map(|(st, h, b)| (st, h.to_vec(), b.to_vec()))));
             LocalReply {
                 status: answer.status,
                 headers,
@@ -242,7 +246,7 @@ impl RequestFlow {
                 grpc_status: None,
             }
         } else {
-            self.record_callout_outcome(plugin, store, result, None, now, metrics);
+            self.pending_result = Some((result, None));
             let mut reply = problem(
                 ProblemKind::UpstreamFailure,
                 info.status(),
@@ -266,6 +270,23 @@ impl RequestFlow {
             now,
             metrics,
         )
+    }
+
+    /// Records the ending a failed callout left pending (see `pending_result`), unless the
+    /// request was queued (then the delivered answer completes the record).
+    pub(super) fn flush_pending_result(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        if let Some((result, answer)) = self.pending_result.take() {
+            let parts = answer
+                .as_ref()
+                .map(|(st, h, b)| (*st, h.as_slice(), b.as_slice()));
+            self.record_callout_outcome(plugin, store, result, parts, now, metrics);
+        }
     }
 
     /// Records a callout-mode request's ending in its idempotency record, if it owns one.

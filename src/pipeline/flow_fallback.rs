@@ -31,6 +31,10 @@ pub(super) struct FallbackRun {
     default: Option<LocalReply>,
     /// A secondary-cluster callout is in flight.
     secondary_pending: bool,
+    /// Router mode, failure seen in the response: only answers that need no waiting (stale
+    /// cache, static) can replace it — a local reply sent later from a timer or a callout
+    /// answer does not replace a response Envoy has started encoding.
+    response_phase: bool,
 }
 
 /// A request to put on the upstream's queue (the host owns the queues).
@@ -100,6 +104,7 @@ impl RequestFlow {
             next: 0,
             default,
             secondary_pending: false,
+            response_phase: !breaker_open && mode == Forward::Router,
         });
         self.next_fallback(plugin, store, now, metrics)
     }
@@ -113,18 +118,26 @@ impl RequestFlow {
         metrics: &mut dyn Metrics,
     ) -> Step {
         let Some(index) = self.upstream else {
-            return self.fallback_exhausted(None);
+            return self.fallback_exhausted(plugin, store, None, now, metrics);
         };
         let Some(upstream) = plugin.config.upstreams.get(index) else {
-            return self.fallback_exhausted(None);
+            return self.fallback_exhausted(plugin, store, None, now, metrics);
         };
         let Some(run) = self.fallback.as_mut() else {
             return Step::Continue;
         };
         let situation = run.situation;
+        let response_phase = run.response_phase;
         while let Some(entry) = upstream.fallback.get(run.next) {
             run.next += 1;
             if !applies_to(entry, &self.method) || !allowed(&entry.kind, situation) {
+                continue;
+            }
+            let waits = matches!(
+                entry.kind,
+                FallbackKind::Cluster { .. } | FallbackKind::Queue { .. }
+            );
+            if waits && response_phase {
                 continue;
             }
             match &entry.kind {
@@ -156,7 +169,7 @@ impl RequestFlow {
                             details: "levee_fallback_stale_cache",
                             grpc_status: None,
                         };
-                        return self.fallback_answer(reply);
+                        return self.fallback_answer(plugin, store, reply, now, metrics);
                     }
                 }
                 FallbackKind::Static { .. } => {
@@ -169,7 +182,13 @@ impl RequestFlow {
                             upstream: index,
                             what: FallbackEvent::Static,
                         });
-                        return self.fallback_answer(to_reply(resp, "levee_fallback_static"));
+                        return self.fallback_answer(
+                            plugin,
+                            store,
+                            to_reply(resp, "levee_fallback_static"),
+                            now,
+                            metrics,
+                        );
                     }
                 }
                 FallbackKind::Cluster { cluster } => {
@@ -230,19 +249,34 @@ impl RequestFlow {
             what: FallbackEvent::Exhausted,
         });
         let default = self.fallback.as_mut().and_then(|r| r.default.take());
-        self.fallback_exhausted(default)
+        self.fallback_exhausted(plugin, store, default, now, metrics)
     }
 
-    fn fallback_exhausted(&mut self, default: Option<LocalReply>) -> Step {
+    fn fallback_exhausted(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        default: Option<LocalReply>,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
         self.fallback = None;
         match default {
-            Some(reply) => self.fallback_answer(reply),
+            Some(reply) => self.fallback_answer(plugin, store, reply, now, metrics),
             None => Step::Continue,
         }
     }
 
-    fn fallback_answer(&mut self, mut reply: LocalReply) -> Step {
+    fn fallback_answer(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        mut reply: LocalReply,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Step {
         self.fallback = None;
+        self.flush_pending_result(plugin, store, now, metrics);
         reply.headers.append(&mut self.response_headers);
         if let Some(k) = &self.keyed {
             reply
@@ -299,13 +333,14 @@ impl RequestFlow {
                 let mut headers = without_connection_headers(&headers, &["content-length"]);
                 headers.retain(|(k, _)| !k.starts_with(':'));
                 mark(&mut headers, MARK_SECONDARY);
-                self.fallback_answer(LocalReply {
+                let reply = LocalReply {
                     status,
                     headers,
                     body,
                     details: "levee_fallback_secondary",
                     grpc_status: None,
-                })
+                };
+                self.fallback_answer(plugin, store, reply, now, metrics)
             }
             _ => self.next_fallback(plugin, store, now, metrics),
         }
@@ -333,7 +368,14 @@ impl RequestFlow {
                 if let Some(k) = self.keyed.as_mut() {
                     k.finished = true;
                 }
-                self.fallback_answer(to_reply(accepted_reply(id), "levee_fallback_queued"))
+                self.pending_result = None;
+                self.fallback_answer(
+                    plugin,
+                    store,
+                    to_reply(accepted_reply(id), "levee_fallback_queued"),
+                    now,
+                    metrics,
+                )
             }
             Err(full) => {
                 log::warn!("levee: cannot queue the request: {full}");
