@@ -364,6 +364,12 @@ impl RequestFlow {
             && (self.ticket.is_some() || self.owns_key() || self.saved.is_some())
     }
 
+    /// Whether the response callback needs every response header (to store or cache the
+    /// answer), not just the status.
+    pub fn wants_response_header_list(&self) -> bool {
+        self.owns_key() || self.saved.is_some()
+    }
+
     /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
     /// idempotency fingerprint, callout mode) is held until the body is complete.
     fn after_rate_limits(
