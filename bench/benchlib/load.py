@@ -7,6 +7,7 @@ the request count, errors and latency percentiles, so nothing parses wrk's human
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+_RUNS = itertools.count(1)
 
 
 @dataclass
@@ -28,13 +30,15 @@ class Request:
     unique: str | None = None
     prefix: str = "k"
 
-    def wrk_args(self) -> list[str]:
+    def wrk_args(self, run: int) -> list[str]:
+        """Arguments for common.lua; `run` makes unique values unique across runs too (the Lua
+        counter restarts at 1 in every wrk process)."""
         args = [f"method={self.method}"]
         if self.body:
             args.append(f"body={self.body}")
         args += [f"header={k}: {v}" for k, v in self.headers.items()]
         if self.unique:
-            args += [f"unique={self.unique}", f"prefix={self.prefix}"]
+            args += [f"unique={self.unique}", f"prefix={self.prefix}r{run}-"]
         return args
 
 
@@ -70,7 +74,7 @@ def run_wrk(wrk: str, port: int, req: Request, workdir: Path, *, seconds: float,
     kind = kind or ("unique" if req.unique else "static")
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
            "-s", str(script(workdir, kind)), f"http://127.0.0.1:{port}{req.path}", "--",
-           *req.wrk_args(), *(extra or [])]
+           *req.wrk_args(next(_RUNS)), *(extra or [])]
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 900)
@@ -84,8 +88,8 @@ def run_wrk(wrk: str, port: int, req: Request, workdir: Path, *, seconds: float,
     return res
 
 
-def probe(port: int, req: Request) -> tuple[int, str]:
-    """One request like the benchmark's; returns (status, first bytes of the body)."""
+def probe(port: int, req: Request) -> tuple[int, dict[str, str], str]:
+    """One request like the benchmark's; returns (status, headers lower-cased, body start)."""
     headers = dict(req.headers)
     if req.unique:
         headers[req.unique] = req.prefix + "probe"
@@ -94,6 +98,7 @@ def probe(port: int, req: Request) -> tuple[int, str]:
     try:
         conn.request(req.method, req.path, body=body, headers=headers)
         resp = conn.getresponse()
-        return resp.status, resp.read(300).decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        return resp.status, headers, resp.read(300).decode("utf-8", "replace")
     finally:
         conn.close()

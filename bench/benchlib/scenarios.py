@@ -59,15 +59,19 @@ def start_variants(ctx: Ctx, scenario: str, variants: list[V.Variant], route: di
                       ctx.workdir, ctx.envoy_bin, ctx.envoy_cpu)
         try:
             env.start()
-            status, body = probe(env.port, v.request)
+            status, headers, body = probe(env.port, v.request)
         except (E.EnvoyStartError, OSError) as e:
             v.na = f"did not start: {e}"
             env.stop()
         else:
-            if 200 <= status < 300:
+            if 200 <= status < 300 and (v.expect_header is None or v.expect_header in headers):
                 envs[v.key] = env
                 continue
-            v.na = f"probe answered {status}: {' '.join(body.split())[:160]}"
+            if 200 <= status < 300:
+                v.na = (f"not active in this levee.wasm: its answer has no {v.expect_header} header "
+                        f"(answered by: {headers.get('x-envoy-upstream-service-time') and 'the router' or 'levee'})")
+            else:
+                v.na = f"probe answered {status}: {' '.join(body.split())[:160]}"
             env.stop()
         ctx.say(f"  {v.key}: n/a — {v.na}")
     return envs

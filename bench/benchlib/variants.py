@@ -71,6 +71,7 @@ class Variant:
     plugin: dict | None = None
     request: Request = field(default_factory=lambda: S1_REQUEST)
     max_dynamic: int = 65536
+    expect_header: str | None = None  # the probe's answer must carry it (proof the feature ran)
     na: str | None = None  # why this variant cannot run (set at start-up)
 
     def filters(self, wasm: dict[str, Path | None]) -> list[dict]:
@@ -109,9 +110,11 @@ def scenario2() -> list[Variant]:
     return [
         Variant("router", "Envoy router → upstream", "none", request=get),
         Variant("levee_router", "levee router mode (route + breaker)", "levee", LEVEE_ROUTER, request=get),
-        Variant("levee_callout", "levee callout mode (route + breaker)", "levee", LEVEE_CALLOUT, request=get),
+        Variant("levee_callout", "levee callout mode (route + breaker)", "levee", LEVEE_CALLOUT, request=get,
+                expect_header="x-levee-attempts"),
         Variant("router_post", "Envoy router, POST with a unique Idempotency-Key (no filter)", "none", request=post),
-        Variant("levee_idem_post", "levee idempotency, POST with a unique key each", "levee", LEVEE_IDEMPOTENCY, request=post),
+        Variant("levee_idem_post", "levee idempotency, POST with a unique key each", "levee", LEVEE_IDEMPOTENCY,
+                request=post, expect_header="x-idempotency-key"),
     ]
 
 
