@@ -192,6 +192,11 @@ class Envoy:
                 out[name.strip()] = int(value)
         return out
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the whole process (all threads) so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak) of the Envoy process, in KiB, from /proc/PID/status."""
         out = {}

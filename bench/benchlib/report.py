@@ -27,8 +27,10 @@ def _ratio_target(name: str, section: dict | None, key: str, base: str, floor: f
     if why:
         return {"target": name, "result": "n/a", "measured": why}
     r = row["ratios"][base]
-    return {"target": name, "result": "PASS" if r >= floor else "FAIL", "measured": f"{r:.3f} × {base}",
-            "value": r, "floor": floor}
+    c = row.get("cpu_ratios", {}).get(base)
+    cpu = f" (from Envoy CPU per request: {c:.3f})" if c else ""
+    return {"target": name, "result": "PASS" if r >= floor else "FAIL", "measured": f"{r:.3f} × {base}{cpu}",
+            "value": r, "cpu_value": c, "floor": floor}
 
 
 def memory_targets(s3: dict | None) -> list[dict]:
@@ -81,21 +83,24 @@ def _k(x: float) -> str:
     return f"{x / 1000:.1f}k"
 
 
-def _ratio(row: dict, base: str) -> str:
-    r = row.get("ratios", {}).get(base)
+def _ratio(row: dict, base: str, field: str = "ratios") -> str:
+    r = row.get(field, {}).get(base)
     return "—" if r is None else f"{r:.3f}"
 
 
 def _throughput_table(section: dict, bases: list[tuple[str, str]]) -> list[str]:
-    head = "| variant | req/s (median) | min – max | " + " | ".join(f"vs. {t}" for _, t in bases) + " | errors |"
-    lines = [head, "|" + "---|" * (4 + len(bases))]
+    head = ("| variant | req/s (median) | min – max | " + " | ".join(f"vs. {t}" for _, t in bases)
+            + " | Envoy CPU µs/req | " + " | ".join(f"CPU-based vs. {t}" for _, t in bases) + " | errors |")
+    lines = [head, "|" + "---|" * (5 + len(bases) + len(bases))]
     for row in section["rows"]:
         if row.get("na"):
-            lines.append(f"| {row['label']} | n/a: {row['na'][:150]} |" + " |" * (2 + len(bases)))
+            lines.append(f"| {row['label']} | n/a: {row['na'][:150]} |" + " |" * (3 + len(bases) + len(bases)))
             continue
         errs = f"{row['errors']}" + (f" ({row['error_rate']:.1%})" if row["errors"] else "")
+        cpu = f"{row['cpu_us_per_req']:.1f}" if row.get("cpu_us_per_req") else "—"
         lines.append(f"| {row['label']} | {_k(row['rps_median'])} | {_k(row['rps_min'])} – {_k(row['rps_max'])} | "
-                     + " | ".join(_ratio(row, b) for b, _ in bases) + f" | {errs} |")
+                     + " | ".join(_ratio(row, b) for b, _ in bases) + f" | {cpu} | "
+                     + " | ".join(_ratio(row, b, "cpu_ratios") for b, _ in bases) + f" | {errs} |")
     return lines
 
 

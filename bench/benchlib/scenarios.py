@@ -98,8 +98,11 @@ def interleaved(ctx: Ctx, variants: list[V.Variant], envs: dict[str, E.Envoy], *
 def _one(ctx: Ctx, v: V.Variant, env: E.Envoy, seconds: float, connections: int,
          kind: str | None, extra: list[str] | None) -> dict | None:
     try:
-        return run_wrk(ctx.wrk, env.port, v.request, ctx.workdir, seconds=seconds, connections=connections,
-                       cpu=ctx.load_cpu, kind=kind, extra=extra)
+        cpu0 = env.cpu_seconds()
+        res = run_wrk(ctx.wrk, env.port, v.request, ctx.workdir, seconds=seconds, connections=connections,
+                      cpu=ctx.load_cpu, kind=kind, extra=extra)
+        res["cpu_us_per_req"] = (env.cpu_seconds() - cpu0) * 1e6 / res["requests"] if res["requests"] else None
+        return res
     except Exception as e:  # noqa: BLE001 — one failed run must not end the benchmark
         ctx.say(f"  {v.key}: wrk run failed: {e}")
         return None
@@ -126,11 +129,18 @@ def summarize(variants: list[V.Variant], runs: dict[str, list[dict | None]], bas
                 "errors": sum(r["errors"] for r in ok), "requests": reqs,
                 "error_rate": sum(r["errors"] for r in ok) / reqs if reqs else 0.0,
             })
-            row["ratios"] = {}
+            cpu = [r["cpu_us_per_req"] for r in ok if r.get("cpu_us_per_req")]
+            row["cpu_us_per_req"] = statistics.median(cpu) if cpu else None
+            row["ratios"], row["cpu_ratios"] = {}, {}
             for b in baselines:
                 pairs = [(x, y) for x, y in zip(runs.get(v.key, []), runs.get(b, [])) if x and y and y["rps"] > 0]
                 if pairs:
                     row["ratios"][b] = statistics.median(x["rps"] / y["rps"] for x, y in pairs)
+                # Capacity from CPU cost: baseline CPU per request / variant CPU per request.
+                cpairs = [(x["cpu_us_per_req"], y["cpu_us_per_req"]) for x, y in pairs
+                          if x.get("cpu_us_per_req") and y.get("cpu_us_per_req")]
+                if cpairs:
+                    row["cpu_ratios"][b] = statistics.median(y / x for x, y in cpairs)
         rows.append(row)
     return rows
 
