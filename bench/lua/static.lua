@@ -1,0 +1,1 @@
+-- One pre-built request repeated (wrk's fastest path: no Lua call per request).
