@@ -90,7 +90,7 @@ run: envoy build
 	  kill -0 $$pid 2>/dev/null || { wait $$pid; exit 1; }; sleep 0.2; \
 	done; \
 	echo; echo "levee demo: Envoy $$("$$bin" --version | awk 'NF {print $$NF}' | cut -d/ -f2) on http://localhost:10000 (admin http://localhost:9901); Ctrl-C stops it"; \
-	echo; sed -e 's/^/  /' envoy/demo.sh; echo; \
+	echo; sed -e 's/^./  &/' envoy/demo.sh; echo; \
 	wait $$pid
 
 ## validate-configs: the shipped configs — envoy --mode validate on envoy/envoy.yaml (as is and

@@ -468,7 +468,7 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
     assert_eq!(again.body, first.body);
     assert_eq!(pay(&demo, "order-42", r#"{"amount":999}"#).status, 422);
 
-    // 4. breaker: 3 failures in a row open it (the flaky upstream fails half the time).
+    // 4. breaker: 2 failures in a row open it (the flaky upstream fails half the time).
     let open = (0..300)
         .map(|_| demo.get("/flaky"))
         .find(|r| r.header("x-levee-circuit").as_deref() == Some("open"))
