@@ -44,12 +44,23 @@ fn wasm() -> PathBuf {
     std::env::var_os("LEVEE_WASM").map_or_else(|| crate_root().join(DEMO_WASM), PathBuf::from)
 }
 
-/// A fresh directory under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, removed on drop unless the test failed
+/// (then it keeps the configs and Envoy's log for a look).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("levee-configs-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Every `*.yaml` under `envoy/`, sorted.
@@ -187,13 +198,16 @@ fn the_demo_envoy_yaml_passes_envoy_validate() {
     );
     // As shipped (relative wasm path, run from the repository root) when that file is the one
     // under test, else with the wasm path replaced.
+    let scratch = temp_dir("validate");
     let (args, cwd) = if wasm() == crate_root().join(DEMO_WASM) {
         (vec!["-c".into(), "envoy/envoy.yaml".into()], crate_root())
     } else {
-        let dir = temp_dir("validate");
-        let copy = dir.join("envoy.yaml");
+        let copy = scratch.0.join("envoy.yaml");
         std::fs::write(&copy, yaml.replace(DEMO_WASM, wasm().to_str().unwrap())).unwrap();
-        (vec!["-c".into(), copy.display().to_string()], dir)
+        (
+            vec!["-c".into(), copy.display().to_string()],
+            scratch.0.clone(),
+        )
     };
     envoy_validate(&args, &cwd).unwrap_or_else(|log| panic!("envoy.yaml is invalid:\n{log}"));
 }
@@ -210,7 +224,8 @@ fn docker_compose_runs_the_demo_yaml_with_levee_wasm_where_the_yaml_expects_it()
     let workdir = scalar(&compose, "working_dir").expect("no working_dir");
 
     // The container's file system, rebuilt under `root` from the bind mounts.
-    let root = temp_dir("compose");
+    let scratch = temp_dir("compose");
+    let root = scratch.0.clone();
     let sources: Vec<String> = compose
         .lines()
         .filter_map(|l| l.trim().strip_prefix("source:"))
@@ -332,6 +347,7 @@ struct Demo {
     port: u16,
     admin: u16,
     log: PathBuf,
+    dir: Option<Scratch>,
 }
 
 impl Drop for Demo {
@@ -355,7 +371,8 @@ impl Demo {
     fn start() -> Demo {
         let yaml = demo_yaml();
         assert!(yaml.contains("port_value: 10000") && yaml.contains("port_value: 9901"));
-        let dir = temp_dir("demo");
+        let mut scratch = Some(temp_dir("demo"));
+        let dir = scratch.as_ref().unwrap().0.clone();
         let mut last = String::new();
         for _ in 0..3 {
             let (port, admin) = (free_port(), free_port());
@@ -384,8 +401,10 @@ impl Demo {
                 port,
                 admin,
                 log,
+                dir: None,
             };
             if demo.wait_ready() {
+                demo.dir = scratch.take();
                 return demo;
             }
             last = std::fs::read_to_string(&demo.log).unwrap_or_default();
