@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run clean distclean wasm-target
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat clean distclean wasm-target
 
 all: build
 
@@ -78,17 +78,35 @@ fmt:
 	cargo fmt
 	cargo fmt --manifest-path $(NOOP_MANIFEST)
 
-## run: the demo in envoy/ — levee on localhost:10000, admin on localhost:9901
+## run: the demo in envoy/ — levee on localhost:10000, admin on localhost:9901; prints envoy/demo.sh
+## once Envoy is ready. Logs: levee's (wasm) at info, the rest of Envoy at warn, access log on stdout.
 run: envoy build
-	@echo
-	@echo "levee demo: Envoy $(ENVOY_VERSION) on http://localhost:10000 (admin http://localhost:9901); Ctrl-C stops it"
-	@echo "  curl -i localhost:10000/            # healthy upstream"
-	@echo "  curl -i localhost:10000/flaky       # upstream failing half of its requests with 503"
-	@echo "  curl -i localhost:10000/slow        # upstream answering after 2 s"
-	@echo "  for i in \$$(seq 10); do curl -s -o /dev/null -w '%{http_code} ' localhost:10000/flaky; done; echo"
-	@echo "  curl -s localhost:9901/stats/prometheus | grep levee_"
-	@echo
-	"$$(cat $(ENVOY_PATH_FILE))" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+	@set -e; bin="$$(cat $(ENVOY_PATH_FILE))"; \
+	"$$bin" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart \
+	  --log-level warn --component-log-level wasm:info & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; exit 0' INT TERM; \
+	for i in $$(seq 150); do \
+	  curl -sf -o /dev/null localhost:9901/ready 2>/dev/null && break; \
+	  kill -0 $$pid 2>/dev/null || { wait $$pid; exit 1; }; sleep 0.2; \
+	done; \
+	echo; echo "levee demo: Envoy $$("$$bin" --version | awk 'NF {print $$NF}' | cut -d/ -f2) on http://localhost:10000 (admin http://localhost:9901); Ctrl-C stops it"; \
+	echo; sed -e 's/^./  &/' envoy/demo.sh; echo; \
+	wait $$pid
+
+## validate-configs: the shipped configs — envoy --mode validate on envoy/envoy.yaml (as is and
+## as docker-compose.yaml runs it), every embedded levee JSON (envoy/, envoy/istio/) through
+## levee's validator, the stats_tags' Prometheus names, and the demo's patterns (tests/configs.rs)
+validate-configs: envoy build
+	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) cargo test --test configs
+
+## test-compat: a representative subset of the integration tests against the oldest supported
+## Envoy, $(COMPAT_ENVOY_VERSION) (the full suite: ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) make test)
+COMPAT_ENVOY_VERSION ?= 1.36.4
+COMPAT_TESTS ?= --test foundation --test harness_selftest --test ratelimit --test breaker --test idempotency --test callout --test configs
+test-compat: build noop
+	$(MAKE) --no-print-directory envoy ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) ENVOY_BIN=
+	ENVOY_BIN="$$(cat target/envoy-$(COMPAT_ENVOY_VERSION).path)" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
+	  cargo test $(COMPAT_TESTS)
 
 clean:
 	cargo clean
