@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat clean distclean wasm-target
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench clean distclean wasm-target
 
 all: build
 
@@ -102,11 +102,17 @@ validate-configs: envoy build
 ## test-compat: a representative subset of the integration tests against the oldest supported
 ## Envoy, $(COMPAT_ENVOY_VERSION) (the full suite: ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) make test)
 COMPAT_ENVOY_VERSION ?= 1.36.4
-COMPAT_TESTS ?= --test foundation --test harness_selftest --test ratelimit --test breaker --test idempotency --test callout --test configs
+COMPAT_TESTS ?= --test foundation --test harness_selftest --test ratelimit --test breaker --test idempotency --test callout --test fallback --test configs
 test-compat: build noop
 	$(MAKE) --no-print-directory envoy ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) ENVOY_BIN=
 	ENVOY_BIN="$$(cat target/envoy-$(COMPAT_ENVOY_VERSION).path)" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  cargo test $(COMPAT_TESTS)
+
+## bench: throughput, latency and memory ratios side by side (a benchmark, never fails);
+## results in bench/results/. BENCH_ARGS=--quick for a short smoke run.
+bench: envoy build noop
+	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
+	  python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	cargo clean
