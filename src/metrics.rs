@@ -4,7 +4,7 @@
 //! the host maps each to an Envoy metric id defined once at configure time, so the request
 //! path never formats a metric name. Names are `levee_<layer>.<name>.<event>` so that the
 //! `stats_tags` shipped in `envoy/envoy.yaml` turn `<name>` into a Prometheus label:
-//! `levee_ratelimit_allowed{limit="per-user"}`.
+//! `levee_ratelimit_allowed{levee_limit="per-user"}`.
 
 /// Per rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

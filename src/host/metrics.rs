@@ -24,6 +24,9 @@ pub(crate) struct MetricIds {
     pub(crate) held_requests: u32,
 }
 
+/// The id of a metric that is not defined (its events are dropped).
+const NO_METRIC: u32 = u32::MAX;
+
 fn define(kind: MetricType, name: &str) -> u32 {
     hostcalls::define_metric(kind, name).unwrap_or(u32::MAX)
 }
@@ -52,6 +55,10 @@ impl MetricIds {
             .upstreams
             .iter()
             .map(|u| {
+                if u.circuit_breaker.is_none() {
+                    // No breaker, no series: unused metrics only clutter Prometheus.
+                    return ([NO_METRIC; 8], NO_METRIC);
+                }
                 (
                     BreakerEvent::ALL.map(|e| {
                         define(
@@ -146,13 +153,18 @@ impl Metrics for HostMetrics<'_> {
                 .get(upstream)
                 .map(|(ids, _)| ids[position(&UpstreamEvent::ALL, &what)]),
         };
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|id| *id != NO_METRIC) {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
     fn breaker_state(&mut self, upstream: usize, state: u8) {
-        if let Some((_, gauge)) = self.0.breakers.get(upstream) {
+        if let Some((_, gauge)) = self
+            .0
+            .breakers
+            .get(upstream)
+            .filter(|(_, g)| *g != NO_METRIC)
+        {
             let _ = hostcalls::record_metric(*gauge, u64::from(state));
         }
     }
