@@ -195,7 +195,10 @@ fn queue_config(max_items: u32) -> (serde_json::Value, serde_json::Value) {
         "circuit_breaker": { "failure_threshold": 3, "reset_timeout": "1s" },
         "fallback": [ { "queue": { "max_items": max_items, "max_bytes": 1048576 }, "methods": ["POST"] }, static_entry() ]
     });
-    (svc, serde_json::json!({ "idempotency": {} }))
+    (
+        svc,
+        serde_json::json!({ "idempotency": { "lock_timeout": "1s" } }),
+    )
 }
 
 #[test]
@@ -209,7 +212,10 @@ fn a_queued_post_is_delivered_once_the_upstream_recovers_and_its_answer_is_repla
     assert_eq!(queued.status, 202, "{}", queued.text());
     assert_eq!(queued.header("x-levee-fallback").as_deref(), Some("queued"));
     assert_eq!(queued.json()["status"], "queued");
-    std::thread::sleep(Duration::from_millis(500));
+    // The queued copy keeps the key locked past lock_timeout: a retry does not execute.
+    std::thread::sleep(Duration::from_millis(1_600));
+    let retry = send(envoy.port(), &post());
+    assert_eq!(retry.status, 409, "{}", retry.text());
     let recovered_at = Instant::now();
     up.set_default(None);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -268,4 +274,52 @@ fn a_full_queue_falls_through_to_the_next_fallback() {
         "{}",
         second.status
     );
+}
+
+#[test]
+fn a_keyed_post_whose_failure_a_fallback_replaced_never_executes_twice() {
+    let svc = serde_json::json!({ "fallback": [ static_entry() ] });
+    let (up, envoy) = start(svc, serde_json::json!({ "idempotency": {} }), None);
+    let post = || {
+        Request::post("/pay", b"x".to_vec())
+            .header("idempotency-key", "fb-1")
+            .header("x-upstream-status", "500")
+    };
+    let first = send(envoy.port(), &post());
+    assert_eq!(first.header("x-levee-fallback").as_deref(), Some("static"));
+    let again = send(envoy.port(), &post());
+    assert_eq!(
+        again.status,
+        409,
+        "completed with status 500: {}",
+        again.text()
+    );
+    assert_eq!(up.count_for("idempotency-key", "fb-1"), 1);
+}
+
+#[test]
+fn router_mode_never_queues_a_body_it_did_not_buffer() {
+    let svc = serde_json::json!({
+        "circuit_breaker": { "failure_threshold": 1, "reset_timeout": "30s" },
+        "cluster": "upstream",
+        "fallback": [ { "queue": { "max_items": 10, "max_bytes": 65536 } }, static_entry() ]
+    });
+    let (up, envoy) = start(svc, serde_json::json!({}), None);
+    send(
+        envoy.port(),
+        &Request::get("/x").header("x-upstream-status", "503"),
+    );
+    let post = send(
+        envoy.port(),
+        &Request::post("/orders", b"{\"sku\":9}".to_vec()),
+    );
+    assert_eq!(
+        post.header("x-levee-fallback").as_deref(),
+        Some("static"),
+        "{}",
+        post.status
+    );
+    let get = send(envoy.port(), &Request::get("/orders"));
+    assert_eq!(get.status, 202, "a body-less request may be queued");
+    assert_eq!(up.count(), 1);
 }

@@ -120,6 +120,8 @@ pub const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HALF_OPEN_SUCCESSES: u32 = 3;
 pub const HALF_OPEN_MAX_IN_FLIGHT: u32 = 1;
 pub const MAX_HALF_OPEN: u64 = 1_000;
+/// The breaker's state holds one lease per probe in flight, at most 255 of them.
+pub const MAX_HALF_OPEN_IN_FLIGHT: u64 = 255;
 pub const FAILURE_ON: [&str; 4] = ["5xx", "timeout", "reset", "connect_failure"];
 
 pub const CACHE_TTL: Duration = Duration::from_secs(300);

@@ -146,7 +146,7 @@ pub fn circuit_breaker(raw: &Raw, path: &str) -> Result<BreakerConfig, ConfigErr
             .int("half_open_successes", 1, d::MAX_HALF_OPEN, "")?
             .map_or(d::HALF_OPEN_SUCCESSES, |n| n as u32),
         half_open_max_in_flight: o
-            .int("half_open_max_in_flight", 1, d::MAX_HALF_OPEN, "")?
+            .int("half_open_max_in_flight", 1, d::MAX_HALF_OPEN_IN_FLIGHT, "")?
             .map_or(d::HALF_OPEN_MAX_IN_FLIGHT, |n| n as u32),
         failure_on: outcome_classes(&o, "failure_on", &d::FAILURE_ON)?,
     })

@@ -11,7 +11,7 @@ use crate::breaker::Ticket;
 use crate::config::FallbackKind;
 use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
 use crate::fallback::queue::{QueueFull, QueueId, QueueLimits, RequestQueue};
-use crate::idempotency::machine::Outcome;
+use crate::idempotency::machine::{renew_interval_ns, Outcome};
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent, Metrics};
 use crate::pipeline::breaker_gate;
@@ -36,6 +36,9 @@ pub(crate) struct Queues {
     queues: Vec<Option<RequestQueue>>,
     keys: HashMap<(usize, QueueId), HeldKey>,
     in_flight: HashMap<u32, InFlight>,
+    /// When the queued keyed requests' locks are renewed next (so that a client's retry gets
+    /// `409` while its queued copy waits, rather than executing a second time).
+    next_renew: UnixNanos,
 }
 
 impl Queues {
@@ -82,17 +85,37 @@ impl Queues {
         };
         let id = queue.enqueue(e.request, rng, now)?;
         if let Some(key) = e.key {
+            if self.keys.is_empty() {
+                self.next_renew = now;
+            }
             self.keys.insert((e.upstream, id), key);
         }
         Ok(id)
     }
 
     pub(crate) fn next_wake(&self) -> Option<UnixNanos> {
-        self.queues
+        let deliveries = self
+            .queues
             .iter()
             .flatten()
             .filter_map(RequestQueue::next_wake)
-            .min()
+            .min();
+        let renewals = (!self.keys.is_empty()).then_some(self.next_renew);
+        deliveries.into_iter().chain(renewals).min()
+    }
+
+    /// Renews the idempotency locks of queued keyed requests; a lock that was lost (retaken
+    /// after an outage longer than `lock_timeout`) is forgotten.
+    fn renew_locks(&mut self, plugin: &Plugin, store: &dyn SharedStore, now: UnixNanos) {
+        let Some(layer) = &plugin.idempotency else {
+            return;
+        };
+        if self.keys.is_empty() || now < self.next_renew {
+            return;
+        }
+        self.keys
+            .retain(|_, key| layer.renew(store, key.hash, key.owner, now));
+        self.next_renew = now.saturating_add(renew_interval_ns(&layer.config));
     }
 
     /// Sends every due delivery (call from the root context).
@@ -104,6 +127,7 @@ impl Queues {
         metrics: &mut dyn Metrics,
         now: UnixNanos,
     ) {
+        self.renew_locks(plugin, store, now);
         for upstream in 0..self.queues.len() {
             let Some(config) = plugin.config.upstreams.get(upstream) else {
                 continue;

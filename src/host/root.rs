@@ -71,6 +71,7 @@ impl LeveeRoot {
             rng: RefCell::new(crate::random::SplitMix64::from_entropy()),
             body_callbacks_work: std::cell::Cell::new(false),
             queues,
+            body_guard_logged: std::cell::Cell::new(false),
             root_id: self.id,
             metrics: Rc::new(metrics),
         }));

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use crate::forward::CalloutRequest;
 
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) body_callbacks_work: Cell<bool>,
     /// The `queue` fallback's queues (this worker's memory) and their deliveries.
     pub(crate) queues: RefCell<Queues>,
+    /// The missing-`allow_on_headers_stop_iteration` line was logged (once per worker).
+    pub(crate) body_guard_logged: Cell<bool>,
     /// The root context's id (queue deliveries are sent from it, not from a request).
     pub(crate) root_id: u32,
 }
@@ -261,6 +263,13 @@ impl Shared {
             }
             Step::Reply(r) => {
                 self.worker.borrow_mut().unhold(id);
+                if r.details == "levee_body_not_delivered" && !self.body_guard_logged.replace(true)
+                {
+                    super::log(
+                        LogLevel::Critical,
+                        "levee: requests held for their body get no body callbacks: set allow_on_headers_stop_iteration: true in the wasm plugin config (they are answered 500 after 3 s)",
+                    );
+                }
                 let grpc = stream.borrow().grpc;
                 reply::send(&r, grpc);
             }

@@ -140,6 +140,8 @@ pub struct RequestFlow {
     /// A failed callout's ending, recorded for idempotency once the fallback chain decides
     /// (a queued request is completed by its delivery instead).
     pub(super) pending_result: Option<PendingResult>,
+    /// The router forwarded the request (the upstream may have acted), whatever came after.
+    pub(super) forwarded: bool,
     /// Router mode: an upstream answer being captured for the stale cache.
     pub(super) cache_capture: Option<StoredResponse>,
 }
@@ -341,20 +343,27 @@ impl RequestFlow {
             .upstream
             .and_then(|i| plugin.config.upstreams.get(i))
             .is_some_and(|u| !u.fallback.is_empty());
-        if has_fallbacks && crate::forward::is_failure(&outcome) {
-            let step = self.run_fallbacks(plugin, store, false, None, now, metrics);
-            if step != Step::Continue {
-                return (Vec::new(), Some(step));
-            }
-        }
-        if self.cache_wants(plugin, answer.status, &answer.headers) && !answer.end_of_stream {
+        let status = answer.status;
+        let end_of_stream = answer.end_of_stream;
+        if self.cache_wants(plugin, status, &answer.headers) && !end_of_stream {
             self.cache_capture = Some(StoredResponse {
-                status: answer.status,
+                status,
                 headers: answer.headers.clone(),
                 body: Vec::new(),
             });
         }
+        // The upstream saw the request: its answer decides the idempotency record, whatever a
+        // fallback then shows the client.
         self.idempotency_response_headers(plugin, store, &outcome, answer, now, metrics);
+        if has_fallbacks && crate::forward::is_failure(&outcome) {
+            let step = self.run_fallbacks(plugin, store, false, None, now, metrics);
+            if step != Step::Continue {
+                // The upstream's body will not pass: keep "completed with its status" only.
+                self.cache_capture = None;
+                self.finish_without_body(plugin, store, status, now, metrics);
+                return (Vec::new(), Some(step));
+            }
+        }
         (std::mem::take(&mut self.response_headers), None)
     }
 
@@ -424,6 +433,7 @@ impl RequestFlow {
             .and_then(|i| plugin.config.upstreams.get(i).map(|u| (i, u)))
         else {
             self.stage = Stage::Forwarded;
+            self.forwarded = true;
             return Step::Continue;
         };
         match breaker_gate::admit(upstream, index, store, now, metrics) {
@@ -432,6 +442,8 @@ impl RequestFlow {
                     self.ticket = Some((ticket, now));
                 }
                 self.stage = Stage::Forwarded;
+                self.forwarded = true;
+                self.forwarded = true;
                 Step::Continue
             }
             Admission::Reject { retry_after_ns } => {

@@ -128,16 +128,19 @@ impl RequestFlow {
         };
         let situation = run.situation;
         let response_phase = run.response_phase;
+        let has_body = self.saved.as_ref().is_some_and(|s| s.has_body);
         while let Some(entry) = upstream.fallback.get(run.next) {
             run.next += 1;
             if !applies_to(entry, &self.method) || !allowed(&entry.kind, situation) {
                 continue;
             }
-            let waits = matches!(
+            // Router mode never buffers the body, so it cannot resend one; and a reply sent
+            // later cannot replace a response Envoy has started encoding.
+            let resends = matches!(
                 entry.kind,
                 FallbackKind::Cluster { .. } | FallbackKind::Queue { .. }
             );
-            if waits && response_phase {
+            if resends && (response_phase || (situation.mode == Forward::Router && has_body)) {
                 continue;
             }
             match &entry.kind {

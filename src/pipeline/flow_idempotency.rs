@@ -25,7 +25,7 @@ const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;
 impl RequestFlow {
     /// Whether the upstream may have seen the request (router forward, or a callout sent).
     pub(super) fn was_forwarded(&self) -> bool {
-        self.stage == Stage::Forwarded || self.callout.as_ref().is_some_and(|c| c.attempts() > 0)
+        self.forwarded || self.callout.as_ref().is_some_and(|c| c.attempts() > 0)
     }
 
     pub(super) fn owns_key(&self) -> bool {
@@ -106,9 +106,8 @@ impl RequestFlow {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
-        log::error!(
-            "levee: a request held for its body saw no body; set allow_on_headers_stop_iteration: true in the wasm plugin config"
-        );
+        // The host logs one critical line per worker; this one is per request.
+        log::debug!("levee: a request held for its body saw no body callback");
         metrics.count(Event::Global(GlobalEvent::BodyNotDelivered));
         let reply = problem(
             ProblemKind::BodyNotDelivered,
@@ -193,7 +192,9 @@ impl RequestFlow {
                 self.answer(plugin, store, reply, now, metrics)
             }
             Begin::Conflict { retry_after_ns } => {
-                metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+                if keyed.wait_until == 0 {
+                    metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+                }
                 if layer.config.on_concurrent == OnConcurrent::Wait {
                     if keyed.wait_until == 0 {
                         keyed.wait_until =
@@ -360,6 +361,32 @@ impl RequestFlow {
                     self.finish_capture(plugin, store, now, metrics);
                 }
             }
+        }
+    }
+
+    /// A fallback replaced the upstream's answer before its body passed: a record that was
+    /// capturing it keeps "completed with `status`" (a later same-key request gets `409`,
+    /// never a second execution).
+    pub(super) fn finish_without_body(
+        &mut self,
+        plugin: &Plugin,
+        store: &dyn SharedStore,
+        status: u16,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) {
+        let capturing = self
+            .keyed
+            .as_mut()
+            .is_some_and(|k| k.capture.take().is_some());
+        if capturing {
+            self.finish_key(
+                plugin,
+                store,
+                Outcome::Stored { status, body: None },
+                now,
+                metrics,
+            );
         }
     }
 

@@ -16,7 +16,7 @@ pub(super) fn upstream() -> Value {
             .example("payments")),
         ("authority", Prop::new(token(), "The :authority of callouts; default: the request's.").example("payments.internal")),
         ("timeout", Prop::new(def("duration"), "Per attempt (callout mode); > 0.").default(dur(d::UPSTREAM_TIMEOUT))),
-        ("max_body_bytes", Prop::new(int(1, d::UPSTREAM_MAX_BODY_CAP), "Callout-mode request/response buffering limit.")
+        ("max_body_bytes", Prop::new(int(1, d::UPSTREAM_MAX_BODY_CAP), "Callout mode: the largest request body levee buffers (over it: 413).")
             .default(d::UPSTREAM_MAX_BODY)),
         ("retry", Prop::new(def("retry"), "Retries with backoff and jitter (SPEC §4); requires forward = callout.")),
         ("circuit_breaker", Prop::new(def("circuit_breaker"), "A circuit breaker (SPEC §5).")),
@@ -81,7 +81,7 @@ pub(super) fn retry() -> Value {
             ),
             (
                 "respect_retry_after",
-                Prop::new(boolean(), "Wait at least an answer's Retry-After.").default(true),
+                Prop::new(boolean(), "On 429/503, wait the answer's Retry-After (or X-RateLimit-Reset) instead of the backoff delay, when it fits in the deadline.").default(true),
             ),
             (
                 "budget",
@@ -167,7 +167,7 @@ pub(super) fn circuit_breaker() -> Value {
             (
                 "half_open_max_in_flight",
                 Prop::new(
-                    int(1, d::MAX_HALF_OPEN),
+                    int(1, d::MAX_HALF_OPEN_IN_FLIGHT),
                     "Concurrent probes while HALF_OPEN.",
                 )
                 .default(d::HALF_OPEN_MAX_IN_FLIGHT),
@@ -217,7 +217,7 @@ pub(super) fn cache() -> Value {
         vec![
             (
                 "ttl",
-                Prop::new(def("duration"), "How long an answer is fresh; > 0.")
+                Prop::new(def("duration"), "How long a stored answer is kept for stale_cache fallbacks (fresh answers always come from the upstream); > 0.")
                     .default(dur(d::CACHE_TTL)),
             ),
             (
@@ -297,7 +297,7 @@ pub(super) fn stale_cache() -> Value {
             "max_stale",
             Prop::new(
                 def("duration"),
-                "How long past its ttl an answer may be served; > 0.",
+                "The oldest copy (time since levee stored it) a stale_cache fallback serves; copies are kept at most cache.ttl; > 0.",
             )
             .default(dur(d::MAX_STALE)),
         )],
