@@ -212,38 +212,41 @@ impl HttpContext for LeveeHttp {
 /// The response status, Envoy's response flags and the headers, read in
 /// `on_http_response_headers`.
 fn upstream_answer(end_of_stream: bool, with_headers: bool) -> UpstreamAnswer {
-    let flags = hostcalls::get_property(vec!["response", "flags"])
-        .ok()
-        .flatten()
-        .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
-        .map(u64::from_le_bytes)
-        .unwrap_or(0);
     let parse_status = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
-    if !with_headers {
+    let (status, headers) = if with_headers {
+        let all = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let status = all
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| parse_status(v))
+            .unwrap_or(0);
+        let headers = all
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        (status, headers)
+    } else {
         // The breaker needs only the status: one small host call instead of the whole map.
         let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
             .and_then(|v| parse_status(&v))
             .unwrap_or(0);
-        return UpstreamAnswer {
-            status,
-            flags,
-            headers: Vec::new(),
-            end_of_stream,
-        };
-    }
-    let all = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
-    let status = all
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| parse_status(v))
-        .unwrap_or(0);
-    let headers = all
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(':'))
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+        (status, Vec::new())
+    };
+    // Envoy's response flags only tell timeouts, resets and connect failures apart, which
+    // show as 5xx (or no status): a 2xx–4xx needs no property read.
+    let flags = if status == 0 || status >= 500 {
+        hostcalls::get_property(vec!["response", "flags"])
+            .ok()
+            .flatten()
+            .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    } else {
+        0
+    };
     UpstreamAnswer {
         status,
         flags,

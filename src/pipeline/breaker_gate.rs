@@ -6,7 +6,8 @@
 //! error), the breaker fails open — letting a request through is safer than refusing all
 //! traffic because of levee — and `levee_internal_errors` counts it.
 
-use crate::breaker::{self, Admission, Ticket, Transition};
+use crate::breaker::state::State;
+use crate::breaker::{self, Admission, Phase, Ticket, Transition};
 use crate::config::UpstreamConfig;
 use crate::metrics::{BreakerEvent, Event, GlobalEvent, Metrics};
 use crate::retry::outcome::AttemptOutcome;
@@ -34,11 +35,25 @@ pub fn admit(
     now: UnixNanos,
     metrics: &mut dyn Metrics,
 ) -> Admission {
+    admit_noting_quiet(upstream, index, store, now, metrics).0
+}
+
+/// [`admit`], also telling whether the breaker was *quiet* — CLOSED, no failure streak and
+/// no failure-rate rule — so that a success would change nothing in its state: then
+/// [`record`] of a success may skip its shared-data read ([`record_unless_quiet`]).
+pub fn admit_noting_quiet(
+    upstream: &UpstreamConfig,
+    index: usize,
+    store: &dyn SharedStore,
+    now: UnixNanos,
+    metrics: &mut dyn Metrics,
+) -> (Admission, bool) {
     let Some(cfg) = &upstream.circuit_breaker else {
-        return Admission::Allow(Ticket {
+        let ticket = Ticket {
             epoch: 0,
             probe: None,
-        });
+        };
+        return (Admission::Allow(ticket), true);
     };
     let lease = probe_lease_ns(upstream);
     let result = update_key(
@@ -48,17 +63,21 @@ pub fn admit(
         |current| {
             let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
             let a = breaker::admit(cfg, state, now, lease);
+            let quiet = cfg.failure_rate.is_none() && {
+                let s = State::decode(cfg, state);
+                s.phase == Phase::Closed && s.consecutive_failures == 0
+            };
             match a.new_state {
                 Some(value) => Step::Write {
                     value,
-                    result: (a.admission, a.transition),
+                    result: (a.admission, a.transition, quiet),
                 },
-                None => Step::Keep((a.admission, a.transition)),
+                None => Step::Keep((a.admission, a.transition, quiet)),
             }
         },
     );
     match result {
-        Ok((admission, transition)) => {
+        Ok((admission, transition, quiet)) => {
             if let Some(t) = transition {
                 report_transition(upstream, index, t, metrics);
             }
@@ -68,16 +87,44 @@ pub fn admit(
                     what: BreakerEvent::Rejected,
                 });
             }
-            admission
+            (admission, quiet && transition.is_none())
         }
         Err(_) => {
             metrics.count(Event::Global(GlobalEvent::InternalError));
-            Admission::Allow(Ticket {
+            let ticket = Ticket {
                 epoch: u32::MAX,
                 probe: None,
-            })
+            };
+            (Admission::Allow(ticket), false)
         }
     }
+}
+
+/// [`record`], except that a success on a breaker that was quiet when the attempt was
+/// admitted (see [`admit_noting_quiet`]) is only counted: its state would not change.
+/// (A failure another worker recorded meanwhile keeps its streak one success longer — the
+/// order of concurrent outcomes is arbitrary anyway.)
+pub fn record_unless_quiet(
+    upstream: &UpstreamConfig,
+    index: usize,
+    store: &dyn SharedStore,
+    ticket: Ticket,
+    quiet: bool,
+    outcome: &AttemptOutcome,
+    now: UnixNanos,
+    metrics: &mut dyn Metrics,
+) {
+    let Some(cfg) = &upstream.circuit_breaker else {
+        return;
+    };
+    if quiet && ticket.probe.is_none() && !breaker::is_failure(cfg, outcome) {
+        metrics.count(Event::Breaker {
+            upstream: index,
+            what: BreakerEvent::Success,
+        });
+        return;
+    }
+    record(upstream, index, store, ticket, outcome, now, metrics);
 }
 
 /// Records the outcome of an attempt admitted with `ticket`.

@@ -140,6 +140,8 @@ pub struct RequestFlow {
     /// A failed callout's ending, recorded for idempotency once the fallback chain decides
     /// (a queued request is completed by its delivery instead).
     pub(super) pending_result: Option<PendingResult>,
+    /// The breaker was quiet when this request was admitted (see `breaker_gate`).
+    pub(super) breaker_quiet: bool,
     /// The router forwarded the request (the upstream may have acted), whatever came after.
     pub(super) forwarded: bool,
     /// Router mode: an upstream answer being captured for the stale cache.
@@ -336,7 +338,10 @@ impl RequestFlow {
         let outcome = classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
         if let (Some(index), Some((ticket, _))) = (self.upstream, self.ticket.take()) {
             if let Some(upstream) = plugin.config.upstreams.get(index) {
-                breaker_gate::record(upstream, index, store, ticket, &outcome, now, metrics);
+                let quiet = self.breaker_quiet;
+                breaker_gate::record_unless_quiet(
+                    upstream, index, store, ticket, quiet, &outcome, now, metrics,
+                );
             }
         }
         let has_fallbacks = self
@@ -436,7 +441,10 @@ impl RequestFlow {
             self.forwarded = true;
             return Step::Continue;
         };
-        match breaker_gate::admit(upstream, index, store, now, metrics) {
+        let (admission, quiet) =
+            breaker_gate::admit_noting_quiet(upstream, index, store, now, metrics);
+        self.breaker_quiet = quiet;
+        match admission {
             Admission::Allow(ticket) | Admission::Probe { ticket, .. } => {
                 if upstream.circuit_breaker.is_some() {
                     self.ticket = Some((ticket, now));
