@@ -334,3 +334,32 @@ fn without_allow_on_headers_stop_iteration_a_held_request_gets_500_instead_of_ha
     // Requests without a body never wait for one.
     assert_eq!(send(envoy.port(), &Request::get("/x")).status, 200);
 }
+
+#[test]
+fn max_stored_bytes_bounds_the_stored_answers() {
+    let (up, envoy) =
+        start(serde_json::json!({ "max_stored_bytes": 4096, "max_body_bytes": 4096 }));
+    let body = "y".repeat(3000);
+    let post = |key: &str| keyed(key, "a").header("x-upstream-body", &body);
+    assert_eq!(send(envoy.port(), &post("fits")).status, 200);
+    assert_eq!(send(envoy.port(), &post("no-room")).status, 200);
+    let replay = send(envoy.port(), &post("fits"));
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replay.body.len(), 3000);
+    let no_room = send(envoy.port(), &post("no-room"));
+    assert_eq!(
+        no_room.status,
+        409,
+        "remembered by status only: {}",
+        no_room.text()
+    );
+    assert_eq!(executions(&up, "no-room"), 1, "never a second execution");
+    let bound = envoy.stat("levee_memory_bound_bytes");
+    assert!(
+        (4096..64 << 20).contains(&bound),
+        "bound {bound} counts max_stored_bytes, not every slot at max_body_bytes"
+    );
+}

@@ -26,7 +26,8 @@
 //! Limits: state lives in shared data, i.e. in **one Envoy process** (all its workers, not
 //! other replicas, and not across a restart); records live in a bounded table, so with more
 //! than `max_tracked_keys` live keys the oldest may be evicted; `max_stored_bytes` bounds the
-//! stored answers ([`budget`]), and an answer that does not fit is remembered by status only.
+//! stored answers (a byte counter next to the records, kept by the pipeline's idempotency
+//! gate), and an answer that does not fit is remembered by status only.
 //! The owner renews its lock every `lock_timeout / 3` while its request lives, so a slow but
 //! alive first request is never retaken under it.
 //!
@@ -38,14 +39,13 @@
 //! [`response`] is the codec for the answer, which lives under a *separate* key so that large
 //! bodies never ride along with the hot record, named by a [`BodyRef`] whose length and
 //! checksum must match; [`mod@replay`] turns a record and its blob into the replayed answer;
-//! [`budget`] counts live stored bytes; [`outcome`] classifies how a request ended.
+//! [`outcome`] classifies how a request ended.
 //!
-//! The caller's order on completion: classify → (stored) encode the answer, [`budget::reserve`]
+//! The caller's order on completion: classify → (stored) encode the answer, reserve
 //! its size, write the blob → [`finish`] with its [`BodyRef`] (or `None` if it did not fit).
 //! The blob is written *before* the record names it, so a replay never sees a record whose
 //! blob is not there yet; a [`Finish::NotOwner`] means the blob should be refunded.
 
-pub mod budget;
 pub mod fingerprint;
 pub mod key;
 pub mod machine;
@@ -54,7 +54,6 @@ pub mod record;
 pub mod replay;
 pub mod response;
 
-pub use budget::{refund, reserve, used, Reserve};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use key::{parse_key, scoped_key, IdempotencyKey, KeyError};
 pub use machine::{begin, finish, renew, renew_interval_ns, Begin, Finish, NewState, Outcome};

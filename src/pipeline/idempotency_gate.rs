@@ -7,14 +7,16 @@
 //!   would let a retry execute twice. A full table is an internal error (`on_internal_error`).
 //! - `levee:v1:idem:body:<slot>` — one stored answer per record slot, written *before* the
 //!   record names it; the record's [`BodyRef`] (length + checksum) must match for a replay.
-//! - `levee:v1:idem:budget` — bytes of live stored answers, bounded by `max_stored_bytes`.
+//! - `levee:v1:idem:budget` — bytes held by stored answers (a counter), bounded by
+//!   `max_stored_bytes`: storing an answer adds its size (minus what it replaces), and a new
+//!   record claiming a slot frees the answer the slot's previous record left behind.
 
 use crate::config::{ClientIpConfig, IdempotencyConfig};
 use crate::idempotency::machine::{begin, finish, renew, Begin, Finish, Outcome};
 use crate::idempotency::record::Completed;
 use crate::idempotency::replay::{replay, Replay};
 use crate::idempotency::response::StoredResponse;
-use crate::idempotency::{budget, parse_key, scoped_key, Fingerprint, IdempotencyKey, KeyError};
+use crate::idempotency::{parse_key, scoped_key, Fingerprint, IdempotencyKey, KeyError};
 use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
@@ -89,12 +91,16 @@ impl IdempotencyLayer {
             .chain(std::iter::once(BUDGET_KEY.to_string()))
     }
 
-    /// Shared-data bytes: records plus every body key at its largest.
+    /// Shared-data bytes: the records, the body keys' names and map nodes, and the stored
+    /// answers, which the stored-bytes counter keeps within `max_stored_bytes` (a slot's dead
+    /// answer is freed when a new record claims the slot).
     pub fn memory_bound(&self) -> u64 {
         let records = self.table.memory_bound(64);
-        let bodies = u64::from(self.body_slots)
-            .saturating_mul(self.config.max_body_bytes.saturating_add(4096 + 200));
-        records.saturating_add(bodies)
+        let body_keys =
+            u64::from(self.body_slots).saturating_mul(BODY_PREFIX.len() as u64 + 10 + 160);
+        records
+            .saturating_add(body_keys)
+            .saturating_add(self.config.max_stored_bytes)
     }
 
     /// Reads the key header of a request this layer applies to.
@@ -155,7 +161,8 @@ impl IdempotencyLayer {
                     new_state.at_rest_at,
                     now,
                 ) {
-                    Ok(()) => {}
+                    // The slot is ours: whatever answer its previous record left is dead.
+                    Ok(()) => self.clear_body(store, slot),
                     Err(TableError::Conflict) => continue,
                     Err(e) => return Err(e),
                 }
@@ -246,22 +253,56 @@ impl IdempotencyLayer {
         now: UnixNanos,
     ) -> Option<crate::idempotency::record::BodyRef> {
         let encoded = resp.encode().ok()?;
-        let size = encoded.blob.len() as u64;
-        let granted = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
-            match budget::reserve(&self.config, state, size, now) {
-                budget::Reserve::Granted { new_state } => Step::Write {
-                    value: new_state,
-                    result: true,
-                },
-                budget::Reserve::Full { .. } => Step::Keep(false),
-            }
-        });
-        if !matches!(granted, Ok(true)) {
+        let key = Self::body_key(slot);
+        let old = store
+            .get(&key)
+            .ok()
+            .flatten()
+            .map_or(0, |v| v.value.len() as u64);
+        let new = encoded.blob.len() as u64;
+        if !self.adjust_stored_bytes(store, new, old) {
             log::warn!("levee idempotency: max_stored_bytes reached; remembering the status only");
             return None;
         }
-        store.set(&Self::body_key(slot), &encoded.blob, None).ok()?;
+        if store.set(&key, &encoded.blob, None).is_err() {
+            self.adjust_stored_bytes(store, old, new);
+            return None;
+        }
         Some(encoded.body_ref(slot, now))
+    }
+
+    /// Frees the answer a slot's previous record left behind (shared data has no delete:
+    /// writing an empty value frees the bytes), when a new record claims the slot.
+    fn clear_body(&self, store: &dyn SharedStore, slot: u32) {
+        let key = Self::body_key(slot);
+        let Ok(Some(current)) = store.get(&key) else {
+            return;
+        };
+        if current.value.is_empty() {
+            return;
+        }
+        if store.set(&key, &[], Some(current.cas)).is_ok() {
+            self.adjust_stored_bytes(store, 0, current.value.len() as u64);
+        }
+    }
+
+    /// The bytes held by stored answers, as one shared counter: `add` more, `remove` fewer.
+    /// An increase that would pass `max_stored_bytes` is refused (false).
+    fn adjust_stored_bytes(&self, store: &dyn SharedStore, add: u64, remove: u64) -> bool {
+        let max = self.config.max_stored_bytes;
+        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
+            let used = current
+                .and_then(|v| v.value.get(..8).and_then(|b| b.try_into().ok()))
+                .map_or(0, u64::from_le_bytes);
+            let next = used.saturating_sub(remove).saturating_add(add);
+            if add > remove && next > max {
+                return Step::Keep(false);
+            }
+            Step::Write {
+                value: next.to_le_bytes().to_vec(),
+                result: true,
+            }
+        });
+        matches!(result, Ok(true))
     }
 }

@@ -1,6 +1,5 @@
-//! Behaviour tests for the record machine, classification and the byte budget.
+//! Behaviour tests for the record machine and classification.
 
-mod budget;
 mod classify;
 mod machine;
 mod machine_prop;
