@@ -10,6 +10,8 @@
 //! entry, a write failed), the answer is [`Replay::Gone`]: the request *did* complete, so the
 //! client gets `409` "completed with status N" — never a second execution.
 
+use crate::fallback::headers::without_connection_headers;
+
 use super::record::Completed;
 use super::response::StoredResponse;
 
@@ -48,40 +50,10 @@ pub fn replay(record: &Completed, blob: Option<&[u8]>, key_echo: &str) -> Replay
 
 /// The stored headers minus per-connection ones, plus the replay marker and the key echo.
 pub fn replay_headers(stored: &[(String, String)], key_echo: &str) -> Vec<(String, String)> {
-    let listed: Vec<String> = stored
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut out: Vec<(String, String)> = stored
-        .iter()
-        .filter(|(n, _)| {
-            let lower = n.to_ascii_lowercase();
-            !is_dropped(&lower) && !listed.contains(&lower)
-        })
-        .cloned()
-        .collect();
+    let mut out = without_connection_headers(stored, &[REPLAYED_HEADER, KEY_ECHO_HEADER]);
     out.push((REPLAYED_HEADER.to_owned(), "true".to_owned()));
     out.push((KEY_ECHO_HEADER.to_owned(), key_echo.to_owned()));
     out
-}
-
-fn is_dropped(lower: &str) -> bool {
-    matches!(
-        lower,
-        "connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "content-length"
-            | REPLAYED_HEADER
-            | KEY_ECHO_HEADER
-    ) || lower.starts_with("proxy-")
-        || lower.starts_with(':')
 }
 
 #[cfg(test)]

@@ -481,11 +481,17 @@ impl RequestFlow {
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
-        mut reply: LocalReply,
+        reply: LocalReply,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
         self.release_unforwarded(plugin, store, now, metrics);
+        self.finish_reply(reply)
+    }
+
+    /// Every levee-made answer: the headers levee adds (rate-limit headers, the key echo).
+    pub(super) fn finish_reply(&mut self, mut reply: LocalReply) -> Step {
+        reply.headers.append(&mut self.response_headers);
         if let Some(k) = &self.keyed {
             reply
                 .headers

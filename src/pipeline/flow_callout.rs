@@ -160,7 +160,7 @@ impl RequestFlow {
             status: answer.status,
             body_bytes: answer.body.len() as u64,
         };
-        let mut headers = lossy(answer.headers);
+        let headers = lossy(answer.headers);
         self.record_callout_outcome(
             plugin,
             store,
@@ -170,12 +170,7 @@ impl RequestFlow {
             metrics,
         );
         self.keep_in_cache(plugin, store, answer.status, &headers, &answer.body, now);
-        headers.append(&mut self.response_headers);
-        if let Some(k) = &self.keyed {
-            headers.push(("x-idempotency-key".into(), k.key.header_value()));
-        }
-        self.stage = Stage::Answered;
-        Step::Reply(LocalReply {
+        self.finish_reply(LocalReply {
             status: answer.status,
             headers,
             body: answer.body,

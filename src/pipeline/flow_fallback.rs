@@ -274,20 +274,13 @@ impl RequestFlow {
         &mut self,
         plugin: &Plugin,
         store: &dyn SharedStore,
-        mut reply: LocalReply,
+        reply: LocalReply,
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
         self.fallback = None;
         self.flush_pending_result(plugin, store, now, metrics);
-        reply.headers.append(&mut self.response_headers);
-        if let Some(k) = &self.keyed {
-            reply
-                .headers
-                .push(("x-idempotency-key".into(), k.key.header_value()));
-        }
-        self.stage = Stage::Answered;
-        Step::Reply(reply)
+        self.finish_reply(reply)
     }
 
     /// Whether a callout answer belongs to the secondary-cluster fallback.
