@@ -23,5 +23,7 @@ pub mod store;
 pub mod time;
 pub mod timer_queue;
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(target_arch = "wasm32")]
 mod host;

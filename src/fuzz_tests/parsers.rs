@@ -1,0 +1,453 @@
+//! Parsers of outside input: the plugin JSON an operator writes, and the header values any
+//! client or upstream sends.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::{cases, interesting_u64, mutate_bytes};
+use crate::config::{self, ClientIpConfig, KeyPart};
+use crate::idempotency::{parse_key, KeyError};
+use crate::random::{RandomSource, SplitMix64};
+use crate::request::client_ip::{parse_address, xff_client};
+use crate::request::fake::FakeRequest;
+use crate::request::keys::extract_key;
+use crate::retry::retry_after::{parse_http_date, parse_rate_limit_reset, parse_retry_after};
+
+/// Every section of SPEC §2, each field set, so that mutations reach every validator.
+fn full_config() -> Value {
+    json!({
+      "client_ip": { "xff_trusted_hops": 1, "ipv6_prefix": 56 },
+      "limits": { "max_tracked_keys": 1024 },
+      "rate_limits": [
+        { "name": "per-user", "match": { "path_prefix": "/api/", "methods": ["POST"], "route_name": "orders",
+          "headers": { "x-tenant": "acme" } }, "key": ["header:x-user-id", "query:u", "metadata:envoy.lb/canary"],
+          "algorithm": "token_bucket", "limit": 100, "window": "1m", "burst": 100, "mode": "enforce",
+          "status": 429, "on_internal_error": "allow" },
+        { "name": "shaper", "algorithm": "leaky_bucket", "limit": 10, "window": "1s", "max_delay": "500ms", "key": ["client_ip"] },
+        { "name": "log", "algorithm": "sliding_window_log", "limit": 5, "window": "10s", "key": ["source_ip", "method", "path", "route_name"] },
+        { "name": "counter", "algorithm": "sliding_window_counter", "limit": 50, "window": "1h", "mode": "shadow" },
+        { "name": "fixed", "algorithm": "fixed_window", "limit": 7, "window": "250ms", "on_internal_error": "deny" }],
+      "rate_limit_headers": "both",
+      "idempotency": { "methods": ["POST", "PATCH"], "match": { "path_prefix": "/" }, "header": "Idempotency-Key",
+          "required": false, "scope": ["header:x-user-id"], "ttl": "24h", "lock_timeout": "30s", "fingerprint": true,
+          "on_concurrent": "wait", "release_on": [408, 425, 429, 503], "max_key_length": 255, "max_body_bytes": 262144,
+          "max_stored_bytes": 67108864, "on_internal_error": "deny" },
+      "upstreams": {
+        "payments": { "forward": "callout", "cluster": "payments", "authority": "payments.internal",
+          "timeout": "2s", "max_body_bytes": 1048576,
+          "retry": { "max_retries": 3, "base_delay": "100ms", "max_delay": "2s", "jitter": "decorrelated", "deadline": "5s",
+              "retry_on": ["5xx", "reset", "timeout", "connect_failure", "429", "gateway_error", 503], "respect_retry_after": true,
+              "budget": { "ratio": 0.2, "min_per_second": 10 }, "non_idempotent": "with_key" },
+          "circuit_breaker": { "failure_threshold": 5, "failure_rate": { "threshold": 0.5, "minimum_calls": 20, "window": "10s" },
+              "slow_call": "2s", "reset_timeout": "30s", "half_open_successes": 3, "half_open_max_in_flight": 1,
+              "failure_on": ["5xx", "timeout", "reset", "connect_failure"] },
+          "cache": { "ttl": "5m", "max_body_bytes": 65536, "max_total_bytes": 33554432, "key": ["header:x-user-id"] },
+          "fallback": [
+            { "stale_cache": { "max_stale": "1h" }, "methods": ["GET", "HEAD"] },
+            { "cluster": "payments-replica" },
+            { "queue": { "max_items": 1000, "max_bytes": 16777216 }, "methods": ["POST"] },
+            { "static": { "status": 200, "headers": { "content-type": "application/json" }, "body": "{\"items\":[]}" } } ] },
+        "catalog": { "circuit_breaker": { "failure_threshold": 0, "failure_rate": {} } } },
+      "routes": [ { "match": { "path_prefix": "/payments" }, "upstream": "payments" }, { "upstream": "catalog" } ]
+    })
+}
+
+/// A JSON value that tends to sit on a validator's boundary.
+fn interesting_value(rng: &mut SplitMix64) -> Value {
+    const STRINGS: [&str; 24] = [
+        "",
+        "0s",
+        "1ns",
+        "1ms",
+        "999999999h",
+        "18446744073709551615s",
+        "-1s",
+        "1.5s",
+        "10 parsecs",
+        "5m",
+        "24h",
+        "header:",
+        "header:X-Up",
+        "query:",
+        "metadata:",
+        "metadata:a/",
+        "client_ip",
+        "a",
+        "A",
+        "\u{0}",
+        "é",
+        "\n",
+        "token_bucket",
+        "callout",
+    ];
+    match rng.below(12) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.below(2) == 0),
+        2 => json!(interesting_u64(rng)),
+        3 => json!(-(rng.below(1 << 40) as i64)),
+        4 => json!([0.0, -0.5, 0.5, 1.0, 1.5, 1e308, -1e308, 3.0][rng.below(8) as usize]),
+        5 => json!(STRINGS[rng.below(STRINGS.len() as u64) as usize]),
+        6 => json!([]),
+        7 => json!({}),
+        8 => json!([STRINGS[rng.below(STRINGS.len() as u64) as usize]]),
+        9 => json!({ "x": rng.below(3) }),
+        10 => json!(i64::MIN),
+        _ => json!(rng.below(70_000)),
+    }
+}
+
+/// Every node's JSON pointer (`""` is the document), so a mutation can pick any of them:
+/// most nodes are deep, so most mutations reach a field validator, not the top-level shape.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                pointers(
+                    child,
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                pointers(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// One structural mutation at a random node: replace it, drop or add a key, duplicate or
+/// drop an array item.
+fn mutate_json(doc: &mut Value, rng: &mut SplitMix64) {
+    let mut all = Vec::new();
+    pointers(doc, String::new(), &mut all);
+    let at = &all[rng.below(all.len() as u64) as usize];
+    let Some(v) = doc.pointer_mut(at) else { return };
+    match v {
+        Value::Object(map) if rng.below(2) == 0 => {
+            if map.is_empty() || rng.below(3) == 0 {
+                let name = [
+                    "limt", "name", "Name", "", "window", "x\ny", "status", "static",
+                ];
+                map.insert(
+                    name[rng.below(name.len() as u64) as usize].to_string(),
+                    interesting_value(rng),
+                );
+            } else {
+                let keys: Vec<String> = map.keys().cloned().collect();
+                map.remove(&keys[rng.below(keys.len() as u64) as usize]);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && rng.below(2) == 0 => {
+            let i = rng.below(items.len() as u64) as usize;
+            if rng.below(2) == 0 {
+                items.remove(i);
+            } else {
+                let copy = items[i].clone();
+                items.push(copy);
+            }
+        }
+        _ => *v = interesting_value(rng),
+    }
+}
+
+/// Whether `path` (as `ConfigError::path` writes it) leads into `doc`: every segment but the
+/// last must exist (the last may be a missing required field).
+fn path_resolves(doc: &Value, path: &str) -> bool {
+    let mut node = doc;
+    let mut rest = path;
+    let mut segments: Vec<Seg> = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            if after.starts_with('"') {
+                // A quoted key: JSON string up to the closing `"]`.
+                let Some(end) = after.find("\"]") else {
+                    return false;
+                };
+                let quoted = &after[..=end];
+                let key: String = serde_json::from_str(quoted).unwrap_or_default();
+                segments.push(Seg::Key(
+                    key.trim_end_matches('…').to_string(),
+                    key.ends_with('…'),
+                ));
+                rest = &after[end + 2..];
+            } else {
+                let Some(end) = after.find(']') else {
+                    return false;
+                };
+                let Ok(i) = after[..end].parse() else {
+                    return false;
+                };
+                segments.push(Seg::Index(i));
+                rest = &after[end + 1..];
+            }
+        } else {
+            let rest_trimmed = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest_trimmed.find(['.', '[']).unwrap_or(rest_trimmed.len());
+            segments.push(Seg::Key(rest_trimmed[..end].to_string(), false));
+            rest = &rest_trimmed[end..];
+        }
+    }
+    let last = segments.len().saturating_sub(1);
+    for (n, seg) in segments.iter().enumerate() {
+        let next = match (seg, node) {
+            (Seg::Index(i), Value::Array(a)) => a.get(*i),
+            (Seg::Key(k, false), Value::Object(m)) => m.get(k),
+            (Seg::Key(k, true), Value::Object(m)) => m
+                .iter()
+                .find(|(name, _)| name.starts_with(k.as_str()))
+                .map(|(_, v)| v),
+            _ => None,
+        };
+        match next {
+            Some(v) => node = v,
+            None => return n == last,
+        }
+    }
+    true
+}
+
+enum Seg {
+    Index(usize),
+    /// A key; `true` when it was cut at 40 characters (match by prefix).
+    Key(String, bool),
+}
+
+/// The checks every refused config must pass: one line, a message, a path into the document.
+fn check_error(doc: Option<&Value>, e: &config::ConfigError) -> Result<(), TestCaseError> {
+    let line = e.to_string();
+    prop_assert!(
+        !e.message.trim().is_empty(),
+        "an error without a reason: {line}"
+    );
+    prop_assert!(
+        !line.contains(['\n', '\r']),
+        "Envoy logs one line; this error has several: {line:?}"
+    );
+    prop_assert!(line.starts_with("levee config: "), "{line}");
+    if let Some(doc) = doc {
+        prop_assert!(
+            e.path.is_empty() || path_resolves(doc, &e.path),
+            "error path {:?} does not lead into the document: {line}",
+            e.path
+        );
+    }
+    Ok(())
+}
+
+/// A config that parses must be usable: build the plugin, and its effective JSON must parse
+/// back to itself.
+fn check_accepted(cfg: config::LeveeConfig) -> Result<(), TestCaseError> {
+    let effective = config::to_effective_json(&cfg);
+    let again = config::parse(effective.to_string().as_bytes());
+    prop_assert!(
+        again.is_ok(),
+        "effective config refused: {again:?}\n{effective}"
+    );
+    if let Ok(again) = again {
+        prop_assert_eq!(config::to_effective_json(&again), effective);
+    }
+    let plugin = crate::pipeline::Plugin::new(cfg, [7; 16]);
+    let _ = plugin.memory_bound();
+    let _ = plugin.plain_keys();
+    prop_assert!(plugin.tables().all(|t| t.slots() > 0));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cases(1500))]
+
+    #[test]
+    fn config_parse_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        match config::parse(&bytes) {
+            Ok(cfg) => check_accepted(cfg)?,
+            Err(e) => check_error(None, &e)?,
+        }
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_mutated_valid_configs(seed in any::<u64>(), rounds in 1u32..6) {
+        let mut rng = SplitMix64::seeded(seed);
+        let mut doc = full_config();
+        for _ in 0..rounds {
+            mutate_json(&mut doc, &mut rng);
+        }
+        match config::parse(doc.to_string().as_bytes()) {
+            Ok(cfg) => check_accepted(cfg)?,
+            Err(e) => check_error(Some(&doc), &e)?,
+        }
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_byte_mutated_json(seed in any::<u64>(), rounds in 1u32..8) {
+        let mut rng = SplitMix64::seeded(seed);
+        let mut bytes = full_config().to_string().into_bytes();
+        mutate_bytes(&mut bytes, &mut rng, rounds);
+        match config::parse(&bytes) {
+            Ok(cfg) => check_accepted(cfg)?,
+            Err(e) => check_error(serde_json::from_slice(&bytes).ok().as_ref(), &e)?,
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_within_the_limit_or_a_400(
+        raw in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..80),
+            "[ -~\t]{0,80}".prop_map(String::into_bytes),
+            "\"([ !#-\\[\\]-~]|\\\\[\"\\\\]){0,40}\"".prop_map(String::into_bytes),
+        ],
+        max in prop_oneof![0u32..64, Just(u32::MAX)],
+    ) {
+        match parse_key(&raw, max) {
+            Ok(key) => {
+                prop_assert!(!key.as_bytes().is_empty());
+                prop_assert!(key.as_bytes().len() as u64 <= u64::from(max));
+                prop_assert!(key.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b)));
+                // The echoed header value names the same key.
+                let echo = key.header_value();
+                prop_assert_eq!(parse_key(echo.as_bytes(), u32::MAX), Ok(key.clone()));
+                prop_assert!(echo.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+            }
+            Err(e) => {
+                prop_assert!(!e.to_string().is_empty());
+                if let KeyError::TooLong { max: m } = e {
+                    prop_assert_eq!(m, max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn huge_idempotency_keys_are_refused_without_copying_them(len in 256usize..70_000, b in 0x23u8..0x7f) {
+        let raw = vec![b; len];
+        prop_assert_eq!(parse_key(&raw, 255), Err(KeyError::TooLong { max: 255 }));
+    }
+
+    #[test]
+    fn retry_after_and_rate_limit_reset_never_panic(
+        value in prop_oneof![
+            ".{0,40}",
+            "[0-9]{1,25}",
+            "(Mon|Sun|Sunday), [0-9]{1,3}[ -](Jan|Feb|Nov|Dec|Xyz)[ -][0-9]{1,5} [0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3} GMT",
+            "(Sun|Mon) (Feb|Nov) +[0-9]{1,3} [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}",
+        ],
+        now in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>(), Just(1_700_000_000_000_000_000u64)],
+    ) {
+        let _ = parse_retry_after(&value, now);
+        let _ = parse_rate_limit_reset(&value, now);
+        if let Some(secs) = parse_http_date(value.trim()) {
+            // A date in the past is "now", never a wait that wrapped around.
+            prop_assert_eq!(parse_retry_after(&value, u64::MAX), Some(0));
+            prop_assert!(secs < 253_402_300_800, "after 9999-12-31: {secs}");
+        }
+    }
+
+    #[test]
+    fn x_forwarded_for_never_panics_and_picks_a_real_entry(
+        entries in proptest::collection::vec(
+            prop_oneof![
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,6})?",
+                "\\[?[0-9a-f:]{2,39}\\]?(:[0-9]{1,5})?",
+                "[ \t]*",
+                ".{0,20}",
+            ],
+            0..120,
+        ),
+        raw_tail in proptest::collection::vec(any::<u8>(), 0..16),
+        hops in prop_oneof![0u32..8, Just(u32::MAX)],
+    ) {
+        let mut xff = entries.join(",").into_bytes();
+        xff.extend_from_slice(&raw_tail);
+        if let Some(ip) = xff_client(&xff, hops) {
+            // The answer is one of the entries, parsed.
+            let found = String::from_utf8_lossy(&xff)
+                .split(',')
+                .filter_map(|e| parse_address(e.trim_matches([' ', '\t'])))
+                .any(|e| e == ip);
+            prop_assert!(found, "{ip} is not an entry of {:?}", String::from_utf8_lossy(&xff));
+        }
+    }
+
+    #[test]
+    fn key_extraction_is_total_and_unambiguous(
+        header in proptest::collection::vec(any::<u8>(), 0..64),
+        other in proptest::collection::vec(any::<u8>(), 0..64),
+        path in "(/[^?]{0,20})?(\\?.{0,30})?",
+        source in prop_oneof![Just(None), ".{0,30}".prop_map(Some), Just(Some("[::1]:80".to_string()))],
+        xff in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        prefix in 1u8..=128,
+        hops in 0u32..4,
+    ) {
+        let parts = vec![
+            KeyPart::Header("x-user".into()),
+            KeyPart::Query("u".into()),
+            KeyPart::ClientIp,
+            KeyPart::SourceIp,
+            KeyPart::Path,
+            KeyPart::Method,
+            KeyPart::RouteName,
+            KeyPart::Metadata { filter: "f".into(), path: vec!["a".into()] },
+        ];
+        let cfg = ClientIpConfig { xff_trusted_hops: hops, ipv6_prefix: prefix };
+        let build = |h: &[u8]| {
+            let mut req = FakeRequest::get(&path).header("x-user", h);
+            if let Some(s) = &source {
+                req = req.source(s);
+            }
+            if let Some(x) = &xff {
+                req = req.header("x-forwarded-for", x);
+            }
+            let mut out = Vec::new();
+            let outcome = extract_key(&parts, &cfg, &req, &mut out);
+            (out, outcome)
+        };
+        let (a, outcome) = build(&header);
+        prop_assert!(outcome.missing_parts as usize <= parts.len());
+        let (b, _) = build(&other);
+        // Only the header differs: the keys differ exactly when the header values do.
+        prop_assert_eq!(a == b, header == other);
+    }
+}
+
+#[test]
+fn a_60_kb_non_utf8_header_is_a_key_like_any_other() {
+    let value: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8 | 0x80).collect();
+    let req = FakeRequest::get("/x").header("x-user", &value);
+    let mut out = Vec::new();
+    let outcome = extract_key(
+        &[KeyPart::Header("x-user".into())],
+        &ClientIpConfig {
+            xff_trusted_hops: 0,
+            ipv6_prefix: 64,
+        },
+        &req,
+        &mut out,
+    );
+    assert!(outcome.complete());
+    assert_eq!(out.len(), 1 + 4 + value.len());
+}
+
+#[test]
+fn a_hundred_entry_forged_x_forwarded_for_yields_the_trusted_position() {
+    let mut entries: Vec<String> = (0..100)
+        .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+        .collect();
+    entries.push("203.0.113.9".into());
+    let xff = entries.join(", ");
+    assert_eq!(
+        xff_client(xff.as_bytes(), 0)
+            .map(|ip| ip.to_string())
+            .as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        xff_client(xff.as_bytes(), 1)
+            .map(|ip| ip.to_string())
+            .as_deref(),
+        Some("10.0.0.99")
+    );
+    assert_eq!(xff_client(xff.as_bytes(), 500), None);
+}

@@ -1,0 +1,462 @@
+//! Every byte layout levee keeps in shared data (and the per-worker queue), fed garbage and
+//! bit-flipped valid encodings.
+//!
+//! Random bytes mostly die at the first version or tag check, so each target also starts from
+//! states the real code wrote and mutates them (a flipped bit, an extreme u64 over a field, a
+//! truncation): those pass the cheap checks and reach the arithmetic. Beyond "no panic", the
+//! decoded-then-encoded form must be stable, and a state must never block its key forever:
+//! whatever sequence of requests wrote it, with the wall clock stepping back and forth,
+//! enough real time later the key admits again (no stuck limit, no stuck breaker).
+
+use proptest::prelude::*;
+
+use super::{cases, interesting_u64, mutate_bytes};
+use crate::breaker::{self, Admission};
+use crate::config::{self, Algorithm, BreakerConfig, IdempotencyConfig, RetryBudget};
+use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, Due};
+use crate::fallback::index_entry::Entry as IndexEntry;
+use crate::fallback::queue::{QueueLimits, QueuedRequest, RequestQueue};
+use crate::idempotency::record::Record;
+use crate::idempotency::{self as idem, Fingerprint, Outcome, StoredResponse};
+use crate::random::{RandomSource, SplitMix64};
+use crate::ratelimit::algorithm::{evaluate, max_state_bytes, refund};
+use crate::ratelimit::{Decision, Params};
+use crate::retry::backoff::Backoff;
+use crate::retry::budget as retry_budget;
+use crate::store::bucket::{Bucket, CodecError, Entry as SlotEntry, WAYS};
+use crate::time::NANOS_PER_SEC as SEC;
+
+const T0: u64 = 1_700_000_000 * SEC;
+
+const ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::FixedWindow,
+    Algorithm::SlidingWindowLog,
+    Algorithm::SlidingWindowCounter,
+    Algorithm::TokenBucket,
+    Algorithm::LeakyBucket,
+];
+
+fn params() -> impl Strategy<Value = Params> {
+    (
+        0usize..5,
+        1u64..=50,
+        prop_oneof![
+            Just(1_000_000u64),
+            Just(SEC),
+            Just(60 * SEC),
+            Just(86_400 * SEC)
+        ],
+        1u64..=50,
+        0u64..=4,
+    )
+        .prop_map(|(a, limit, window_ns, burst, delay)| {
+            let algorithm = ALGORITHMS[a];
+            Params {
+                algorithm,
+                limit,
+                window_ns,
+                burst,
+                max_delay_ns: if algorithm == Algorithm::LeakyBucket {
+                    delay * (window_ns / limit)
+                } else {
+                    0
+                },
+            }
+        })
+}
+
+/// A state the algorithm itself wrote, after a few requests around `T0`.
+fn written_state(p: &Params, rng: &mut SplitMix64) -> Vec<u8> {
+    let mut state = Vec::new();
+    let mut now = T0 + rng.below(p.window_ns);
+    for _ in 0..rng.below(3 * p.limit + 2) {
+        now += rng.below(p.window_ns / p.limit.max(1) + 1);
+        if let Some(s) = evaluate(p, &state, now).new_state {
+            state = s;
+        }
+    }
+    state
+}
+
+/// The promises of one evaluation, whatever the state it started from.
+fn check_evaluation(p: &Params, state: &[u8], now: u64) -> Result<(), TestCaseError> {
+    let e = evaluate(p, state, now);
+    match e.decision {
+        Decision::Reject => {
+            prop_assert!(e.new_state.is_none(), "a rejection wrote state");
+            prop_assert!(e.retry_after_ns > 0, "rejected with Retry-After 0");
+        }
+        Decision::Admit => prop_assert!(e.new_state.is_some()),
+        Decision::Delay { until } => {
+            prop_assert!(e.new_state.is_some());
+            prop_assert!(
+                until.saturating_sub(now) <= p.max_delay_ns,
+                "held {} ns > max_delay {}",
+                until.saturating_sub(now),
+                p.max_delay_ns
+            );
+        }
+    }
+    if let Some(s) = &e.new_state {
+        prop_assert!(
+            s.len() <= max_state_bytes(p),
+            "{} > bound {}",
+            s.len(),
+            max_state_bytes(p)
+        );
+        // What it wrote reads back (a second evaluation on it never panics either).
+        let _ = evaluate(p, s, now);
+        let _ = refund(p, s, &e, now);
+    }
+    // A shaping leaky bucket also counts the requests it would delay rather than reject.
+    let delayable = p.max_delay_ns / (p.window_ns / p.limit).max(1) + 1;
+    prop_assert!(
+        e.remaining <= p.limit.max(p.burst) + delayable,
+        "remaining {}",
+        e.remaining
+    );
+    let _ = refund(p, state, &e, now);
+    Ok(())
+}
+
+fn breaker_cfg(rate: bool, half_open_max_in_flight: u32) -> BreakerConfig {
+    let cb = if rate {
+        serde_json::json!({ "failure_threshold": 3, "reset_timeout": "1s", "half_open_successes": 2,
+            "half_open_max_in_flight": half_open_max_in_flight,
+            "failure_rate": { "threshold": 0.5, "minimum_calls": 4, "window": "10s" } })
+    } else {
+        serde_json::json!({ "failure_threshold": 3, "reset_timeout": "1s", "half_open_successes": 2,
+            "half_open_max_in_flight": half_open_max_in_flight })
+    };
+    let doc = serde_json::json!({ "upstreams": { "u": { "circuit_breaker": cb } } });
+    config::parse(doc.to_string().as_bytes())
+        .ok()
+        .and_then(|c| c.upstreams.into_iter().next())
+        .and_then(|u| u.circuit_breaker)
+        .expect("the fixed test config must parse")
+}
+
+fn idempotency_cfg() -> IdempotencyConfig {
+    let doc = serde_json::json!({ "idempotency": { "ttl": "1m", "lock_timeout": "3s", "max_body_bytes": 1024, "max_stored_bytes": 4096 } });
+    config::parse(doc.to_string().as_bytes())
+        .ok()
+        .and_then(|c| c.idempotency)
+        .expect("the fixed test config must parse")
+}
+
+/// A breaker state written by real admits and records at instants that wander back and forth.
+fn breaker_history(cfg: &BreakerConfig, rng: &mut SplitMix64, steps: u64) -> (Vec<u8>, u64) {
+    let mut state = Vec::new();
+    let mut latest = T0;
+    for _ in 0..steps {
+        // The wall clock may step back up to 5 s (NTP) as well as forward.
+        let now = (latest + rng.below(3 * SEC)).saturating_sub(rng.below(5 * SEC) * rng.below(2));
+        latest = latest.max(now);
+        let admit = breaker::admit(cfg, &state, now, SEC);
+        if let Some(s) = admit.new_state {
+            state = s;
+        }
+        if let Some(ticket) = admit.admission.ticket() {
+            let failed = rng.below(3) != 0;
+            let at = now + rng.below(SEC);
+            latest = latest.max(at);
+            if let Some(s) = breaker::record(cfg, &state, ticket, failed, at).new_state {
+                state = s;
+            }
+        }
+    }
+    (state, latest)
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    #[test]
+    fn rate_limit_algorithms_keep_their_promises_on_any_state(
+        p in params(),
+        seed in any::<u64>(),
+        rounds in 0u32..6,
+        garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        now_offset in prop_oneof![Just(0u64), 0u64..(10 * 86_400 * SEC)],
+        back in any::<bool>(),
+    ) {
+        let mut rng = SplitMix64::seeded(seed);
+        let mut state = if rng.below(4) == 0 { garbage } else { written_state(&p, &mut rng) };
+        mutate_bytes(&mut state, &mut rng, rounds);
+        let now = if back { T0.saturating_sub(now_offset) } else { T0.saturating_add(now_offset) };
+        check_evaluation(&p, &state, now)?;
+        // Any instant before the year 2262 (at u64::MAX ns the window end saturates).
+        check_evaluation(&p, &state, interesting_u64(&mut rng).min(i64::MAX as u64))?;
+    }
+
+    #[test]
+    fn no_rate_limit_state_written_by_requests_blocks_a_key_for_long(
+        p in params(),
+        seed in any::<u64>(),
+        n in 1u64..120,
+    ) {
+        // Requests at instants that wander (the wall clock steps back up to two windows).
+        let mut rng = SplitMix64::seeded(seed);
+        let mut state = Vec::new();
+        let mut latest = T0;
+        for _ in 0..n {
+            let jitter = rng.below(2 * p.window_ns);
+            let now = if rng.below(3) == 0 { latest.saturating_sub(jitter) } else { latest + jitter / 4 };
+            latest = latest.max(now);
+            if let Some(s) = evaluate(&p, &state, now).new_state {
+                state = s;
+            }
+        }
+        // Long enough for any algorithm to refill completely.
+        let refill = p.window_ns.saturating_mul(p.burst.div_ceil(p.limit) + 2);
+        let later = latest + refill + p.max_delay_ns;
+        let e = evaluate(&p, &state, later);
+        prop_assert_eq!(e.decision, Decision::Admit, "{:?} at +{} ns", p.algorithm, refill);
+    }
+
+    #[test]
+    fn breaker_transitions_never_panic_on_any_state(
+        seed in any::<u64>(),
+        rounds in 0u32..6,
+        rate in any::<bool>(),
+        in_flight in 1u32..4,
+        garbage in proptest::collection::vec(any::<u8>(), 0..160),
+        epoch in any::<u32>(),
+        probe in proptest::option::of(any::<u32>()),
+    ) {
+        let cfg = breaker_cfg(rate, in_flight);
+        let mut rng = SplitMix64::seeded(seed);
+        let (mut state, _) = if rng.below(4) == 0 { (garbage, T0) } else { breaker_history(&cfg, &mut rng, 20) };
+        mutate_bytes(&mut state, &mut rng, rounds);
+        let now = interesting_u64(&mut rng);
+        let _ = breaker::state_of(&cfg, &state, now);
+        let admit = breaker::admit(&cfg, &state, now, interesting_u64(&mut rng));
+        if let Admission::Reject { retry_after_ns } = admit.admission {
+            prop_assert!(retry_after_ns > 0);
+        }
+        for s in admit.new_state.iter() {
+            // What it writes decodes to itself.
+            let decoded = breaker::state::State::decode(&cfg, s);
+            prop_assert_eq!(&decoded.encode(), s);
+        }
+        let ticket = breaker::Ticket { epoch, probe };
+        let _ = breaker::record(&cfg, &state, ticket, rng.below(2) == 0, now);
+        if let Some(t) = admit.admission.ticket() {
+            let _ = breaker::record(&cfg, &state, t, true, now);
+        }
+    }
+
+    #[test]
+    fn no_breaker_stays_open_once_its_upstream_recovers(
+        seed in any::<u64>(),
+        rate in any::<bool>(),
+        in_flight in 1u32..4,
+        steps in 1u64..60,
+    ) {
+        let cfg = breaker_cfg(rate, in_flight);
+        let mut rng = SplitMix64::seeded(seed);
+        let (mut state, latest) = breaker_history(&cfg, &mut rng, steps);
+        // reset_timeout (1 s), every lease (1 s) and the failure-rate window (10 s) have
+        // passed; the upstream now succeeds.
+        let mut now = latest + 13 * SEC;
+        for _ in 0..10 {
+            let admit = breaker::admit(&cfg, &state, now, SEC);
+            if let Some(s) = admit.new_state {
+                state = s;
+            }
+            let ticket = admit.admission.ticket();
+            prop_assert!(ticket.is_some(), "still refusing at +{} ns: {:?}", now - latest, admit.admission);
+            if let Some(t) = ticket {
+                if let Some(s) = breaker::record(&cfg, &state, t, false, now).new_state {
+                    state = s;
+                }
+            }
+            now += 1_000;
+        }
+        prop_assert_eq!(breaker::state_of(&cfg, &state, now), breaker::BreakerState::Closed);
+    }
+
+    #[test]
+    fn slot_buckets_decode_to_what_they_encode(
+        seed in any::<u64>(),
+        rounds in 0u32..5,
+        ways in proptest::collection::vec((1u64.., any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..24)), 0..=WAYS),
+    ) {
+        let mut bucket = Bucket::default();
+        for (i, (fingerprint, last_touched, at_rest_at, state)) in ways.into_iter().enumerate() {
+            bucket.ways[i] = Some(SlotEntry { fingerprint, last_touched, at_rest_at, state });
+        }
+        let mut bytes = bucket.encode().unwrap_or_default();
+        prop_assert_eq!(Bucket::decode(&bytes).ok(), Some(bucket));
+        let mut rng = SplitMix64::seeded(seed);
+        mutate_bytes(&mut bytes, &mut rng, rounds);
+        match Bucket::decode(&bytes) {
+            Ok(b) => match b.encode() {
+                Ok(again) => prop_assert_eq!(Bucket::decode(&again).ok(), Some(b)),
+                Err(e) => prop_assert!(matches!(e, CodecError::StateTooLarge(_)), "{e}"),
+            },
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        let _ = Bucket::decode_or_empty(&bytes).encoded_len();
+    }
+
+    #[test]
+    fn idempotency_records_and_stored_answers_survive_mutation(
+        seed in any::<u64>(),
+        rounds in 0u32..5,
+        owner in any::<u64>(),
+        status in 100u16..600,
+        headers in proptest::collection::vec(("[a-z-]{1,12}", "[ -~]{0,20}"), 0..5),
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+        size in 0u64..5000,
+    ) {
+        let cfg = idempotency_cfg();
+        let mut rng = SplitMix64::seeded(seed);
+        let now = T0 + rng.below(100 * SEC);
+        // A record the machine wrote: claimed, maybe finished.
+        let Some(record_bytes) = (match idem::begin(&cfg, None, Fingerprint([3; 16]), owner, now) {
+            idem::Begin::Execute { new_state, .. } => Some(new_state.bytes),
+            _ => None,
+        }) else { return Err(TestCaseError::fail("a fresh key must execute")) };
+        let outcome = [Outcome::Released, Outcome::Unknown, Outcome::Stored { status, body: None }, Outcome::TooLarge { status }][rng.below(4) as usize];
+        let mut state = match idem::finish(&cfg, Some(&record_bytes), owner, outcome, now + 1) {
+            idem::Finish::Write(s) => s.bytes,
+            _ => record_bytes,
+        };
+        mutate_bytes(&mut state, &mut rng, rounds);
+        if let Some(r) = Record::decode(&state) {
+            prop_assert_eq!(Record::decode(&r.encode()), Some(r));
+        }
+        let at = interesting_u64(&mut rng);
+        let _ = idem::begin(&cfg, Some(&state), Fingerprint([3; 16]), owner, at);
+        let _ = idem::renew(&cfg, &state, owner, at);
+        let _ = idem::finish(&cfg, Some(&state), owner, outcome, at);
+        let _ = idem::at_rest_at(&state);
+
+        // The stored answer blob.
+        let answer = StoredResponse { status, headers, body };
+        if let Ok(encoded) = answer.encode() {
+            let body_ref = encoded.body_ref(1, 1);
+            let mut blob = encoded.blob.clone();
+            prop_assert_eq!(StoredResponse::decode_for(&blob, &body_ref).ok(), Some(answer.clone()));
+            mutate_bytes(&mut blob, &mut rng, rounds.max(1));
+            let _ = StoredResponse::decode_for(&blob, &body_ref);
+            if let Ok(r) = StoredResponse::decode(&blob) {
+                let _ = r.encode();
+            }
+        }
+
+        // The max_stored_bytes budget: never grants past the bound, whatever it read.
+        let mut budget_state = Vec::new();
+        if let idem::Reserve::Granted { new_state } = idem::reserve(&cfg, &budget_state, size, now) {
+            budget_state = new_state;
+        }
+        mutate_bytes(&mut budget_state, &mut rng, rounds);
+        let used_before = idem::used(&cfg, &budget_state, now);
+        if let idem::Reserve::Granted { new_state } = idem::reserve(&cfg, &budget_state, size, now) {
+            prop_assert!(used_before.saturating_add(size) <= cfg.max_stored_bytes);
+            prop_assert!(idem::used(&cfg, &new_state, now) <= cfg.max_stored_bytes);
+        }
+        let _ = idem::refund(&cfg, &budget_state, size, interesting_u64(&mut rng), at);
+    }
+
+    #[test]
+    fn retry_budgets_never_grant_more_than_earned_on_any_state(
+        seed in any::<u64>(),
+        rounds in 0u32..5,
+        deposits in 0u32..50,
+        ratio in 0.0f64..1.0,
+        min_per_second in 0u32..5,
+    ) {
+        let cfg = RetryBudget { ratio, min_per_second };
+        let mut rng = SplitMix64::seeded(seed);
+        let mut state = Vec::new();
+        let mut now = T0;
+        for _ in 0..deposits {
+            now += rng.below(SEC / 2);
+            state = retry_budget::deposit(&state, now);
+        }
+        mutate_bytes(&mut state, &mut rng, rounds);
+        let at = if rng.below(2) == 0 { now } else { interesting_u64(&mut rng) };
+        let balance = retry_budget::balance(&cfg, &state, at);
+        let (granted, new_state) = retry_budget::try_withdraw(&cfg, &state, at);
+        prop_assert_eq!(granted, balance >= 1);
+        prop_assert_eq!(granted, new_state.is_some());
+        // Whatever the bytes said, a decoded window holds at most 10 s of u32 counters: the
+        // grant is bounded by ratio × deposits it could hold plus the floor.
+        let ceiling = (ratio * 10.0 * f64::from(u32::MAX)).floor() as i64 + i64::from(min_per_second) * 10;
+        prop_assert!(balance <= ceiling);
+        let _ = retry_budget::deposit(&state, at);
+    }
+
+    #[test]
+    fn stale_cache_index_entries_decode_to_what_they_encode(
+        status in any::<u16>(), stored_at in any::<u64>(), vary in any::<u64>(), len in any::<u32>(), sum in any::<u64>(),
+        seed in any::<u64>(), rounds in 0u32..4,
+    ) {
+        let e = IndexEntry { status, stored_at, vary_digest: vary, blob_len: len, checksum: sum };
+        let mut bytes = e.encode();
+        prop_assert_eq!(IndexEntry::decode(&bytes), Some(e));
+        mutate_bytes(&mut bytes, &mut SplitMix64::seeded(seed), rounds);
+        if let Some(d) = IndexEntry::decode(&bytes) {
+            prop_assert_eq!(d.encode(), bytes);
+        }
+    }
+
+    #[test]
+    fn the_delivery_queue_stays_within_its_bounds_under_any_schedule(
+        ops in proptest::collection::vec((0u8..4, any::<u64>(), 0usize..3000), 1..80),
+        max_items in 1u32..10,
+        max_bytes in 300u64..20_000,
+    ) {
+        let policy = DeliveryPolicy {
+            backoff: Backoff::new(config::Jitter::Full, std::time::Duration::from_millis(10), std::time::Duration::from_secs(1)),
+            lease_ns: SEC,
+            max_age_ns: 30 * SEC,
+        };
+        let mut q = RequestQueue::new(QueueLimits { max_items, max_bytes }, policy, "idempotency-key");
+        let mut rng = SplitMix64::seeded(7);
+        let mut now = T0;
+        let mut tickets = Vec::new();
+        for (op, x, size) in ops {
+            match op {
+                0 => {
+                    let request = QueuedRequest {
+                        method: "POST".into(),
+                        path: "/q".into(),
+                        authority: "a".into(),
+                        headers: vec![("idempotency-key".into(), format!("k{x}")), ("connection".into(), "close".into())],
+                        body: vec![0; size],
+                    };
+                    let _ = q.enqueue(request, &mut rng, now);
+                }
+                1 => now = now.saturating_add(x % (5 * SEC)),
+                2 => {
+                    while let Some(due) = q.next_due(now) {
+                        if let Due::Deliver(t) = due {
+                            prop_assert!(q.request(t.id).is_some());
+                            prop_assert!(q.call_headers(t.id).is_some());
+                            tickets.push(t);
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(t) = tickets.pop() {
+                        let status = (x % 600) as u16;
+                        let outcome = match x % 3 {
+                            0 => DeliveryOutcome::from_status(Some(status), None),
+                            1 => DeliveryOutcome::Failed { retry_after_ns: Some(interesting_u64(&mut rng)) },
+                            _ => DeliveryOutcome::NotSent { retry_at: interesting_u64(&mut rng) },
+                        };
+                        let _ = q.on_delivery_result(t, outcome, &mut rng, now);
+                    }
+                }
+            }
+            prop_assert!(q.len() <= max_items as usize);
+            prop_assert!(q.bytes() <= max_bytes);
+            if let Some(wake) = q.next_wake() {
+                prop_assert!(wake >= T0);
+            }
+        }
+    }
+}
