@@ -365,3 +365,32 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_tracked_keys_exact() {
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     assert_eq!(envoy.stat("levee_internal_errors"), 0);
 }
+
+#[test]
+fn a_keyed_post_held_by_the_shaper_keeps_its_body_and_completes() {
+    let cfg = serde_json::json!({
+        "rate_limits": [{ "name": "shape", "key": [], "algorithm": "leaky_bucket", "limit": 2, "window": "1s", "burst": 1, "max_delay": "2s" }],
+        "idempotency": {}
+    });
+    let (up, envoy) = start(cfg);
+    let responses = burst(3, |i| {
+        send(
+            envoy.port(),
+            &Request::post("/pay", format!("body-{i}").into_bytes())
+                .header("idempotency-key", format!("shaped-{i}")),
+        )
+    });
+    assert!(
+        responses.iter().all(|r| r.status == 200),
+        "{:?}",
+        responses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let mut bodies: Vec<Vec<u8>> = up.requests().into_iter().map(|r| r.body).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![b"body-0".to_vec(), b"body-1".to_vec(), b"body-2".to_vec()]
+    );
+    assert_eq!(envoy.stat("levee_ratelimit.shape.delayed"), 2);
+    assert_eq!(envoy.stat("levee_held_requests"), 0);
+}

@@ -308,7 +308,15 @@ impl RequestFlow {
 
     /// Whether request body chunks should be passed to [`RequestFlow::on_request_body`].
     pub fn wants_body(&self) -> bool {
-        self.stage == Stage::AwaitBody
+        // While the shaper holds the request, Envoy may deliver (and then never repeat) the
+        // body: read it then too, if a later layer will need it.
+        self.stage == Stage::AwaitBody || (self.stage == Stage::Shaped && self.needs_body())
+    }
+
+    /// A later layer needs the whole body: the idempotency fingerprint or callout mode.
+    fn needs_body(&self) -> bool {
+        let fingerprint = self.keyed.as_ref().is_some_and(|k| k.fingerprint.is_some());
+        fingerprint || self.callout_head.is_some()
     }
 
     /// Request body bytes already passed in (the host reads only what is new).
@@ -397,8 +405,7 @@ impl RequestFlow {
         if let Some(step) = self.refuse_bad_key(plugin, store, now, metrics) {
             return step;
         }
-        let fingerprint = self.keyed.as_ref().is_some_and(|k| k.fingerprint.is_some());
-        if (fingerprint || self.callout_head.is_some()) && !self.end_of_stream {
+        if self.needs_body() && !self.end_of_stream {
             self.stage = Stage::AwaitBody;
             return Step::AwaitBody;
         }

@@ -92,6 +92,12 @@ impl RequestFlow {
             self.body.extend_from_slice(chunk);
         }
         if end_of_stream {
+            // The whole request is here (`after_rate_limits` sees it so once the shaper lets
+            // a held request go).
+            self.end_of_stream = true;
+            if self.stage == Stage::Shaped {
+                return Step::AwaitBody;
+            }
             self.after_body(plugin, store, now, rng, metrics)
         } else {
             Step::AwaitBody
