@@ -75,8 +75,15 @@ impl Context for LeveeHttp {
     }
 
     fn on_done(&mut self) -> bool {
+        // Most requests end with nothing to clean up: skip even the clock read then.
+        let needs_flow =
+            !self.shared.plugin.is_pass_through() && self.stream.borrow().flow.has_loose_ends();
+        let needs_worker = self.shared.worker.borrow().knows(self.id);
+        if !needs_flow && !needs_worker {
+            return true;
+        }
         let now = now();
-        if !self.shared.plugin.is_pass_through() {
+        if needs_flow {
             let mut metrics = HostMetrics(&self.shared.metrics);
             self.stream.borrow_mut().flow.on_done(
                 &self.shared.plugin,

@@ -129,9 +129,16 @@ impl Worker {
     }
 
     /// The stream is gone: cancel its timers and forget it.
+    /// Whether the worker holds anything for stream `id` (timers, callouts, the held gauge).
+    pub(crate) fn knows(&self, id: ContextId) -> bool {
+        self.streams.contains_key(&id) || self.held.contains(&id)
+    }
+
     pub(crate) fn forget(&mut self, id: ContextId, now: UnixNanos) {
         self.timers.cancel_all(id);
-        self.callouts.retain(|_, owner| *owner != id);
+        if !self.callouts.is_empty() {
+            self.callouts.retain(|_, owner| *owner != id);
+        }
         self.streams.remove(&id);
         self.unhold(id);
         self.rearm(now);

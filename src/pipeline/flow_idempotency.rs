@@ -465,6 +465,12 @@ impl RequestFlow {
         self.finish_key(plugin, store, outcome, now, metrics);
     }
 
+    /// Whether [`RequestFlow::on_done`] has anything to do: an idempotency key still held,
+    /// or a callout loop to stop.
+    pub fn has_loose_ends(&self) -> bool {
+        self.owns_key() || self.callout.as_ref().is_some_and(|c| c.is_active())
+    }
+
     /// The stream ended (completed, reset, or the client went away).
     pub fn on_done(
         &mut self,
