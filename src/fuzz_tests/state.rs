@@ -308,7 +308,6 @@ proptest! {
         status in 100u16..600,
         headers in proptest::collection::vec(("[a-z-]{1,12}", "[ -~]{0,20}"), 0..5),
         body in proptest::collection::vec(any::<u8>(), 0..200),
-        _size in 0u64..5000,
     ) {
         let cfg = idempotency_cfg();
         let mut rng = SplitMix64::seeded(seed);

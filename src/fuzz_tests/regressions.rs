@@ -1,0 +1,233 @@
+//! What the fuzzers found, as plain deterministic tests. A test is `#[ignore]`d while its
+//! fix is pending (the lead owns `src/pipeline` and `src/host`); the matching flag in
+//! [`super::flow`] makes the fuzzer tolerate the finding until the fix lands — then flip the
+//! flag, drop the `#[ignore]`, and both check it again.
+
+use serde_json::json;
+
+use super::flow::{plugin, T0};
+use crate::metrics::Recorder;
+use crate::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
+use crate::random::SplitMix64;
+use crate::request::fake::FakeRequest;
+use crate::store::MemoryStore;
+use crate::timer_queue::TimerPurpose;
+
+/// Found by the flow fuzzer (see `SHAPED_BODY_FIXED`).
+#[test]
+#[ignore = "levee bug, fix pending in src/pipeline (branch harden-shaped-body-fix)"]
+fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
+    let doc = json!({
+        "rate_limits": [{ "name": "shaper", "algorithm": "leaky_bucket", "limit": 2, "window": "1s", "burst": 1, "max_delay": "900ms" }],
+        "idempotency": {},
+    });
+    let store = MemoryStore::new();
+    let plugin = plugin(&doc, &store).expect("config");
+    let mut rng = SplitMix64::seeded(1);
+    let mut metrics = Recorder::default();
+    let now = T0;
+    let post = |key: &str| FakeRequest::new("POST", "/pay").header("idempotency-key", key);
+    // The first request takes the bucket's only token.
+    let mut first = RequestFlow::new(1);
+    let step = first.on_request_headers(
+        &plugin,
+        &store,
+        &post("a"),
+        false,
+        now,
+        &mut rng,
+        &mut metrics,
+    );
+    assert_eq!(step, Step::AwaitBody);
+    let step = first.on_request_body(
+        &plugin,
+        &store,
+        b"amount=1",
+        true,
+        now,
+        &mut rng,
+        &mut metrics,
+    );
+    assert_eq!(step, Step::Continue);
+    // The second is shaped; its body arrives (all of it) while it waits.
+    let mut second = RequestFlow::new(2);
+    let step = second.on_request_headers(
+        &plugin,
+        &store,
+        &post("b"),
+        false,
+        now,
+        &mut rng,
+        &mut metrics,
+    );
+    let Step::Hold {
+        wake_at,
+        purpose: TimerPurpose::Release,
+    } = step
+    else {
+        panic!("expected the shaper to hold it, got {step:?}");
+    };
+    if second.wants_body() {
+        let step = second.on_request_body(
+            &plugin,
+            &store,
+            b"amount=2",
+            true,
+            now,
+            &mut rng,
+            &mut metrics,
+        );
+        assert!(second.holds_request(), "{step:?}");
+    } // else Envoy buffers the body and never calls again
+    let step = second.on_timer(
+        &plugin,
+        &store,
+        TimerPurpose::Release,
+        wake_at,
+        &mut rng,
+        &mut metrics,
+    );
+    assert_eq!(
+        step,
+        Some(Step::Continue),
+        "released, the request must go on, not wait for a body it already sent"
+    );
+}
+
+/// Found by the flow fuzzer (see `ROUTER_FALLBACK_MODE_FIXED`): a gRPC request cannot go by
+/// callout, so it goes through the router even though its upstream says `callout`; when the
+/// upstream's answer fails, the chain must run as router mode does after response headers
+/// (stale cache or static only) — never pause the response for a secondary callout.
+#[test]
+#[ignore = "levee bug, fix pending in src/pipeline/flow_fallback.rs: run_fallbacks takes the configured mode"]
+fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response() {
+    let doc = json!({
+        "upstreams": { "svc": { "forward": "callout", "cluster": "c", "fallback": [{ "cluster": "c2" }] } },
+        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }],
+    });
+    let store = MemoryStore::new();
+    let plugin = plugin(&doc, &store).expect("config");
+    let mut rng = SplitMix64::seeded(1);
+    let mut metrics = Recorder::default();
+    let grpc = FakeRequest::new("POST", "/pkg.Svc/Call").header("content-type", "application/grpc");
+    let mut flow = RequestFlow::new(1);
+    let step = flow.on_request_headers(&plugin, &store, &grpc, true, T0, &mut rng, &mut metrics);
+    assert_eq!(step, Step::Continue, "gRPC goes through the router");
+    let answer = UpstreamAnswer {
+        status: 503,
+        flags: 0,
+        headers: Vec::new(),
+        end_of_stream: true,
+    };
+    let (_, replaced) = flow.on_response_headers(&plugin, &store, answer, T0, &mut metrics);
+    assert!(
+        !matches!(
+            replaced,
+            Some(Step::Dispatch(_) | Step::Hold { .. } | Step::AwaitBody | Step::Enqueue(_))
+        ),
+        "the response would be paused for a fallback that cannot replace it: {replaced:?}"
+    );
+    // What the host does if it is paused: a failed secondary ends the chain with Continue,
+    // which resumes the request, not the response.
+    if let Some(Step::Dispatch(_)) = replaced {
+        let step = flow.on_dispatch_failed(&plugin, &store, T0, &mut rng, &mut metrics);
+        assert_ne!(
+            step,
+            Some(Step::Continue),
+            "the paused response would never resume"
+        );
+    }
+}
+
+/// Found by the flow fuzzer (see `SECONDARY_KEEPS_KEY_FIXED`): with the breaker open, a keyed
+/// request is answered by the `cluster` fallback — the request *is* executed, on the
+/// secondary — but its key was released first, so a retry with the same key executes again.
+#[test]
+#[ignore = "levee bug, fix pending in src/pipeline: the key is released before a secondary cluster executes the request"]
+fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
+    let mut executed_twice = Vec::new();
+    for forward in ["router", "callout"] {
+        let doc = json!({
+            "idempotency": {},
+            "upstreams": { "svc": { "forward": forward, "cluster": "c",
+                "circuit_breaker": { "failure_threshold": 1, "reset_timeout": "30s" },
+                "fallback": [{ "cluster": "c2" }] } },
+            "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }],
+        });
+        let store = MemoryStore::new();
+        let plugin = plugin(&doc, &store).expect("config");
+        let mut rng = SplitMix64::seeded(1);
+        let mut metrics = Recorder::default();
+        // One failure opens the breaker.
+        let mut opener = RequestFlow::new(1);
+        let get = FakeRequest::new("GET", "/x");
+        match opener.on_request_headers(&plugin, &store, &get, true, T0, &mut rng, &mut metrics) {
+            Step::Continue => {
+                let answer = UpstreamAnswer {
+                    status: 503,
+                    flags: 0,
+                    headers: Vec::new(),
+                    end_of_stream: true,
+                };
+                let _ = opener.on_response_headers(&plugin, &store, answer, T0, &mut metrics);
+            }
+            Step::Dispatch(_) => {
+                let headers = vec![(":status".to_string(), b"503".to_vec())];
+                let _ = opener.on_callout_response(
+                    &plugin,
+                    &store,
+                    Some(headers),
+                    Vec::new(),
+                    T0,
+                    &mut rng,
+                    &mut metrics,
+                );
+            }
+            other => panic!("{forward}: {other:?}"),
+        }
+        opener.on_done(&plugin, &store, T0, &mut metrics);
+        // A keyed POST (no body) goes to the secondary while the breaker is open...
+        let post = FakeRequest::new("POST", "/pay").header("idempotency-key", "k");
+        let mut first = RequestFlow::new(2);
+        let step =
+            first.on_request_headers(&plugin, &store, &post, true, T0 + 1, &mut rng, &mut metrics);
+        assert!(
+            matches!(&step, Step::Dispatch(r) if r.cluster == "c2"),
+            "{forward}: {step:?}"
+        );
+        // ...and its retry, while the secondary call is still out, must not execute too.
+        let mut retry = RequestFlow::new(3);
+        let step =
+            retry.on_request_headers(&plugin, &store, &post, true, T0 + 2, &mut rng, &mut metrics);
+        if !matches!(&step, Step::Reply(r) if r.status == 409) {
+            executed_twice.push(format!("{forward}, while the secondary works: {step:?}"));
+        }
+        retry.on_done(&plugin, &store, T0 + 2, &mut metrics);
+        // The secondary answers 201: that is the key's answer; a later retry is a replay.
+        let created = vec![(":status".to_string(), b"201".to_vec())];
+        let step = first.on_callout_response(
+            &plugin,
+            &store,
+            Some(created),
+            b"made".to_vec(),
+            T0 + 3,
+            &mut rng,
+            &mut metrics,
+        );
+        assert!(
+            matches!(&step, Some(Step::Reply(r)) if r.status == 201),
+            "{forward}: {step:?}"
+        );
+        first.on_done(&plugin, &store, T0 + 3, &mut metrics);
+        let mut later = RequestFlow::new(4);
+        let step =
+            later.on_request_headers(&plugin, &store, &post, true, T0 + 4, &mut rng, &mut metrics);
+        if !matches!(&step, Step::Reply(r) if r.status == 201 || r.status == 409) {
+            executed_twice.push(format!("{forward}, after the secondary answered: {step:?}"));
+        }
+    }
+    assert!(
+        executed_twice.is_empty(),
+        "the retry executes a second time: {executed_twice:#?}"
+    );
+}
