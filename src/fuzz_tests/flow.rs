@@ -34,12 +34,16 @@ use crate::time::NANOS_PER_SEC as SEC;
 pub(super) const T0: u64 = 1_700_000_000 * SEC;
 /// How long the host waits for a first body callback (`host::worker::BODY_GUARD_NS`).
 pub(super) const BODY_GUARD_NS: u64 = 3 * SEC;
+/// The four flags below name findings whose fixes wait on branch `harden-pipeline-fixes`
+/// (`src/pipeline` belongs to the lead); each lets the simulator tolerate its finding so it
+/// can keep looking for others. Flip one to `true` with its fix.
+///
 /// Whether the flow reads a request body that arrives while the leaky-bucket shaper holds
 /// the request. Until it does, a shaped request that needs its body (idempotency fingerprint,
 /// callout mode) and whose body arrived during the delay waits forever after its release:
 /// Envoy delivered (and buffered) the body while levee did not want it, and sends no second
 /// callback. The fuzzer found it; `a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost`
-/// below pins it. Set to `true` once fixed, so the fuzzer checks it again.
+/// (in `regressions`) pins it. Set to `true` once fixed, so the fuzzer checks it again.
 pub(super) const SHAPED_BODY_FIXED: bool = false;
 /// Whether the secondary-cluster fallback checks the `:status` it reads (100..=999) like the
 /// primary attempts do (`CalloutAnswer::from_parts`). It does not yet: a `:status` of `0` or
@@ -50,8 +54,9 @@ pub(super) const SECONDARY_STATUS_CHECKED: bool = false;
 /// upstream's configured `forward` instead: a request that callout mode does not take (gRPC,
 /// upgrade, CONNECT) goes through the router, and when its answer fails the chain runs as
 /// if in callout mode — a `cluster` (or `queue`) entry pauses the *response* for a callout;
-/// if that fails too the flow says `Continue`, the host resumes the request, and the client
-/// hangs. `the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response`
+/// if that fails too the flow says `Continue`, the host resumes the request, and a response
+/// without a body (nothing else resumes it) hangs; with a body, the secondary is still called
+/// after the primary's answer went out. `the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response`
 /// pins it.
 pub(super) const ROUTER_FALLBACK_MODE_FIXED: bool = false;
 /// Whether a request the `cluster` fallback sends to the secondary keeps its idempotency
