@@ -14,6 +14,8 @@ mod harness;
 mod common;
 #[path = "hostile/disconnects.rs"]
 mod disconnects;
+#[path = "hostile/fairness.rs"]
+mod fairness;
 #[path = "hostile/findings.rs"]
 mod findings;
 #[path = "hostile/input.rs"]
