@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench clean distclean wasm-target
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench clean distclean wasm-target soak
 
 all: build
 
@@ -65,6 +65,12 @@ test: envoy build noop
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  cargo test --all-targets
 	cargo test --doc
+
+## soak: minutes of mixed traffic with injected upstream faults (SOAK_SECS, default 120):
+## RSS over time, errors, and lost or duplicated idempotent executions (must be zero). Not in make test.
+soak: envoy build
+	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) SOAK_SECS=$${SOAK_SECS:-120} \
+	  cargo test --test soak -- --ignored --nocapture
 
 ## lint: clippy (native and wasm, levee and the noop filter) and rustfmt, warnings are errors
 lint: wasm-target
