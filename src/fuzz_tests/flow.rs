@@ -34,17 +34,18 @@ use crate::time::NANOS_PER_SEC as SEC;
 pub(super) const T0: u64 = 1_700_000_000 * SEC;
 /// How long the host waits for a first body callback (`host::worker::BODY_GUARD_NS`).
 pub(super) const BODY_GUARD_NS: u64 = 3 * SEC;
-/// The four flags below name findings whose fixes wait on branch `harden-pipeline-fixes`
-/// (`src/pipeline` belongs to the lead); each lets the simulator tolerate its finding so it
-/// can keep looking for others. Flip one to `true` with its fix.
+/// The flags below name the fuzzer's findings; those still `false` wait for their fix on
+/// branch `harden-pipeline-fixes` (`src/pipeline` belongs to the lead). Each lets the
+/// simulator tolerate its finding so that it can keep looking for others; flip it to `true`
+/// with the fix, and the fuzzer checks it again.
 ///
 /// Whether the flow reads a request body that arrives while the leaky-bucket shaper holds
 /// the request. Until it does, a shaped request that needs its body (idempotency fingerprint,
 /// callout mode) and whose body arrived during the delay waits forever after its release:
 /// Envoy delivered (and buffered) the body while levee did not want it, and sends no second
 /// callback. The fuzzer found it; `a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost`
-/// (in `regressions`) pins it. Set to `true` once fixed, so the fuzzer checks it again.
-pub(super) const SHAPED_BODY_FIXED: bool = false;
+/// (in `regressions`) pins it. Fixed in bc097dd.
+pub(super) const SHAPED_BODY_FIXED: bool = true;
 /// Whether the secondary-cluster fallback checks the `:status` it reads (100..=999) like the
 /// primary attempts do (`CalloutAnswer::from_parts`). It does not yet: a `:status` of `0` or
 /// `42` becomes a reply with that status. Envoy's codec never hands such a status to a

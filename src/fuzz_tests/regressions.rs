@@ -13,9 +13,8 @@ use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
 use crate::timer_queue::TimerPurpose;
 
-/// Found by the flow fuzzer (see `SHAPED_BODY_FIXED`).
+/// Found by the flow fuzzer (see `SHAPED_BODY_FIXED`); fixed in bc097dd.
 #[test]
-#[ignore = "levee bug, fix pending in src/pipeline (branch harden-shaped-body-fix)"]
 fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     let doc = json!({
         "rate_limits": [{ "name": "shaper", "algorithm": "leaky_bucket", "limit": 2, "window": "1s", "burst": 1, "max_delay": "900ms" }],

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::common::*;
 use super::harness::*;
 
+/// Fixed in bc097dd.
 #[test]
-#[ignore = "levee bug, fix on branch harden-pipeline-fixes: a body that arrives while the shaper holds the request is never read"]
 fn a_body_that_arrives_while_the_shaper_holds_the_request_is_read_after_release() {
     // Two tokens a second, no burst: the second POST waits ~500 ms, and its body (sent with
     // the headers) arrives while it waits. It must still be forwarded once released.
