@@ -89,10 +89,13 @@ impl RequestFlow {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Step {
-        let mode = self
-            .upstream
-            .and_then(|i| plugin.config.upstreams.get(i))
-            .map_or(Forward::Router, |u| u.forward);
+        // The mode this request really took: a request that callout mode does not take (gRPC,
+        // upgrade, CONNECT) went through the router even if its upstream says `callout`.
+        let mode = if self.callout.is_some() {
+            Forward::Callout
+        } else {
+            Forward::Router
+        };
         let has_body = self.saved.as_ref().is_some_and(|s| s.has_body);
         let situation = if breaker_open {
             Situation::breaker_open(mode)
