@@ -475,8 +475,12 @@ impl RequestFlow {
                 reply
                     .headers
                     .push(("x-levee-circuit".into(), "open".into()));
-                // The key is released (never forwarded) before any fallback answers.
-                self.release_unforwarded(plugin, store, now, metrics);
+                // Not forwarded: the key is released when the chain answers — unless a
+                // secondary cluster or the queue takes the request on.
+                self.pending_result = Some((
+                    crate::idempotency::outcome::UpstreamResult::RejectedBeforeForwarding,
+                    None,
+                ));
                 self.run_fallbacks(plugin, store, true, Some(reply), now, metrics)
             }
         }

@@ -9,6 +9,7 @@ use crate::fallback::headers::{mark, stale_headers, without_connection_headers};
 use crate::fallback::queue::{accepted_reply, QueueFull, QueueId, QueuedRequest};
 use crate::fallback::MARK_SECONDARY;
 use crate::forward::CalloutRequest;
+use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent, Metrics};
 use crate::problem::LocalReply;
@@ -215,6 +216,9 @@ impl RequestFlow {
                     headers.extend(end_to_end.into_iter().map(|(k, v)| (k, v.into_bytes())));
                     run.secondary_pending = true;
                     self.stage = Stage::Callout;
+                    // The secondary may act on the request: from now on its key is not
+                    // released if the client goes away (the outcome is unknown).
+                    self.forwarded = true;
                     let body = std::mem::take(&mut self.fallback_body);
                     return Step::Dispatch(CalloutRequest {
                         cluster: cluster.clone(),
@@ -332,6 +336,12 @@ impl RequestFlow {
                 let mut headers = without_connection_headers(&headers, &["content-length"]);
                 headers.retain(|(k, _)| !k.starts_with(':'));
                 mark(&mut headers, MARK_SECONDARY);
+                // The secondary executed the request: its answer completes the key's record.
+                let result = UpstreamResult::Response {
+                    status,
+                    body_bytes: body.len() as u64,
+                };
+                self.pending_result = Some((result, Some((status, headers.clone(), body.clone()))));
                 let reply = LocalReply {
                     status,
                     headers,
@@ -341,7 +351,27 @@ impl RequestFlow {
                 };
                 self.fallback_answer(plugin, store, reply, now, metrics)
             }
-            _ => self.next_fallback(plugin, store, now, metrics),
+            failed => {
+                // Nothing happened at the primary (released): the secondary's failure
+                // decides — a reset or timeout there may have acted (unknown).
+                let released = match (&plugin.idempotency, &self.pending_result) {
+                    (Some(layer), Some((r, _))) => {
+                        classify(&layer.config, *r) == OutcomeKind::Released
+                    }
+                    _ => true,
+                };
+                if released {
+                    let result = match failed {
+                        Some(status) => UpstreamResult::Response {
+                            status,
+                            body_bytes: body.len() as u64,
+                        },
+                        None => UpstreamResult::Reset,
+                    };
+                    self.pending_result = Some((result, None));
+                }
+                self.next_fallback(plugin, store, now, metrics)
+            }
         }
     }
 
