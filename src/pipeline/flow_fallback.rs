@@ -318,7 +318,7 @@ impl RequestFlow {
             .find(|(k, _)| k == ":status")
             .and_then(|(_, v)| v.parse::<u16>().ok());
         match status {
-            Some(status) if status < 500 => {
+            Some(status) if (100..500).contains(&status) => {
                 if let Some(index) = self.upstream {
                     metrics.count(Event::Fallback {
                         upstream: index,
