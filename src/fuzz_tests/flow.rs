@@ -50,7 +50,7 @@ pub(super) const SHAPED_BODY_FIXED: bool = true;
 /// primary attempts do (`CalloutAnswer::from_parts`). It does not yet: a `:status` of `0` or
 /// `42` becomes a reply with that status. Envoy's codec never hands such a status to a
 /// callout, so this is defence in depth; the fuzzer feeds garbage there once it is `true`.
-pub(super) const SECONDARY_STATUS_CHECKED: bool = false;
+pub(super) const SECONDARY_STATUS_CHECKED: bool = true;
 /// Whether the fallback chain takes the mode a request was really forwarded in. It takes the
 /// upstream's configured `forward` instead: a request that callout mode does not take (gRPC,
 /// upgrade, CONNECT) goes through the router, and when its answer fails the chain runs as
@@ -59,13 +59,13 @@ pub(super) const SECONDARY_STATUS_CHECKED: bool = false;
 /// without a body (nothing else resumes it) hangs; with a body, the secondary is still called
 /// after the primary's answer went out. `the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response`
 /// pins it.
-pub(super) const ROUTER_FALLBACK_MODE_FIXED: bool = false;
+pub(super) const ROUTER_FALLBACK_MODE_FIXED: bool = true;
 /// Whether a request the `cluster` fallback sends to the secondary keeps its idempotency
 /// key claimed and records the secondary's answer. It does not yet: the key is released
 /// (breaker open: before the chain runs; after a failed attempt: by the primary's outcome),
 /// so a same-key retry executes again. `a_keyed_request_the_secondary_cluster_executes_keeps_its_key`
 /// pins it; until then the simulator does not count a secondary call as an execution.
-pub(super) const SECONDARY_KEEPS_KEY_FIXED: bool = false;
+pub(super) const SECONDARY_KEEPS_KEY_FIXED: bool = true;
 /// No timer levee sets may be further away than this (longest configured wait here: 5 s).
 pub(super) const MAX_WAIT_NS: u64 = 60 * SEC;
 

@@ -98,7 +98,6 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
 /// upstream's answer fails, the chain must run as router mode does after response headers
 /// (stale cache or static only) — never pause the response for a secondary callout.
 #[test]
-#[ignore = "levee bug, fix pending in src/pipeline/flow_fallback.rs: run_fallbacks takes the configured mode"]
 fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response() {
     let doc = json!({
         "upstreams": { "svc": { "forward": "callout", "cluster": "c", "fallback": [{ "cluster": "c2" }] } },
@@ -142,7 +141,6 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
 /// request is answered by the `cluster` fallback — the request *is* executed, on the
 /// secondary — but its key was released first, so a retry with the same key executes again.
 #[test]
-#[ignore = "levee bug, fix pending in src/pipeline: the key is released before a secondary cluster executes the request"]
 fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
     let mut executed_twice = Vec::new();
     for forward in ["router", "callout"] {

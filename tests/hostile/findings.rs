@@ -32,7 +32,6 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_read_after_release(
 }
 
 #[test]
-#[ignore = "levee bug, fix on branch harden-pipeline-fixes: the fallback chain takes the configured mode, not the one the request took"]
 fn a_grpc_request_to_a_callout_upstream_whose_answer_fails_is_never_left_hanging() {
     // gRPC cannot go by callout, so it goes through the router; its 503 must reach the client
     // (router mode after response headers: only stale cache or static may replace it).
@@ -62,7 +61,6 @@ fn a_grpc_request_to_a_callout_upstream_whose_answer_fails_is_never_left_hanging
 }
 
 #[test]
-#[ignore = "levee bug, fix on branch harden-pipeline-fixes: the key is released although the secondary cluster executes the request"]
 fn a_keyed_request_the_secondary_cluster_answers_is_not_executed_twice() {
     for forward in ["router", "callout"] {
         let (up, envoy) = start_with(
