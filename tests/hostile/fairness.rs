@@ -66,12 +66,26 @@ fn an_abusive_client_cannot_exhaust_others_and_evicts_no_more_than_the_policy_al
         );
     }
     // The abuser: 20 000 distinct keys, plus a storm on one key of its own.
+    let rss_before = envoy.rss_bytes();
     let abuse = flood(envoy.port(), ABUSIVE_KEYS, 4, |i| {
         get(format!("abuser-{i}"))
     });
     assert!(abuse.iter().all(|s| *s == 200));
     let storm = flood(envoy.port(), 2_000, 2, |_| get("abuser-storm".into()));
     assert_eq!(storm.iter().filter(|s| **s == 200).count(), LIMIT);
+    // Shared data stays within the bound the tables imply (keys are pre-created; only
+    // their values fill up), whatever the number of distinct clients.
+    let grown = envoy.rss_bytes().saturating_sub(rss_before);
+    let bound = envoy.stat("levee_memory_bound_bytes");
+    eprintln!(
+        "fairness: RSS grew {} KiB under the flood; the tables' bound is {} KiB",
+        grown / 1024,
+        bound / 1024
+    );
+    assert!(
+        grown <= bound + (32 << 20),
+        "RSS grew {grown} bytes, bound {bound}"
+    );
 
     // Nobody else's allowance was consumed: fresh clients get exactly their limit.
     let fresh = flood(envoy.port(), 50 * (LIMIT + 1), 2, |i| {
