@@ -127,6 +127,7 @@ fn run_case(
         no_body_callbacks,
         faults,
         stored_until: HashMap::new(),
+        answers: Vec::new(),
     };
     for _ in 0..steps {
         world.step()?;

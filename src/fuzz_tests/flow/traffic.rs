@@ -13,7 +13,7 @@ use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as SEC};
 
 use super::{MAX_WAIT_NS, SECONDARY_STATUS_CHECKED, SHAPED_BODY_FIXED};
 
-use super::world::{purpose_of, tracing, Phase, Sim, World};
+use super::world::{purpose_of, tracing, Phase, Sim, Whole, World};
 
 impl World<'_> {
     pub(super) fn new_request(&mut self) -> Result<(), TestCaseError> {
@@ -95,8 +95,15 @@ impl World<'_> {
         let step = {
             let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
             let s = &mut sims[i];
-            s.flow
-                .on_request_headers(self.plugin, self.store, &s.req, eos, self.now, rng, metrics)
+            s.flow.on_request_headers(
+                self.plugin,
+                self.store,
+                &Whole(&s.req),
+                eos,
+                self.now,
+                rng,
+                metrics,
+            )
         };
         self.apply(i, step)
     }
@@ -182,7 +189,12 @@ impl World<'_> {
             4 => headers.push(("x-huge".into(), vec![b'h'; 60_000])),
             _ => {}
         }
-        let body = vec![b'r'; rng.below(2000) as usize];
+        let cache = cache_headers(rng);
+        let len = rng.below(2000) as usize;
+        for (n, v) in &cache {
+            headers.push((n.clone(), v.clone().into_bytes()));
+        }
+        let body = self.answer_body(i, &cache, len);
         if tracing() {
             println!("        callout answer for #{i}: fault {fault} status {status:?}");
         }
@@ -242,14 +254,21 @@ impl World<'_> {
         let status = [200u16, 201, 204, 404, 408, 429, 500, 502, 503, 504][rng.below(10) as usize];
         // Envoy's response flags: mostly none, sometimes upstream reset / connect failure / timeout.
         let flags = [0u64, 0, 0, 0x10, 0x20, 0x100, u64::MAX][rng.below(7) as usize];
-        let body = vec![b'u'; rng.below(1500) as usize];
+        let len = rng.below(1500) as usize;
+        let cache = cache_headers(rng);
+        let body = self.answer_body(i, &cache, len);
+        let rng = &mut self.rng;
         let answer = UpstreamAnswer {
             status,
             flags,
-            headers: vec![
-                ("content-type".into(), "text/plain".into()),
-                ("x-big".into(), "v".repeat(rng.below(3) as usize * 30_000)),
-            ],
+            headers: [
+                vec![
+                    ("content-type".into(), "text/plain".into()),
+                    ("x-big".into(), "v".repeat(rng.below(3) as usize * 30_000)),
+                ],
+                cache,
+            ]
+            .concat(),
             end_of_stream: body.is_empty(),
         };
         let (_add, replaced) = {
@@ -481,4 +500,28 @@ impl World<'_> {
             }
         }
     }
+}
+
+/// Response headers the stale cache reads: cacheability, variants, credentials.
+fn cache_headers(rng: &mut crate::random::SplitMix64) -> Vec<(String, String)> {
+    const CHOICES: [(&str, &str); 12] = [
+        ("cache-control", "public, max-age=60"),
+        ("cache-control", "private"),
+        ("cache-control", "no-store"),
+        ("cache-control", "s-maxage=5, ,,=,"),
+        ("cache-control", "\"quoted, no-store\""),
+        ("vary", "x-user"),
+        ("vary", "*"),
+        ("vary", "X-User, accept-encoding, ,x-user"),
+        ("vary", ""),
+        ("set-cookie", "a=b"),
+        ("age", "-1"),
+        ("expires", "0"),
+    ];
+    (0..rng.below(3))
+        .map(|_| {
+            let (n, v) = CHOICES[rng.below(CHOICES.len() as u64) as usize];
+            (n.to_string(), v.to_string())
+        })
+        .collect()
 }

@@ -73,6 +73,9 @@ pub(super) struct World<'a> {
     pub(super) faults: bool,
     /// Per key: until when its stored answer must be replayed, not executed again.
     pub(super) stored_until: HashMap<(Vec<u8>, String), u64>,
+    /// Every upstream answer handed to levee, by the id its body starts with (`resp-<id>;`):
+    /// the request it answered, and whether it varied on `x-user`.
+    pub(super) answers: Vec<Origin>,
 }
 
 fn purpose_code(p: TimerPurpose) -> u8 {
@@ -83,6 +86,50 @@ fn purpose_code(p: TimerPurpose) -> u8 {
         TimerPurpose::Poll => 3,
         TimerPurpose::Renew => 4,
     }
+}
+
+/// A [`FakeRequest`] that also lists all its headers, as the host's attributes do (the
+/// fake's default `all_headers` is empty, which would hide every `Vary` value and every
+/// header a callout or secondary copies).
+pub(super) struct Whole<'a>(pub(super) &'a FakeRequest);
+
+impl crate::request::RequestAttributes for Whole<'_> {
+    fn method(&self) -> &str {
+        self.0.method()
+    }
+    fn path_and_query(&self) -> &str {
+        self.0.path_and_query()
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.header(name)
+    }
+    fn source_address(&self) -> Option<&str> {
+        self.0.source_address()
+    }
+    fn route_name(&self) -> Option<&str> {
+        self.0.route_name()
+    }
+    fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
+        self.0.metadata(filter, path)
+    }
+    fn all_headers(&self) -> Vec<(String, Vec<u8>)> {
+        let mut all = vec![
+            (":method".to_string(), self.0.method.clone().into_bytes()),
+            (":path".to_string(), self.0.path.clone().into_bytes()),
+            (":authority".to_string(), b"sim".to_vec()),
+        ];
+        all.extend(self.0.headers.iter().cloned());
+        all
+    }
+}
+
+/// Where an upstream answer came from (for the stale-cache check).
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) user: Option<Vec<u8>>,
+    pub(super) vary_user: bool,
 }
 
 pub(super) fn purpose_of(code: u8) -> TimerPurpose {
@@ -168,6 +215,9 @@ impl World<'_> {
             }
             Step::Reply(r) => {
                 self.check_reply(i, r.status, r.details, &r.headers)?;
+                if r.details == "levee_fallback_stale_cache" {
+                    self.check_stale_copy(i, &r.body)?;
+                }
                 self.sims[i].phase = Phase::Answered;
                 self.end_execution(i, Some(r.status), r.details == "levee_callout");
             }
@@ -287,6 +337,64 @@ impl World<'_> {
         };
         prop_assert!(allowed, "{details} answered {status}");
         Ok(())
+    }
+
+    /// A stale copy answers only the request it was stored for: same method and path, and
+    /// the same `x-user` when the answer varied on it.
+    pub(super) fn check_stale_copy(&self, i: usize, body: &[u8]) -> Result<(), TestCaseError> {
+        let text = String::from_utf8_lossy(body);
+        let id = text
+            .strip_prefix("resp-")
+            .and_then(|t| t.split(';').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let origin = id.and_then(|id| self.answers.get(id));
+        prop_assert!(
+            origin.is_some(),
+            "a stale copy that no upstream answered: {text:.40}"
+        );
+        if tracing() {
+            println!(
+                "        stale copy {id:?} from {origin:?}; answering {:?}",
+                self.sims[i].req
+            );
+        }
+        if let Some(o) = origin {
+            use crate::request::RequestAttributes;
+            let req = &self.sims[i].req;
+            prop_assert_eq!(&o.method, &req.method, "a stale copy for another method");
+            prop_assert_eq!(&o.path, &req.path, "a stale copy for another path");
+            if o.vary_user {
+                prop_assert_eq!(
+                    o.user.as_deref(),
+                    req.header("x-user"),
+                    "a stale copy for another x-user (Vary)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// An upstream answer's body of `len` bytes, tagged with a new id for request `i`.
+    pub(super) fn answer_body(
+        &mut self,
+        i: usize,
+        headers: &[(String, String)],
+        len: usize,
+    ) -> Vec<u8> {
+        use crate::request::RequestAttributes;
+        let req = &self.sims[i].req;
+        let vary_user = headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("vary") && v.to_ascii_lowercase().contains("x-user")
+        });
+        self.answers.push(Origin {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            user: req.header("x-user").map(<[u8]>::to_vec),
+            vary_user,
+        });
+        let mut body = format!("resp-{};", self.answers.len() - 1).into_bytes();
+        body.resize(body.len().max(len), b'.');
+        body
     }
 
     pub(super) fn start_execution(&mut self, i: usize) -> Result<(), TestCaseError> {
