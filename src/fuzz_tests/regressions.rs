@@ -1,7 +1,7 @@
-//! What the fuzzers found, as plain deterministic tests. A test is `#[ignore]`d while its
-//! fix is pending (the lead owns `src/pipeline` and `src/host`); the matching flag in
-//! [`super::flow`] makes the fuzzer tolerate the finding until the fix lands — then flip the
-//! flag, drop the `#[ignore]`, and both check it again.
+//! What the fuzzers found, as plain deterministic tests (all fixed on main; the matching
+//! flags in [`super::flow`] are `true`, so the simulator checks them too). A new finding
+//! whose fix is pending gets an `#[ignore]`d test here and a `false` flag there, so that the
+//! fuzzer can keep looking for others meanwhile.
 
 use serde_json::json;
 
