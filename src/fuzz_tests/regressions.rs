@@ -228,3 +228,58 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
         "the retry executes a second time: {executed_twice:#?}"
     );
 }
+
+/// Do answers that expired keep `max_stored_bytes` occupied? Waves of keyed requests, each
+/// wave's answers well within the budget (8 × ~1 KB of 16 KB), each wave after the last
+/// one's `ttl`: every answer of the current wave should be kept and replayed. Found: only
+/// 111 of 240 are. A dead answer's blob (and its bytes in the stored-bytes counter) is
+/// freed only when a new record claims *that same slot*; records that expire, or that a
+/// bucket write drops, leave their blobs counted. Memory stays bounded (the counter never
+/// passes the cap), but replays silently degrade to "409 completed, answer not kept" once
+/// dead answers fill the cap — with the defaults, as soon as the table's 65 536 slots have
+/// held answers averaging over 1 KiB. Proposal in the hardening report.
+#[test]
+#[ignore = "levee limitation, fix pending in src/pipeline/idempotency_gate.rs: expired answers stay counted until their slot is claimed again"]
+fn expired_answers_do_not_keep_the_stored_bytes_budget_full() {
+    let doc = json!({ "limits": { "max_tracked_keys": 64 },
+        "idempotency": { "ttl": "1s", "max_body_bytes": 1024, "max_stored_bytes": 16384 } });
+    let store = MemoryStore::new();
+    let plugin = plugin(&doc, &store).expect("config");
+    let mut rng = SplitMix64::seeded(3);
+    let mut metrics = Recorder::default();
+    let mut now = T0;
+    let (mut kept, mut total) = (0, 0);
+    for wave in 0..30 {
+        for k in 0..8 {
+            let key = format!("w{wave}-k{k}");
+            let post = FakeRequest::new("POST", "/pay").header("idempotency-key", &key);
+            let mut flow = RequestFlow::new(crate::random::RandomSource::next_u64(&mut rng));
+            let step =
+                flow.on_request_headers(&plugin, &store, &post, true, now, &mut rng, &mut metrics);
+            assert_eq!(step, Step::Continue, "{key}");
+            let answer = UpstreamAnswer {
+                status: 200,
+                flags: 0,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                end_of_stream: false,
+            };
+            let _ = flow.on_response_headers(&plugin, &store, answer, now, &mut metrics);
+            flow.on_response_body(&plugin, &store, &[b'a'; 1000], true, now, &mut metrics);
+            flow.on_done(&plugin, &store, now, &mut metrics);
+            // The client retries at once: a replay if the answer was kept.
+            let mut retry = RequestFlow::new(crate::random::RandomSource::next_u64(&mut rng));
+            let step =
+                retry.on_request_headers(&plugin, &store, &post, true, now, &mut rng, &mut metrics);
+            total += 1;
+            if matches!(&step, Step::Reply(r) if r.details == "levee_idempotent_replay") {
+                kept += 1;
+            }
+            retry.on_done(&plugin, &store, now, &mut metrics);
+        }
+        now += 2 * crate::time::NANOS_PER_SEC;
+    }
+    assert_eq!(
+        kept, total,
+        "{kept} of {total} answers kept although each wave's live answers fit the budget"
+    );
+}
