@@ -49,7 +49,8 @@ fn config() -> serde_json::Value {
         "rate_limits": [{ "name": "per-user", "match": { "path_prefix": "/api/" }, "key": ["header:x-user"],
                           "algorithm": "token_bucket", "limit": 50, "window": "1s", "burst": 20 }],
         "idempotency": { "methods": ["POST"], "ttl": "30s", "lock_timeout": LOCK_TIMEOUT,
-                         "max_body_bytes": 4096, "on_internal_error": "deny" },
+                         "max_body_bytes": 4096, "max_stored_bytes": 2097152,
+                         "on_internal_error": "deny" },
         "upstreams": {
             "pay": { "circuit_breaker": { "failure_threshold": 50, "reset_timeout": "1s" } },
             "cpay": { "forward": "callout", "cluster": "upstream", "timeout": "800ms",
