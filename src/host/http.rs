@@ -43,7 +43,8 @@ impl LeveeHttp {
             }
             Step::Reply(r) => {
                 self.shared.worker.borrow_mut().unhold(self.id);
-                reply::send(&r, self.stream.borrow().grpc);
+                let grpc = self.stream.borrow_mut().grpc();
+                reply::send(&r, grpc);
                 Action::Pause
             }
             step @ (Step::Hold { .. } | Step::AwaitBody) => {
@@ -104,13 +105,12 @@ impl HttpContext for LeveeHttp {
             return Action::Continue;
         }
         let now = now();
-        let attrs = HostAttributes::default();
+        let attrs = HostAttributes::new(plugin.few_header_reads);
         let mut metrics = HostMetrics(&self.shared.metrics);
         let step = {
             let mut stream = self.stream.borrow_mut();
-            stream.set_grpc(attrs.header("content-type"));
             let mut rng = self.shared.rng.borrow_mut();
-            stream.flow.on_request_headers(
+            let step = stream.flow.on_request_headers(
                 plugin,
                 &EnvoyStore,
                 &attrs,
@@ -118,7 +118,13 @@ impl HttpContext for LeveeHttp {
                 now,
                 &mut *rng,
                 &mut metrics,
-            )
+            );
+            if !matches!(step, Step::Continue) {
+                // levee may answer this request itself, now or later: note whether it is gRPC
+                // while its headers are at hand.
+                stream.set_grpc(attrs.header("content-type"));
+            }
+            step
         };
         self.apply_now(step, now)
     }

@@ -35,19 +35,32 @@ pub(crate) const BODY_GUARD_NS: u64 = 3 * NANOS_PER_SEC;
 #[derive(Debug, Default)]
 pub(crate) struct Stream {
     pub(crate) flow: RequestFlow,
-    pub(crate) grpc: bool,
+    /// Whether the request is gRPC (its local replies then carry a grpc-status); `None`
+    /// until a reply may be needed: requests that levee only lets through never read it.
+    grpc: Option<bool>,
 }
 
 impl Stream {
     pub(crate) fn new(owner: u64) -> Self {
         Self {
             flow: RequestFlow::new(owner),
-            grpc: false,
+            grpc: None,
         }
     }
 
     pub(crate) fn set_grpc(&mut self, content_type: Option<&[u8]>) {
-        self.grpc = is_grpc(content_type);
+        self.grpc = Some(is_grpc(content_type));
+    }
+
+    /// Whether the request is gRPC, reading its `content-type` now if nobody has yet.
+    pub(crate) fn grpc(&mut self) -> bool {
+        *self.grpc.get_or_insert_with(|| {
+            let content_type =
+                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "content-type")
+                    .ok()
+                    .flatten();
+            is_grpc(content_type.as_deref())
+        })
     }
 }
 
@@ -277,7 +290,7 @@ impl Shared {
                         "levee: requests held for their body get no body callbacks: set allow_on_headers_stop_iteration: true in the wasm plugin config (they are answered 500 after 3 s)",
                     );
                 }
-                let grpc = stream.borrow().grpc;
+                let grpc = stream.borrow_mut().grpc();
                 reply::send(&r, grpc);
             }
             Step::Hold { .. } | Step::AwaitBody => {

@@ -17,6 +17,7 @@ pub mod flow;
 mod flow_callout;
 mod flow_fallback;
 mod flow_idempotency;
+pub mod header_reads;
 pub mod idempotency_gate;
 pub mod saved_request;
 
@@ -44,6 +45,9 @@ pub struct Plugin {
     pub idempotency: Option<idempotency_gate::IdempotencyLayer>,
     /// Per upstream (same index as `config.upstreams`): its stale cache, if configured.
     pub caches: Vec<Option<crate::fallback::cache::StaleCache>>,
+    /// The common path reads at most two distinct headers ([`header_reads`]): the host
+    /// adapter reads them one by one instead of fetching the whole map.
+    pub few_header_reads: bool,
 }
 
 impl Plugin {
@@ -67,6 +71,7 @@ impl Plugin {
             })
             .collect();
         Self {
+            few_header_reads: header_reads::few_header_reads(&config),
             hasher: KeyHasher::new(secret),
             limiter,
             idempotency,

@@ -24,8 +24,9 @@ pub fn matches(m: &RequestMatch, req: &dyn RequestAttributes) -> bool {
             return false;
         }
     }
-    if let Some(prefix) = &m.path_prefix {
-        if !path_only(req.path_and_query()).starts_with(prefix.as_str()) {
+    // "/" is every path, as in Envoy's `prefix: "/"`: no need to read it.
+    if let Some(prefix) = m.path_prefix.as_deref().filter(|p| *p != "/") {
+        if !path_only(req.path_and_query()).starts_with(prefix) {
             return false;
         }
     }
@@ -80,6 +81,15 @@ mod tests {
         assert!(!matches(&rule, &FakeRequest::get("/api")));
         let exact = m(Some("/api"), &[], None, &[]);
         assert!(!matches(&exact, &FakeRequest::get("/a?pi")));
+    }
+
+    #[test]
+    fn root_prefix_matches_every_request_without_reading_the_path() {
+        let rule = m(Some("/"), &[], None, &[]);
+        assert!(matches(&rule, &FakeRequest::get("/anything?x=1")));
+        // `OPTIONS *` and CONNECT have no "/" path; "/" still covers them, like no prefix.
+        assert!(matches(&rule, &FakeRequest::new("OPTIONS", "*")));
+        assert!(matches(&rule, &FakeRequest::new("CONNECT", "")));
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! The cost of levee's pure request path, without Envoy: ns per request for a plugin config,
+//! and the shared-data reads and writes per request by key family (`COUNT=1`).
+//!
+//! `cargo run --release --example flow_cost -- '<plugin json>' [requests]`
+//!
+//! Why: `make bench` measures levee inside Envoy, where host calls dominate; this isolates
+//! the plain-Rust part (matching, hashing, slot buckets, algorithms, headers) so that a change
+//! to it can be measured alone, and shows how many shared-data calls a config costs.
+use levee::metrics::{Event, Metrics};
+use levee::pipeline::flow::{RequestFlow, UpstreamAnswer};
+use levee::pipeline::Plugin;
+use levee::random::SplitMix64;
+use levee::request::RequestAttributes;
+use levee::store::{ensure_key, MemoryStore};
+
+struct Req {
+    headers: Vec<(String, Vec<u8>)>,
+}
+impl RequestAttributes for Req {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn path_and_query(&self) -> &str {
+        "/"
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    fn source_address(&self) -> Option<&str> {
+        Some("127.0.0.1:40000")
+    }
+    fn route_name(&self) -> Option<&str> {
+        None
+    }
+    fn metadata(&self, _: &str, _: &[String]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+struct Counting<'a> {
+    inner: &'a MemoryStore,
+    seen: std::cell::RefCell<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+fn family(k: &str) -> String {
+    k.trim_end_matches(|c: char| c.is_ascii_digit()).to_string()
+}
+impl levee::store::SharedStore for Counting<'_> {
+    fn get(&self, key: &str) -> Result<Option<levee::store::Versioned>, levee::store::ReadError> {
+        self.seen.borrow_mut().entry(family(key)).or_default().0 += 1;
+        self.inner.get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        v: &[u8],
+        cas: Option<levee::store::Cas>,
+    ) -> Result<(), levee::store::WriteError> {
+        self.seen.borrow_mut().entry(family(key)).or_default().1 += 1;
+        self.inner.set(key, v, cas)
+    }
+}
+
+struct NoMetrics;
+impl Metrics for NoMetrics {
+    fn count(&mut self, _: Event) {}
+    fn breaker_state(&mut self, _: usize, _: u8) {}
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.get(1).cloned().unwrap_or_else(|| "{}".into());
+    let n: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let cfg = levee::config::parse(json.as_bytes()).map_err(|e| e.to_string())?;
+    let plugin = Plugin::new(cfg, [1; 16]);
+    let store = MemoryStore::new();
+    for t in plugin.tables() {
+        t.ensure_created(&store).map_err(|e| format!("{e:?}"))?;
+    }
+    for k in plugin.plain_keys() {
+        ensure_key(&store, &k, b"").map_err(|e| format!("{e:?}"))?;
+    }
+    let counting = Counting {
+        inner: &store,
+        seen: Default::default(),
+    };
+    let store_ref: &dyn levee::store::SharedStore = if std::env::var("COUNT").is_ok() {
+        &counting
+    } else {
+        &store
+    };
+    let mut rng = SplitMix64::seeded(1);
+    let mut m = NoMetrics;
+    let req = Req {
+        headers: [
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "127.0.0.1:1000"),
+            ("x-user", "bench-user"),
+            ("user-agent", "wrk"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect(),
+    };
+    let start = std::time::Instant::now();
+    let mut now: u64 = 1_700_000_000_000_000_000;
+    for i in 0..n {
+        now += 1000;
+        let mut flow = RequestFlow::new(i);
+        let _ = flow.on_request_headers(&plugin, store_ref, &req, true, now, &mut rng, &mut m);
+        let answer = UpstreamAnswer {
+            status: 200,
+            flags: 0,
+            headers: vec![],
+            end_of_stream: false,
+        };
+        let _ = flow.on_response_headers(&plugin, store_ref, answer, now, &mut m);
+        flow.on_done(&plugin, store_ref, now, &mut m);
+    }
+    let el = start.elapsed();
+    for (k, (g, st)) in counting.seen.borrow().iter() {
+        println!("  {k}: gets {g} sets {st}");
+    }
+    let st = store.stats();
+    println!(
+        "gets/request {:.2} sets/request {:.2}",
+        st.gets as f64 / n as f64,
+        st.sets as f64 / n as f64
+    );
+    println!("{:.0} ns/request", el.as_nanos() as f64 / n as f64);
+    Ok(())
+}
