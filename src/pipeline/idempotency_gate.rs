@@ -162,7 +162,7 @@ impl IdempotencyLayer {
                     now,
                 ) {
                     // The slot is ours: whatever answer its previous record left is dead.
-                    Ok(()) => self.clear_body(store, slot),
+                    Ok(_) => self.clear_body(store, slot),
                     Err(TableError::Conflict) => continue,
                     Err(e) => return Err(e),
                 }
