@@ -17,7 +17,10 @@ pub mod flow;
 mod flow_callout;
 mod flow_fallback;
 mod flow_idempotency;
+mod idempotency_answers;
 pub mod idempotency_gate;
+#[cfg(test)]
+mod idempotency_tests;
 pub mod saved_request;
 
 pub use flow_fallback::Enqueue;
