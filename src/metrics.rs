@@ -81,10 +81,12 @@ pub enum IdempotencyEvent {
     Unknown,
     TooLarge,
     InvalidKey,
+    /// A new key evicted the completed record written longest ago from its full bucket.
+    Evicted,
 }
 
 impl IdempotencyEvent {
-    pub const ALL: [IdempotencyEvent; 8] = [
+    pub const ALL: [IdempotencyEvent; 9] = [
         Self::Stored,
         Self::Replayed,
         Self::Conflict,
@@ -93,6 +95,7 @@ impl IdempotencyEvent {
         Self::Unknown,
         Self::TooLarge,
         Self::InvalidKey,
+        Self::Evicted,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -104,6 +107,7 @@ impl IdempotencyEvent {
             Self::Unknown => "levee_idempotency_unknown",
             Self::TooLarge => "levee_idempotency_too_large",
             Self::InvalidKey => "levee_idempotency_invalid_key",
+            Self::Evicted => "levee_idempotency_evicted",
         }
     }
 }

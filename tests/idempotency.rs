@@ -1,6 +1,7 @@
 //! Idempotency keys against a real Envoy with 4 workers (router mode): one execution per key
 //! under concurrency, byte-for-byte replays, every error status, each outcome class
-//! (released / unknown / stored), lock renewal, TTL expiry and tenant scoping.
+//! (released / unknown / stored), lock renewal, TTL expiry, tenant scoping, and a record
+//! table much smaller than the keys that come by.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
@@ -362,4 +363,58 @@ fn max_stored_bytes_bounds_the_stored_answers() {
         (4096..64 << 20).contains(&bound),
         "bound {bound} counts max_stored_bytes, not every slot at max_body_bytes"
     );
+}
+
+#[test]
+fn many_more_unique_keys_than_max_tracked_keys_all_execute_and_recent_ones_replay() {
+    // 64 slots = 16 buckets of 4; records stay live for 24 h, so unique keys fill every
+    // bucket with completed records almost at once. Three clients at a time: at most three
+    // records are in flight, so no bucket is ever four in-flight records (that stays `503`).
+    let (up, envoy) = start_with(serde_json::json!({}), |o| {
+        o.plugin_config = serde_json::json!({
+            "limits": { "max_tracked_keys": 64 },
+            "idempotency": {}
+        })
+        .to_string();
+    });
+    let (clients, per_client) = (3, 150);
+    let failures: Vec<String> = burst(clients, |c| {
+        let mut failures = Vec::new();
+        for n in 0..per_client {
+            let key = format!("unique-{c}-{n}");
+            let first = send(envoy.port(), &keyed(&key, "amount=1"));
+            if first.status != 200 || first.header("idempotent-replayed").is_some() {
+                failures.push(format!("{key}: {} {}", first.status, first.text()));
+            }
+            let retry = send(envoy.port(), &keyed(&key, "amount=1"));
+            if retry.header("idempotent-replayed").as_deref() != Some("true") {
+                failures.push(format!("{key} retry: {} {}", retry.status, retry.text()));
+            }
+        }
+        failures
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+    let keys = (clients * per_client) as u64;
+    assert_eq!(up.count() as u64, keys, "each key executed once");
+    assert_eq!(envoy.stat("levee_internal_errors"), 0, "no 503");
+    assert!(envoy.stat("levee_idempotency_evicted") >= keys - 64);
+    // A recent key is still replayed...
+    let recent = send(envoy.port(), &keyed("unique-0-149", "amount=1"));
+    assert_eq!(
+        recent.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    // ...and the documented price: the oldest completed records were evicted, so a retry of
+    // the very first key executes again.
+    let oldest = send(envoy.port(), &keyed("unique-0-0", "amount=1"));
+    assert_eq!(oldest.status, 200);
+    assert!(oldest.header("idempotent-replayed").is_none());
+    assert_eq!(executions(&up, "unique-0-0"), 2);
 }

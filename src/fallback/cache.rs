@@ -306,7 +306,7 @@ impl StaleCache {
                 .index
                 .try_commit(store, &lookup, &entry, at_rest_at, now)
             {
-                Ok(()) => return Ok(Stored::Written { slot }),
+                Ok(_) => return Ok(Stored::Written { slot }),
                 Err(TableError::Conflict) => continue,
                 Err(e) => return Err(CacheError::Table(e)),
             }

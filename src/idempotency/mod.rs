@@ -25,9 +25,11 @@
 //!
 //! Limits: state lives in shared data, i.e. in **one Envoy process** (all its workers, not
 //! other replicas, and not across a restart); records live in a bounded table, so with more
-//! than `max_tracked_keys` live keys the oldest may be evicted; `max_stored_bytes` bounds the
-//! stored answers (a byte counter next to the records, kept by the pipeline's idempotency
-//! gate), and an answer that does not fit is remembered by status only.
+//! than `max_tracked_keys` live keys the *completed* record written longest ago in a full
+//! bucket is evicted (a retry of that key executes again; an in-flight record is never
+//! evicted: [`record::evictable`]); `max_stored_bytes` bounds the stored answers (a byte
+//! counter next to the records, kept by the pipeline's idempotency gate), and an answer that
+//! does not fit is remembered by status only.
 //! The owner renews its lock every `lock_timeout / 3` while its request lives, so a slow but
 //! alive first request is never retaken under it.
 //!
@@ -58,7 +60,7 @@ pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use key::{parse_key, scoped_key, IdempotencyKey, KeyError};
 pub use machine::{begin, finish, renew, renew_interval_ns, Begin, Finish, NewState, Outcome};
 pub use outcome::{classify, OutcomeKind, UpstreamResult};
-pub use record::{at_rest_at, BodyRef, Completed, InFlight, Record, TooLarge};
+pub use record::{at_rest_at, evictable, BodyRef, Completed, InFlight, Record, TooLarge};
 pub use replay::{replay, replay_headers, Replay, KEY_ECHO_HEADER, REPLAYED_HEADER};
 pub use response::{DecodeError, EncodedResponse, StoredResponse, TooLargeToEncode};
 

@@ -205,6 +205,14 @@ pub fn at_rest_at(state: &[u8]) -> UnixNanos {
     Record::decode(state).map_or(0, |r| r.at_rest_at())
 }
 
+/// Whether the record table may evict a *live* entry holding these state bytes to make room
+/// for a new key: anything but an [`InFlight`] record. Forgetting a finished answer means a
+/// later retry of that key executes again; forgetting an in-flight one would let a retry
+/// execute while the first execution is still running. (Unreadable bytes are no record.)
+pub fn evictable(state: &[u8]) -> bool {
+    !matches!(Record::decode(state), Some(Record::InFlight(_)))
+}
+
 /// A bounds-checked little-endian cursor; every read is `None` past the end.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -303,6 +311,15 @@ mod tests {
         assert_eq!(at_rest_at(&s[0].encode()), 30);
         assert!(!s[0].is_at_rest(29));
         assert!(s[0].is_at_rest(30));
+    }
+
+    #[test]
+    fn only_in_flight_records_are_never_evictable() {
+        let s = samples();
+        assert!(!evictable(&s[0].encode()), "in flight");
+        assert!(evictable(&s[1].encode()) && evictable(&s[2].encode()));
+        assert!(evictable(&s[3].encode()), "too large");
+        assert!(evictable(&[]) && evictable(b"garbage"));
     }
 
     #[test]

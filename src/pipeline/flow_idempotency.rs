@@ -158,6 +158,9 @@ impl RequestFlow {
                 return self.answer(plugin, store, reply, now, metrics);
             }
         };
+        if claim.evicted {
+            metrics.count(Event::Idempotency(IdempotencyEvent::Evicted));
+        }
         let echo = keyed.key.header_value();
         match claim.begin {
             Begin::Execute { .. } => {

@@ -3,33 +3,45 @@
 //!
 //! Keys (all pre-created at configure time, so no request ever creates a key):
 //! - `levee:v1:idem:records:<bucket>` — the per-key records (a few dozen bytes each), in a
-//!   [`SlotTable`] that never evicts a live record ([`Eviction::NeverLive`]): evicting one
-//!   would let a retry execute twice. A full table is an internal error (`on_internal_error`).
+//!   [`SlotTable`] of `max_tracked_keys` slots. When a new key finds its 4-way bucket full of
+//!   live records, the **completed** record written longest ago is evicted
+//!   ([`RECORD_EVICTION`]); an **in-flight** record never is, and a bucket of four in-flight
+//!   records is an internal error (`on_internal_error`).
+//!   Why evict at all: records stay live for `ttl` (24 h by default) after completing, so
+//!   with unique keys per request every bucket fills up with finished answers long before
+//!   the table as a whole is full, and refusing every new key of such a bucket (`503`) is
+//!   worse than forgetting its oldest answer. What eviction costs: a retry of the evicted key
+//!   executes again — the one promise idempotency makes, broken for the key least likely to
+//!   be retried. It is counted (`levee_idempotency_evicted`), and `max_tracked_keys` should
+//!   exceed the keys to keep for `ttl`. An in-flight record is different: evicting it would
+//!   let a retry execute *while the first execution runs*, which no table size excuses.
 //! - `levee:v1:idem:body:<slot>` — one stored answer per record slot, written *before* the
-//!   record names it; the record's [`BodyRef`] (length + checksum) must match for a replay.
-//! - `levee:v1:idem:budget` — bytes held by stored answers (a counter), bounded by
-//!   `max_stored_bytes`: storing an answer adds its size (minus what it replaces), and a new
-//!   record claiming a slot frees the answer the slot's previous record left behind.
+//!   record names it; the record's [`BodyRef`](crate::idempotency::BodyRef) (length +
+//!   checksum) must match for a replay.
+//! - `levee:v1:idem:budget` — bytes held by stored answers, bounded by `max_stored_bytes`;
+//!   how it stays exact, and when answers are freed, is in [`super::idempotency_answers`].
 
 use crate::config::{ClientIpConfig, IdempotencyConfig};
 use crate::idempotency::machine::{begin, finish, renew, Begin, Finish, Outcome};
-use crate::idempotency::record::Completed;
+use crate::idempotency::record::{evictable, Completed};
 use crate::idempotency::replay::{replay, Replay};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{parse_key, scoped_key, Fingerprint, IdempotencyKey, KeyError};
 use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
-use crate::store::cas::{update_key, Step};
 use crate::store::hash::{KeyHash, KeyHasher};
-use crate::store::slots::{Eviction, SlotTable, TableError};
+use crate::store::slots::{Eviction, Placement, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
+use super::idempotency_answers::BODY_PREFIX;
+pub use super::idempotency_answers::BUDGET_KEY;
 use super::MAX_CAS_ATTEMPTS;
 
-pub const BUDGET_KEY: &str = "levee:v1:idem:budget";
-const BODY_PREFIX: &str = "levee:v1:idem:body:";
+/// How a new key makes room in a bucket full of live records: the completed record written
+/// longest ago goes, an in-flight one never (see the module docs).
+pub const RECORD_EVICTION: Eviction = Eviction::LeastRecentlyTouchedWhere(evictable);
 
 /// What the request's `Idempotency-Key` header says.
 #[derive(Debug)]
@@ -59,6 +71,8 @@ pub struct Claim {
     pub begin: Begin,
     /// The record's slot (names the body key).
     pub slot: u32,
+    /// The claim evicted another key's completed record to make room.
+    pub evicted: bool,
 }
 
 #[derive(Debug)]
@@ -80,10 +94,6 @@ impl IdempotencyLayer {
         }
     }
 
-    pub fn body_key(slot: u32) -> String {
-        format!("{BODY_PREFIX}{slot}")
-    }
-
     /// Plain keys to pre-create: every body key and the budget.
     pub fn plain_keys(&self) -> impl Iterator<Item = String> + '_ {
         (0..self.body_slots)
@@ -92,8 +102,7 @@ impl IdempotencyLayer {
     }
 
     /// Shared-data bytes: the records, the body keys' names and map nodes, and the stored
-    /// answers, which the stored-bytes counter keeps within `max_stored_bytes` (a slot's dead
-    /// answer is freed when a new record claims the slot).
+    /// answers, which the stored-bytes counter keeps within `max_stored_bytes`.
     pub fn memory_bound(&self) -> u64 {
         let records = self.table.memory_bound(64);
         let body_keys =
@@ -144,7 +153,7 @@ impl IdempotencyLayer {
         now: UnixNanos,
     ) -> Result<Claim, TableError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let lookup = self.table.lookup(store, hash, now, Eviction::NeverLive)?;
+            let lookup = self.table.lookup(store, hash, now, RECORD_EVICTION)?;
             let slot = lookup.placement.slot().ok_or(TableError::Full)?;
             let b = begin(
                 &self.config,
@@ -153,6 +162,7 @@ impl IdempotencyLayer {
                 owner,
                 now,
             );
+            let mut evicted = false;
             if let Begin::Execute { new_state, .. } = &b {
                 match self.table.try_commit(
                     store,
@@ -161,13 +171,22 @@ impl IdempotencyLayer {
                     new_state.at_rest_at,
                     now,
                 ) {
-                    // The slot is ours: whatever answer its previous record left is dead.
-                    Ok(()) => self.clear_body(store, slot),
+                    Ok(dropped) => {
+                        evicted = matches!(lookup.placement, Placement::Evict { .. });
+                        // The slot is ours: the answer its previous (or evicted) record left
+                        // is dead, and so are those of the records the write dropped.
+                        self.free_dead_answer(store, slot, Some(owner), now);
+                        self.free_dropped(store, &dropped, now);
+                    }
                     Err(TableError::Conflict) => continue,
                     Err(e) => return Err(e),
                 }
             }
-            return Ok(Claim { begin: b, slot });
+            return Ok(Claim {
+                begin: b,
+                slot,
+                evicted,
+            });
         }
         Err(TableError::Contended)
     }
@@ -189,26 +208,33 @@ impl IdempotencyLayer {
         owner: u64,
         now: UnixNanos,
     ) -> bool {
-        let r = self.table.update(
+        let r = self.table.update_dropping(
             store,
             hash,
             now,
             Eviction::NeverLive,
             MAX_CAS_ATTEMPTS,
             |state| match state.and_then(|s| renew(&self.config, s, owner, now)) {
-                Some(ns) => crate::store::slots::SlotStep::Write {
+                Some(ns) => SlotStep::Write {
                     state: ns.bytes,
                     at_rest_at: ns.at_rest_at,
                     result: true,
                 },
-                None => crate::store::slots::SlotStep::Keep(false),
+                None => SlotStep::Keep(false),
             },
         );
-        matches!(r, Ok(true))
+        match r {
+            Ok((renewed, dropped)) => {
+                self.free_dropped(store, &dropped, now);
+                renewed
+            }
+            Err(_) => false,
+        }
     }
 
     /// Records how the owner's request ended. For `Stored`, `response` is the answer to keep
-    /// (its blob is written first, if the budget has room).
+    /// (its blob is written first, if the budget has room; given back if the key turns out
+    /// to be no longer ours).
     pub fn complete(
         &self,
         store: &dyn SharedStore,
@@ -220,89 +246,34 @@ impl IdempotencyLayer {
         let outcome = match (outcome, response) {
             (Outcome::Stored { status, .. }, Some(resp)) => Outcome::Stored {
                 status,
-                body: self.store_body(store, held.slot, resp, now),
+                body: self.store_answer(store, held.slot, resp, now),
             },
             (o, _) => o,
         };
         if outcome == Outcome::Unknown {
             return Ok(());
         }
-        self.table.update(
+        let (owner, dropped) = self.table.update_dropping(
             store,
             held.hash,
             now,
             Eviction::NeverLive,
             MAX_CAS_ATTEMPTS,
             |state| match finish(&self.config, state, held.owner, outcome, now) {
-                Finish::Write(ns) => crate::store::slots::SlotStep::Write {
+                Finish::Write(ns) => SlotStep::Write {
                     state: ns.bytes,
                     at_rest_at: ns.at_rest_at,
-                    result: (),
+                    result: true,
                 },
-                Finish::Unchanged | Finish::NotOwner => crate::store::slots::SlotStep::Keep(()),
+                Finish::Unchanged => SlotStep::Keep(true),
+                Finish::NotOwner => SlotStep::Keep(false),
             },
-        )
-    }
-
-    /// Writes the answer's blob if the budget has room; its reference, or `None`.
-    fn store_body(
-        &self,
-        store: &dyn SharedStore,
-        slot: u32,
-        resp: &StoredResponse,
-        now: UnixNanos,
-    ) -> Option<crate::idempotency::record::BodyRef> {
-        let encoded = resp.encode().ok()?;
-        let key = Self::body_key(slot);
-        let old = store
-            .get(&key)
-            .ok()
-            .flatten()
-            .map_or(0, |v| v.value.len() as u64);
-        let new = encoded.blob.len() as u64;
-        if !self.adjust_stored_bytes(store, new, old) {
-            log::warn!("levee idempotency: max_stored_bytes reached; remembering the status only");
-            return None;
+        )?;
+        self.free_dropped(store, &dropped, now);
+        if let (false, Outcome::Stored { body: Some(_), .. }) = (owner, outcome) {
+            // Our lock expired and the key moved on: the answer we wrote is nobody's.
+            self.free_dead_answer(store, held.slot, None, now);
         }
-        if store.set(&key, &encoded.blob, None).is_err() {
-            self.adjust_stored_bytes(store, old, new);
-            return None;
-        }
-        Some(encoded.body_ref(slot, now))
-    }
-
-    /// Frees the answer a slot's previous record left behind (shared data has no delete:
-    /// writing an empty value frees the bytes), when a new record claims the slot.
-    fn clear_body(&self, store: &dyn SharedStore, slot: u32) {
-        let key = Self::body_key(slot);
-        let Ok(Some(current)) = store.get(&key) else {
-            return;
-        };
-        if current.value.is_empty() {
-            return;
-        }
-        if store.set(&key, &[], Some(current.cas)).is_ok() {
-            self.adjust_stored_bytes(store, 0, current.value.len() as u64);
-        }
-    }
-
-    /// The bytes held by stored answers, as one shared counter: `add` more, `remove` fewer.
-    /// An increase that would pass `max_stored_bytes` is refused (false).
-    fn adjust_stored_bytes(&self, store: &dyn SharedStore, add: u64, remove: u64) -> bool {
-        let max = self.config.max_stored_bytes;
-        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let used = current
-                .and_then(|v| v.value.get(..8).and_then(|b| b.try_into().ok()))
-                .map_or(0, u64::from_le_bytes);
-            let next = used.saturating_sub(remove).saturating_add(add);
-            if add > remove && next > max {
-                return Step::Keep(false);
-            }
-            Step::Write {
-                value: next.to_le_bytes().to_vec(),
-                result: true,
-            }
-        });
-        matches!(result, Ok(true))
+        Ok(())
     }
 }

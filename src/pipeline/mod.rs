@@ -18,7 +18,10 @@ mod flow_callout;
 mod flow_fallback;
 mod flow_idempotency;
 pub mod header_reads;
+mod idempotency_answers;
 pub mod idempotency_gate;
+#[cfg(test)]
+mod idempotency_tests;
 pub mod saved_request;
 
 pub use flow_fallback::Enqueue;

@@ -15,6 +15,7 @@ pub mod bucket;
 pub mod cas;
 pub mod hash;
 pub mod memory;
+pub mod placement;
 pub mod slots;
 mod table_error;
 
@@ -26,7 +27,7 @@ mod slots_tests;
 pub use cas::{ensure_key, get_or_create, update_key, Step, StoreFault, UpdateError};
 pub use hash::{KeyHash, KeyHasher};
 pub use memory::MemoryStore;
-pub use slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
+pub use slots::{Dropped, Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
 
 /// The version a shared-data value carries; a write with a stale one is refused.
 pub type Cas = u32;

@@ -12,7 +12,15 @@
 //! by jump consistent hashing, and a `fingerprint`, which names its entry there. In the
 //! bucket, the key uses its own entry if present; otherwise a free way, else a way whose entry
 //! is at rest (`at_rest_at <= now`: equivalent to empty, reused at no loss), else, depending
-//! on [`Eviction`], the least recently written live entry or nothing ([`TableError::Full`]).
+//! on [`Eviction`], the least recently written live entry (of those the policy allows) or
+//! nothing ([`TableError::Full`]); see [`super::placement`].
+//!
+//! # Entries that a write drops
+//! A write drops the bucket's entries of other keys that are at rest, which keeps values
+//! small. Callers that keep companion data per slot (the idempotency layer's stored answers)
+//! learn which slots a successful write emptied ([`Dropped`]): since the write was one CAS
+//! against the version that still held those entries, exactly one writer ever drops each of
+//! them, so exactly one caller frees their companion data.
 //!
 //! # Why there is never more than one live entry per key
 //! A key can live only in its one bucket, every placement decision is computed from one read
@@ -31,6 +39,8 @@
 use super::bucket::{Bucket, CodecError, Entry, MAX_STATE_BYTES, WAYS};
 use super::cas::{cas_floor, create_if_absent, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
+use super::placement::place;
+pub use super::placement::{Evicted, Eviction, Placement};
 pub use super::table_error::TableError;
 use super::{Cas, SharedStore, WriteError};
 use crate::time::UnixNanos;
@@ -42,49 +52,10 @@ use crate::time::UnixNanos;
 /// (at most 3×16 + 16). Rounded up to 160.
 pub const ENVOY_PER_KEY_OVERHEAD_BYTES: u64 = 160;
 
-/// What to do when a new key finds every way of its bucket held by a live entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// Replace the live entry written longest ago. Its key starts fresh next time: for a rate
-    /// limit that key may get a fresh allowance. Right where forgetting is cheaper than
-    /// refusing (rate limits under a flood of distinct clients).
-    LeastRecentlyTouched,
-    /// Never replace a live entry: the write fails with [`TableError::Full`]. Required where
-    /// forgetting breaks a promise (an idempotency record must not vanish while live).
-    NeverLive,
-}
-
-/// A live entry that a write would replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Evicted {
-    pub fingerprint: u64,
-    pub last_touched: UnixNanos,
-    pub at_rest_at: UnixNanos,
-}
-
-/// Where a write for the looked-up key would go. Slots are `bucket * WAYS + way`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// The key has an entry here (live, or at rest and reused in place).
-    Existing { slot: u32 },
-    /// A free way, or one whose entry is at rest.
-    Vacant { slot: u32 },
-    /// A live entry of another key would be replaced.
-    Evict { slot: u32, victim: Evicted },
-    /// No way may be used ([`Eviction::NeverLive`]).
-    Full,
-}
-
-impl Placement {
-    pub fn slot(&self) -> Option<u32> {
-        match *self {
-            Placement::Existing { slot }
-            | Placement::Vacant { slot }
-            | Placement::Evict { slot, .. } => Some(slot),
-            Placement::Full => None,
-        }
-    }
-}
+/// Slots whose entries a successful write dropped because they were at rest: entries of
+/// other keys, never the way written (its [`Placement`] says what that replaced). See the
+/// module docs.
+pub type Dropped = Vec<u32>;
 
 /// What the update closure decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,26 +182,14 @@ impl SlotTable {
             .ok_or(TableError::Missing)?;
         let mut bucket = Bucket::decode_or_empty(&current.value);
         let slot = |way: usize| index.saturating_mul(WAYS as u32).saturating_add(way as u32);
+        let placement = place(&bucket, key.fingerprint, now, eviction, slot);
         let mut state = None;
-        let placement = if let Some(way) = find(&bucket, |e| e.fingerprint == key.fingerprint) {
+        if let Placement::Existing { slot } = placement {
+            let way = slot as usize % WAYS;
             if let Some(entry) = bucket.ways[way].as_mut().filter(|e| e.is_live(now)) {
                 state = Some(std::mem::take(&mut entry.state));
             }
-            Placement::Existing { slot: slot(way) }
-        } else if let Some(way) = find_vacant(&bucket, now) {
-            Placement::Vacant { slot: slot(way) }
-        } else {
-            match eviction {
-                Eviction::NeverLive => Placement::Full,
-                Eviction::LeastRecentlyTouched => match least_recently_touched(&bucket) {
-                    Some((way, victim)) => Placement::Evict {
-                        slot: slot(way),
-                        victim,
-                    },
-                    None => Placement::Full,
-                },
-            }
-        };
+        }
         Ok(Lookup {
             state,
             placement,
@@ -246,7 +205,7 @@ impl SlotTable {
     /// keys that are at rest are dropped on the way, which keeps values small; `at_rest_at <=
     /// now` drops the key's own entry. Refusals other than a conflict (`Full`, a state over
     /// the table's maximum, `key` not the looked-up key) are `Err(Host)`: use
-    /// [`Self::try_commit`] to learn which.
+    /// [`Self::try_commit`] to learn which (and which entries the write dropped).
     pub fn commit(
         &self,
         store: &dyn SharedStore,
@@ -260,13 +219,14 @@ impl SlotTable {
             return Err(WriteError::Host);
         }
         match self.try_commit(store, lookup, state, at_rest_at, now) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(TableError::Conflict) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Host),
         }
     }
 
-    /// [`Self::commit`] with the reason for a refusal ([`TableError::Conflict`]: look up again).
+    /// [`Self::commit`] with the reason for a refusal ([`TableError::Conflict`]: look up
+    /// again), and on success the slots of other keys' entries it dropped.
     pub fn try_commit(
         &self,
         store: &dyn SharedStore,
@@ -274,7 +234,7 @@ impl SlotTable {
         state: &[u8],
         at_rest_at: UnixNanos,
         now: UnixNanos,
-    ) -> Result<(), TableError> {
+    ) -> Result<Dropped, TableError> {
         self.write(store, lookup, lookup.bucket.clone(), state, at_rest_at, now)
     }
 
@@ -287,7 +247,7 @@ impl SlotTable {
         state: &[u8],
         at_rest_at: UnixNanos,
         now: UnixNanos,
-    ) -> Result<(), TableError> {
+    ) -> Result<Dropped, TableError> {
         let max = self.max_state_bytes;
         if state.len() > max {
             return Err(TableError::StateTooLarge {
@@ -295,10 +255,16 @@ impl SlotTable {
                 max,
             });
         }
-        let way = lookup.placement.slot().ok_or(TableError::Full)? as usize % WAYS;
-        for entry in &mut bucket.ways {
+        let slot = lookup.placement.slot().ok_or(TableError::Full)?;
+        let way = slot as usize % WAYS;
+        let first = slot - way as u32;
+        let mut dropped = Dropped::new();
+        for (w, entry) in bucket.ways.iter_mut().enumerate() {
             if entry.as_ref().is_some_and(|e| !e.is_live(now)) {
                 *entry = None;
+                if w != way {
+                    dropped.push(first + w as u32);
+                }
             }
         }
         bucket.ways[way] = (at_rest_at > now).then(|| Entry {
@@ -312,7 +278,7 @@ impl SlotTable {
             _ => TableError::Store(StoreFault::Write),
         })?;
         match store.set(&lookup.bucket_key, &bytes, Some(lookup.cas)) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(dropped),
             Err(WriteError::CasMismatch) => Err(TableError::Conflict),
             Err(WriteError::Host) => Err(TableError::Store(StoreFault::Write)),
         }
@@ -328,12 +294,27 @@ impl SlotTable {
         now: UnixNanos,
         eviction: Eviction,
         max_attempts: u32,
-        mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
+        f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<T, TableError> {
+        self.update_dropping(store, key, now, eviction, max_attempts, f)
+            .map(|(result, _)| result)
+    }
+
+    /// [`Self::update`], also returning the slots of other keys' entries that the successful
+    /// write dropped (empty when `f` kept the state).
+    pub fn update_dropping<T>(
+        &self,
+        store: &dyn SharedStore,
+        key: KeyHash,
+        now: UnixNanos,
+        eviction: Eviction,
+        max_attempts: u32,
+        mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
+    ) -> Result<(T, Dropped), TableError> {
         for _ in 0..max_attempts {
             let mut lookup = self.lookup(store, key, now, eviction)?;
             match f(lookup.state.as_deref()) {
-                SlotStep::Keep(result) => return Ok(result),
+                SlotStep::Keep(result) => return Ok((result, Dropped::new())),
                 SlotStep::Write {
                     state,
                     at_rest_at,
@@ -341,7 +322,7 @@ impl SlotTable {
                 } => {
                     let bucket = std::mem::take(&mut lookup.bucket);
                     match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
-                        Ok(()) => return Ok(result),
+                        Ok(dropped) => return Ok((result, dropped)),
                         Err(TableError::Conflict) => continue,
                         Err(e) => return Err(e),
                     }
@@ -350,42 +331,22 @@ impl SlotTable {
         }
         Err(TableError::Contended)
     }
-}
 
-fn find(bucket: &Bucket, pred: impl Fn(&Entry) -> bool) -> Option<usize> {
-    bucket
-        .ways
-        .iter()
-        .position(|e| e.as_ref().is_some_and(&pred))
-}
-
-/// The first free way, else the way whose entry came to rest first.
-fn find_vacant(bucket: &Bucket, now: UnixNanos) -> Option<usize> {
-    if let Some(way) = bucket.ways.iter().position(Option::is_none) {
-        return Some(way);
+    /// Bucket `index` as stored now (entries live and at rest; one that does not decode is
+    /// empty). One `get`.
+    pub fn read_bucket(&self, store: &dyn SharedStore, index: u32) -> Result<Bucket, TableError> {
+        let current = store
+            .get(&self.key_of(index))
+            .map_err(|_| TableError::Store(StoreFault::Read))?
+            .ok_or(TableError::Missing)?;
+        Ok(Bucket::decode_or_empty(&current.value))
     }
-    let at_rest = bucket.ways.iter().enumerate().filter_map(|(way, e)| {
-        let e = e.as_ref()?;
-        (!e.is_live(now)).then_some((e.at_rest_at, way))
-    });
-    at_rest.min().map(|(_, way)| way)
-}
 
-fn least_recently_touched(bucket: &Bucket) -> Option<(usize, Evicted)> {
-    let live = bucket.ways.iter().enumerate().filter_map(|(way, e)| {
-        let e = e.as_ref()?;
-        Some((
-            e.last_touched,
-            way,
-            Evicted {
-                fingerprint: e.fingerprint,
-                last_touched: e.last_touched,
-                at_rest_at: e.at_rest_at,
-            },
-        ))
-    });
-    live.min_by_key(|&(touched, way, _)| (touched, way))
-        .map(|(_, way, victim)| (way, victim))
+    /// The entry in `slot` as stored now (live or at rest; `None`: the way is free). One `get`.
+    pub fn entry(&self, store: &dyn SharedStore, slot: u32) -> Result<Option<Entry>, TableError> {
+        let mut bucket = self.read_bucket(store, slot / WAYS as u32)?;
+        Ok(bucket.ways[slot as usize % WAYS].take())
+    }
 }
 
 fn decimal_digits(mut n: u32) -> usize {

@@ -327,3 +327,71 @@ fn memory_bound_covers_a_full_table() {
     );
     assert_eq!((store.total_bytes() - meta) as u64, 10 * per_key);
 }
+
+#[test]
+fn lru_where_evicts_only_entries_the_predicate_accepts() {
+    let store = MemoryStore::new();
+    let t = table(&store, 8);
+    // States are the fingerprint's bytes; only odd keys may be evicted.
+    fn odd(state: &[u8]) -> bool {
+        state.first().is_some_and(|b| b % 2 == 1)
+    }
+    let odd_only = Eviction::LeastRecentlyTouchedWhere(odd);
+    for (f, touched) in [(2, NOW + 1), (3, NOW + 3), (4, NOW + 2), (5, NOW + 4)] {
+        put(&t, &store, key(f), touched, NOW + 100).unwrap();
+    }
+    let l = t.lookup(&store, key(99), NOW + 5, odd_only).unwrap();
+    match l.placement {
+        Placement::Evict { victim, .. } => assert_eq!(victim.fingerprint, 3),
+        other => panic!("expected key 3 to go, got {other:?}"),
+    }
+    let store = MemoryStore::new();
+    let evens = table(&store, 8);
+    for f in [2, 4, 6, 8] {
+        put(&evens, &store, key(f), NOW, NOW + 100).unwrap();
+    }
+    let l = evens.lookup(&store, key(99), NOW + 5, odd_only).unwrap();
+    assert_eq!(
+        l.placement,
+        Placement::Full,
+        "nothing the predicate accepts"
+    );
+}
+
+#[test]
+fn a_write_reports_the_at_rest_entries_it_dropped_and_only_the_winner_does() {
+    let store = MemoryStore::new();
+    let t = table(&store, 8);
+    put(&t, &store, key(1), NOW, NOW + 5).unwrap();
+    put(&t, &store, key(2), NOW, NOW + 100).unwrap();
+    put(&t, &store, key(3), NOW, NOW + 6).unwrap();
+    let later = NOW + 10; // keys 1 and 3 are at rest
+    let a = t
+        .lookup(&store, key(7), later, Eviction::NeverLive)
+        .unwrap();
+    let b = t
+        .lookup(&store, key(8), later, Eviction::NeverLive)
+        .unwrap();
+    // Keys 1, 2, 3 took ways 0, 1, 2; key 7 takes the free way 3.
+    let first = t.bucket_of(key(1)) * WAYS as u32;
+    assert_eq!(a.placement, Placement::Vacant { slot: first + 3 });
+    assert_eq!(
+        t.try_commit(&store, &a, b"a", later + 100, later),
+        Ok(vec![first, first + 2])
+    );
+    assert_eq!(
+        t.try_commit(&store, &b, b"b", later + 100, later),
+        Err(TableError::Conflict),
+        "the same entries cannot be dropped twice"
+    );
+    let (_, dropped) = t
+        .update_dropping(&store, key(8), later, Eviction::NeverLive, 4, |_| {
+            SlotStep::Write {
+                state: b"b".to_vec(),
+                at_rest_at: later + 100,
+                result: (),
+            }
+        })
+        .unwrap();
+    assert_eq!(dropped, Vec::<u32>::new(), "already dropped by the winner");
+}

@@ -9,7 +9,7 @@ use super::cas::{StoreFault, UpdateError};
 pub enum TableError {
     /// The bucket key does not exist: the table was not created at configure time.
     Missing,
-    /// Every way holds a live entry and the table must not evict.
+    /// Every way holds a live entry that the table's eviction policy may not replace.
     Full,
     /// One commit lost a CAS race: look up again.
     Conflict,
