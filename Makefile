@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench clean distclean wasm-target soak
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench profile clean distclean wasm-target soak
 
 all: build
 
@@ -119,6 +119,12 @@ test-compat: build noop
 bench: envoy build noop
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  python3 bench/run.py $(BENCH_ARGS)
+
+## profile: instructions per request under callgrind (host-call costs, scenario 1 and 2
+## variants); deterministic on a busy machine. Results in bench/results/profile.md.
+profile: envoy build noop
+	cargo build --release --target $(WASM_TARGET) --manifest-path bench/hostcall-probe/Cargo.toml --target-dir target
+	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" python3 bench/profile.py $(PROFILE_ARGS)
 
 clean:
 	cargo clean

@@ -7,7 +7,7 @@
 //! the plain-Rust part (matching, hashing, slot buckets, algorithms, headers) so that a change
 //! to it can be measured alone, and shows how many shared-data calls a config costs.
 use levee::metrics::{Event, Metrics};
-use levee::pipeline::flow::{RequestFlow, UpstreamAnswer};
+use levee::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
 use levee::pipeline::Plugin;
 use levee::random::SplitMix64;
 use levee::request::RequestAttributes;
@@ -113,7 +113,23 @@ fn main() -> Result<(), String> {
     for i in 0..n {
         now += 1000;
         let mut flow = RequestFlow::new(i);
-        let _ = flow.on_request_headers(&plugin, store_ref, &req, true, now, &mut rng, &mut m);
+        let step = flow.on_request_headers(&plugin, store_ref, &req, true, now, &mut rng, &mut m);
+        if let Step::Dispatch(_) = step {
+            // Callout mode: the upstream answers 200 at once.
+            let headers = vec![
+                (":status".to_string(), b"200".to_vec()),
+                ("content-length".to_string(), b"2".to_vec()),
+            ];
+            let _ = flow.on_callout_response(
+                &plugin,
+                store_ref,
+                Some(headers),
+                b"ok".to_vec(),
+                now,
+                &mut rng,
+                &mut m,
+            );
+        }
         let answer = UpstreamAnswer {
             status: 200,
             flags: 0,

@@ -103,6 +103,9 @@ pub struct Admit {
     pub transition: Option<Transition>,
     /// Bytes to CAS back; `None` when unchanged.
     pub new_state: Option<Vec<u8>>,
+    /// The breaker was *quiet*: CLOSED, no failure streak and no failure-rate rule, so a
+    /// success recorded for this admission would change nothing in its state.
+    pub quiet: bool,
 }
 
 /// The result of [`record`].
@@ -180,6 +183,7 @@ pub fn admit(cfg: &BreakerConfig, state: &[u8], now: UnixNanos, lease_ns: u64) -
                 admission,
                 transition,
                 new_state: None,
+                quiet: cfg.failure_rate.is_none() && s.consecutive_failures == 0,
             };
         }
         Phase::Open => {
@@ -192,6 +196,7 @@ pub fn admit(cfg: &BreakerConfig, state: &[u8], now: UnixNanos, lease_ns: u64) -
                     admission,
                     transition,
                     new_state: None,
+                    quiet: false,
                 };
             }
             s.enter(Phase::HalfOpen, now);
@@ -230,6 +235,7 @@ pub fn admit(cfg: &BreakerConfig, state: &[u8], now: UnixNanos, lease_ns: u64) -
         admission,
         transition,
         new_state: changed.then(|| s.encode()),
+        quiet: false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The values that pass between the host and [`super::CalloutForward`]: the buffered request
 //! going in, the callout answers coming back, and the [`ForwardStep`] verdicts going out.
 
+use std::rc::Rc;
+
 use crate::retry::outcome::AttemptOutcome;
 use crate::retry::policy::GiveUp;
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
@@ -26,9 +28,10 @@ pub struct BufferedRequest {
 pub struct CalloutRequest {
     /// The Envoy cluster to call.
     pub cluster: String,
-    /// `:method`, `:path`, `:authority` first, then the end-to-end request headers.
-    pub headers: HeaderList,
-    pub body: Vec<u8>,
+    /// `:method`, `:path`, `:authority` first, then the end-to-end request headers. Shared
+    /// with the forward that sends it, so that every attempt does not copy them.
+    pub headers: Rc<HeaderList>,
+    pub body: Rc<Vec<u8>>,
     /// This attempt's timeout: `min(upstream timeout, time left before the deadline)`, > 0.
     pub timeout_ns: u64,
 }

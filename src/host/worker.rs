@@ -313,14 +313,17 @@ impl Shared {
         now: UnixNanos,
     ) {
         self.worker.borrow_mut().hold(id, stream);
-        let headers: Vec<(String, String)> = req
+        // Values are borrowed as they are (valid UTF-8 in practice); only others are copied.
+        let values: Vec<std::borrow::Cow<'_, str>> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(_, v)| String::from_utf8_lossy(v))
             .collect();
-        let pairs: Vec<(&str, &str)> = headers
+        let pairs: Vec<(&str, &str)> = req
+            .headers
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .zip(&values)
+            .map(|((k, _), v)| (k.as_str(), v.as_ref()))
             .collect();
         let timeout = std::time::Duration::from_millis(req.timeout_ms());
         let body = (!req.body.is_empty()).then_some(req.body.as_slice());

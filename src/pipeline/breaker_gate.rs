@@ -6,8 +6,7 @@
 //! error), the breaker fails open — letting a request through is safer than refusing all
 //! traffic because of levee — and `levee_internal_errors` counts it.
 
-use crate::breaker::state::State;
-use crate::breaker::{self, Admission, Phase, Ticket, Transition};
+use crate::breaker::{self, Admission, Ticket, Transition};
 use crate::config::UpstreamConfig;
 use crate::metrics::{BreakerEvent, Event, GlobalEvent, Metrics};
 use crate::retry::outcome::AttemptOutcome;
@@ -63,16 +62,12 @@ pub fn admit_noting_quiet(
         |current| {
             let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
             let a = breaker::admit(cfg, state, now, lease);
-            let quiet = cfg.failure_rate.is_none() && {
-                let s = State::decode(cfg, state);
-                s.phase == Phase::Closed && s.consecutive_failures == 0
-            };
             match a.new_state {
                 Some(value) => Step::Write {
                     value,
-                    result: (a.admission, a.transition, quiet),
+                    result: (a.admission, a.transition, a.quiet),
                 },
-                None => Step::Keep((a.admission, a.transition, quiet)),
+                None => Step::Keep((a.admission, a.transition, a.quiet)),
             }
         },
     );

@@ -222,8 +222,8 @@ impl RequestFlow {
                     let body = std::mem::take(&mut self.fallback_body);
                     return Step::Dispatch(CalloutRequest {
                         cluster: cluster.clone(),
-                        headers,
-                        body,
+                        headers: std::rc::Rc::new(headers),
+                        body: std::rc::Rc::new(body),
                         timeout_ns: duration_nanos(upstream.timeout),
                     });
                 }

@@ -14,6 +14,8 @@
 //! over, [`CalloutForward::on_response`] when a callout finishes. Both return a
 //! [`ForwardStep`]. A retry whose delay is zero dispatches at once from `on_response`.
 
+use std::rc::Rc;
+
 use crate::breaker::{Admission, Ticket};
 use crate::config::{OutcomeClass, RetryConfig, UpstreamConfig};
 use crate::metrics::{Event, Metrics, UpstreamEvent};
@@ -46,6 +48,8 @@ enum Phase {
     /// An attempt is out: only `on_response` moves on.
     InFlight {
         ticket: Ticket,
+        /// The breaker was quiet at admission: a success needs no shared-data write.
+        breaker_quiet: bool,
         sent_at: UnixNanos,
         timeout_ns: u64,
     },
@@ -73,8 +77,8 @@ pub struct CalloutForward {
     method: String,
     has_idempotency_key: bool,
     /// The callout header list, built once and sent unchanged on every attempt.
-    headers: HeaderList,
-    body: Vec<u8>,
+    headers: Rc<HeaderList>,
+    body: Rc<Vec<u8>>,
     /// When the request was buffered: the `deadline` counts from here.
     started_at: UnixNanos,
     attempts: u32,
@@ -107,8 +111,8 @@ impl CalloutForward {
                 .unwrap_or_else(|| upstream.name.clone()),
             method: request.method,
             has_idempotency_key,
-            headers,
-            body: request.body,
+            headers: Rc::new(headers),
+            body: Rc::new(request.body),
             started_at: now,
             attempts: 0,
             backoff: upstream.retry.as_ref().map(Backoff::from_config),
@@ -161,6 +165,7 @@ impl CalloutForward {
     ) -> ForwardStep {
         let Phase::InFlight {
             ticket,
+            breaker_quiet,
             sent_at,
             timeout_ns,
         } = self.phase
@@ -175,11 +180,12 @@ impl CalloutForward {
                 classify_callout(true, *status, elapsed, timeout_ns, hint)
             }
         };
-        breaker_gate::record(
+        breaker_gate::record_unless_quiet(
             &self.upstream,
             self.index,
             store,
             ticket,
+            breaker_quiet,
             &outcome,
             now,
             metrics,
@@ -311,7 +317,9 @@ impl CalloutForward {
             self.count(metrics, UpstreamEvent::RetriesExhausted);
             return self.fail(Some(GiveUp::Deadline), None, metrics);
         }
-        let ticket = match breaker_gate::admit(&self.upstream, self.index, store, now, metrics) {
+        let (admission, breaker_quiet) =
+            breaker_gate::admit_noting_quiet(&self.upstream, self.index, store, now, metrics);
+        let ticket = match admission {
             Admission::Allow(ticket) | Admission::Probe { ticket, .. } => ticket,
             Admission::Reject { retry_after_ns } => {
                 let info = FailureInfo {
@@ -340,13 +348,14 @@ impl CalloutForward {
         self.count(metrics, UpstreamEvent::Attempts);
         self.phase = Phase::InFlight {
             ticket,
+            breaker_quiet,
             sent_at: now,
             timeout_ns,
         };
         ForwardStep::Dispatch(CalloutRequest {
             cluster: self.cluster.clone(),
-            headers: self.headers.clone(),
-            body: self.body.clone(),
+            headers: Rc::clone(&self.headers),
+            body: Rc::clone(&self.body),
             timeout_ns,
         })
     }

@@ -113,6 +113,43 @@ fn every_attempt_feeds_the_breaker_and_its_opening_stops_further_attempts() {
 }
 
 #[test]
+fn a_success_on_a_quiet_breaker_reads_its_state_once_and_a_failure_streak_is_recorded() {
+    let mut u = upstream(None);
+    u.circuit_breaker = Some(breaker_cfg(3));
+    let mut d = Driver::new(1);
+    let gets = |d: &Driver| d.store.stats().gets;
+    let before = gets(&d);
+    let mut f = CalloutForward::new(0, &u, request("GET", &[]), false, d.now);
+    d.next(&mut f);
+    d.reply(&mut f, answer(200, &[], "ok"), MS);
+    assert_eq!(
+        gets(&d) - before,
+        1,
+        "admission only: a quiet success is just counted"
+    );
+    // A failure starts a streak: the breaker is no longer quiet, so the next success is
+    // recorded (it ends the streak) — one read to admit, one to record.
+    let mut g = CalloutForward::new(0, &u, request("GET", &[]), false, d.now);
+    d.next(&mut g);
+    d.reply(&mut g, answer(500, &[], ""), MS);
+    let before = gets(&d);
+    let mut h = CalloutForward::new(0, &u, request("GET", &[]), false, d.now);
+    d.next(&mut h);
+    d.reply(&mut h, answer(200, &[], "ok"), MS);
+    assert_eq!(gets(&d) - before, 2);
+    let breaker = |d: &Driver, what| d.metrics.count_of(Event::Breaker { upstream: 0, what });
+    assert_eq!(breaker(&d, BreakerEvent::Success), 2);
+    assert_eq!(breaker(&d, BreakerEvent::Failure), 1);
+    // The streak was reset by the recorded success: two more failures do not open it.
+    for _ in 0..2 {
+        let mut k = CalloutForward::new(0, &u, request("GET", &[]), false, d.now);
+        d.next(&mut k);
+        d.reply(&mut k, answer(500, &[], ""), MS);
+    }
+    assert_eq!(breaker(&d, BreakerEvent::Opened), 0);
+}
+
+#[test]
 fn an_open_breaker_refuses_the_first_attempt() {
     let mut u = upstream(None);
     u.circuit_breaker = Some(breaker_cfg(1));

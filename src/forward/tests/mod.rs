@@ -200,7 +200,7 @@ fn callout_carries_pseudo_headers_end_to_end_headers_body_and_the_upstream_timeo
     let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, [":method", ":path", ":authority", "x-request-id"]);
     assert_eq!(header(&r.headers, ":authority"), Some(&b"shop.example"[..]));
-    assert_eq!(r.body, b"{\"a\":1}");
+    assert_eq!(*r.body, b"{\"a\":1}");
 }
 
 #[test]
@@ -317,8 +317,8 @@ fn a_missing_or_invalid_status_is_a_reset() {
 fn timeout_ms_rounds_up_and_is_never_zero() {
     let r = |ns| CalloutRequest {
         cluster: String::new(),
-        headers: Vec::new(),
-        body: Vec::new(),
+        headers: Vec::new().into(),
+        body: Vec::new().into(),
         timeout_ns: ns,
     };
     assert_eq!(r(1).timeout_ms(), 1);

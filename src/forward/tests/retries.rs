@@ -111,7 +111,7 @@ fn post_with_key_is_retried_and_carries_the_key_unchanged_on_every_attempt() {
             Some(&b"order-77"[..])
         );
         assert_eq!(header(&r.headers, ":method"), Some(&b"POST"[..]));
-        assert_eq!(r.body, b"{\"a\":1}");
+        assert_eq!(*r.body, b"{\"a\":1}");
     }
     assert_eq!(first, second, "every attempt is the same request");
 }

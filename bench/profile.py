@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""`make profile`: what levee costs Envoy per request, in instructions, and where it goes.
+
+    python3 bench/profile.py                 # host-call costs, scenario-1 and -2 variants
+    python3 bench/profile.py --parts calls   # only the host-call table
+    python3 bench/profile.py --requests 500
+
+Counts the instructions Envoy executes per request under callgrind (bench/benchlib/callgrind.py):
+deterministic, so a change to levee's request path can be measured on a busy machine, where
+`make bench`'s req/s move by ±10 %. Three parts:
+
+- calls: what each kind of host call costs, from bench/hostcall-probe (the same call made
+  20 times per request; the difference to the probe making none, divided by 20);
+- s1: the scenario-1 filter chains of `make bench` (direct_response);
+- s2: router vs. levee router mode vs. levee callout mode through a real upstream.
+
+Writes bench/results/profile.md and profile.json. Slow: Envoy compiles levee.wasm under
+valgrind (2–5 min per part). Needs valgrind (installed from Debian when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import envoy as E  # noqa: E402
+from benchlib import variants as V  # noqa: E402
+from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RELEASE = REPO / "target/wasm32-wasip1/release"
+CALLS = 20
+PROBE_KINDS = ["none", "property", "header_map", "header", "shared_get", "shared_set", "metric",
+               "response_header", "time"]
+PROBE_LABELS = {
+    "property": "get_property(source.address)",
+    "header_map": "get_header_map_pairs (whole request map)",
+    "header": "get_header_map_value (one request header)",
+    "shared_get": "get_shared_data (17-byte value)",
+    "shared_set": "set_shared_data (17-byte value)",
+    "metric": "increment_metric",
+    "response_header": "add_header_map_value (response)",
+    "time": "get_current_time_nanoseconds",
+}
+
+
+def wasm_filter(path: Path, plugin: str, vm_id: str, name: str) -> dict:
+    f = E.wasm_filter(path, plugin, vm_id)
+    f["typed_config"]["config"]["name"] = name
+    return f
+
+
+def part_calls(envoy_bin: str, work: Path, n: int) -> dict:
+    probe = RELEASE / "hostcall_probe.wasm"
+    listeners = [E.listener(f"probe_{k}", E.direct_route(),
+                            [wasm_filter(probe, f"{k}:{0 if k == 'none' else CALLS}", "hostcall-probe", f"probe_{k}")])
+                 for k in PROBE_KINDS]
+    env = CallgrindEnvoy(envoy_bin, work / "calls", listeners)
+    env.start()
+    try:
+        raw = {k: env.per_request(f"probe_{k}", n, headers={"x-user": "bench-user"}) for k in PROBE_KINDS}
+    finally:
+        env.stop()
+    base = raw["none"]["instructions_per_request"]
+    rows = [{"call": k, "label": PROBE_LABELS[k],
+             "instructions_per_call": (raw[k]["instructions_per_request"] - base) / CALLS}
+            for k in PROBE_KINDS if k != "none"]
+    return {"probe_floor_per_request": base, "rows": rows, "raw": raw}
+
+
+def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
+    levee, noop = RELEASE / "levee.wasm", RELEASE / "noop_filter.wasm"
+    listeners = []
+    for v in V.scenario1():
+        if v.filter == "none":
+            filters = []
+        elif v.filter == "native":
+            filters = [E.native_local_ratelimit(V.USER_HEADER, v.max_dynamic)]
+        else:
+            path = levee if v.filter == "levee" else noop
+            filters = [wasm_filter(path, json.dumps(v.plugin or {}), v.filter, v.key)]
+        listeners.append(E.listener(v.key, E.direct_route(), filters))
+    env = CallgrindEnvoy(envoy_bin, work / "s1", listeners)
+    env.start()
+    try:
+        rows = {v.key: dict(env.per_request(v.key, n, headers=v.request.headers), label=v.label)
+                for v in V.scenario1()}
+    finally:
+        env.stop()
+    return {"rows": rows}
+
+
+def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
+    upstream = E.Envoy("s2-upstream", E.bootstrap([E.listener("up", E.direct_route(), [])]),
+                       work, envoy_bin, None).start()
+    levee = RELEASE / "levee.wasm"
+    variants = [v for v in V.scenario2() if v.key in ("router", "levee_router", "levee_callout")]
+    listeners = []
+    for v in variants:
+        filters = [] if v.filter == "none" else [wasm_filter(levee, json.dumps(v.plugin), "levee", v.key)]
+        listeners.append(E.listener(v.key, E.cluster_route("upstream"), filters))
+    env = CallgrindEnvoy(envoy_bin, work / "s2", listeners, [E.cluster("upstream", upstream.port)])
+    try:
+        env.start()
+        rows = {v.key: dict(env.per_request(v.key, n, headers=v.request.headers), label=v.label)
+                for v in variants}
+    finally:
+        env.stop()
+        upstream.stop()
+    return {"rows": rows}
+
+
+def k(x: float) -> str:
+    return f"{x / 1000:.1f} k"
+
+
+def markdown(res: dict) -> str:
+    out = ["# levee profile — instructions per request (callgrind)", "",
+           f"{res['meta']['date']}; Envoy {res['meta']['envoy_version']} `--concurrency 1` under "
+           f"valgrind {res['meta']['valgrind']}; {res['meta']['requests']} requests per variant on one "
+           "keep-alive connection after a warm-up. Instructions are exact and do not depend on "
+           "machine load; they are not time (cache misses and V8's code quality are not weighed).", ""]
+    if "calls" in res:
+        c = res["calls"]
+        out += ["## What one host call costs Envoy", "",
+                f"bench/hostcall-probe makes one kind of call {CALLS} times per request; per call = "
+                f"(its instructions per request − the probe making none, {k(c['probe_floor_per_request'])}) ÷ {CALLS}.",
+                "", "| host call | instructions per call |", "|---|---|"]
+        out += [f"| {r['label']} | {r['instructions_per_call'] / 1000:.1f} k |" for r in c["rows"]]
+        out.append("")
+    for part, title, bases in (("s1", "Scenario 1 (direct_response)", ("none", "native", "noop")),
+                               ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router"))):
+        if part not in res:
+            continue
+        rows = res[part]["rows"]
+        head = "| variant | instructions per request | " + " | ".join(f"over {b}" for b in bases) + \
+               " | " + " | ".join(f"ratio vs. {b}" for b in bases) + " |"
+        out += [f"## {title}", "", "Ratio = baseline instructions ÷ variant instructions (the "
+                "throughput ratio if Envoy were bound by instructions alone).", "", head,
+                "|---|---|" + "---|" * (2 * len(bases))]
+        for key, r in rows.items():
+            ir = r["instructions_per_request"]
+            over = " | ".join(k(ir - rows[b]["instructions_per_request"]) for b in bases if b in rows)
+            ratio = " | ".join(f"{rows[b]['instructions_per_request'] / ir:.3f}" for b in bases if b in rows)
+            out.append(f"| {r['label']} | {k(ir)} | {over} | {ratio} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default="calls,s1,s2", help="calls, s1, s2 (default all)")
+    p.add_argument("--requests", type=int, default=300, help="requests per variant (default 300)")
+    p.add_argument("--out", default=str(BENCH / "results"))
+    a = p.parse_args()
+    envoy_bin = E.find_envoy(REPO)
+    valgrind = ensure_valgrind()
+    if envoy_bin is None or valgrind is None:
+        print("needs Envoy (ENVOY_BIN / make envoy) and valgrind", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="levee-profile-"))
+    parts = {s.strip() for s in a.parts.split(",")}
+    import subprocess
+    res: dict = {"meta": {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                          "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
+                          "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,
+                                                     text=True).stdout.strip()}}
+    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2)):
+        if name in parts:
+            print(f"profile part {name}: starting Envoy under callgrind (minutes)…", flush=True)
+            res[name] = fn(envoy_bin, work, a.requests)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(res)
+    (out / "profile.md").write_text(md + "\n")
+    (out / "profile.json").write_text(json.dumps(res, indent=1) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
