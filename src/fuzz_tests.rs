@@ -12,6 +12,7 @@
 //! so they run inside `make test` in seconds. Raise the budget for a long run with
 //! `PROPTEST_CASES=100000 cargo test --lib fuzz_tests`.
 //!
+//! - [`abi_wire`]: the header maps and status codes the host returns through the ABI.
 //! - [`parsers`]: plugin config (`config::parse`), `Idempotency-Key`, `Retry-After` /
 //!   `X-RateLimit-Reset`, `X-Forwarded-For`, key extraction.
 //! - [`state`]: every stored-state byte layout, from garbage and from bit-flipped valid states.
@@ -22,6 +23,7 @@
 //! A finding becomes a named regression test in [`regressions`] (ignored while the fix is
 //! pending, with the flag in [`flow`] that makes the fuzzer tolerate it until then).
 
+mod abi_wire;
 mod flow;
 mod parsers;
 mod regressions;

@@ -7,6 +7,7 @@
 //! value that the host adapter turns into proxy-wasm calls. Only `host` touches `proxy_wasm`,
 //! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
 
+pub mod abi_wire;
 pub mod breaker;
 pub mod config;
 pub mod fallback;

@@ -10,10 +10,11 @@
 
 use std::cell::OnceCell;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Bytes, MapType};
 
 use crate::request::RequestAttributes;
+
+use super::abi;
 
 /// Distinct headers read one by one before the whole map is fetched instead.
 const SINGLE_READS: usize = 2;
@@ -29,7 +30,7 @@ pub(crate) struct HostAttributes {
 }
 
 fn property_string(path: Vec<&str>) -> Option<String> {
-    hostcalls::get_property(path)
+    abi::get_property(path)
         .ok()
         .flatten()
         .and_then(|b| String::from_utf8(b).ok())
@@ -44,9 +45,8 @@ impl HostAttributes {
     }
 
     fn map(&self) -> &[(String, Bytes)] {
-        self.map.get_or_init(|| {
-            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
-        })
+        self.map
+            .get_or_init(|| abi::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
     }
 
     fn pseudo(&self, name: &str) -> &str {
@@ -65,7 +65,7 @@ impl HostAttributes {
                 Some((n, value)) if n == name => return Some(value.as_deref()),
                 Some(_) => continue,
                 None => {
-                    let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+                    let value = abi::get_map_value_bytes(MapType::HttpRequestHeaders, name)
                         .ok()
                         .flatten();
                     let (_, value) = cell.get_or_init(|| (name.to_owned(), value));
@@ -115,6 +115,6 @@ impl RequestAttributes for HostAttributes {
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
         let mut full = vec!["metadata", "filter_metadata", filter];
         full.extend(path.iter().map(String::as_str));
-        hostcalls::get_property(full).ok().flatten()
+        abi::get_property(full).ok().flatten()
     }
 }

@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use proxy_wasm::hostcalls;
-
 use crate::breaker::Ticket;
 use crate::config::FallbackKind;
 use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
@@ -22,6 +20,8 @@ use crate::retry::outcome::classify_callout;
 use crate::retry::retry_after::parse_retry_after;
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos};
+
+use super::abi;
 
 struct InFlight {
     upstream: usize,
@@ -176,7 +176,7 @@ impl Queues {
                 let cluster = config.cluster.as_deref().unwrap_or(&config.name);
                 let timeout = std::time::Duration::from_nanos(duration_nanos(config.timeout));
                 let body = (!body.is_empty()).then_some(body.as_slice());
-                match hostcalls::dispatch_http_call(cluster, pairs, body, vec![], timeout) {
+                match abi::dispatch_http_call(cluster, pairs, body, vec![], timeout) {
                     Ok(token) => {
                         self.in_flight.insert(
                             token,

@@ -3,13 +3,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use crate::pipeline::flow::{Step, UpstreamAnswer};
 use crate::request::RequestAttributes;
 
+use super::abi;
 use super::attributes::HostAttributes;
 use super::metrics::HostMetrics;
 use super::now;
@@ -148,7 +148,7 @@ impl HttpContext for LeveeHttp {
         self.shared.body_callbacks_work.set(true);
         // Held bodies accumulate in Envoy's buffer: read only the bytes not seen yet.
         let start = usize::try_from(seen).unwrap_or(usize::MAX).min(body_size);
-        let chunk = hostcalls::get_buffer(BufferType::HttpRequestBody, start, body_size - start)
+        let chunk = abi::get_buffer(BufferType::HttpRequestBody, start, body_size - start)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -192,7 +192,7 @@ impl HttpContext for LeveeHttp {
             return self.apply_now(step, now);
         }
         for (name, value) in &headers {
-            let _ = hostcalls::set_map_value_bytes(
+            let _ = abi::set_map_value_bytes(
                 MapType::HttpResponseHeaders,
                 name,
                 Some(value.as_bytes()),
@@ -205,7 +205,7 @@ impl HttpContext for LeveeHttp {
         if !self.stream.borrow().flow.wants_response_body() {
             return Action::Continue;
         }
-        let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+        let chunk = abi::get_buffer(BufferType::HttpResponseBody, 0, body_size)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -227,7 +227,7 @@ impl HttpContext for LeveeHttp {
 fn upstream_answer(end_of_stream: bool, with_headers: bool) -> UpstreamAnswer {
     let parse_status = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
     let (status, headers) = if with_headers {
-        let all = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let all = abi::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
         let status = all
             .iter()
             .find(|(k, _)| k == ":status")
@@ -241,7 +241,7 @@ fn upstream_answer(end_of_stream: bool, with_headers: bool) -> UpstreamAnswer {
         (status, headers)
     } else {
         // The breaker needs only the status: one small host call instead of the whole map.
-        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+        let status = abi::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
             .and_then(|v| parse_status(&v))
@@ -251,7 +251,7 @@ fn upstream_answer(end_of_stream: bool, with_headers: bool) -> UpstreamAnswer {
     // Envoy's response flags only tell timeouts, resets and connect failures apart, which
     // show as 5xx (or no status): a 2xx–4xx needs no property read.
     let flags = if status == 0 || status >= 500 {
-        hostcalls::get_property(vec!["response", "flags"])
+        abi::get_property(vec!["response", "flags"])
             .ok()
             .flatten()
             .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))

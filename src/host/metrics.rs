@@ -1,6 +1,5 @@
 //! Envoy stats for levee's [`Event`]s: ids defined once per configuration.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::metrics::{
@@ -9,6 +8,8 @@ use crate::metrics::{
     UpstreamEvent, HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
 };
 use crate::pipeline::Plugin;
+
+use super::abi;
 
 /// Metric ids, indexed like the configuration (limit index, upstream index).
 #[derive(Debug, Default)]
@@ -28,7 +29,7 @@ pub(crate) struct MetricIds {
 const NO_METRIC: u32 = u32::MAX;
 
 fn define(kind: MetricType, name: &str) -> u32 {
-    hostcalls::define_metric(kind, name).unwrap_or(u32::MAX)
+    abi::define_metric(kind, name).unwrap_or(u32::MAX)
 }
 
 impl MetricIds {
@@ -112,7 +113,7 @@ impl MetricIds {
     }
 
     pub(crate) fn set_memory_bound(&self, bytes: u64) {
-        let _ = hostcalls::record_metric(self.memory_bound, bytes);
+        let _ = abi::record_metric(self.memory_bound, bytes);
     }
 }
 
@@ -154,7 +155,7 @@ impl Metrics for HostMetrics<'_> {
                 .map(|(ids, _)| ids[position(&UpstreamEvent::ALL, &what)]),
         };
         if let Some(id) = id.filter(|id| *id != NO_METRIC) {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, 1);
         }
     }
 
@@ -165,13 +166,13 @@ impl Metrics for HostMetrics<'_> {
             .get(upstream)
             .filter(|(_, g)| *g != NO_METRIC)
         {
-            let _ = hostcalls::record_metric(*gauge, u64::from(state));
+            let _ = abi::record_metric(*gauge, u64::from(state));
         }
     }
 
     fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
         if let Some((_, histogram)) = self.0.upstreams.get(upstream) {
-            let _ = hostcalls::record_metric(*histogram, u64::from(attempts));
+            let _ = abi::record_metric(*histogram, u64::from(attempts));
         }
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! It turns Envoy callbacks into calls on plain-Rust values ([`crate::pipeline`]) and their
 //! verdicts back into host calls. Nothing here decides anything: if a branch needs a test,
-//! it belongs in `pipeline`, not here. Every host call's error is handled (the SDK's
-//! convenience getters unwrap host statuses and would trap the VM: we use `hostcalls`).
+//! it belongs in `pipeline`, not here. Every host call goes through [`abi`], which returns
+//! every host status as a value (the SDK's `hostcalls` panic on the ones they do not expect,
+//! and a panic traps the VM), and every error is handled.
 
+mod abi;
 mod attributes;
 mod delivery;
 mod http;
+mod logger;
 mod metrics;
 mod reply;
 mod root;
@@ -17,9 +20,9 @@ mod worker;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
+    logger::install(LogLevel::Trace);
     std::panic::set_hook(Box::new(|info| {
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("levee panicked: {info}"));
+        let _ = abi::log(LogLevel::Critical, &format!("levee panicked: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::LeveeRoot::new(context_id))
@@ -28,12 +31,12 @@ proxy_wasm::main! {{
 
 /// Logs through the host, ignoring a refused log call (nothing better to do with it).
 pub(crate) fn log(level: LogLevel, message: &str) {
-    let _ = proxy_wasm::hostcalls::log(level, message);
+    let _ = abi::log(level, message);
 }
 
 /// Envoy's current time as Unix nanoseconds (0 if the host refuses, which it never does).
 pub(crate) fn now() -> crate::time::UnixNanos {
-    proxy_wasm::hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(crate::time::duration_nanos)

@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
@@ -12,6 +11,7 @@ use crate::pipeline::{Plugin, HASH_SECRET_KEY};
 use crate::random::entropy_bytes;
 use crate::store::cas::{ensure_key, get_or_create};
 
+use super::abi;
 use super::http::LeveeHttp;
 use super::metrics::MetricIds;
 use super::store::EnvoyStore;
@@ -32,7 +32,7 @@ impl LeveeRoot {
     }
 
     fn configure(&mut self) -> Result<(), String> {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        let raw = abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .map_err(|s| format!("levee config: cannot read the plugin configuration ({s:?})"))?
             .unwrap_or_default();
         let config = config::parse(&raw).map_err(|e| e.to_string())?;
@@ -111,8 +111,8 @@ impl Context for LeveeRoot {
 impl RootContext for LeveeRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         // Forward only what Envoy will print: formatting a dropped debug line costs per request.
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
+        if let Ok(level) = abi::get_log_level() {
+            super::logger::set_level(level);
         }
         match self.configure() {
             Ok(()) => true,
@@ -127,7 +127,7 @@ impl RootContext for LeveeRoot {
         if let Some(shared) = &self.shared {
             shared.on_tick(now());
         } else {
-            let _ = hostcalls::set_tick_period(std::time::Duration::ZERO);
+            let _ = abi::set_tick_period(std::time::Duration::ZERO);
         }
     }
 

@@ -1,16 +1,17 @@
 //! Envoy shared data as a [`SharedStore`].
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 use crate::store::{Cas, ReadError, SharedStore, Versioned, WriteError};
+
+use super::abi;
 
 /// The plugin's shared data (one map per `vm_id`, shared by every worker VM).
 pub(crate) struct EnvoyStore;
 
 impl SharedStore for EnvoyStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, ReadError> {
-        match hostcalls::get_shared_data(key) {
+        match abi::get_shared_data(key) {
             Ok((value, Some(cas))) => Ok(Some(Versioned {
                 value: value.unwrap_or_default(),
                 cas,
@@ -22,7 +23,7 @@ impl SharedStore for EnvoyStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match abi::set_shared_data(key, Some(value), cas) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Host),

@@ -10,7 +10,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use crate::forward::CalloutRequest;
@@ -22,6 +21,7 @@ use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
 use crate::timer_queue::{tick_period_ms, ContextId, TimerPurpose, TimerQueue};
 
+use super::abi;
 use super::delivery::Queues;
 use super::metrics::{HostMetrics, MetricIds};
 use super::reply;
@@ -56,7 +56,7 @@ impl Stream {
     pub(crate) fn grpc(&mut self) -> bool {
         *self.grpc.get_or_insert_with(|| {
             let content_type =
-                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "content-type")
+                abi::get_map_value_bytes(MapType::HttpRequestHeaders, "content-type")
                     .ok()
                     .flatten();
             is_grpc(content_type.as_deref())
@@ -159,7 +159,7 @@ impl Worker {
 
     fn bump_held(&self, by: i64) {
         if let Some(id) = self.held_gauge {
-            let _ = hostcalls::increment_metric(id, by);
+            let _ = abi::increment_metric(id, by);
         }
     }
 
@@ -167,7 +167,7 @@ impl Worker {
         let want = tick_period_ms(self.timers.next_deadline(), now);
         if want != self.armed_ms {
             let period = std::time::Duration::from_millis(want.unwrap_or(0));
-            let _ = hostcalls::set_tick_period(period);
+            let _ = abi::set_tick_period(period);
             self.armed_ms = want;
         }
     }
@@ -190,7 +190,7 @@ impl Shared {
                 .get(&f.context)
                 .and_then(Weak::upgrade);
             let Some(stream) = stream else { continue };
-            if hostcalls::set_effective_context(f.context).is_err() {
+            if abi::set_effective_context(f.context).is_err() {
                 self.worker.borrow_mut().forget(f.context, now);
                 continue;
             }
@@ -221,7 +221,7 @@ impl Shared {
     fn deliver_queued(&self, now: UnixNanos) {
         let mut queues = self.queues.borrow_mut();
         if queues.next_wake().is_some_and(|w| w <= now) {
-            let _ = hostcalls::set_effective_context(self.root_id);
+            let _ = abi::set_effective_context(self.root_id);
             let mut metrics = HostMetrics(&self.metrics);
             let mut rng = self.rng.borrow_mut();
             queues.deliver_due(&self.plugin, &EnvoyStore, &mut *rng, &mut metrics, now);
@@ -279,7 +279,7 @@ impl Shared {
         match step {
             Step::Continue => {
                 self.worker.borrow_mut().unhold(id);
-                let _ = hostcalls::resume_http_request();
+                let _ = abi::resume_http_request();
             }
             Step::Reply(r) => {
                 self.worker.borrow_mut().unhold(id);
@@ -327,7 +327,7 @@ impl Shared {
             .collect();
         let timeout = std::time::Duration::from_millis(req.timeout_ms());
         let body = (!req.body.is_empty()).then_some(req.body.as_slice());
-        match hostcalls::dispatch_http_call(&req.cluster, pairs, body, vec![], timeout) {
+        match abi::dispatch_http_call(&req.cluster, pairs, body, vec![], timeout) {
             Ok(token) => {
                 self.worker.borrow_mut().callouts.insert(token, id);
             }
@@ -359,9 +359,9 @@ impl Shared {
         now: UnixNanos,
     ) {
         let headers = (num_headers > 0)
-            .then(|| hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok())
+            .then(|| abi::get_map_bytes(MapType::HttpCallResponseHeaders).ok())
             .flatten();
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        let body = abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -394,7 +394,7 @@ impl Shared {
             .get(&id)
             .and_then(Weak::upgrade);
         let Some(stream) = stream else { return };
-        if hostcalls::set_effective_context(id).is_err() {
+        if abi::set_effective_context(id).is_err() {
             self.worker.borrow_mut().forget(id, now);
             return;
         }
