@@ -95,16 +95,19 @@ impl Gcra {
         u64::try_from(units.div_ceil(self.scale)).unwrap_or(u64::MAX)
     }
 
-    /// How many requests would be accepted at `now` (units) given `tat`, holding up to
-    /// `slack` units: `⌊(now + τ + slack + T − TAT) / T⌋`, at most what the bucket can hold.
-    fn room(&self, tat: u128, now: u128, slack: u128) -> u64 {
+    /// How many requests would be admitted at `now` (units) given `tat` without being held:
+    /// `⌊(now + τ + T − TAT) / T⌋`, at most `burst`.
+    ///
+    /// This is what Remaining reports, shaping or not. Requests a shaper would hold are left
+    /// out on purpose: a client reads Remaining as "this many more go through now", and the
+    /// IETF fields require `r ≤ q` (Limit is `burst`). It also keeps the engine's headline
+    /// ("the limit with the lowest Remaining") pointing at a shaper that is already holding
+    /// requests (Remaining 0) rather than at one with room.
+    fn room(&self, tat: u128, now: u128) -> u64 {
         let tat = tat.max(now);
-        let n = now
-            .saturating_add(self.tau)
-            .saturating_add(slack)
-            .saturating_add(self.t);
-        let cap = u128::from(self.burst) + slack / self.t;
-        u64::try_from((n.saturating_sub(tat) / self.t).min(cap)).unwrap_or(u64::MAX)
+        let n = now.saturating_add(self.tau).saturating_add(self.t);
+        u64::try_from((n.saturating_sub(tat) / self.t).min(u128::from(self.burst)))
+            .unwrap_or(u64::MAX)
     }
 
     /// One request at `now`: admit, hold (shaping only) or reject.
@@ -135,7 +138,7 @@ impl Gcra {
             new_state: new_tat.map(|t| self.encode(t)),
             at_rest_at,
             limit: self.burst,
-            remaining: self.room(after, now_u, self.max_delay),
+            remaining: self.room(after, now_u),
             reset_at: at_rest_at,
             retry_after_ns,
         }
