@@ -21,8 +21,7 @@
 //! request leaves Remaining at 0): what a client expects, and what the IETF `RateLimit`
 //! field requires (`r ≤ q`).
 
-use super::codec::TAG_LEAKY_BUCKET;
-use super::gcra;
+use super::gcra::{self, Bucket};
 use super::{Evaluation, Params};
 use crate::time::UnixNanos;
 
@@ -31,13 +30,7 @@ pub const STATE_BYTES: usize = gcra::STATE_BYTES;
 
 /// Admit, hold (shaping) or reject one request.
 pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
-    gcra::evaluate(
-        params,
-        TAG_LEAKY_BUCKET,
-        params.max_delay_ns > 0,
-        state,
-        now,
-    )
+    gcra::evaluate(Bucket::Leaky, params, state, now)
 }
 
 /// Gives back the admitted (or held) request's interval, if nothing else came since.
@@ -47,7 +40,7 @@ pub fn refund(
     admitted: &Evaluation,
     _now: UnixNanos,
 ) -> Option<Vec<u8>> {
-    gcra::refund(params, TAG_LEAKY_BUCKET, state, admitted)
+    gcra::refund(Bucket::Leaky, params, state, admitted)
 }
 
 #[cfg(test)]
