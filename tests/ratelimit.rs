@@ -214,12 +214,13 @@ fn sliding_window_counter_weights_the_previous_window() {
 
 #[test]
 fn shaper_releases_at_the_leak_rate_and_rejects_beyond_max_delay() {
-    let cfg = one_limit(
+    let mut cfg = one_limit(
         "leaky_bucket",
         5,
         "1s",
         serde_json::json!({ "burst": 1, "max_delay": "700ms" }),
     );
+    cfg["rate_limit_headers"] = "both".into();
     let (up, envoy) = start(cfg);
     let started = Instant::now();
     let responses = burst(6, |_| {
@@ -231,6 +232,17 @@ fn shaper_releases_at_the_leak_rate_and_rejects_beyond_max_delay() {
         (4, 2),
         "immediate + three delayed (200/400/600 ms); 800 ms > max_delay"
     );
+    // Held requests are not "remaining": with burst 1 every answer says 0 of 1 (IETF r ≤ q).
+    for r in &responses {
+        assert_eq!(r.header("x-ratelimit-limit").as_deref(), Some("1"));
+        assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("0"));
+        assert_eq!(
+            r.header("ratelimit-policy").as_deref(),
+            Some("\"per-user\";q=1;w=1")
+        );
+        let field = r.header("ratelimit").unwrap_or_default();
+        assert!(field.starts_with("\"per-user\";r=0;t="), "{field}");
+    }
     let mut arrivals: Vec<Duration> = up
         .requests()
         .iter()

@@ -42,8 +42,8 @@ use crate::retry::backoff::Backoff;
 use crate::time::UnixNanos;
 
 use super::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
-use super::headers::without_connection_headers;
 use super::{FALLBACK_HEADER, MARK_QUEUED};
+use crate::hop_by_hop::end_to_end;
 
 /// Bookkeeping per item (the item, its map and schedule entries, its backoff state).
 pub const ITEM_OVERHEAD_BYTES: u64 = 256;
@@ -186,7 +186,7 @@ impl RequestQueue {
             id = QueueId(rng.next_u64());
         }
         // A delivery is a new request on a new connection; `expect` asked the first one.
-        request.headers = without_connection_headers(&request.headers, &["expect"]);
+        request.headers = end_to_end(&request.headers, &["expect"]);
         let client_key = request
             .headers
             .iter()

@@ -3,69 +3,25 @@
 //! In router mode Envoy's HTTP connection manager and router strip hop-by-hop headers; a
 //! callout bypasses both, so levee must do it itself or a client's `Connection: close` or
 //! `Transfer-Encoding: chunked` would be replayed on a connection they were never meant for.
-//!
-//! Removed (names compared case-insensitively), requests and responses alike:
-//! - RFC 9110 §7.6.1 connection-specific fields: `connection`, `keep-alive`,
-//!   `proxy-connection`, `transfer-encoding`, `te`, `trailer`, `upgrade`, and every field the
-//!   message's own `Connection` header names;
-//! - `proxy-authorization` and `proxy-authenticate` (RFC 2616 §13.5.1's list): credentials a
-//!   client gave to *this* proxy, and a proxy's challenge to the client, must not travel on to
-//!   the application (levee calls an application cluster, not a chain of proxies);
-//! - `content-length`: Envoy sets it for the callout body and for levee's reply body;
-//! - pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`, `:status`, …): levee writes
-//!   `:method`, `:path` and `:authority` itself, Envoy adds `:scheme`, and the status travels
-//!   apart from the headers.
+//! Requests and responses alike go through [`crate::hop_by_hop::end_to_end`], the filter the
+//! fallbacks and idempotent replays use too: `connection` and every field it names,
+//! `keep-alive`, `te`, `trailer`, `transfer-encoding`, `upgrade`, every `proxy-*` field
+//! (`proxy-authorization` and `proxy-authenticate` included: credentials a client gave to
+//! *this* proxy, and a proxy's challenge to the client, must not travel on to the application),
+//! `content-length` (Envoy sets it for the callout body and for levee's reply body) and
+//! pseudo-headers (levee writes `:method`, `:path` and `:authority` itself, Envoy adds
+//! `:scheme`, and the status travels apart from the headers).
 //!
 //! Everything else is kept in order: `x-request-id`, `traceparent`, `b3`, the
 //! `Idempotency-Key` (forwarded unchanged on every attempt), cookies, authorization.
+
+use crate::hop_by_hop::end_to_end;
 
 /// A header list as the host hands it over: names as received, values as raw bytes.
 pub type HeaderList = Vec<(String, Vec<u8>)>;
 
 /// The response header that tells the client how many attempts were made.
 pub const ATTEMPTS_HEADER: &str = "x-levee-attempts";
-
-/// Connection-specific names, always removed (lower case).
-pub const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
-/// Whether `name` (any case) is removed whatever the `Connection` header says.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    name.starts_with(':')
-        || name.eq_ignore_ascii_case("content-length")
-        || HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// The field names listed in the message's `Connection` header(s), lower-cased.
-fn connection_tokens(headers: &[(String, Vec<u8>)]) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|b| *b == b','))
-        .filter_map(|token| std::str::from_utf8(token).ok())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-/// `headers` without hop-by-hop fields, pseudo-headers and `content-length`, order kept.
-pub fn end_to_end(headers: &[(String, Vec<u8>)]) -> HeaderList {
-    let listed = connection_tokens(headers);
-    headers
-        .iter()
-        .filter(|(n, _)| !is_hop_by_hop(n) && !listed.iter().any(|t| n.eq_ignore_ascii_case(t)))
-        .cloned()
-        .collect()
-}
 
 /// The header list of a callout: `:method`, `:path`, `:authority`, then the request's
 /// end-to-end headers.
@@ -79,17 +35,14 @@ pub fn callout_headers(
     out.push((":method".to_string(), method.as_bytes().to_vec()));
     out.push((":path".to_string(), path.as_bytes().to_vec()));
     out.push((":authority".to_string(), authority.as_bytes().to_vec()));
-    out.extend(end_to_end(request_headers));
+    out.extend(end_to_end(request_headers, &[]));
     out
 }
 
 /// The headers levee answers the client with: the upstream's end-to-end headers (any
 /// `x-levee-attempts` it sent replaced) plus `x-levee-attempts: attempts`.
 pub fn client_headers(upstream_headers: &[(String, Vec<u8>)], attempts: u32) -> HeaderList {
-    let mut out: HeaderList = end_to_end(upstream_headers)
-        .into_iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case(ATTEMPTS_HEADER))
-        .collect();
+    let mut out = end_to_end(upstream_headers, &[ATTEMPTS_HEADER]);
     out.push((
         ATTEMPTS_HEADER.to_string(),
         attempts.to_string().into_bytes(),
@@ -180,13 +133,24 @@ mod tests {
     }
 
     #[test]
-    fn connection_tokens_that_are_not_utf8_are_ignored() {
-        let req = vec![
-            ("connection".to_string(), vec![0xff, b',', b'x', b'-', b'a']),
-            ("x-a".to_string(), b"1".to_vec()),
-            ("x-b".to_string(), vec![0xfe]),
-        ];
-        assert_eq!(names(&end_to_end(&req)), ["x-b"]);
+    fn callouts_drop_every_proxy_field_as_fallbacks_and_replays_do() {
+        // Before the filters were merged a callout kept `proxy-status` and other `proxy-*`
+        // fields that a stale-cache answer or a replay dropped.
+        let req = h(&[
+            ("proxy-status", "envoy; error=connection_timeout"),
+            ("Proxy-Foo", "1"),
+            ("x-proxy-id", "kept"),
+        ]);
+        let out = callout_headers("GET", "/", "a", &req);
+        assert_eq!(
+            names(&out),
+            [":method", ":path", ":authority", "x-proxy-id"]
+        );
+        let resp = h(&[("proxy-status", "upstream"), ("content-type", "text/plain")]);
+        assert_eq!(
+            names(&client_headers(&resp, 1)),
+            ["content-type", "x-levee-attempts"]
+        );
     }
 
     #[test]

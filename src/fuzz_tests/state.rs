@@ -108,12 +108,12 @@ fn check_evaluation(p: &Params, state: &[u8], now: u64) -> Result<(), TestCaseEr
         let _ = evaluate(p, s, now);
         let _ = refund(p, s, &e, now);
     }
-    // A shaping leaky bucket also counts the requests it would delay rather than reject.
-    let delayable = p.max_delay_ns / (p.window_ns / p.limit).max(1) + 1;
+    // Remaining never exceeds the Limit it is reported with, shaping included (IETF r ≤ q).
     prop_assert!(
-        e.remaining <= p.limit.max(p.burst) + delayable,
-        "remaining {}",
-        e.remaining
+        e.remaining <= e.limit,
+        "remaining {} > limit {}",
+        e.remaining,
+        e.limit
     );
     let _ = refund(p, state, &e, now);
     Ok(())

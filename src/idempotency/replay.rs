@@ -10,7 +10,7 @@
 //! entry, a write failed), the answer is [`Replay::Gone`]: the request *did* complete, so the
 //! client gets `409` "completed with status N" — never a second execution.
 
-use crate::fallback::headers::without_connection_headers;
+use crate::hop_by_hop::end_to_end;
 
 use super::record::Completed;
 use super::response::StoredResponse;
@@ -50,7 +50,7 @@ pub fn replay(record: &Completed, blob: Option<&[u8]>, key_echo: &str) -> Replay
 
 /// The stored headers minus per-connection ones, plus the replay marker and the key echo.
 pub fn replay_headers(stored: &[(String, String)], key_echo: &str) -> Vec<(String, String)> {
-    let mut out = without_connection_headers(stored, &[REPLAYED_HEADER, KEY_ECHO_HEADER]);
+    let mut out = end_to_end(stored, &[REPLAYED_HEADER, KEY_ECHO_HEADER]);
     out.push((REPLAYED_HEADER.to_owned(), "true".to_owned()));
     out.push((KEY_ECHO_HEADER.to_owned(), key_echo.to_owned()));
     out

@@ -5,10 +5,11 @@
 use crate::config::{FallbackKind, Forward};
 use crate::fallback::cacheable::{cache_key, check_body, check_headers, VaryValues};
 use crate::fallback::chain::{allowed, applies_to, static_reply, Situation};
-use crate::fallback::headers::{mark, stale_headers, without_connection_headers};
+use crate::fallback::headers::{mark, stale_headers};
 use crate::fallback::queue::{accepted_reply, QueueFull, QueueId, QueuedRequest};
 use crate::fallback::MARK_SECONDARY;
 use crate::forward::CalloutRequest;
+use crate::hop_by_hop::end_to_end as without_connection_headers;
 use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent, Metrics};

@@ -43,6 +43,22 @@ pub fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// The size of a state that is a tag followed by `n` little-endian u64s.
+pub const fn u64s_state_bytes(n: usize) -> usize {
+    1 + 8 * n
+}
+
+/// The `N` u64s after `tag`, if `state` is exactly `tag` followed by `N` of them (the
+/// inverse of [`encode_u64s`]).
+pub fn decode_u64s<const N: usize>(state: &[u8], tag: u8) -> Option<[u64; N]> {
+    let p = payload(state, tag, 8 * N)?;
+    let mut values = [0u64; N];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = read_u64(p, 8 * i)?;
+    }
+    Some(values)
+}
+
 /// `tag` followed by each value as a little-endian u64.
 pub fn encode_u64s(tag: u8, values: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 * values.len());
@@ -121,6 +137,17 @@ mod tests {
             read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
             None
         );
+    }
+
+    #[test]
+    fn u64s_round_trip_only_under_their_tag_and_exact_length() {
+        let state = encode_u64s(0x31, &[1, u64::MAX, 7]);
+        assert_eq!(state.len(), u64s_state_bytes(3));
+        assert_eq!(decode_u64s::<3>(&state, 0x31), Some([1, u64::MAX, 7]));
+        assert_eq!(decode_u64s::<3>(&state, 0x11), None);
+        assert_eq!(decode_u64s::<2>(&state, 0x31), None);
+        assert_eq!(decode_u64s::<3>(&state[..24], 0x31), None);
+        assert_eq!(decode_u64s::<0>(&[0x31], 0x31), Some([]));
     }
 
     #[test]

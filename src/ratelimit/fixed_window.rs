@@ -7,19 +7,19 @@
 //! pass within moments of each other. If that matters, use the sliding window counter (same
 //! memory, smoothed edges) or the log (exact, more memory).
 //!
-//! Aligning to the epoch (rather than to a key's first request) makes the window a function of
-//! `now` alone, so every worker agrees on it and a header can say when it ends.
+//! Windows are aligned to the epoch (see [`super::aligned`]: every worker agrees on them, and a
+//! header can say when one ends).
 //!
 //! State: tag `0x11`, window start (u64 ns), count (u64). If Envoy's wall clock steps back
 //! into an earlier window, the stored (later) window keeps counting until it has ended:
 //! a clock step never hands out a fresh allowance.
 
-use super::codec::{encode_u64s, payload, read_u64, TAG_FIXED_WINDOW};
-use super::{Decision, Evaluation, Params};
+use super::codec::{decode_u64s, encode_u64s, u64s_state_bytes, TAG_FIXED_WINDOW};
+use super::{aligned, Decision, Evaluation, Params};
 use crate::time::UnixNanos;
 
 /// Encoded state size in bytes.
-pub const STATE_BYTES: usize = 17;
+pub const STATE_BYTES: usize = u64s_state_bytes(2);
 
 /// One window's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +29,8 @@ struct Window {
 }
 
 fn decode(state: &[u8]) -> Option<Window> {
-    let p = payload(state, TAG_FIXED_WINDOW, STATE_BYTES - 1)?;
-    Some(Window {
-        start: read_u64(p, 0)?,
-        count: read_u64(p, 8)?,
-    })
+    let [start, count] = decode_u64s(state, TAG_FIXED_WINDOW)?;
+    Some(Window { start, count })
 }
 
 fn encode(w: Window) -> Vec<u8> {
@@ -41,27 +38,23 @@ fn encode(w: Window) -> Vec<u8> {
 }
 
 /// The window that counts at `now`, given what is stored.
-fn current(params: &Params, state: &[u8], now: UnixNanos) -> Window {
-    let window = params.window_ns.max(1);
-    let start = now - now % window;
+fn current(length: u64, state: &[u8], now: UnixNanos) -> Window {
+    let start = aligned::start_containing(now, length);
     match decode(state) {
-        Some(stored) if stored.start >= start => stored,
+        Some(stored) if aligned::still_counts(stored.start, start) => stored,
         _ => Window { start, count: 0 },
     }
 }
 
 /// Admit if fewer than `limit` requests were admitted in the current window.
 pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
-    let w = current(params, state, now);
-    let end = w.start.saturating_add(params.window_ns.max(1));
+    let length = aligned::length(params);
+    let w = current(length, state, now);
+    let end = aligned::end(w.start, length);
     let admitted = w.count < params.limit;
     let count = if admitted { w.count + 1 } else { w.count };
     Evaluation {
-        decision: if admitted {
-            Decision::Admit
-        } else {
-            Decision::Reject
-        },
+        decision: Decision::admit_if(admitted),
         new_state: admitted.then(|| {
             encode(Window {
                 start: w.start,

@@ -19,13 +19,43 @@
 //!
 //! State: tag, TAT whole ns (u64), TAT remainder in `1 / limit` ns (u64) — 17 bytes. A
 //! remainder ≥ `limit` (the limit was lowered by a reload) rounds the TAT up to the next ns.
+//!
+//! The two buckets differ only in the tag their state is stored under and in whether they may
+//! hold a request ([`Bucket`]); `token_bucket.rs` and `leaky_bucket.rs` name one each.
 
-use super::codec::{encode_u64s, payload, read_u64};
+use super::codec::{
+    decode_u64s, encode_u64s, u64s_state_bytes, TAG_LEAKY_BUCKET, TAG_TOKEN_BUCKET,
+};
 use super::{Decision, Evaluation, Params};
 use crate::time::UnixNanos;
 
-/// Encoded state size in bytes.
-pub const STATE_BYTES: usize = 17;
+/// Encoded state size in bytes (both buckets).
+pub const STATE_BYTES: usize = u64s_state_bytes(2);
+
+/// Which bucket a GCRA limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Polices only: `max_delay` is ignored (shaping is the leaky bucket's job).
+    Token,
+    /// Polices, or shapes when `max_delay` > 0.
+    Leaky,
+}
+
+impl Bucket {
+    /// The tag its state is stored under, so a reload that swaps one bucket for the other
+    /// starts afresh instead of misreading the other's state.
+    fn tag(self) -> u8 {
+        match self {
+            Self::Token => TAG_TOKEN_BUCKET,
+            Self::Leaky => TAG_LEAKY_BUCKET,
+        }
+    }
+
+    /// Whether it holds (rather than rejects) a request that can conform within `max_delay`.
+    fn shapes(self, params: &Params) -> bool {
+        self == Self::Leaky && params.max_delay_ns > 0
+    }
+}
 
 /// The GCRA constants of one limit, in units of `1 / limit` ns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +75,14 @@ pub struct Gcra {
 
 impl Gcra {
     /// `None` when `limit` is 0: such a limit admits nothing.
-    pub fn new(params: &Params, tag: u8, shape: bool) -> Option<Self> {
+    pub fn new(params: &Params, bucket: Bucket) -> Option<Self> {
         if params.limit == 0 {
             return None;
         }
         let scale = u128::from(params.limit);
         let t = u128::from(params.window_ns.max(1));
         let burst = params.burst.max(1);
-        let max_delay = if shape {
+        let max_delay = if bucket.shapes(params) {
             u128::from(params.max_delay_ns) * scale
         } else {
             0
@@ -63,21 +93,18 @@ impl Gcra {
             tau: u128::from(burst - 1) * t,
             max_delay,
             burst,
-            tag,
+            tag: bucket.tag(),
         })
     }
 
     /// The stored TAT in units; empty or undecodable state is "long ago" (full bucket).
     pub fn decode(&self, state: &[u8]) -> u128 {
-        let Some(p) = payload(state, self.tag, STATE_BYTES - 1) else {
-            return 0;
-        };
-        match (read_u64(p, 0), read_u64(p, 8)) {
-            (Some(whole), Some(frac)) if u128::from(frac) < self.scale => {
+        match decode_u64s(state, self.tag) {
+            Some([whole, frac]) if u128::from(frac) < self.scale => {
                 u128::from(whole) * self.scale + u128::from(frac)
             }
-            (Some(whole), Some(_)) => (u128::from(whole) + 1) * self.scale,
-            _ => 0,
+            Some([whole, _]) => (u128::from(whole) + 1) * self.scale,
+            None => 0,
         }
     }
 
@@ -95,16 +122,19 @@ impl Gcra {
         u64::try_from(units.div_ceil(self.scale)).unwrap_or(u64::MAX)
     }
 
-    /// How many requests would be accepted at `now` (units) given `tat`, holding up to
-    /// `slack` units: `⌊(now + τ + slack + T − TAT) / T⌋`, at most what the bucket can hold.
-    fn room(&self, tat: u128, now: u128, slack: u128) -> u64 {
+    /// How many requests would be admitted at `now` (units) given `tat` without being held:
+    /// `⌊(now + τ + T − TAT) / T⌋`, at most `burst`.
+    ///
+    /// This is what Remaining reports, shaping or not. Requests a shaper would hold are left
+    /// out on purpose: a client reads Remaining as "this many more go through now", and the
+    /// IETF fields require `r ≤ q` (Limit is `burst`). It also keeps the engine's headline
+    /// ("the limit with the lowest Remaining") pointing at a shaper that is already holding
+    /// requests (Remaining 0) rather than at one with room.
+    fn room(&self, tat: u128, now: u128) -> u64 {
         let tat = tat.max(now);
-        let n = now
-            .saturating_add(self.tau)
-            .saturating_add(slack)
-            .saturating_add(self.t);
-        let cap = u128::from(self.burst) + slack / self.t;
-        u64::try_from((n.saturating_sub(tat) / self.t).min(cap)).unwrap_or(u64::MAX)
+        let n = now.saturating_add(self.tau).saturating_add(self.t);
+        u64::try_from((n.saturating_sub(tat) / self.t).min(u128::from(self.burst)))
+            .unwrap_or(u64::MAX)
     }
 
     /// One request at `now`: admit, hold (shaping only) or reject.
@@ -135,7 +165,7 @@ impl Gcra {
             new_state: new_tat.map(|t| self.encode(t)),
             at_rest_at,
             limit: self.burst,
-            remaining: self.room(after, now_u, self.max_delay),
+            remaining: self.room(after, now_u),
             reset_at: at_rest_at,
             retry_after_ns,
         }
@@ -153,9 +183,9 @@ impl Gcra {
     }
 }
 
-/// Police: admit or reject.
-pub fn evaluate(params: &Params, tag: u8, shape: bool, state: &[u8], now: UnixNanos) -> Evaluation {
-    match Gcra::new(params, tag, shape) {
+/// One request at `now` against `bucket`: see [`Gcra::evaluate`]; a limit of 0 rejects.
+pub fn evaluate(bucket: Bucket, params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
+    match Gcra::new(params, bucket) {
         Some(g) => g.evaluate(state, now),
         None => Evaluation {
             decision: Decision::Reject,
@@ -170,6 +200,11 @@ pub fn evaluate(params: &Params, tag: u8, shape: bool, state: &[u8], now: UnixNa
 }
 
 /// See [`Gcra::refund`].
-pub fn refund(params: &Params, tag: u8, state: &[u8], admitted: &Evaluation) -> Option<Vec<u8>> {
-    Gcra::new(params, tag, false)?.refund(state, admitted)
+pub fn refund(
+    bucket: Bucket,
+    params: &Params,
+    state: &[u8],
+    admitted: &Evaluation,
+) -> Option<Vec<u8>> {
+    Gcra::new(params, bucket)?.refund(state, admitted)
 }

@@ -16,11 +16,12 @@
 //!
 //! Headers: Reset is when the bucket is empty (the TAT). Retry-After is the time until a
 //! retry would not be rejected: police, until it conforms; shape, until it would be held for
-//! at most `max_delay`. Remaining counts the requests that would not be rejected right now
-//! (held ones included when shaping).
+//! at most `max_delay`. Limit is `burst` and Remaining counts the requests that would be
+//! admitted right now *without being held*, so Remaining ≤ Limit even when shaping (a held
+//! request leaves Remaining at 0): what a client expects, and what the IETF `RateLimit`
+//! field requires (`r ≤ q`).
 
-use super::codec::TAG_LEAKY_BUCKET;
-use super::gcra;
+use super::gcra::{self, Bucket};
 use super::{Evaluation, Params};
 use crate::time::UnixNanos;
 
@@ -29,13 +30,7 @@ pub const STATE_BYTES: usize = gcra::STATE_BYTES;
 
 /// Admit, hold (shaping) or reject one request.
 pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
-    gcra::evaluate(
-        params,
-        TAG_LEAKY_BUCKET,
-        params.max_delay_ns > 0,
-        state,
-        now,
-    )
+    gcra::evaluate(Bucket::Leaky, params, state, now)
 }
 
 /// Gives back the admitted (or held) request's interval, if nothing else came since.
@@ -45,7 +40,7 @@ pub fn refund(
     admitted: &Evaluation,
     _now: UnixNanos,
 ) -> Option<Vec<u8>> {
-    gcra::refund(params, TAG_LEAKY_BUCKET, state, admitted)
+    gcra::refund(Bucket::Leaky, params, state, admitted)
 }
 
 #[cfg(test)]
@@ -167,11 +162,30 @@ mod tests {
     }
 
     #[test]
-    fn remaining_counts_requests_that_would_not_be_rejected() {
+    fn remaining_counts_only_requests_that_would_not_be_held() {
+        // Burst of 2: after the first, one more goes through at once; the two a 250 ms
+        // shaper could still hold (100 ms, 200 ms) are not "remaining".
         let p = params(10, 2, 250 * MS);
-        // Burst of 2 plus two held (100 ms, 200 ms) → after the first, 3 more.
-        assert_eq!(evaluate(&p, &[], T0).remaining, 3);
+        let first = evaluate(&p, &[], T0);
+        assert_eq!((first.limit, first.remaining), (2, 1));
         assert_eq!(evaluate(&params(10, 2, 0), &[], T0).remaining, 1);
+        let mut st = first.new_state.unwrap_or_default();
+        let second = go(&p, &mut st, T0);
+        assert_eq!((second.decision, second.remaining), (Decision::Admit, 0));
+        let held = go(&p, &mut st, T0);
+        assert!(matches!(held.decision, Decision::Delay { .. }));
+        assert_eq!(held.remaining, 0);
+    }
+
+    #[test]
+    fn remaining_never_exceeds_limit_however_long_the_shaper_may_hold() {
+        // Up to 10 s of holding at 10/s is 100 held requests; Limit (burst) is still 1.
+        let p = params(10, 1, 10 * S);
+        let mut st = Vec::new();
+        for _ in 0..50 {
+            let e = go(&p, &mut st, T0);
+            assert!(e.remaining <= e.limit, "{} > {}", e.remaining, e.limit);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! touches shared data; `engine.rs` runs the read-compute-CAS loop over the slot tables.
 
 pub mod algorithm;
+mod aligned;
 pub mod codec;
 pub mod engine;
 pub mod fixed_window;
@@ -43,6 +44,17 @@ pub enum Decision {
     Delay { until: UnixNanos },
     /// Over the limit; nothing was consumed.
     Reject,
+}
+
+impl Decision {
+    /// `Admit` or `Reject`: the answer of an algorithm that never holds a request.
+    pub fn admit_if(admitted: bool) -> Self {
+        if admitted {
+            Self::Admit
+        } else {
+            Self::Reject
+        }
+    }
 }
 
 /// One evaluation of one limit for one key at one instant.

@@ -228,6 +228,36 @@ proptest! {
     }
 
     #[test]
+    fn remaining_never_exceeds_limit_and_is_what_the_same_instant_still_admits_at_once(
+        p in proptest::sample::select(ALGORITHMS.to_vec()).prop_flat_map(params),
+        (start, gaps) in instants(),
+    ) {
+        // Shaping included: `params` gives a leaky bucket up to four intervals of max_delay.
+        let mut state = Vec::new();
+        for now in times(p.window_ns, start, &gaps) {
+            let e = evaluate(&p, &state, now);
+            prop_assert!(e.remaining <= e.limit, "remaining {} > limit {}", e.remaining, e.limit);
+            if let Some(s) = &e.new_state {
+                state.clone_from(s);
+            }
+            // Exactly `remaining` more requests at this instant are admitted without delay.
+            let mut probe = state.clone();
+            for k in 0..=e.remaining {
+                let next = evaluate(&p, &probe, now);
+                prop_assert_eq!(
+                    next.decision == Decision::Admit,
+                    k < e.remaining,
+                    "request {} of {} remaining at {}", k + 1, e.remaining, now
+                );
+                match next.new_state {
+                    Some(s) if next.decision == Decision::Admit => probe = s,
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refund_is_as_if_the_request_never_came(
         p in proptest::sample::select(ALGORITHMS.to_vec()).prop_flat_map(params),
         (start, gaps) in instants(),

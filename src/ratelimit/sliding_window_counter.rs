@@ -18,12 +18,12 @@
 //! limit · window`. State: tag `0x31`, current window start (u64 ns), previous, current
 //! (u64 each). A clock that steps back into an earlier window keeps the stored window.
 
-use super::codec::{encode_u64s, payload, read_u64, TAG_SLIDING_WINDOW_COUNTER};
-use super::{Decision, Evaluation, Params};
+use super::codec::{decode_u64s, encode_u64s, u64s_state_bytes, TAG_SLIDING_WINDOW_COUNTER};
+use super::{aligned, Decision, Evaluation, Params};
 use crate::time::UnixNanos;
 
 /// Encoded state size in bytes.
-pub const STATE_BYTES: usize = 25;
+pub const STATE_BYTES: usize = u64s_state_bytes(3);
 
 /// The two counts as seen from one aligned window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +34,8 @@ struct Counts {
 }
 
 fn decode(state: &[u8]) -> Option<Counts> {
-    let p = payload(state, TAG_SLIDING_WINDOW_COUNTER, STATE_BYTES - 1)?;
-    Some(Counts {
-        start: read_u64(p, 0)?,
-        prev: read_u64(p, 8)?,
-        curr: read_u64(p, 16)?,
-    })
+    let [start, prev, curr] = decode_u64s(state, TAG_SLIDING_WINDOW_COUNTER)?;
+    Some(Counts { start, prev, curr })
 }
 
 fn encode(c: Counts) -> Vec<u8> {
@@ -48,10 +44,10 @@ fn encode(c: Counts) -> Vec<u8> {
 
 /// The counts as of the aligned window that contains `now`.
 fn current(window: u64, state: &[u8], now: UnixNanos) -> Counts {
-    let start = now - now % window;
+    let start = aligned::start_containing(now, window);
     match decode(state) {
-        Some(c) if c.start >= start => c,
-        Some(c) if c.start.checked_add(window) == Some(start) => Counts {
+        Some(c) if aligned::still_counts(c.start, start) => c,
+        Some(c) if aligned::is_next(c.start, start, window) => Counts {
             start,
             prev: c.curr,
             curr: 0,
@@ -98,7 +94,7 @@ fn next_admission(c: Counts, limit: u64, window: u64, now: UnixNanos) -> UnixNan
             return c.start.saturating_add(e).max(now);
         }
         c = Counts {
-            start: c.start.saturating_add(window),
+            start: aligned::end(c.start, window),
             prev: c.curr,
             curr: 0,
         };
@@ -108,10 +104,10 @@ fn next_admission(c: Counts, limit: u64, window: u64, now: UnixNanos) -> UnixNan
 
 /// Admit if the weighted count stays under `limit`.
 pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
-    let window = params.window_ns.max(1);
+    let window = aligned::length(params);
     let c = current(window, state, now);
     let elapsed = now.saturating_sub(c.start);
-    let end = c.start.saturating_add(window);
+    let end = aligned::end(c.start, window);
     let admitted = admits(c, params.limit, window, elapsed);
     let after = if admitted {
         Counts {
@@ -135,11 +131,7 @@ pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
         now
     };
     Evaluation {
-        decision: if admitted {
-            Decision::Admit
-        } else {
-            Decision::Reject
-        },
+        decision: Decision::admit_if(admitted),
         new_state: admitted.then(|| encode(after)),
         at_rest_at,
         limit: params.limit,
@@ -161,7 +153,7 @@ pub fn refund(
     admitted: &Evaluation,
     _now: UnixNanos,
 ) -> Option<Vec<u8>> {
-    let window = params.window_ns.max(1);
+    let window = aligned::length(params);
     let written = decode(admitted.new_state.as_deref()?)?;
     let stored = decode(state)?;
     if stored.start == written.start && stored.curr > 0 {
@@ -169,7 +161,7 @@ pub fn refund(
             curr: stored.curr - 1,
             ..stored
         }))
-    } else if written.start.checked_add(window) == Some(stored.start) && stored.prev > 0 {
+    } else if aligned::is_next(written.start, stored.start, window) && stored.prev > 0 {
         Some(encode(Counts {
             prev: stored.prev - 1,
             ..stored

@@ -109,11 +109,7 @@ pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
         .and_then(|i| entries.get(i))
         .map_or(oldest_expiry, |&e| expiry(e, window));
     Evaluation {
-        decision: if admitted {
-            Decision::Admit
-        } else {
-            Decision::Reject
-        },
+        decision: Decision::admit_if(admitted),
         new_state: admitted.then(|| encode(&entries)),
         at_rest_at: entries.last().map_or(now, |&e| expiry(e, window)),
         limit: params.limit,

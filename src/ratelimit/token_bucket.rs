@@ -16,8 +16,7 @@
 //! left, Reset is when the bucket is full again, Retry-After the time until one token.
 //! `max_delay` is ignored: shaping is the leaky bucket's job.
 
-use super::codec::TAG_TOKEN_BUCKET;
-use super::gcra;
+use super::gcra::{self, Bucket};
 use super::{Evaluation, Params};
 use crate::time::UnixNanos;
 
@@ -26,7 +25,7 @@ pub const STATE_BYTES: usize = gcra::STATE_BYTES;
 
 /// Take one token if there is one.
 pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
-    gcra::evaluate(params, TAG_TOKEN_BUCKET, false, state, now)
+    gcra::evaluate(Bucket::Token, params, state, now)
 }
 
 /// Puts the admitted request's token back, if nothing else took one since.
@@ -36,7 +35,7 @@ pub fn refund(
     admitted: &Evaluation,
     _now: UnixNanos,
 ) -> Option<Vec<u8>> {
-    gcra::refund(params, TAG_TOKEN_BUCKET, state, admitted)
+    gcra::refund(Bucket::Token, params, state, admitted)
 }
 
 #[cfg(test)]
