@@ -12,18 +12,23 @@
 //! Dropped, names compared case-insensitively:
 //! - `connection`, `keep-alive`, `te`, `trailer`, `transfer-encoding`, `upgrade`, and every
 //!   field the message's own `Connection` header names;
-//! - every `proxy-*` field: `proxy-connection` (a pre-standard `connection`), and
-//!   `proxy-authorization` / `proxy-authenticate` (credentials a client gave to *this* proxy, a
-//!   proxy's challenge to the client: RFC 2616 §13.5.1 lists them as hop-by-hop);
+//! - `proxy-connection` (a pre-standard `connection`), and `proxy-authorization` /
+//!   `proxy-authenticate` (credentials a client gave to *this* proxy, a proxy's challenge to the
+//!   client: RFC 2616 §13.5.1 lists them as hop-by-hop). Other `proxy-*` fields are end to end:
+//!   `Proxy-Status` (RFC 9209) exists precisely to tell the client what a proxy saw;
 //! - `content-length`: Envoy sets it from the body it actually sends;
 //! - pseudo-headers (`:method`, `:path`, `:status`, …): the sender writes its own.
 //!
 //! The callout and fallback paths once had a copy each; they differed only in `proxy-*`
-//! (the callout dropped three named ones, the fallback every one). The stricter rule is kept.
+//! (the callout dropped the three named ones, the fallback every one). The named three are
+//! kept: dropping every `proxy-*` field would hide a `Proxy-Status` from the client.
 
 /// Dropped by exact name (any case) whatever `Connection` says.
-const CONNECTION_SPECIFIC: [&str; 7] = [
+const CONNECTION_SPECIFIC: [&str; 10] = [
     "connection",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
     "keep-alive",
     "te",
     "trailer",
@@ -35,10 +40,6 @@ const CONNECTION_SPECIFIC: [&str; 7] = [
 /// Whether `name` (any case) is dropped whatever the `Connection` header says.
 pub fn is_hop_by_hop(name: &str) -> bool {
     name.starts_with(':')
-        || name
-            .as_bytes()
-            .get(..6)
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"proxy-"))
         || CONNECTION_SPECIFIC
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h))
@@ -121,19 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn every_proxy_field_is_dropped_not_only_the_three_rfc_2616_named() {
-        // The stricter of the two former filters: the callout one kept `proxy-status` and any
-        // other `proxy-*` field; the fallback one did not.
+    fn the_three_rfc_2616_proxy_fields_are_dropped_and_proxy_status_reaches_the_client() {
         let pairs = [
             ("Proxy-Connection", "keep-alive"),
             ("proxy-authorization", "Basic eA=="),
             ("Proxy-Authenticate", "Basic"),
             ("proxy-status", "envoy; error=connection_timeout"),
-            ("proxy-x", "1"),
             ("proxyish", "kept: no dash"),
             ("x-proxy-id", "kept: not a prefix"),
         ];
-        let want = ["proxyish", "x-proxy-id"];
+        let want = ["proxy-status", "proxyish", "x-proxy-id"];
         assert_eq!(names(&end_to_end(&bytes(&pairs), &[])), want);
         assert_eq!(names(&end_to_end(&text(&pairs), &[])), want);
     }
@@ -162,6 +160,7 @@ mod tests {
         assert!(!is_hop_by_hop("proxy"));
         assert!(!is_hop_by_hop("prö-xy"));
         assert!(!is_hop_by_hop(""));
-        assert!(is_hop_by_hop("PROXY-"));
+        assert!(!is_hop_by_hop("PROXY-"));
+        assert!(is_hop_by_hop("PROXY-AUTHORIZATION"));
     }
 }

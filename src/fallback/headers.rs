@@ -3,7 +3,7 @@
 //!
 //! A stored answer is replayed on another connection, and a queued request is sent on a new
 //! one, so the headers that described the *first* connection go: [`crate::hop_by_hop`] drops
-//! them (RFC 9110 §7.6.1 hop-by-hop fields, `proxy-*`, pseudo-headers, `content-length`) for
+//! them (RFC 9110 §7.6.1 hop-by-hop fields, `proxy-connection`, `proxy-authorization`, `proxy-authenticate`, pseudo-headers, `content-length`) for
 //! callouts, fallbacks and replays alike. The marker is always levee's: any
 //! `x-levee-fallback` that came from elsewhere is replaced, so an upstream can neither forge
 //! nor hide it.
