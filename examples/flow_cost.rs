@@ -8,7 +8,7 @@
 //! to it can be measured alone, and shows how many shared-data calls a config costs.
 use levee::metrics::{Event, Metrics};
 use levee::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
-use levee::pipeline::Plugin;
+use levee::pipeline::{Env, Plugin};
 use levee::random::SplitMix64;
 use levee::request::RequestAttributes;
 use levee::store::{ensure_key, MemoryStore};
@@ -113,7 +113,11 @@ fn main() -> Result<(), String> {
     for i in 0..n {
         now += 1000;
         let mut flow = RequestFlow::new(i);
-        let step = flow.on_request_headers(&plugin, store_ref, &req, true, now, &mut rng, &mut m);
+        let step = flow.on_request_headers(
+            &mut Env::new(&plugin, store_ref, now, &mut rng, &mut m),
+            &req,
+            true,
+        );
         if let Step::Dispatch(_) = step {
             // Callout mode: the upstream answers 200 at once.
             let headers = vec![
@@ -121,13 +125,9 @@ fn main() -> Result<(), String> {
                 ("content-length".to_string(), b"2".to_vec()),
             ];
             let _ = flow.on_callout_response(
-                &plugin,
-                store_ref,
+                &mut Env::new(&plugin, store_ref, now, &mut rng, &mut m),
                 Some(headers),
                 b"ok".to_vec(),
-                now,
-                &mut rng,
-                &mut m,
             );
         }
         let answer = UpstreamAnswer {
@@ -136,8 +136,11 @@ fn main() -> Result<(), String> {
             headers: vec![],
             end_of_stream: false,
         };
-        let _ = flow.on_response_headers(&plugin, store_ref, answer, now, &mut m);
-        flow.on_done(&plugin, store_ref, now, &mut m);
+        let _ = flow.on_response_headers(
+            &mut Env::new(&plugin, store_ref, now, &mut rng, &mut m),
+            answer,
+        );
+        flow.on_done(&mut Env::new(&plugin, store_ref, now, &mut rng, &mut m));
     }
     let el = start.elapsed();
     for (k, (g, st)) in counting.seen.borrow().iter() {

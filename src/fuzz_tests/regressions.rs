@@ -8,6 +8,7 @@ use serde_json::json;
 use super::flow::{plugin, T0};
 use crate::metrics::Recorder;
 use crate::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
+use crate::pipeline::Env;
 use crate::random::SplitMix64;
 use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
@@ -29,35 +30,23 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     // The first request takes the bucket's only token.
     let mut first = RequestFlow::new(1);
     let step = first.on_request_headers(
-        &plugin,
-        &store,
+        &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
         &post("a"),
         false,
-        now,
-        &mut rng,
-        &mut metrics,
     );
     assert_eq!(step, Step::AwaitBody);
     let step = first.on_request_body(
-        &plugin,
-        &store,
+        &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
         b"amount=1",
         true,
-        now,
-        &mut rng,
-        &mut metrics,
     );
     assert_eq!(step, Step::Continue);
     // The second is shaped; its body arrives (all of it) while it waits.
     let mut second = RequestFlow::new(2);
     let step = second.on_request_headers(
-        &plugin,
-        &store,
+        &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
         &post("b"),
         false,
-        now,
-        &mut rng,
-        &mut metrics,
     );
     let Step::Hold {
         wake_at,
@@ -68,23 +57,15 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     };
     if second.wants_body() {
         let step = second.on_request_body(
-            &plugin,
-            &store,
+            &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
             b"amount=2",
             true,
-            now,
-            &mut rng,
-            &mut metrics,
         );
         assert!(second.holds_request(), "{step:?}");
     } // else Envoy buffers the body and never calls again
     let step = second.on_timer(
-        &plugin,
-        &store,
+        &mut Env::new(&plugin, &store, wake_at, &mut rng, &mut metrics),
         TimerPurpose::Release,
-        wake_at,
-        &mut rng,
-        &mut metrics,
     );
     assert_eq!(
         step,
@@ -109,7 +90,11 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
     let mut metrics = Recorder::default();
     let grpc = FakeRequest::new("POST", "/pkg.Svc/Call").header("content-type", "application/grpc");
     let mut flow = RequestFlow::new(1);
-    let step = flow.on_request_headers(&plugin, &store, &grpc, true, T0, &mut rng, &mut metrics);
+    let step = flow.on_request_headers(
+        &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
+        &grpc,
+        true,
+    );
     assert_eq!(step, Step::Continue, "gRPC goes through the router");
     let answer = UpstreamAnswer {
         status: 503,
@@ -117,7 +102,10 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
         headers: Vec::new(),
         end_of_stream: true,
     };
-    let (_, replaced) = flow.on_response_headers(&plugin, &store, answer, T0, &mut metrics);
+    let (_, replaced) = flow.on_response_headers(
+        &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
+        answer,
+    );
     assert!(
         !matches!(
             replaced,
@@ -128,7 +116,8 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
     // What the host does if it is paused: a failed secondary ends the chain with Continue,
     // which resumes the request, not the response.
     if let Some(Step::Dispatch(_)) = replaced {
-        let step = flow.on_dispatch_failed(&plugin, &store, T0, &mut rng, &mut metrics);
+        let step =
+            flow.on_dispatch_failed(&mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics));
         assert_ne!(
             step,
             Some(Step::Continue),
@@ -158,7 +147,11 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
         // One failure opens the breaker.
         let mut opener = RequestFlow::new(1);
         let get = FakeRequest::new("GET", "/x");
-        match opener.on_request_headers(&plugin, &store, &get, true, T0, &mut rng, &mut metrics) {
+        match opener.on_request_headers(
+            &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
+            &get,
+            true,
+        ) {
             Step::Continue => {
                 let answer = UpstreamAnswer {
                     status: 503,
@@ -166,59 +159,75 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
                     headers: Vec::new(),
                     end_of_stream: true,
                 };
-                let _ = opener.on_response_headers(&plugin, &store, answer, T0, &mut metrics);
+                let _ = opener.on_response_headers(
+                    &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
+                    answer,
+                );
             }
             Step::Dispatch(_) => {
                 let headers = vec![(":status".to_string(), b"503".to_vec())];
                 let _ = opener.on_callout_response(
-                    &plugin,
-                    &store,
+                    &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
                     Some(headers),
                     Vec::new(),
-                    T0,
-                    &mut rng,
-                    &mut metrics,
                 );
             }
             other => panic!("{forward}: {other:?}"),
         }
-        opener.on_done(&plugin, &store, T0, &mut metrics);
+        opener.on_done(&mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics));
         // A keyed POST (no body) goes to the secondary while the breaker is open...
         let post = FakeRequest::new("POST", "/pay").header("idempotency-key", "k");
         let mut first = RequestFlow::new(2);
-        let step =
-            first.on_request_headers(&plugin, &store, &post, true, T0 + 1, &mut rng, &mut metrics);
+        let step = first.on_request_headers(
+            &mut Env::new(&plugin, &store, T0 + 1, &mut rng, &mut metrics),
+            &post,
+            true,
+        );
         assert!(
             matches!(&step, Step::Dispatch(r) if r.cluster == "c2"),
             "{forward}: {step:?}"
         );
         // ...and its retry, while the secondary call is still out, must not execute too.
         let mut retry = RequestFlow::new(3);
-        let step =
-            retry.on_request_headers(&plugin, &store, &post, true, T0 + 2, &mut rng, &mut metrics);
+        let step = retry.on_request_headers(
+            &mut Env::new(&plugin, &store, T0 + 2, &mut rng, &mut metrics),
+            &post,
+            true,
+        );
         if !matches!(&step, Step::Reply(r) if r.status == 409) {
             executed_twice.push(format!("{forward}, while the secondary works: {step:?}"));
         }
-        retry.on_done(&plugin, &store, T0 + 2, &mut metrics);
+        retry.on_done(&mut Env::new(
+            &plugin,
+            &store,
+            T0 + 2,
+            &mut rng,
+            &mut metrics,
+        ));
         // The secondary answers 201: that is the key's answer; a later retry is a replay.
         let created = vec![(":status".to_string(), b"201".to_vec())];
         let step = first.on_callout_response(
-            &plugin,
-            &store,
+            &mut Env::new(&plugin, &store, T0 + 3, &mut rng, &mut metrics),
             Some(created),
             b"made".to_vec(),
-            T0 + 3,
-            &mut rng,
-            &mut metrics,
         );
         assert!(
             matches!(&step, Some(Step::Reply(r)) if r.status == 201),
             "{forward}: {step:?}"
         );
-        first.on_done(&plugin, &store, T0 + 3, &mut metrics);
+        first.on_done(&mut Env::new(
+            &plugin,
+            &store,
+            T0 + 3,
+            &mut rng,
+            &mut metrics,
+        ));
         let mut later = RequestFlow::new(4);
-        let step =
-            later.on_request_headers(&plugin, &store, &post, true, T0 + 4, &mut rng, &mut metrics);
+        let step = later.on_request_headers(
+            &mut Env::new(&plugin, &store, T0 + 4, &mut rng, &mut metrics),
+            &post,
+            true,
+        );
         if !matches!(&step, Step::Reply(r) if r.status == 201 || r.status == 409) {
             executed_twice.push(format!("{forward}, after the secondary answered: {step:?}"));
         }
@@ -254,8 +263,11 @@ fn expired_answers_do_not_keep_the_stored_bytes_budget_full() {
             let key = format!("w{wave}-k{k}");
             let post = FakeRequest::new("POST", "/pay").header("idempotency-key", &key);
             let mut flow = RequestFlow::new(crate::random::RandomSource::next_u64(&mut rng));
-            let step =
-                flow.on_request_headers(&plugin, &store, &post, true, now, &mut rng, &mut metrics);
+            let step = flow.on_request_headers(
+                &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
+                &post,
+                true,
+            );
             assert_eq!(step, Step::Continue, "{key}");
             let answer = UpstreamAnswer {
                 status: 200,
@@ -263,18 +275,28 @@ fn expired_answers_do_not_keep_the_stored_bytes_budget_full() {
                 headers: vec![("content-type".into(), "text/plain".into())],
                 end_of_stream: false,
             };
-            let _ = flow.on_response_headers(&plugin, &store, answer, now, &mut metrics);
-            flow.on_response_body(&plugin, &store, &[b'a'; 1000], true, now, &mut metrics);
-            flow.on_done(&plugin, &store, now, &mut metrics);
+            let _ = flow.on_response_headers(
+                &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
+                answer,
+            );
+            flow.on_response_body(
+                &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
+                &[b'a'; 1000],
+                true,
+            );
+            flow.on_done(&mut Env::new(&plugin, &store, now, &mut rng, &mut metrics));
             // The client retries at once: a replay if the answer was kept.
             let mut retry = RequestFlow::new(crate::random::RandomSource::next_u64(&mut rng));
-            let step =
-                retry.on_request_headers(&plugin, &store, &post, true, now, &mut rng, &mut metrics);
+            let step = retry.on_request_headers(
+                &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
+                &post,
+                true,
+            );
             total += 1;
             if matches!(&step, Step::Reply(r) if r.details == "levee_idempotent_replay") {
                 kept += 1;
             }
-            retry.on_done(&plugin, &store, now, &mut metrics);
+            retry.on_done(&mut Env::new(&plugin, &store, now, &mut rng, &mut metrics));
         }
         now += 2 * crate::time::NANOS_PER_SEC;
     }

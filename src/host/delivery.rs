@@ -11,10 +11,10 @@ use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket,
 use crate::fallback::queue::{QueueFull, QueueId, QueueLimits, RequestQueue};
 use crate::idempotency::machine::{renew_interval_ns, Outcome};
 use crate::idempotency::response::StoredResponse;
-use crate::metrics::{Event, FallbackEvent, Metrics};
+use crate::metrics::{Event, FallbackEvent};
 use crate::pipeline::breaker_gate;
 use crate::pipeline::idempotency_gate::HeldKey;
-use crate::pipeline::{Enqueue, Plugin};
+use crate::pipeline::{Enqueue, Env, Plugin};
 use crate::random::RandomSource;
 use crate::retry::outcome::classify_callout;
 use crate::retry::retry_after::parse_retry_after;
@@ -119,14 +119,10 @@ impl Queues {
     }
 
     /// Sends every due delivery (call from the root context).
-    pub(crate) fn deliver_due(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-        now: UnixNanos,
-    ) {
+    pub(crate) fn deliver_due(&mut self, env: &mut Env<'_>) {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         self.renew_locks(plugin, store, now);
         for upstream in 0..self.queues.len() {
             let Some(config) = plugin.config.upstreams.get(upstream) else {
@@ -141,7 +137,7 @@ impl Queues {
                     }
                     Due::Deliver(t) => t,
                 };
-                let admission = breaker_gate::admit(config, upstream, store, now, metrics);
+                let admission = breaker_gate::admit(config, upstream, store, now, env.metrics);
                 let Some(breaker) = admission.ticket() else {
                     let retry_at = match admission {
                         crate::breaker::Admission::Reject { retry_after_ns } => {
@@ -153,7 +149,7 @@ impl Queues {
                         upstream,
                         ticket,
                         DeliveryOutcome::NotSent { retry_at },
-                        rng,
+                        env.rng,
                         now,
                     );
                     continue;
@@ -192,7 +188,7 @@ impl Queues {
                         let failed = DeliveryOutcome::Failed {
                             retry_after_ns: None,
                         };
-                        self.settle(upstream, ticket, failed, rng, now);
+                        self.settle(upstream, ticket, failed, env.rng, now);
                     }
                 }
             }
@@ -200,18 +196,16 @@ impl Queues {
     }
 
     /// A delivery's answer; false if `token` is not a delivery.
-    #[allow(clippy::too_many_arguments)] // the environment is explicit, as in `pipeline`
     pub(crate) fn on_response(
         &mut self,
+        env: &mut Env<'_>,
         token: u32,
         headers: Option<&[(String, Vec<u8>)]>,
         body: &[u8],
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-        now: UnixNanos,
     ) -> bool {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let Some(d) = self.in_flight.remove(&token) else {
             return false;
         };
@@ -230,12 +224,21 @@ impl Queues {
                 timeout,
                 body,
             );
-            breaker_gate::record(config, d.upstream, store, d.breaker, &outcome, now, metrics);
+            breaker_gate::record(
+                config,
+                d.upstream,
+                store,
+                d.breaker,
+                &outcome,
+                now,
+                env.metrics,
+            );
         }
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
         let outcome = DeliveryOutcome::from_status(status, retry_after);
-        if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, rng, now) {
-            metrics.count(Event::Fallback {
+        if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, env.rng, now)
+        {
+            env.metrics.count(Event::Fallback {
                 upstream: d.upstream,
                 what: FallbackEvent::Delivered,
             });
@@ -260,7 +263,8 @@ impl Queues {
                     .complete(store, key, outcome, Some(&response), now)
                     .is_err()
                 {
-                    metrics.count(Event::Global(crate::metrics::GlobalEvent::InternalError));
+                    env.metrics
+                        .count(Event::Global(crate::metrics::GlobalEvent::InternalError));
                 }
             }
         }

@@ -7,6 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use crate::pipeline::flow::{Step, UpstreamAnswer};
+use crate::pipeline::Env;
 use crate::request::RequestAttributes;
 
 use super::abi;
@@ -86,12 +87,15 @@ impl Context for LeveeHttp {
         let now = now();
         if needs_flow {
             let mut metrics = HostMetrics(&self.shared.metrics);
-            self.stream.borrow_mut().flow.on_done(
+            let mut rng = self.shared.rng.borrow_mut();
+            let mut env = Env::new(
                 &self.shared.plugin,
                 &EnvoyStore,
                 now,
+                &mut *rng,
                 &mut metrics,
             );
+            self.stream.borrow_mut().flow.on_done(&mut env);
         }
         self.shared.worker.borrow_mut().forget(self.id, now);
         true
@@ -110,15 +114,10 @@ impl HttpContext for LeveeHttp {
         let step = {
             let mut stream = self.stream.borrow_mut();
             let mut rng = self.shared.rng.borrow_mut();
-            let step = stream.flow.on_request_headers(
-                plugin,
-                &EnvoyStore,
-                &attrs,
-                end_of_stream,
-                now,
-                &mut *rng,
-                &mut metrics,
-            );
+            let mut env = Env::new(plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+            let step = stream
+                .flow
+                .on_request_headers(&mut env, &attrs, end_of_stream);
             if !matches!(step, Step::Continue) {
                 // levee may answer this request itself, now or later: note whether it is gRPC
                 // while its headers are at hand.
@@ -156,15 +155,17 @@ impl HttpContext for LeveeHttp {
         let mut metrics = HostMetrics(&self.shared.metrics);
         let step = {
             let mut rng = self.shared.rng.borrow_mut();
-            self.stream.borrow_mut().flow.on_request_body(
+            let mut env = Env::new(
                 &self.shared.plugin,
                 &EnvoyStore,
-                &chunk,
-                end_of_stream,
                 now,
                 &mut *rng,
                 &mut metrics,
-            )
+            );
+            self.stream
+                .borrow_mut()
+                .flow
+                .on_request_body(&mut env, &chunk, end_of_stream)
         };
         self.apply_now(step, now)
     }
@@ -183,9 +184,9 @@ impl HttpContext for LeveeHttp {
                 UpstreamAnswer::default()
             };
             let mut metrics = HostMetrics(&self.shared.metrics);
-            stream
-                .flow
-                .on_response_headers(plugin, &EnvoyStore, answer, now, &mut metrics)
+            let mut rng = self.shared.rng.borrow_mut();
+            let mut env = Env::new(plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+            stream.flow.on_response_headers(&mut env, answer)
         };
         if let Some(step) = step {
             // The upstream failed before its headers went out: a fallback replaces its answer.
@@ -210,14 +211,18 @@ impl HttpContext for LeveeHttp {
             .flatten()
             .unwrap_or_default();
         let mut metrics = HostMetrics(&self.shared.metrics);
-        self.stream.borrow_mut().flow.on_response_body(
+        let mut rng = self.shared.rng.borrow_mut();
+        let mut env = Env::new(
             &self.shared.plugin,
             &EnvoyStore,
-            &chunk,
-            end_of_stream,
             now(),
+            &mut *rng,
             &mut metrics,
         );
+        self.stream
+            .borrow_mut()
+            .flow
+            .on_response_body(&mut env, &chunk, end_of_stream);
         Action::Continue
     }
 }

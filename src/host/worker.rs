@@ -15,7 +15,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use crate::forward::CalloutRequest;
 
 use crate::pipeline::flow::{RequestFlow, Step};
-use crate::pipeline::Plugin;
+use crate::pipeline::{Env, Plugin};
 use crate::problem::is_grpc;
 use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
@@ -196,14 +196,8 @@ impl Shared {
             }
             let mut metrics = HostMetrics(&self.metrics);
             let mut rng = self.rng.borrow_mut();
-            let step = stream.borrow_mut().flow.on_timer(
-                &self.plugin,
-                &EnvoyStore,
-                f.purpose,
-                now,
-                &mut *rng,
-                &mut metrics,
-            );
+            let mut env = Env::new(&self.plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+            let step = stream.borrow_mut().flow.on_timer(&mut env, f.purpose);
             drop(rng);
             if let Some(step) = step {
                 self.apply_later(f.context, &stream, step, now);
@@ -224,7 +218,13 @@ impl Shared {
             let _ = abi::set_effective_context(self.root_id);
             let mut metrics = HostMetrics(&self.metrics);
             let mut rng = self.rng.borrow_mut();
-            queues.deliver_due(&self.plugin, &EnvoyStore, &mut *rng, &mut metrics, now);
+            queues.deliver_due(&mut Env::new(
+                &self.plugin,
+                &EnvoyStore,
+                now,
+                &mut *rng,
+                &mut metrics,
+            ));
         }
         let wake = queues.next_wake();
         self.worker.borrow_mut().wake_root_at(wake, now);
@@ -246,10 +246,9 @@ impl Shared {
         self.worker.borrow_mut().wake_root_at(wake, now);
         let _ = id;
         let mut metrics = HostMetrics(&self.metrics);
-        stream
-            .borrow_mut()
-            .flow
-            .on_enqueued(&self.plugin, &EnvoyStore, result, now, &mut metrics)
+        let mut rng = self.rng.borrow_mut();
+        let mut env = Env::new(&self.plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+        stream.borrow_mut().flow.on_enqueued(&mut env, result)
     }
 
     /// Schedules the timer the flow asked for without pausing (lock renewal), if any.
@@ -334,13 +333,8 @@ impl Shared {
             Err(_) => {
                 let mut metrics = HostMetrics(&self.metrics);
                 let mut rng = self.rng.borrow_mut();
-                let step = stream.borrow_mut().flow.on_dispatch_failed(
-                    &self.plugin,
-                    &EnvoyStore,
-                    now,
-                    &mut *rng,
-                    &mut metrics,
-                );
+                let mut env = Env::new(&self.plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+                let step = stream.borrow_mut().flow.on_dispatch_failed(&mut env);
                 drop(rng);
                 if let Some(step) = step {
                     self.apply_later(id, stream, step, now);
@@ -368,16 +362,11 @@ impl Shared {
         {
             let mut metrics = HostMetrics(&self.metrics);
             let mut rng = self.rng.borrow_mut();
-            let handled = self.queues.borrow_mut().on_response(
-                token,
-                headers.as_deref(),
-                &body,
-                &self.plugin,
-                &EnvoyStore,
-                &mut *rng,
-                &mut metrics,
-                now,
-            );
+            let mut env = Env::new(&self.plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+            let handled =
+                self.queues
+                    .borrow_mut()
+                    .on_response(&mut env, token, headers.as_deref(), &body);
             if handled {
                 drop(rng);
                 let wake = self.queues.borrow().next_wake();
@@ -400,15 +389,11 @@ impl Shared {
         }
         let mut metrics = HostMetrics(&self.metrics);
         let mut rng = self.rng.borrow_mut();
-        let step = stream.borrow_mut().flow.on_callout_response(
-            &self.plugin,
-            &EnvoyStore,
-            headers,
-            body,
-            now,
-            &mut *rng,
-            &mut metrics,
-        );
+        let mut env = Env::new(&self.plugin, &EnvoyStore, now, &mut *rng, &mut metrics);
+        let step = stream
+            .borrow_mut()
+            .flow
+            .on_callout_response(&mut env, headers, body);
         drop(rng);
         if let Some(step) = step {
             self.apply_later(id, &stream, step, now);

@@ -10,22 +10,20 @@ use crate::config::Mode;
 use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
-use crate::metrics::Metrics;
 use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::random::RandomSource;
 use crate::ratelimit::engine::Verdict;
 use crate::ratelimit::headers::rate_limit_headers;
 use crate::request::RequestAttributes;
 use crate::retry::outcome::classify_router;
 use crate::store::hash::KeyHash;
-use crate::store::SharedStore;
 use crate::time::{retry_after_seconds, UnixNanos};
 use crate::timer_queue::TimerPurpose;
 
+use super::breaker_gate;
 use super::idempotency_gate::KeyCheck;
 use super::saved_request::SavedRequest;
 use super::Enqueue;
-use super::{breaker_gate, Plugin};
+use super::Env;
 
 /// How a failed callout ended, and its answer (status, headers, body) if it had one.
 pub(super) type PendingResult = (
@@ -160,14 +158,13 @@ impl RequestFlow {
     /// Request headers arrived.
     pub fn on_request_headers(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         req: &dyn RequestAttributes,
         end_of_stream: bool,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
     ) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         self.end_of_stream = end_of_stream;
         self.upstream = plugin.route(req);
         self.method = req.method().to_string();
@@ -209,7 +206,7 @@ impl RequestFlow {
                 &plugin.config.client_ip,
                 req,
                 now,
-                metrics,
+                env.metrics,
             );
             let style = plugin.config.rate_limit_headers;
             match check.verdict {
@@ -236,7 +233,7 @@ impl RequestFlow {
                         }
                         None => reply.headers.push(("retry-after".into(), "1".into())),
                     }
-                    return self.answer(plugin, store, reply, now, metrics);
+                    return self.answer(env, reply);
                 }
                 Verdict::Admit | Verdict::Delay { .. } => {
                     if let Some(h) = &check.headline {
@@ -264,32 +261,21 @@ impl RequestFlow {
                 }
             }
         }
-        self.after_rate_limits(plugin, store, now, rng, metrics)
+        self.after_rate_limits(env)
     }
 
     /// A timer this request asked for fired; `None` when there is nothing to do.
-    pub fn on_timer(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        purpose: TimerPurpose,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Option<Step> {
+    pub fn on_timer(&mut self, env: &mut Env<'_>, purpose: TimerPurpose) -> Option<Step> {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         match (self.stage, purpose) {
-            (Stage::Shaped, TimerPurpose::Release) => {
-                Some(self.after_rate_limits(plugin, store, now, rng, metrics))
-            }
-            (Stage::Callout, TimerPurpose::Backoff) => {
-                self.callout_timer(plugin, store, now, rng, metrics)
-            }
+            (Stage::Shaped, TimerPurpose::Release) => Some(self.after_rate_limits(env)),
+            (Stage::Callout, TimerPurpose::Backoff) => self.callout_timer(env),
             (Stage::AwaitBody, TimerPurpose::BodyGuard) if self.body_seen == 0 => {
-                Some(self.body_not_delivered(plugin, store, now, metrics))
+                Some(self.body_not_delivered(env))
             }
-            (Stage::WaitForKey, TimerPurpose::Poll) => {
-                Some(self.claim_key(plugin, store, now, rng, metrics))
-            }
+            (Stage::WaitForKey, TimerPurpose::Poll) => Some(self.claim_key(env)),
             (_, TimerPurpose::Renew) => {
                 self.renew_lock(plugin, store, now);
                 None
@@ -333,12 +319,12 @@ impl RequestFlow {
     /// and return the headers levee adds.
     pub fn on_response_headers(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         answer: UpstreamAnswer,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
     ) -> (Vec<(String, String)>, Option<Step>) {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         if self.stage != Stage::Forwarded {
             return (std::mem::take(&mut self.response_headers), None);
         }
@@ -348,7 +334,14 @@ impl RequestFlow {
             if let Some(upstream) = plugin.config.upstreams.get(index) {
                 let quiet = self.breaker_quiet;
                 breaker_gate::record_unless_quiet(
-                    upstream, index, store, ticket, quiet, &outcome, now, metrics,
+                    upstream,
+                    index,
+                    store,
+                    ticket,
+                    quiet,
+                    &outcome,
+                    now,
+                    env.metrics,
                 );
             }
         }
@@ -367,13 +360,13 @@ impl RequestFlow {
         }
         // The upstream saw the request: its answer decides the idempotency record, whatever a
         // fallback then shows the client.
-        self.idempotency_response_headers(plugin, store, &outcome, answer, now, metrics);
+        self.idempotency_response_headers(env, &outcome, answer);
         if has_fallbacks && crate::forward::is_failure(&outcome) {
-            let step = self.run_fallbacks(plugin, store, false, None, now, metrics);
+            let step = self.run_fallbacks(env, false, None);
             if step != Step::Continue {
                 // The upstream's body will not pass: keep "completed with its status" only.
                 self.cache_capture = None;
-                self.finish_without_body(plugin, store, status, now, metrics);
+                self.finish_without_body(env, status);
                 return (Vec::new(), Some(step));
             }
         }
@@ -394,51 +387,33 @@ impl RequestFlow {
 
     /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
     /// idempotency fingerprint, callout mode) is held until the body is complete.
-    fn after_rate_limits(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
-        if let Some(step) = self.refuse_bad_key(plugin, store, now, metrics) {
+    fn after_rate_limits(&mut self, env: &mut Env<'_>) -> Step {
+        if let Some(step) = self.refuse_bad_key(env) {
             return step;
         }
         if self.needs_body() && !self.end_of_stream {
             self.stage = Stage::AwaitBody;
             return Step::AwaitBody;
         }
-        self.after_body(plugin, store, now, rng, metrics)
+        self.after_body(env)
     }
 
     /// The request is complete: claim its idempotency key (which forwards), or forward.
-    pub(super) fn after_body(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn after_body(&mut self, env: &mut Env<'_>) -> Step {
         if self.keyed.is_some() {
-            return self.claim_key(plugin, store, now, rng, metrics);
+            return self.claim_key(env);
         }
-        self.forward(plugin, store, now, rng, metrics)
+        self.forward(env)
     }
 
     /// Callout mode starts levee's own attempts; router mode asks the upstream's breaker,
     /// then lets the router forward.
-    pub(super) fn forward(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn forward(&mut self, env: &mut Env<'_>) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         if self.callout_upstream(plugin).is_some() {
-            return self.start_callout(plugin, store, now, rng, metrics);
+            return self.start_callout(env);
         }
         let Some((index, upstream)) = self
             .upstream
@@ -449,7 +424,7 @@ impl RequestFlow {
             return Step::Continue;
         };
         let (admission, quiet) =
-            breaker_gate::admit_noting_quiet(upstream, index, store, now, metrics);
+            breaker_gate::admit_noting_quiet(upstream, index, store, now, env.metrics);
         self.breaker_quiet = quiet;
         match admission {
             Admission::Allow(ticket) | Admission::Probe { ticket, .. } => {
@@ -481,22 +456,15 @@ impl RequestFlow {
                     crate::idempotency::outcome::UpstreamResult::RejectedBeforeForwarding,
                     None,
                 ));
-                self.run_fallbacks(plugin, store, true, Some(reply), now, metrics)
+                self.run_fallbacks(env, true, Some(reply))
             }
         }
     }
 
     /// levee answers the request itself; a claimed idempotency key is released (the request
     /// was never forwarded).
-    pub(super) fn answer(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        reply: LocalReply,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
-        self.release_unforwarded(plugin, store, now, metrics);
+    pub(super) fn answer(&mut self, env: &mut Env<'_>, reply: LocalReply) -> Step {
+        self.release_unforwarded(env);
         self.finish_reply(reply)
     }
 

@@ -9,16 +9,14 @@ use crate::forward::{
 use crate::idempotency::machine::Outcome;
 use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
-use crate::metrics::Metrics;
 use crate::problem::{is_grpc, problem, LocalReply, ProblemKind};
-use crate::random::RandomSource;
 use crate::request::RequestAttributes;
 use crate::retry::outcome::AttemptOutcome;
-use crate::store::SharedStore;
-use crate::time::{retry_after_seconds, UnixNanos};
+use crate::time::retry_after_seconds;
 use crate::timer_queue::TimerPurpose;
 
 use super::flow::{RequestFlow, Stage, Step};
+use super::Env;
 use super::Plugin;
 
 /// Whether a request may be forwarded by callout: gRPC, upgrades (WebSocket) and CONNECT
@@ -47,14 +45,10 @@ impl RequestFlow {
     }
 
     /// Starts the callout loop once the whole request is here.
-    pub(super) fn start_callout(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn start_callout(&mut self, env: &mut Env<'_>) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let (Some(index), Some(head)) = (self.upstream, self.callout_head.take()) else {
             return Step::Continue;
         };
@@ -70,105 +64,71 @@ impl RequestFlow {
         };
         let has_key = self.keyed.is_some() || self.has_key_header;
         let mut forward = CalloutForward::new(index, upstream, request, has_key, now);
-        let step = forward.next(store, now, rng, metrics);
+        let step = forward.next(store, now, env.rng, env.metrics);
         self.callout = Some(forward);
         self.stage = Stage::Callout;
-        self.carry_out(plugin, store, step, now, metrics)
-            .unwrap_or(Step::AwaitBody)
+        self.carry_out(env, step).unwrap_or(Step::AwaitBody)
     }
 
     /// A callout answer arrived for this request.
     pub fn on_callout_response(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         headers: Option<Vec<(String, Vec<u8>)>>,
         body: Vec<u8>,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
     ) -> Option<Step> {
+        let Env { store, now, .. } = *env;
         if self.secondary_pending() {
-            return Some(self.on_secondary_response(plugin, store, headers, body, now, metrics));
+            return Some(self.on_secondary_response(env, headers, body));
         }
         let answer = CalloutAnswer::from_parts(headers, body);
         let step = self
             .callout
             .as_mut()?
-            .on_response(store, answer, now, rng, metrics);
-        self.carry_out(plugin, store, step, now, metrics)
+            .on_response(store, answer, now, env.rng, env.metrics);
+        self.carry_out(env, step)
     }
 
     /// The backoff wait is over.
-    pub(super) fn callout_timer(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Option<Step> {
-        let step = self.callout.as_mut()?.next(store, now, rng, metrics);
-        self.carry_out(plugin, store, step, now, metrics)
+    pub(super) fn callout_timer(&mut self, env: &mut Env<'_>) -> Option<Step> {
+        let Env { store, now, .. } = *env;
+        let step = self
+            .callout
+            .as_mut()?
+            .next(store, now, env.rng, env.metrics);
+        self.carry_out(env, step)
     }
 
     /// The dispatch itself failed (e.g. the cluster does not exist): a reset.
-    pub fn on_dispatch_failed(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Option<Step> {
+    pub fn on_dispatch_failed(&mut self, env: &mut Env<'_>) -> Option<Step> {
         log::warn!("levee: dispatch_http_call refused by Envoy (is the cluster defined?)");
-        self.on_callout_response(plugin, store, None, Vec::new(), now, rng, metrics)
+        self.on_callout_response(env, None, Vec::new())
     }
 
-    fn carry_out(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        step: ForwardStep,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Option<Step> {
+    fn carry_out(&mut self, env: &mut Env<'_>, step: ForwardStep) -> Option<Step> {
         match step {
             ForwardStep::Dispatch(req) => Some(Step::Dispatch(req)),
             ForwardStep::Wait { until } => Some(Step::Hold {
                 wake_at: until,
                 purpose: TimerPurpose::Backoff,
             }),
-            ForwardStep::Respond(answer) => Some(self.deliver(plugin, store, answer, now, metrics)),
-            ForwardStep::Failed(info) => {
-                Some(self.callout_failed(plugin, store, info, now, metrics))
-            }
+            ForwardStep::Respond(answer) => Some(self.deliver(env, answer)),
+            ForwardStep::Failed(info) => Some(self.callout_failed(env, info)),
             ForwardStep::Ignored => None,
         }
     }
 
     /// Answers the client with an upstream answer, recording it for idempotency first.
-    fn deliver(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        answer: FinalAnswer,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    fn deliver(&mut self, env: &mut Env<'_>, answer: FinalAnswer) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let result = UpstreamResult::Response {
             status: answer.status,
             body_bytes: answer.body.len() as u64,
         };
         let headers = lossy(answer.headers);
-        self.record_callout_outcome(
-            plugin,
-            store,
-            result,
-            Some((answer.status, &headers, &answer.body)),
-            now,
-            metrics,
-        );
+        self.record_callout_outcome(env, result, Some((answer.status, &headers, &answer.body)));
         self.keep_in_cache(plugin, store, answer.status, &headers, &answer.body, now);
         self.finish_reply(LocalReply {
             status: answer.status,
@@ -180,14 +140,8 @@ impl RequestFlow {
     }
 
     /// Every attempt failed (or the breaker is open): fallbacks, else the failure's answer.
-    fn callout_failed(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        info: FailureInfo,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    fn callout_failed(&mut self, env: &mut Env<'_>, info: FailureInfo) -> Step {
+        let Env { plugin, .. } = *env;
         let result = match (info.attempts, info.last_outcome) {
             (0, _) | (_, None) => UpstreamResult::RejectedBeforeForwarding,
             (_, Some(AttemptOutcome::Timeout)) => UpstreamResult::Timeout,
@@ -257,43 +211,28 @@ impl RequestFlow {
                 .push(("x-levee-attempts".into(), info.attempts.to_string()));
             reply
         };
-        self.run_fallbacks(
-            plugin,
-            store,
-            info.breaker_open,
-            Some(default),
-            now,
-            metrics,
-        )
+        self.run_fallbacks(env, info.breaker_open, Some(default))
     }
 
     /// Records the ending a failed callout left pending (see `pending_result`), unless the
     /// request was queued (then the delivered answer completes the record).
-    pub(super) fn flush_pending_result(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub(super) fn flush_pending_result(&mut self, env: &mut Env<'_>) {
         if let Some((result, answer)) = self.pending_result.take() {
             let parts = answer
                 .as_ref()
                 .map(|(st, h, b)| (*st, h.as_slice(), b.as_slice()));
-            self.record_callout_outcome(plugin, store, result, parts, now, metrics);
+            self.record_callout_outcome(env, result, parts);
         }
     }
 
     /// Records a callout-mode request's ending in its idempotency record, if it owns one.
     fn record_callout_outcome(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         result: UpstreamResult,
         answer: Option<AnswerParts<'_>>,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
     ) {
+        let Env { plugin, .. } = *env;
         let Some(layer) = &plugin.idempotency else {
             return;
         };
@@ -320,7 +259,7 @@ impl RequestFlow {
                 None => Outcome::Unknown,
             },
         };
-        self.finish_key(plugin, store, outcome, now, metrics);
+        self.finish_key(env, outcome);
     }
 
     /// The request's head, kept for callout mode (method, path, authority, headers).

@@ -12,7 +12,7 @@ use crate::forward::CalloutRequest;
 use crate::hop_by_hop::end_to_end as without_connection_headers;
 use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
-use crate::metrics::{Event, FallbackEvent, Metrics};
+use crate::metrics::{Event, FallbackEvent};
 use crate::problem::LocalReply;
 use crate::request::RequestAttributes;
 use crate::store::SharedStore;
@@ -21,6 +21,7 @@ use crate::time::{duration_nanos, UnixNanos};
 use super::flow::{RequestFlow, Stage, Step};
 use super::idempotency_gate::HeldKey;
 use super::saved_request::SavedRequest;
+use super::Env;
 use super::Plugin;
 
 /// A walk through the fallback chain in progress.
@@ -84,12 +85,9 @@ impl RequestFlow {
     /// Starts the chain. `default` is the answer when nothing in it can answer.
     pub(super) fn run_fallbacks(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         breaker_open: bool,
         default: Option<LocalReply>,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
     ) -> Step {
         // The mode this request really took: a request that callout mode does not take (gRPC,
         // upgrade, CONNECT) went through the router even if its upstream says `callout`.
@@ -111,22 +109,19 @@ impl RequestFlow {
             secondary_pending: false,
             response_phase: !breaker_open && mode == Forward::Router,
         });
-        self.next_fallback(plugin, store, now, metrics)
+        self.next_fallback(env)
     }
 
     /// Tries the chain's entries from where it stopped.
-    pub(super) fn next_fallback(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn next_fallback(&mut self, env: &mut Env<'_>) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let Some(index) = self.upstream else {
-            return self.fallback_exhausted(plugin, store, None, now, metrics);
+            return self.fallback_exhausted(env, None);
         };
         let Some(upstream) = plugin.config.upstreams.get(index) else {
-            return self.fallback_exhausted(plugin, store, None, now, metrics);
+            return self.fallback_exhausted(env, None);
         };
         let Some(run) = self.fallback.as_mut() else {
             return Step::Continue;
@@ -165,7 +160,7 @@ impl RequestFlow {
                     );
                     if let Some((resp, age)) = hit {
                         log::warn!("levee: upstream \"{}\" unavailable; serving a stale copy ({age} s old)", upstream.name);
-                        metrics.count(Event::Fallback {
+                        env.metrics.count(Event::Fallback {
                             upstream: index,
                             what: FallbackEvent::StaleCache,
                         });
@@ -177,7 +172,7 @@ impl RequestFlow {
                             details: "levee_fallback_stale_cache",
                             grpc_status: None,
                         };
-                        return self.fallback_answer(plugin, store, reply, now, metrics);
+                        return self.fallback_answer(env, reply);
                     }
                 }
                 FallbackKind::Static { .. } => {
@@ -186,17 +181,11 @@ impl RequestFlow {
                             "levee: upstream \"{}\" unavailable; serving the static fallback",
                             upstream.name
                         );
-                        metrics.count(Event::Fallback {
+                        env.metrics.count(Event::Fallback {
                             upstream: index,
                             what: FallbackEvent::Static,
                         });
-                        return self.fallback_answer(
-                            plugin,
-                            store,
-                            to_reply(resp, "levee_fallback_static"),
-                            now,
-                            metrics,
-                        );
+                        return self.fallback_answer(env, to_reply(resp, "levee_fallback_static"));
                     }
                 }
                 FallbackKind::Cluster { cluster } => {
@@ -255,39 +244,25 @@ impl RequestFlow {
                 }
             }
         }
-        metrics.count(Event::Fallback {
+        env.metrics.count(Event::Fallback {
             upstream: index,
             what: FallbackEvent::Exhausted,
         });
         let default = self.fallback.as_mut().and_then(|r| r.default.take());
-        self.fallback_exhausted(plugin, store, default, now, metrics)
+        self.fallback_exhausted(env, default)
     }
 
-    fn fallback_exhausted(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        default: Option<LocalReply>,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    fn fallback_exhausted(&mut self, env: &mut Env<'_>, default: Option<LocalReply>) -> Step {
         self.fallback = None;
         match default {
-            Some(reply) => self.fallback_answer(plugin, store, reply, now, metrics),
+            Some(reply) => self.fallback_answer(env, reply),
             None => Step::Continue,
         }
     }
 
-    fn fallback_answer(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        reply: LocalReply,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    fn fallback_answer(&mut self, env: &mut Env<'_>, reply: LocalReply) -> Step {
         self.fallback = None;
-        self.flush_pending_result(plugin, store, now, metrics);
+        self.flush_pending_result(env);
         self.finish_reply(reply)
     }
 
@@ -299,13 +274,11 @@ impl RequestFlow {
     /// The secondary cluster answered (or did not): serve it, or go on down the chain.
     pub(super) fn on_secondary_response(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         headers: Option<Vec<(String, Vec<u8>)>>,
         body: Vec<u8>,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
     ) -> Step {
+        let Env { plugin, .. } = *env;
         if let Some(run) = self.fallback.as_mut() {
             run.secondary_pending = false;
         }
@@ -321,7 +294,7 @@ impl RequestFlow {
         match status {
             Some(status) if (100..500).contains(&status) => {
                 if let Some(index) = self.upstream {
-                    metrics.count(Event::Fallback {
+                    env.metrics.count(Event::Fallback {
                         upstream: index,
                         what: FallbackEvent::Secondary,
                     });
@@ -350,7 +323,7 @@ impl RequestFlow {
                     details: "levee_fallback_secondary",
                     grpc_status: None,
                 };
-                self.fallback_answer(plugin, store, reply, now, metrics)
+                self.fallback_answer(env, reply)
             }
             failed => {
                 // Nothing happened at the primary (released): the secondary's failure
@@ -371,24 +344,17 @@ impl RequestFlow {
                     };
                     self.pending_result = Some((result, None));
                 }
-                self.next_fallback(plugin, store, now, metrics)
+                self.next_fallback(env)
             }
         }
     }
 
     /// The host tried to queue the request: `202` with its id, or on to the next entry.
-    pub fn on_enqueued(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        result: Result<QueueId, QueueFull>,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub fn on_enqueued(&mut self, env: &mut Env<'_>, result: Result<QueueId, QueueFull>) -> Step {
         match result {
             Ok(id) => {
                 if let Some(index) = self.upstream {
-                    metrics.count(Event::Fallback {
+                    env.metrics.count(Event::Fallback {
                         upstream: index,
                         what: FallbackEvent::Queued,
                     });
@@ -399,17 +365,11 @@ impl RequestFlow {
                     k.finished = true;
                 }
                 self.pending_result = None;
-                self.fallback_answer(
-                    plugin,
-                    store,
-                    to_reply(accepted_reply(id), "levee_fallback_queued"),
-                    now,
-                    metrics,
-                )
+                self.fallback_answer(env, to_reply(accepted_reply(id), "levee_fallback_queued"))
             }
             Err(full) => {
                 log::warn!("levee: cannot queue the request: {full}");
-                self.next_fallback(plugin, store, now, metrics)
+                self.next_fallback(env)
             }
         }
     }

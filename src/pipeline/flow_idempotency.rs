@@ -7,9 +7,8 @@ use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::replay::Replay;
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::Fingerprint;
-use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Metrics};
+use crate::metrics::{Event, GlobalEvent, IdempotencyEvent};
 use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::random::RandomSource;
 use crate::retry::outcome::AttemptOutcome;
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILLI};
@@ -17,6 +16,7 @@ use crate::timer_queue::TimerPurpose;
 
 use super::flow::{RequestFlow, Stage, Step, UpstreamAnswer};
 use super::idempotency_gate::{HeldKey, KeyCheck};
+use super::Env;
 use super::Plugin;
 
 /// How often a request waiting for another one's key (`on_concurrent: wait`) looks again.
@@ -35,13 +35,8 @@ impl RequestFlow {
     }
 
     /// A missing (when required) or invalid key is refused with `400`.
-    pub(super) fn refuse_bad_key(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Option<Step> {
+    pub(super) fn refuse_bad_key(&mut self, env: &mut Env<'_>) -> Option<Step> {
+        let Env { plugin, .. } = *env;
         let layer = plugin.idempotency.as_ref()?;
         let reply = match self.key_check.take()? {
             KeyCheck::Missing => {
@@ -53,21 +48,19 @@ impl RequestFlow {
             }
             KeyCheck::NotKeyed | KeyCheck::Keyed { .. } => return None,
         };
-        metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
-        Some(self.answer(plugin, store, reply, now, metrics))
+        env.metrics
+            .count(Event::Idempotency(IdempotencyEvent::InvalidKey));
+        Some(self.answer(env, reply))
     }
 
     /// A chunk of the request body arrived while held for it.
     pub fn on_request_body(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         chunk: &[u8],
         end_of_stream: bool,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
     ) -> Step {
+        let Env { plugin, .. } = *env;
         self.body_seen = self.body_seen.saturating_add(chunk.len() as u64);
         let idem_max = plugin
             .idempotency
@@ -83,7 +76,7 @@ impl RequestFlow {
         if self.body_seen > max {
             let detail = format!("the request body exceeds {max} bytes (max_body_bytes)");
             let reply = problem(ProblemKind::PayloadTooLarge, 413, &detail, &[]);
-            return self.answer(plugin, store, reply, now, metrics);
+            return self.answer(env, reply);
         }
         if let Some(fp) = self.keyed.as_mut().and_then(|k| k.fingerprint.as_mut()) {
             fp.update(chunk);
@@ -98,43 +91,34 @@ impl RequestFlow {
             if self.stage == Stage::Shaped {
                 return Step::AwaitBody;
             }
-            self.after_body(plugin, store, now, rng, metrics)
+            self.after_body(env)
         } else {
             Step::AwaitBody
         }
     }
 
     /// The body never came: `allow_on_headers_stop_iteration` is missing from the plugin config.
-    pub(super) fn body_not_delivered(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn body_not_delivered(&mut self, env: &mut Env<'_>) -> Step {
         // The host logs one critical line per worker; this one is per request.
         log::debug!("levee: a request held for its body saw no body callback");
-        metrics.count(Event::Global(GlobalEvent::BodyNotDelivered));
+        env.metrics
+            .count(Event::Global(GlobalEvent::BodyNotDelivered));
         let reply = problem(
             ProblemKind::BodyNotDelivered,
             500,
             "levee needs the request body, but Envoy did not pass it: set allow_on_headers_stop_iteration: true in the wasm plugin config",
             &[("setting", "allow_on_headers_stop_iteration")],
         );
-        self.answer(plugin, store, reply, now, metrics)
+        self.answer(env, reply)
     }
 
     /// Claims the key: execute, replay, conflict, mismatch.
-    pub(super) fn claim_key(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        rng: &mut dyn RandomSource,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
+    pub(super) fn claim_key(&mut self, env: &mut Env<'_>) -> Step {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let (Some(layer), Some(keyed)) = (&plugin.idempotency, self.keyed.as_mut()) else {
-            return self.forward(plugin, store, now, rng, metrics);
+            return self.forward(env);
         };
         if let Some(builder) = keyed.fingerprint.take() {
             keyed.finished_fingerprint = Some(builder.finish());
@@ -143,11 +127,11 @@ impl RequestFlow {
         let claim = match layer.claim(store, keyed.hash, fingerprint, keyed.owner, now) {
             Ok(c) => c,
             Err(e) => {
-                metrics.count(Event::Global(GlobalEvent::InternalError));
+                env.metrics.count(Event::Global(GlobalEvent::InternalError));
                 log::warn!("levee idempotency: cannot claim a key ({e:?})");
                 if layer.config.on_internal_error == OnInternalError::Allow {
                     self.keyed = None;
-                    return self.forward(plugin, store, now, rng, metrics);
+                    return self.forward(env);
                 }
                 let reply = problem(
                     ProblemKind::Internal,
@@ -155,11 +139,12 @@ impl RequestFlow {
                     "levee could not record the idempotency key",
                     &[],
                 );
-                return self.answer(plugin, store, reply, now, metrics);
+                return self.answer(env, reply);
             }
         };
         if claim.evicted {
-            metrics.count(Event::Idempotency(IdempotencyEvent::Evicted));
+            env.metrics
+                .count(Event::Idempotency(IdempotencyEvent::Evicted));
         }
         let echo = keyed.key.header_value();
         match claim.begin {
@@ -169,11 +154,12 @@ impl RequestFlow {
                     now.saturating_add(renew_interval_ns(&layer.config)),
                     TimerPurpose::Renew,
                 ));
-                self.forward(plugin, store, now, rng, metrics)
+                self.forward(env)
             }
             Begin::Replay { record } => match layer.replay(store, &record, &echo) {
                 Replay::Answer(stored) => {
-                    metrics.count(Event::Idempotency(IdempotencyEvent::Replayed));
+                    env.metrics
+                        .count(Event::Idempotency(IdempotencyEvent::Replayed));
                     self.stage = Stage::Answered;
                     Step::Reply(LocalReply {
                         status: stored.status,
@@ -183,26 +169,24 @@ impl RequestFlow {
                         grpc_status: None,
                     })
                 }
-                Replay::Gone { status } => {
-                    self.completed_conflict(plugin, store, status, now, metrics)
-                }
+                Replay::Gone { status } => self.completed_conflict(env, status),
             },
-            Begin::CompletedTooLarge { status } => {
-                self.completed_conflict(plugin, store, status, now, metrics)
-            }
+            Begin::CompletedTooLarge { status } => self.completed_conflict(env, status),
             Begin::Mismatch => {
-                metrics.count(Event::Idempotency(IdempotencyEvent::Mismatch));
+                env.metrics
+                    .count(Event::Idempotency(IdempotencyEvent::Mismatch));
                 let reply = problem(
                     ProblemKind::IdempotencyMismatch,
                     422,
                     "this idempotency key was used for a different request (method, path or body)",
                     &[],
                 );
-                self.answer(plugin, store, reply, now, metrics)
+                self.answer(env, reply)
             }
             Begin::Conflict { retry_after_ns } => {
                 if keyed.wait_until == 0 {
-                    metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+                    env.metrics
+                        .count(Event::Idempotency(IdempotencyEvent::Conflict));
                 }
                 if layer.config.on_concurrent == OnConcurrent::Wait {
                     if keyed.wait_until == 0 {
@@ -227,20 +211,14 @@ impl RequestFlow {
                     "retry-after".into(),
                     retry_after_seconds(retry_after_ns).to_string(),
                 ));
-                self.answer(plugin, store, reply, now, metrics)
+                self.answer(env, reply)
             }
         }
     }
 
-    fn completed_conflict(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        status: u16,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Step {
-        metrics.count(Event::Idempotency(IdempotencyEvent::Conflict));
+    fn completed_conflict(&mut self, env: &mut Env<'_>, status: u16) -> Step {
+        env.metrics
+            .count(Event::Idempotency(IdempotencyEvent::Conflict));
         let detail = format!("a request with this idempotency key already completed with status {status}; its answer was not kept");
         let reply = problem(
             ProblemKind::IdempotencyCompleted,
@@ -248,7 +226,7 @@ impl RequestFlow {
             &detail,
             &[("completed_status", &status.to_string())],
         );
-        self.answer(plugin, store, reply, now, metrics)
+        self.answer(env, reply)
     }
 
     /// The lock renewal timer fired.
@@ -268,26 +246,16 @@ impl RequestFlow {
     }
 
     /// The claimed key is given back: the request never reached the upstream.
-    pub(super) fn release_unforwarded(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub(super) fn release_unforwarded(&mut self, env: &mut Env<'_>) {
         if !self.was_forwarded() && self.owns_key() {
-            self.finish_key(plugin, store, Outcome::Released, now, metrics);
+            self.finish_key(env, Outcome::Released);
         }
     }
 
-    pub(super) fn finish_key(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        outcome: Outcome,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub(super) fn finish_key(&mut self, env: &mut Env<'_>, outcome: Outcome) {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let (Some(layer), Some(keyed)) = (&plugin.idempotency, self.keyed.as_mut()) else {
             return;
         };
@@ -299,7 +267,7 @@ impl RequestFlow {
             Outcome::Stored { .. } => IdempotencyEvent::Stored,
             Outcome::TooLarge { .. } => IdempotencyEvent::TooLarge,
         };
-        metrics.count(Event::Idempotency(event));
+        env.metrics.count(Event::Idempotency(event));
         if event == IdempotencyEvent::TooLarge {
             log::warn!("levee idempotency: an answer over max_body_bytes was passed through; only its status is kept");
         }
@@ -318,20 +286,18 @@ impl RequestFlow {
             )
             .is_err()
         {
-            metrics.count(Event::Global(GlobalEvent::InternalError));
+            env.metrics.count(Event::Global(GlobalEvent::InternalError));
         }
     }
 
     /// Response headers of a forwarded keyed request: classify and start capturing.
     pub(super) fn idempotency_response_headers(
         &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
+        env: &mut Env<'_>,
         outcome: &AttemptOutcome,
         answer: UpstreamAnswer,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
     ) {
+        let Env { plugin, .. } = *env;
         let Some(keyed) = &self.keyed else { return };
         self.response_headers
             .push(("x-idempotency-key".into(), keyed.key.header_value()));
@@ -354,10 +320,8 @@ impl RequestFlow {
             },
         };
         match classify(&layer.config, result) {
-            OutcomeKind::Released => {
-                self.finish_key(plugin, store, Outcome::Released, now, metrics)
-            }
-            OutcomeKind::Unknown => self.finish_key(plugin, store, Outcome::Unknown, now, metrics),
+            OutcomeKind::Released => self.finish_key(env, Outcome::Released),
+            OutcomeKind::Unknown => self.finish_key(env, Outcome::Unknown),
             OutcomeKind::Stored | OutcomeKind::TooLarge => {
                 if let Some(k) = self.keyed.as_mut() {
                     k.capture = Some(StoredResponse {
@@ -367,7 +331,7 @@ impl RequestFlow {
                     });
                 }
                 if answer.end_of_stream {
-                    self.finish_capture(plugin, store, now, metrics);
+                    self.finish_capture(env);
                 }
             }
         }
@@ -376,26 +340,13 @@ impl RequestFlow {
     /// A fallback replaced the upstream's answer before its body passed: a record that was
     /// capturing it keeps "completed with `status`" (a later same-key request gets `409`,
     /// never a second execution).
-    pub(super) fn finish_without_body(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        status: u16,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub(super) fn finish_without_body(&mut self, env: &mut Env<'_>, status: u16) {
         let capturing = self
             .keyed
             .as_mut()
             .is_some_and(|k| k.capture.take().is_some());
         if capturing {
-            self.finish_key(
-                plugin,
-                store,
-                Outcome::Stored { status, body: None },
-                now,
-                metrics,
-            );
+            self.finish_key(env, Outcome::Stored { status, body: None });
         }
     }
 
@@ -405,15 +356,10 @@ impl RequestFlow {
     }
 
     /// A chunk of the upstream's response body (router mode), observed without holding it.
-    pub fn on_response_body(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        chunk: &[u8],
-        end_of_stream: bool,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub fn on_response_body(&mut self, env: &mut Env<'_>, chunk: &[u8], end_of_stream: bool) {
+        let Env {
+            plugin, store, now, ..
+        } = *env;
         let max = plugin
             .idempotency
             .as_ref()
@@ -441,20 +387,14 @@ impl RequestFlow {
             }
         }
         if end_of_stream {
-            self.finish_capture(plugin, store, now, metrics);
+            self.finish_capture(env);
             if let Some(c) = self.cache_capture.take() {
                 self.keep_in_cache(plugin, store, c.status, &c.headers, &c.body, now);
             }
         }
     }
 
-    fn finish_capture(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    fn finish_capture(&mut self, env: &mut Env<'_>) {
         let Some(k) = self.keyed.as_ref() else { return };
         let Some(c) = k.capture.as_ref() else { return };
         let outcome = if k.capture_overflow {
@@ -465,7 +405,7 @@ impl RequestFlow {
                 body: None,
             }
         };
-        self.finish_key(plugin, store, outcome, now, metrics);
+        self.finish_key(env, outcome);
     }
 
     /// Whether [`RequestFlow::on_done`] has anything to do: an idempotency key still held,
@@ -475,13 +415,7 @@ impl RequestFlow {
     }
 
     /// The stream ended (completed, reset, or the client went away).
-    pub fn on_done(
-        &mut self,
-        plugin: &Plugin,
-        store: &dyn SharedStore,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) {
+    pub fn on_done(&mut self, env: &mut Env<'_>) {
         self.cancel_callout();
         if !self.owns_key() {
             return;
@@ -491,6 +425,6 @@ impl RequestFlow {
         } else {
             Outcome::Released
         };
-        self.finish_key(plugin, store, outcome, now, metrics);
+        self.finish_key(env, outcome);
     }
 }

@@ -7,12 +7,8 @@
 //! into host calls. Because nothing here touches `proxy_wasm`, the whole pipeline is tested
 //! natively with an in-memory store and a fake clock.
 
-// The flow's methods take the request's environment explicitly — plugin, store, `now`, the
-// random source and metrics — because time and randomness are arguments here, never globals.
-// Bundling them into a struct would only hide that; so the argument-count lint is off.
-#![allow(clippy::too_many_arguments)]
-
 pub mod breaker_gate;
+pub mod env;
 pub mod flow;
 mod flow_callout;
 mod flow_fallback;
@@ -24,6 +20,7 @@ pub mod idempotency_gate;
 mod idempotency_tests;
 pub mod saved_request;
 
+pub use env::Env;
 pub use flow_fallback::Enqueue;
 
 use crate::config::LeveeConfig;

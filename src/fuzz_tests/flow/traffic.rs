@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use crate::config;
 use crate::idempotency::parse_key;
 use crate::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
+use crate::pipeline::Env;
 use crate::random::RandomSource;
 use crate::request::fake::FakeRequest;
 use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as SEC};
@@ -96,13 +97,9 @@ impl World<'_> {
             let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
             let s = &mut sims[i];
             s.flow.on_request_headers(
-                self.plugin,
-                self.store,
+                &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                 &Whole(&s.req),
                 eos,
-                self.now,
-                rng,
-                metrics,
             )
         };
         self.apply(i, step)
@@ -154,13 +151,9 @@ impl World<'_> {
         let step = {
             let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
             sims[i].flow.on_request_body(
-                self.plugin,
-                self.store,
+                &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                 &chunk,
                 eos,
-                self.now,
-                rng,
-                metrics,
             )
         };
         self.apply(i, step)
@@ -202,33 +195,27 @@ impl World<'_> {
             let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
             let flow = &mut sims[i].flow;
             match fault {
-                0 => flow.on_dispatch_failed(self.plugin, self.store, self.now, rng, metrics),
-                1 => flow.on_callout_response(
+                0 => flow.on_dispatch_failed(&mut Env::new(
                     self.plugin,
                     self.store,
+                    self.now,
+                    rng,
+                    metrics,
+                )),
+                1 => flow.on_callout_response(
+                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                     None,
                     Vec::new(),
-                    self.now,
-                    rng,
-                    metrics,
                 ),
                 2 => flow.on_callout_response(
-                    self.plugin,
-                    self.store,
+                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                     Some(Vec::new()),
                     body,
-                    self.now,
-                    rng,
-                    metrics,
                 ),
                 _ => flow.on_callout_response(
-                    self.plugin,
-                    self.store,
+                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                     Some(headers),
                     body,
-                    self.now,
-                    rng,
-                    metrics,
                 ),
             }
         };
@@ -279,8 +266,16 @@ impl World<'_> {
             } else {
                 UpstreamAnswer::default()
             };
-            s.flow
-                .on_response_headers(self.plugin, self.store, answer, self.now, &mut self.metrics)
+            s.flow.on_response_headers(
+                &mut Env::new(
+                    self.plugin,
+                    self.store,
+                    self.now,
+                    &mut self.rng,
+                    &mut self.metrics,
+                ),
+                answer,
+            )
         };
         self.trace(
             i,
@@ -303,12 +298,15 @@ impl World<'_> {
             let s = &mut self.sims[i];
             if s.flow.wants_response_body() {
                 s.flow.on_response_body(
-                    self.plugin,
-                    self.store,
+                    &mut Env::new(
+                        self.plugin,
+                        self.store,
+                        self.now,
+                        &mut self.rng,
+                        &mut self.metrics,
+                    ),
                     &body[off..end],
                     end == body.len(),
-                    self.now,
-                    &mut self.metrics,
                 );
             }
             off = end;
@@ -328,8 +326,13 @@ impl World<'_> {
         self.trace(i, "done");
         {
             let s = &mut self.sims[i];
-            s.flow
-                .on_done(self.plugin, self.store, self.now, &mut self.metrics);
+            s.flow.on_done(&mut Env::new(
+                self.plugin,
+                self.store,
+                self.now,
+                &mut self.rng,
+                &mut self.metrics,
+            ));
             s.phase = Phase::Done;
             s.executing = false;
         }
@@ -351,12 +354,8 @@ impl World<'_> {
             let step = {
                 let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
                 sims[i].flow.on_timer(
-                    self.plugin,
-                    self.store,
+                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
                     purpose_of(code),
-                    self.now,
-                    rng,
-                    metrics,
                 )
             };
             match step {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use crate::fallback::queue::{QueueFull, QueueId};
 use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Recorder};
 use crate::pipeline::flow::{RequestFlow, Step};
-use crate::pipeline::Plugin;
+use crate::pipeline::{Env, Plugin};
 use crate::random::{RandomSource, SplitMix64};
 use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
@@ -251,9 +251,10 @@ impl World<'_> {
                 };
                 let step = {
                     let (sims, metrics) = (&mut self.sims, &mut self.metrics);
-                    sims[i]
-                        .flow
-                        .on_enqueued(self.plugin, self.store, result, self.now, metrics)
+                    sims[i].flow.on_enqueued(
+                        &mut Env::new(self.plugin, self.store, self.now, &mut self.rng, metrics),
+                        result,
+                    )
                 };
                 return self.apply(i, step);
             }
