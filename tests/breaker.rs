@@ -10,24 +10,13 @@ use std::time::{Duration, Instant};
 use harness::*;
 
 fn start(breaker: serde_json::Value, upstream_extra: serde_json::Value) -> (Upstream, Envoy) {
-    let mut svc = serde_json::json!({ "circuit_breaker": breaker });
-    if let (Some(s), Some(e)) = (svc.as_object_mut(), upstream_extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    let config = serde_json::json!({
-        "upstreams": { "svc": svc },
-        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }]
-    });
-    let up = Upstream::start();
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 4,
-        ..Default::default()
-    });
-    (up, envoy)
+    let svc = merged(
+        serde_json::json!({ "circuit_breaker": breaker }),
+        &upstream_extra,
+    );
+    start_levee(&single_upstream(svc, &serde_json::json!({})), |o| {
+        o.concurrency = 4
+    })
 }
 
 fn get(envoy: &Envoy, status: u16) -> Response {

@@ -15,26 +15,7 @@ fn start(svc: serde_json::Value) -> (Upstream, Envoy) {
 }
 
 fn start_with(svc: serde_json::Value, extra: serde_json::Value) -> (Upstream, Envoy) {
-    let mut upstream =
-        serde_json::json!({ "forward": "callout", "cluster": "upstream", "timeout": "1s" });
-    for (k, v) in svc.as_object().unwrap() {
-        upstream[k] = v.clone();
-    }
-    let mut config = serde_json::json!({
-        "upstreams": { "svc": upstream },
-        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }]
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    let up = Upstream::start();
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 4,
-        ..Default::default()
-    });
-    (up, envoy)
+    start_levee(&callout_upstream(&svc, &extra), |o| o.concurrency = 4)
 }
 
 fn retry(extra: serde_json::Value) -> serde_json::Value {

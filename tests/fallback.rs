@@ -17,25 +17,12 @@ fn start(
     extra: serde_json::Value,
     secondary: Option<&Upstream>,
 ) -> (Upstream, Envoy) {
-    let mut config = serde_json::json!({
-        "upstreams": { "svc": svc },
-        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }]
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    let up = Upstream::start();
-    let mut clusters = vec![("upstream".to_string(), up.port())];
-    if let Some(s) = secondary {
-        clusters.push(("secondary".into(), s.port()));
-    }
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters,
-        concurrency: 4,
-        ..Default::default()
-    });
-    (up, envoy)
+    start_levee(&single_upstream(svc, &extra), |o| {
+        o.concurrency = 4;
+        if let Some(s) = secondary {
+            o.clusters.push(("secondary".into(), s.port()));
+        }
+    })
 }
 
 fn static_entry() -> serde_json::Value {
@@ -252,19 +239,12 @@ fn a_queued_post_is_delivered_once_the_upstream_recovers_and_its_answer_is_repla
 fn a_full_queue_falls_through_to_the_next_fallback() {
     let (svc, extra) = queue_config(1);
     // One worker, so that "the" queue is one queue (queues are per worker).
-    let mut config = serde_json::json!({
-        "upstreams": { "svc": svc },
-        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }]
-    });
-    config["idempotency"] = extra["idempotency"].clone();
-    let up = Upstream::start();
+    let config = single_upstream(
+        svc,
+        &serde_json::json!({ "idempotency": extra["idempotency"].clone() }),
+    );
+    let (up, envoy) = start_levee(&config, |o| o.concurrency = 1);
     up.set_default(Some(Reply::status(503)));
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 1,
-        ..Default::default()
-    });
     let first = send(envoy.port(), &Request::post("/o", b"a".to_vec()));
     assert_eq!(first.status, 202);
     let second = send(envoy.port(), &Request::post("/o", b"b".to_vec()));

@@ -11,10 +11,8 @@ use harness::*;
 
 fn options(config: &str, up: &Upstream) -> EnvoyOptions {
     EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
         concurrency: 2,
-        ..Default::default()
+        ..EnvoyOptions::levee(config, up.port())
     }
 }
 

@@ -14,16 +14,10 @@ fn start_with(
     idempotency: serde_json::Value,
     opts: impl FnOnce(&mut EnvoyOptions),
 ) -> (Upstream, Envoy) {
-    let up = Upstream::start();
-    let mut o = EnvoyOptions {
-        plugin_config: serde_json::json!({ "idempotency": idempotency }).to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 4,
-        ..Default::default()
-    };
-    opts(&mut o);
-    let envoy = Envoy::start(o);
-    (up, envoy)
+    start_levee(&serde_json::json!({ "idempotency": idempotency }), |o| {
+        o.concurrency = 4;
+        opts(o);
+    })
 }
 
 fn start(idempotency: serde_json::Value) -> (Upstream, Envoy) {

@@ -10,14 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use harness::*;
 
 fn start(config: serde_json::Value) -> (Upstream, Envoy) {
-    let up = Upstream::start();
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 4,
-        ..Default::default()
-    });
-    (up, envoy)
+    start_levee(&config, |o| o.concurrency = 4)
 }
 
 fn one_limit(

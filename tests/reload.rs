@@ -23,14 +23,7 @@ use harness::envoy_config;
 use harness::*;
 
 fn start(config: serde_json::Value) -> (Upstream, Envoy) {
-    let up = Upstream::start();
-    let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 2,
-        ..Default::default()
-    });
-    (up, envoy)
+    start_levee(&config, |o| o.concurrency = 2)
 }
 
 fn limited(extra: serde_json::Value) -> serde_json::Value {

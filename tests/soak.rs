@@ -198,11 +198,9 @@ fn soak() {
     let threads = env_u64("SOAK_THREADS", 6) as usize;
     let up = Upstream::start();
     let envoy = Envoy::start(EnvoyOptions {
-        plugin_config: config().to_string(),
-        clusters: vec![("upstream".into(), up.port())],
         concurrency: 2,
         route_timeout: Duration::from_millis(800),
-        ..Default::default()
+        ..EnvoyOptions::levee(&config().to_string(), up.port())
     });
     let port = envoy.port();
     let stop = AtomicBool::new(false);

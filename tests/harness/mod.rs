@@ -24,6 +24,7 @@
 pub mod client;
 pub mod envoy;
 pub mod envoy_config;
+pub mod levee;
 pub mod upstream;
 pub mod wire;
 
@@ -31,4 +32,5 @@ pub use client::{
     burst, send, send_and_disconnect_after, send_raw, try_send, Client, Request, Response,
 };
 pub use envoy::{crate_root, envoy_bin, Envoy, EnvoyOptions, Route};
+pub use levee::{callout_upstream, merged, single_upstream, start_levee};
 pub use upstream::{ReceivedRequest, Reply, Upstream};

@@ -14,33 +14,10 @@ pub fn start_with(
     config: serde_json::Value,
     opts: impl FnOnce(&mut EnvoyOptions),
 ) -> (Upstream, Envoy) {
-    let up = Upstream::start();
-    let mut o = EnvoyOptions {
-        plugin_config: config.to_string(),
-        clusters: vec![("upstream".into(), up.port())],
-        concurrency: 2,
-        ..Default::default()
-    };
-    opts(&mut o);
-    let envoy = Envoy::start(o);
-    (up, envoy)
-}
-
-/// The callout-mode config for upstream `svc` on every path, with `svc` fields merged in.
-pub fn callout(svc: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
-    let mut upstream =
-        serde_json::json!({ "forward": "callout", "cluster": "upstream", "timeout": "1s" });
-    for (k, v) in svc.as_object().unwrap() {
-        upstream[k] = v.clone();
-    }
-    let mut config = serde_json::json!({
-        "upstreams": { "svc": upstream },
-        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "svc" }]
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    config
+    start_levee(&config, |o| {
+        o.concurrency = 2;
+        opts(o);
+    })
 }
 
 /// The after-check: no wasm panic or trap in the log, and no request left held.

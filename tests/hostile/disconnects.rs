@@ -51,10 +51,10 @@ fn a_client_that_leaves_while_shaped_is_never_forwarded() {
 
 #[test]
 fn a_client_that_leaves_during_a_callout_or_a_backoff_wait_stops_its_retries() {
-    let (up, envoy) = start(callout(
-        serde_json::json!({ "timeout": "2s", "retry": { "max_retries": 3, "base_delay": "1500ms",
+    let (up, envoy) = start(callout_upstream(
+        &serde_json::json!({ "timeout": "2s", "retry": { "max_retries": 3, "base_delay": "1500ms",
             "max_delay": "1500ms", "jitter": "none", "deadline": "10s" } }),
-        serde_json::json!({}),
+        &serde_json::json!({}),
     ));
     // During the attempt.
     hang_up_after(
@@ -145,10 +145,10 @@ fn a_client_that_leaves_while_waiting_for_another_requests_key() {
 
 #[test]
 fn a_half_open_probe_whose_client_leaves_in_callout_mode_does_not_stick() {
-    let (up, envoy) = start(callout(
-        serde_json::json!({ "timeout": "500ms",
+    let (up, envoy) = start(callout_upstream(
+        &serde_json::json!({ "timeout": "500ms",
             "circuit_breaker": { "failure_threshold": 1, "reset_timeout": "300ms", "half_open_max_in_flight": 1 } }),
-        serde_json::json!({}),
+        &serde_json::json!({}),
     ));
     assert_eq!(
         send(

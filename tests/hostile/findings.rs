@@ -36,9 +36,9 @@ fn a_grpc_request_to_a_callout_upstream_whose_answer_fails_is_never_left_hanging
     // gRPC cannot go by callout, so it goes through the router; its 503 must reach the client
     // (router mode after response headers: only stale cache or static may replace it).
     let (up, envoy) = start_with(
-        callout(
-            serde_json::json!({ "fallback": [{ "cluster": "secondary" }] }),
-            serde_json::json!({}),
+        callout_upstream(
+            &serde_json::json!({ "fallback": [{ "cluster": "secondary" }] }),
+            &serde_json::json!({}),
         ),
         |o| o.clusters.push(("secondary".into(), o.clusters[0].1)),
     );

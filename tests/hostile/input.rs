@@ -178,9 +178,9 @@ fn forged_and_100_entry_x_forwarded_for_lands_in_the_trusted_position_bucket() {
 fn bodies_at_and_over_every_limit() {
     // Idempotency holds at most 1024 body bytes; callout mode buffers at most 2048; Envoy's
     // own buffer is 64 KiB. Each limit: exactly at it passes, one byte over is a 413.
-    let config = callout(
-        serde_json::json!({ "max_body_bytes": 2048 }),
-        serde_json::json!({ "idempotency": { "max_body_bytes": 1024 } }),
+    let config = callout_upstream(
+        &serde_json::json!({ "max_body_bytes": 2048 }),
+        &serde_json::json!({ "idempotency": { "max_body_bytes": 1024 } }),
     );
     let (up, envoy) = start_with(config, |o| {
         o.per_connection_buffer_limit_bytes = Some(65_536)

@@ -12,9 +12,9 @@ fn retrying(extra: serde_json::Value) -> serde_json::Value {
     for (k, v) in extra.as_object().unwrap() {
         retry[k] = v.clone();
     }
-    callout(
-        serde_json::json!({ "timeout": "500ms", "retry": retry }),
-        serde_json::json!({}),
+    callout_upstream(
+        &serde_json::json!({ "timeout": "500ms", "retry": retry }),
+        &serde_json::json!({}),
     )
 }
 
@@ -110,7 +110,10 @@ fn huge_response_headers_pass_through_and_replay_or_are_refused_cleanly() {
     assert_clean(&envoy);
 
     // Callout mode: the same header through dispatch_http_call, and one over Envoy's limit.
-    let (up, envoy) = start(callout(serde_json::json!({}), serde_json::json!({})));
+    let (up, envoy) = start(callout_upstream(
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    ));
     up.script("big", vec![Reply::status(200).header("x-big", &big)]);
     let r = send(
         envoy.port(),
@@ -213,9 +216,9 @@ fn stalls_past_every_timeout_end_in_time() {
     assert_clean(&envoy);
 
     // Callout: per-attempt timeout 300 ms, deadline 1 s, the upstream stalls 3 s every time.
-    let (_up, envoy) = start(callout(
-        serde_json::json!({ "timeout": "300ms", "retry": { "max_retries": 5, "base_delay": "50ms", "deadline": "1s" } }),
-        serde_json::json!({}),
+    let (_up, envoy) = start(callout_upstream(
+        &serde_json::json!({ "timeout": "300ms", "retry": { "max_retries": 5, "base_delay": "50ms", "deadline": "1s" } }),
+        &serde_json::json!({}),
     ));
     let r = send(
         envoy.port(),
