@@ -38,7 +38,7 @@ pub fn few_header_reads(config: &LeveeConfig) -> bool {
     }
     if let Some(idem) = &config.idempotency {
         names.insert(":method".to_owned());
-        names.insert(idem.header.to_ascii_lowercase());
+        names.insert(idem.header.clone());
         match_names(&idem.matcher, &mut names);
         key_names(&idem.scope, &mut names);
     }

@@ -40,13 +40,7 @@ impl World<'_> {
                 .collect();
             req = req.header("x-forwarded-for", xff.join(", "));
         }
-        let key_header = self
-            .plugin
-            .idempotency
-            .as_ref()
-            .map_or("idempotency-key".to_string(), |l| {
-                l.config.header.to_ascii_lowercase()
-            });
+        let key_header = Self::key_header(self.plugin);
         let raw_key: Option<Vec<u8>> = match rng.below(8) {
             0..=2 => Some(format!("k{}", rng.below(6)).into_bytes()),
             3 => Some(format!("\"k{}\"", rng.below(6)).into_bytes()),

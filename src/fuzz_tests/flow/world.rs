@@ -457,18 +457,22 @@ impl World<'_> {
 }
 
 impl World<'_> {
+    /// The header the configuration reads idempotency keys from.
+    pub(super) fn key_header(plugin: &Plugin) -> String {
+        plugin
+            .idempotency
+            .as_ref()
+            .map_or("idempotency-key".to_string(), |l| {
+                l.config.header.to_ascii_lowercase()
+            })
+    }
+
     /// Long after the chaos, every idempotency key and every limit is usable again: a keyed
     /// POST per key reaches the upstream (no stuck lock, no stuck breaker, no stuck limit).
     pub(super) fn follow_up(&mut self) -> Result<(), TestCaseError> {
         for k in 0..6 {
             self.advance(self.now + 10 * SEC)?;
-            let key_header = self
-                .plugin
-                .idempotency
-                .as_ref()
-                .map_or("idempotency-key".to_string(), |l| {
-                    l.config.header.to_ascii_lowercase()
-                });
+            let key_header = Self::key_header(self.plugin);
             let key = format!("k{k}");
             let req = FakeRequest::new("POST", "/svc/a")
                 .source("10.0.0.1:1234")
