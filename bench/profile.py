@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -51,16 +52,18 @@ PROBE_LABELS = {
 }
 
 
-def wasm_filter(path: Path, plugin: str, vm_id: str, name: str) -> dict:
-    f = E.wasm_filter(path, plugin, vm_id)
-    f["typed_config"]["config"]["name"] = name
-    return f
+def named(filters: list[dict], name: str) -> list[dict]:
+    """Gives each wasm plugin its listener's name: one Envoy runs them all, VMs shared by vm_id."""
+    for f in filters:
+        if f["name"] == "envoy.filters.http.wasm":
+            f["typed_config"]["config"]["name"] = name
+    return filters
 
 
 def part_calls(envoy_bin: str, work: Path, n: int) -> dict:
     probe = RELEASE / "hostcall_probe.wasm"
     listeners = [E.listener(f"probe_{k}", E.direct_route(),
-                            [wasm_filter(probe, f"{k}:{0 if k == 'none' else CALLS}", "hostcall-probe", f"probe_{k}")])
+                            named([E.wasm_filter(probe, f"{k}:{0 if k == 'none' else CALLS}", "hostcall-probe")], f"probe_{k}"))
                  for k in PROBE_KINDS]
     env = CallgrindEnvoy(envoy_bin, work / "calls", listeners)
     env.start()
@@ -76,17 +79,8 @@ def part_calls(envoy_bin: str, work: Path, n: int) -> dict:
 
 
 def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
-    levee, noop = RELEASE / "levee.wasm", RELEASE / "noop_filter.wasm"
-    listeners = []
-    for v in V.scenario1():
-        if v.filter == "none":
-            filters = []
-        elif v.filter == "native":
-            filters = [E.native_local_ratelimit(V.USER_HEADER, v.max_dynamic)]
-        else:
-            path = levee if v.filter == "levee" else noop
-            filters = [wasm_filter(path, json.dumps(v.plugin or {}), v.filter, v.key)]
-        listeners.append(E.listener(v.key, E.direct_route(), filters))
+    wasm = {"levee": RELEASE / "levee.wasm", "noop": RELEASE / "noop_filter.wasm"}
+    listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in V.scenario1()]
     env = CallgrindEnvoy(envoy_bin, work / "s1", listeners)
     env.start()
     try:
@@ -100,12 +94,9 @@ def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
 def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
     upstream = E.Envoy("s2-upstream", E.bootstrap([E.listener("up", E.direct_route(), [])]),
                        work, envoy_bin, None).start()
-    levee = RELEASE / "levee.wasm"
+    wasm = {"levee": RELEASE / "levee.wasm", "noop": None}
     variants = [v for v in V.scenario2() if v.key in ("router", "levee_router", "levee_callout")]
-    listeners = []
-    for v in variants:
-        filters = [] if v.filter == "none" else [wasm_filter(levee, json.dumps(v.plugin), "levee", v.key)]
-        listeners.append(E.listener(v.key, E.cluster_route("upstream"), filters))
+    listeners = [E.listener(v.key, E.cluster_route("upstream"), named(v.filters(wasm), v.key)) for v in variants]
     env = CallgrindEnvoy(envoy_bin, work / "s2", listeners, [E.cluster("upstream", upstream.port)])
     try:
         env.start()
@@ -167,7 +158,6 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="levee-profile-"))
     parts = {s.strip() for s in a.parts.split(",")}
-    import subprocess
     res: dict = {"meta": {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                           "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
                           "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,

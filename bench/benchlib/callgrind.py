@@ -95,27 +95,24 @@ class CallgrindEnvoy:
             time.sleep(0.3)
         raise RuntimeError("callgrind dump did not appear")
 
-    def per_request(self, listener: str, n: int, method: str = "GET", headers: dict | None = None,
-                    body: str = "", unique: str | None = None, warmup: int = 50) -> dict:
+    def per_request(self, listener: str, n: int, headers: dict, warmup: int = 50) -> dict:
+        """`GET /` with `headers`, `n` times on one connection after `warmup` requests."""
         port = self.ports[listener]
         statuses: dict[int, int] = {}
 
-        def drive(count: int, offset: int) -> None:
+        def drive(count: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            for i in range(count):
-                h = dict(headers or {})
-                if unique:
-                    h[unique] = f"cg-{listener}-{offset + i}"
-                conn.request(method, "/", body=body or None, headers=h)
+            for _ in range(count):
+                conn.request("GET", "/", headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
             conn.close()
 
-        drive(warmup, 0)
+        drive(warmup)
         self._dump()
         statuses.clear()
-        drive(n, warmup)
+        drive(n)
         total = self._dump()
         return {"instructions_per_request": total / n, "requests": n, "statuses": statuses}
 
