@@ -299,3 +299,43 @@ fn idempotency_keys_work_in_callout_mode_too() {
     );
     assert_eq!(up.count_for("idempotency-key", "co-1"), 1);
 }
+
+#[test]
+fn callouts_drop_the_proxys_own_headers_and_keep_proxy_status() {
+    let (up, envoy) = start(serde_json::json!({}));
+    up.script(
+        "ps",
+        vec![Reply::status(200)
+            .header("proxy-status", "backend; error=none")
+            .header("x-kept", "1")],
+    );
+    let r = send(
+        envoy.port(),
+        &Request::get("/p")
+            .header("x-script-key", "ps")
+            .header("proxy-authorization", "Basic eA==")
+            .header("x-end-to-end", "yes"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-levee-attempts").as_deref(),
+        Some("1"),
+        "a callout answered"
+    );
+    assert_eq!(
+        r.header("proxy-status").as_deref(),
+        Some("backend; error=none")
+    );
+    assert_eq!(r.header("x-kept").as_deref(), Some("1"));
+    let got = up.requests();
+    let sent = got
+        .iter()
+        .find(|q| q.header("x-script-key").as_deref() == Some("ps"))
+        .unwrap();
+    assert_eq!(
+        sent.header("proxy-authorization"),
+        None,
+        "credentials for this proxy stay here"
+    );
+    assert_eq!(sent.header("x-end-to-end").as_deref(), Some("yes"));
+}

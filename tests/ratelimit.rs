@@ -399,3 +399,32 @@ fn a_keyed_post_held_by_the_shaper_keeps_its_body_and_completes() {
     assert_eq!(envoy.stat("levee_ratelimit.shape.delayed"), 2);
     assert_eq!(envoy.stat("levee_held_requests"), 0);
 }
+
+#[test]
+fn a_grpc_request_over_the_limit_gets_resource_exhausted_not_a_problem_body() {
+    // `content-type` is read only when levee answers itself: the admitted request never reads
+    // it, the rejected one must.
+    let (up, envoy) = start(one_limit("fixed_window", 1, "1h", serde_json::json!({})));
+    let grpc = || {
+        Request::post("/svc.Api/Call", b"\0\0\0\0\0".to_vec())
+            .header("x-user", "g")
+            .header("content-type", "application/grpc")
+    };
+    let first = send(envoy.port(), &grpc());
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("grpc-status"), None, "the upstream answered");
+    let limited = send(envoy.port(), &grpc());
+    assert_eq!(limited.header("grpc-status").as_deref(), Some("8"));
+    assert_eq!(limited.status, 200, "gRPC errors travel in grpc-status");
+    assert!(limited.body.is_empty(), "no problem+json body for gRPC");
+    assert_eq!(up.count(), 1);
+    // A plain request of another client is still answered with problem+json.
+    let plain = send(envoy.port(), &Request::get("/h").header("x-user", "p"));
+    assert_eq!(plain.status, 200);
+    let limited = send(envoy.port(), &Request::get("/h").header("x-user", "p"));
+    assert_eq!(limited.status, 429);
+    assert_eq!(
+        limited.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+}
