@@ -590,7 +590,10 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
 /// Sleeps until the current epoch-aligned window of length `window` has at least `room` left.
 fn wait_for_window_room(window: Duration, room: Duration) {
     let window_ms = window.as_millis();
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     let left = window_ms - since_epoch % window_ms;
     if left < room.as_millis() {
         std::thread::sleep(Duration::from_millis(left as u64 + 50));
