@@ -1,6 +1,5 @@
 //! The root context: configuration, the shared tables, the worker's tick.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -11,12 +10,21 @@ use crate::pipeline::{Plugin, HASH_SECRET_KEY};
 use crate::random::entropy_bytes;
 use crate::store::cas::{ensure_key, get_or_create};
 
+use crate::worker::Worker;
+
 use super::abi;
+use super::envoy::EnvoyHost;
 use super::http::LeveeHttp;
+use super::log;
 use super::metrics::MetricIds;
 use super::store::EnvoyStore;
-use super::worker::{Shared, Worker};
-use super::{log, now};
+
+/// What the root context shares with its HTTP contexts: the worker and the metric ids its
+/// host adapter counts into.
+pub(crate) struct Shared {
+    pub(crate) worker: Worker,
+    pub(crate) metrics: MetricIds,
+}
 
 pub(crate) struct LeveeRoot {
     id: u32,
@@ -64,16 +72,10 @@ impl LeveeRoot {
                 bound / (1024 * 1024)
             ),
         );
-        let queues = RefCell::new(super::delivery::Queues::for_plugin(&plugin));
+        let rng = crate::random::SplitMix64::from_entropy();
         self.shared = Some(Rc::new(Shared {
-            plugin: Rc::new(plugin),
-            worker: RefCell::new(Worker::with_held_gauge(metrics.held_requests)),
-            rng: RefCell::new(crate::random::SplitMix64::from_entropy()),
-            body_callbacks_work: std::cell::Cell::new(false),
-            queues,
-            body_guard_logged: std::cell::Cell::new(false),
-            root_id: self.id,
-            metrics: Rc::new(metrics),
+            worker: Worker::new(Rc::new(plugin), rng, self.id),
+            metrics,
         }));
         Ok(())
     }
@@ -103,7 +105,10 @@ impl Context for LeveeRoot {
         _num_trailers: usize,
     ) {
         if let Some(shared) = &self.shared {
-            shared.on_callout_response(token_id, num_headers, body_size, now());
+            let host = &mut EnvoyHost::new(&shared.metrics);
+            shared
+                .worker
+                .on_callout_response(host, token_id, num_headers, body_size);
         }
     }
 }
@@ -125,7 +130,7 @@ impl RootContext for LeveeRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
-            shared.on_tick(now());
+            shared.worker.on_tick(&mut EnvoyHost::new(&shared.metrics));
         } else {
             let _ = abi::set_tick_period(std::time::Duration::ZERO);
         }
