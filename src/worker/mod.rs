@@ -8,10 +8,14 @@
 //! the root context (ticks, callouts sent from a tick) and every HTTP context.
 
 mod callbacks;
+#[cfg(test)]
+pub(crate) mod fake_host;
 pub mod host;
 mod queues;
 mod registry;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
