@@ -98,16 +98,23 @@ impl Worker {
         self.registry.borrow().next_deadline()
     }
 
-    /// Whether levee holds request `id` paused, waits on a callout for it, or has a timer
-    /// for it (tests check that a held request always has something to wake it).
+    /// The latest timer deadline (tests check that no wait is absurdly long).
+    pub fn last_deadline(&self) -> Option<UnixNanos> {
+        self.registry.borrow().last_deadline()
+    }
+
+    /// Whether levee holds request `id` paused (tests check that a held request always has
+    /// something to wake it: a timer, a callout, a body still to come).
     pub fn holds(&self, id: ContextId) -> bool {
         self.registry.borrow().is_held(id)
     }
 
+    /// Whether a callout of request `id` is outstanding.
     pub fn awaits_callout(&self, id: ContextId) -> bool {
         self.registry.borrow().has_callout(id)
     }
 
+    /// Whether request `id` has a timer.
     pub fn has_timer(&self, id: ContextId) -> bool {
         self.registry.borrow().has_timer(id)
     }

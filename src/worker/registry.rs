@@ -117,6 +117,10 @@ impl Registry {
         self.timers.next_deadline()
     }
 
+    pub(super) fn last_deadline(&self) -> Option<UnixNanos> {
+        self.timers.last_deadline()
+    }
+
     pub(super) fn is_held(&self, id: ContextId) -> bool {
         self.held.contains(&id)
     }
