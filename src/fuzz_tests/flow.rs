@@ -22,6 +22,7 @@
 mod checks;
 mod gen;
 mod traffic;
+mod upstream;
 mod world;
 
 use std::rc::Rc;
