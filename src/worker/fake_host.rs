@@ -31,6 +31,9 @@ pub(crate) enum Call {
     Log(String),
 }
 
+/// A header map as the host returns it.
+pub(crate) type HeaderPairs = Vec<(String, Vec<u8>)>;
+
 /// The upstream's answer the current response callbacks read.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FakeResponse {
@@ -50,10 +53,10 @@ pub(crate) struct FakeHost<'a> {
     /// Contexts the host no longer knows (`set_effective_context` fails for them).
     pub(crate) gone: HashSet<ContextId>,
     /// Per context: its request headers and the body bytes Envoy holds.
-    pub(crate) requests: HashMap<ContextId, (Vec<(String, Vec<u8>)>, Vec<u8>)>,
+    pub(crate) requests: HashMap<ContextId, (HeaderPairs, Vec<u8>)>,
     pub(crate) response: FakeResponse,
     /// The callout answer being delivered: headers (`None`: unreadable) and body.
-    pub(crate) callout_answer: (Option<Vec<(String, Vec<u8>)>>, Vec<u8>),
+    pub(crate) callout_answer: (Option<HeaderPairs>, Vec<u8>),
     /// Refuse the next dispatches (a cluster that does not exist, for instance).
     pub(crate) refuse_dispatch: bool,
     pub(crate) next_token: u32,
