@@ -11,11 +11,30 @@ use crate::problem::LocalReply;
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 use crate::timer_queue::ContextId;
-use crate::worker::{Callout, Host};
+use crate::worker::{Callout, Host, RequestReads};
 
 use super::abi;
 use super::metrics::{HostMetrics, MetricIds};
 use super::store::EnvoyStore;
+
+/// The current request's headers and properties, read through the ABI.
+pub(crate) struct EnvoyRequest;
+
+impl RequestReads for EnvoyRequest {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        abi::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        abi::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn property(&self, path: Vec<&str>) -> Option<Vec<u8>> {
+        abi::get_property(path).ok().flatten()
+    }
+}
 
 /// The host of one callback; built per callback (it costs nothing).
 pub(crate) struct EnvoyHost<'a> {
@@ -64,9 +83,7 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn request_header(&mut self, name: &str) -> Option<Vec<u8>> {
-        abi::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+        EnvoyRequest.header(name)
     }
 
     fn request_body(&mut self, start: usize, len: usize) -> Vec<u8> {
@@ -87,9 +104,8 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn response_flags(&mut self) -> u64 {
-        abi::get_property(vec!["response", "flags"])
-            .ok()
-            .flatten()
+        EnvoyRequest
+            .property(vec!["response", "flags"])
             .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
             .map(u64::from_le_bytes)
             .unwrap_or(0)

@@ -6,10 +6,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::worker::{self, Stream};
+use crate::worker::{self, LazyAttributes, Stream};
 
-use super::attributes::HostAttributes;
-use super::envoy::EnvoyHost;
+use super::envoy::{EnvoyHost, EnvoyRequest};
 use super::root::Shared;
 
 pub(crate) struct LeveeHttp {
@@ -65,7 +64,7 @@ impl HttpContext for LeveeHttp {
         if worker.plugin.is_pass_through() {
             return Action::Continue;
         }
-        let attrs = HostAttributes::new(worker.plugin.few_header_reads);
+        let attrs = LazyAttributes::new(EnvoyRequest, worker.plugin.few_header_reads);
         action(worker.on_request_headers(
             &mut self.host(),
             self.id,

@@ -8,7 +8,6 @@
 //! error is handled.
 
 mod abi;
-mod attributes;
 mod envoy;
 mod http;
 mod logger;

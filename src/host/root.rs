@@ -5,12 +5,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
-use crate::config;
-use crate::pipeline::{Plugin, HASH_SECRET_KEY};
 use crate::random::entropy_bytes;
-use crate::store::cas::{ensure_key, get_or_create};
 
-use crate::worker::Worker;
+use crate::worker::{self, Worker};
 
 use super::abi;
 use super::envoy::EnvoyHost;
@@ -43,35 +40,10 @@ impl LeveeRoot {
         let raw = abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .map_err(|s| format!("levee config: cannot read the plugin configuration ({s:?})"))?
             .unwrap_or_default();
-        let config = config::parse(&raw).map_err(|e| e.to_string())?;
-        let secret = load_secret()?;
-        let plugin = Plugin::new(config, secret);
-        let store = EnvoyStore;
-        for table in plugin.tables() {
-            table.ensure_created(&store).map_err(|e| {
-                format!(
-                    "levee: cannot create shared-data table {}: {e:?}",
-                    table.key_of(0)
-                )
-            })?;
-        }
-        for key in plugin.plain_keys() {
-            ensure_key(&store, &key, b"")
-                .map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
-        }
+        let plugin = worker::configure(&raw, &EnvoyStore, entropy_bytes())?;
         let metrics = MetricIds::define_all(&plugin);
-        let bound = plugin.memory_bound();
-        metrics.set_memory_bound(bound);
-        log(
-            LogLevel::Info,
-            &format!(
-                "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB)",
-                plugin.config.rate_limits.len(),
-                plugin.config.upstreams.len(),
-                bound,
-                bound / (1024 * 1024)
-            ),
-        );
+        metrics.set_memory_bound(plugin.memory_bound());
+        log(LogLevel::Info, &worker::summary(&plugin));
         let rng = crate::random::SplitMix64::from_entropy();
         self.shared = Some(Rc::new(Shared {
             worker: Worker::new(Rc::new(plugin), rng, self.id),
@@ -79,20 +51,6 @@ impl LeveeRoot {
         }));
         Ok(())
     }
-}
-
-/// The keyed-hash secret: created once in shared data, so every worker VM and every later
-/// configuration agree on it.
-fn load_secret() -> Result<[u8; 16], String> {
-    let fresh: [u8; 16] = entropy_bytes().ok_or("levee: the host refused random bytes")?;
-    let stored = get_or_create(&EnvoyStore, HASH_SECRET_KEY, &fresh)
-        .map_err(|e| format!("levee: cannot read or create {HASH_SECRET_KEY}: {e:?}"))?;
-    stored.as_slice().try_into().map_err(|_| {
-        format!(
-            "levee: {HASH_SECRET_KEY} holds {} bytes, expected 16",
-            stored.len()
-        )
-    })
 }
 
 impl Context for LeveeRoot {

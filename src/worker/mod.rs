@@ -7,7 +7,9 @@
 //! and ABI to it. There is one [`Worker`] per worker VM and plugin configuration, shared by
 //! the root context (ticks, callouts sent from a tick) and every HTTP context.
 
+mod attributes;
 mod callbacks;
+mod configure;
 #[cfg(test)]
 pub(crate) mod fake_host;
 pub mod host;
@@ -26,6 +28,8 @@ use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
 use crate::timer_queue::{ContextId, TimerPurpose};
 
+pub use attributes::{LazyAttributes, RequestReads};
+pub use configure::{configure, summary};
 pub use host::{Action, Callout, Host};
 pub use stream::Stream;
 
