@@ -11,10 +11,10 @@ use crate::problem::LocalReply;
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 use crate::timer_queue::ContextId;
-use crate::worker::{Callout, Host, RequestReads};
+use crate::worker::{Callout, Host, MetricIds, RequestReads};
 
 use super::abi;
-use super::metrics::{HostMetrics, MetricIds};
+use super::metrics::HostMetrics;
 use super::store::EnvoyStore;
 
 /// The current request's headers and properties, read through the ABI.

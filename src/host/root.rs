@@ -13,14 +13,14 @@ use super::abi;
 use super::envoy::EnvoyHost;
 use super::http::LeveeHttp;
 use super::log;
-use super::metrics::MetricIds;
+use super::metrics;
 use super::store::EnvoyStore;
 
 /// What the root context shares with its HTTP contexts: the worker and the metric ids its
 /// host adapter counts into.
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
-    pub(crate) metrics: MetricIds,
+    pub(crate) metrics: crate::worker::MetricIds,
 }
 
 pub(crate) struct LeveeRoot {
@@ -41,8 +41,7 @@ impl LeveeRoot {
             .map_err(|s| format!("levee config: cannot read the plugin configuration ({s:?})"))?
             .unwrap_or_default();
         let plugin = worker::configure(&raw, &EnvoyStore, entropy_bytes())?;
-        let metrics = MetricIds::define_all(&plugin);
-        metrics.set_memory_bound(plugin.memory_bound());
+        let metrics = metrics::define_all(&plugin);
         log(LogLevel::Info, &worker::summary(&plugin));
         let rng = crate::random::SplitMix64::from_entropy();
         self.shared = Some(Rc::new(Shared {

@@ -13,6 +13,7 @@ mod configure;
 #[cfg(test)]
 pub(crate) mod fake_host;
 pub mod host;
+mod metric_ids;
 mod queues;
 mod registry;
 mod stream;
@@ -31,6 +32,7 @@ use crate::timer_queue::{ContextId, TimerPurpose};
 pub use attributes::{LazyAttributes, RequestReads};
 pub use configure::{configure, summary};
 pub use host::{Action, Callout, Host};
+pub use metric_ids::{MetricIds, MetricKind, NO_METRIC};
 pub use stream::Stream;
 
 use queues::Queues;
