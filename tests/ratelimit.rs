@@ -156,6 +156,48 @@ fn custom_status_and_ietf_headers() {
 }
 
 #[test]
+fn token_bucket_two_per_minute_headers_agree_on_when_the_next_request_is_admitted() {
+    let mut cfg = one_limit("token_bucket", 2, "1m", serde_json::json!({}));
+    cfg["rate_limit_headers"] = "both".into();
+    let (_up, envoy) = start(cfg);
+    let get = || send(envoy.port(), &Request::get("/tb").header("x-user", "u"));
+    let field = |r: &Response, name: &str, key: &str| -> u64 {
+        let v = r.header(name).unwrap();
+        v.split(';')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+            .parse()
+            .unwrap()
+    };
+    let (first, second, third) = (get(), get(), get());
+    assert_eq!((first.status, second.status, third.status), (200, 200, 429));
+    for r in [&first, &second, &third] {
+        assert_eq!(
+            r.header("ratelimit-policy").as_deref(),
+            Some("\"per-user\";q=2;w=60")
+        );
+        // One token every 30 s: more quota is never further away than that (t ≤ w).
+        let t = field(r, "ratelimit", "t");
+        assert!((29..=30).contains(&t), "t={t}");
+        // X-RateLimit-Reset names the same instant as t.
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        let t_at = unix_now() + t as f64;
+        assert!(
+            (reset as f64 - t_at).abs() <= 2.0,
+            "reset {reset} vs now + t {t_at}"
+        );
+    }
+    assert_eq!(field(&first, "ratelimit", "r"), 1);
+    assert_eq!(field(&third, "ratelimit", "r"), 0);
+    let retry_after: u64 = third.header("retry-after").unwrap().parse().unwrap();
+    assert_eq!(
+        retry_after,
+        field(&third, "ratelimit", "t"),
+        "a rejection's Retry-After is t, not earlier and not later"
+    );
+}
+
+#[test]
 fn token_bucket_refills_continuously() {
     let (_up, envoy) = start(one_limit("token_bucket", 2, "1s", serde_json::json!({})));
     let get = || send(envoy.port(), &Request::get("/t").header("x-user", "u")).status;
