@@ -77,7 +77,7 @@ fn check(p: &Params, state: &[u8], e: &Evaluation, now: UnixNanos) -> Result<(),
         p.window_ns
     };
     prop_assert!(s.t <= horizon.div_ceil(S), "t={} over {} ns", s.t, horizon);
-    prop_assert_eq!(s.w.is_some(), p.window_ns % S == 0);
+    prop_assert_eq!(s.w.is_some(), p.window_ns.is_multiple_of(S));
     if let (Some(w), false) = (s.w, shaping) {
         prop_assert!(s.t <= w, "t={} > w={}", s.t, w);
     }

@@ -80,7 +80,7 @@ pub fn rate_limit_headers(
 
 /// The IETF `w`: the window in seconds if it is a whole, non-zero number of them.
 fn whole_seconds(window_ns: u64) -> Option<u64> {
-    (window_ns >= NANOS_PER_SEC && window_ns % NANOS_PER_SEC == 0)
+    (window_ns >= NANOS_PER_SEC && window_ns.is_multiple_of(NANOS_PER_SEC))
         .then_some(window_ns / NANOS_PER_SEC)
 }
 
