@@ -203,7 +203,7 @@ pub fn refund(
 mod tests {
     use super::*;
     use crate::config::Algorithm;
-    use crate::time::NANOS_PER_SEC as S;
+    use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as S};
 
     fn params(limit: u64, window_ns: u64) -> Params {
         Params {
@@ -269,6 +269,30 @@ mod tests {
         assert_eq!(r.retry_after_ns, 6 * S + 1);
         assert_eq!(run(&p, &mut st, 110 * S, 1), 0);
         assert_eq!(run(&p, &mut st, 110 * S + 1, 1), 1);
+    }
+
+    #[test]
+    fn reset_is_when_one_more_fits_and_never_more_than_a_window_away() {
+        let p = params(10, 10 * S);
+        let mut st = encode(Counts {
+            start: 110 * S,
+            prev: 10,
+            curr: 1,
+        });
+        // 45% in: the previous 10 weigh 5.5, so 5.5 + 2 leaves room for 3 more (⌊5.5⌋ = 5
+        // carried). A 4th fits once the weight drops below 5: just after 115 s.
+        let e = evaluate(&p, &st, 114 * S + 500 * MS);
+        assert_eq!((e.decision, e.remaining), (Decision::Admit, 3));
+        assert_eq!(e.reset_at, 115 * S + 1);
+        // Full exactly at a window's start: the exact retry lies 1 ns into the next window;
+        // Reset stays one window ahead (t = w), the retry wait stays exact.
+        st = Vec::new();
+        run(&p, &mut st, 200 * S, 10);
+        let r = evaluate(&p, &st, 200 * S);
+        assert_eq!(r.decision, Decision::Reject);
+        assert_eq!((r.reset_at, r.retry_after_ns), (210 * S, 10 * S + 1));
+        assert_eq!(evaluate(&p, &st, 210 * S).decision, Decision::Reject);
+        assert_eq!(evaluate(&p, &st, 210 * S + 1).decision, Decision::Admit);
     }
 
     #[test]
