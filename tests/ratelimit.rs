@@ -155,20 +155,42 @@ fn custom_status_and_ietf_headers() {
     );
 }
 
+/// A number parameter (`t`, `r`, `w`) of an IETF field.
+fn sf_param(r: &Response, name: &str, key: &str) -> u64 {
+    let v = r.header(name).unwrap();
+    v.split(';')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{name}: {v}"))
+        .parse()
+        .unwrap()
+}
+
+/// `t ≤ w`, X-RateLimit-Reset naming the instant `t` names, and on the rejection
+/// Retry-After = `t`.
+fn assert_headers_agree(algorithm: &str, r: &Response) {
+    let t = sf_param(r, "ratelimit", "t");
+    assert!(
+        t <= sf_param(r, "ratelimit-policy", "w"),
+        "{algorithm}: t={t}"
+    );
+    let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    let t_at = unix_now() + t as f64;
+    assert!(
+        (reset as f64 - t_at).abs() <= 2.0,
+        "{algorithm}: reset {reset} vs now + t {t_at}"
+    );
+    if r.status == 429 {
+        let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert_eq!(retry_after, t, "{algorithm}: Retry-After is t");
+    }
+}
+
 #[test]
 fn token_bucket_two_per_minute_headers_agree_on_when_the_next_request_is_admitted() {
     let mut cfg = one_limit("token_bucket", 2, "1m", serde_json::json!({}));
     cfg["rate_limit_headers"] = "both".into();
     let (_up, envoy) = start(cfg);
     let get = || send(envoy.port(), &Request::get("/tb").header("x-user", "u"));
-    let field = |r: &Response, name: &str, key: &str| -> u64 {
-        let v = r.header(name).unwrap();
-        v.split(';')
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("{name}: {v}"))
-            .parse()
-            .unwrap()
-    };
     let (first, second, third) = (get(), get(), get());
     assert_eq!((first.status, second.status, third.status), (200, 200, 429));
     for r in [&first, &second, &third] {
@@ -176,25 +198,42 @@ fn token_bucket_two_per_minute_headers_agree_on_when_the_next_request_is_admitte
             r.header("ratelimit-policy").as_deref(),
             Some("\"per-user\";q=2;w=60")
         );
-        // One token every 30 s: more quota is never further away than that (t ≤ w).
-        let t = field(r, "ratelimit", "t");
+        // One token every 30 s: that is when more quota comes back, admitted or not.
+        let t = sf_param(r, "ratelimit", "t");
         assert!((29..=30).contains(&t), "t={t}");
-        // X-RateLimit-Reset names the same instant as t.
-        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
-        let t_at = unix_now() + t as f64;
-        assert!(
-            (reset as f64 - t_at).abs() <= 2.0,
-            "reset {reset} vs now + t {t_at}"
-        );
+        assert_headers_agree("token_bucket", r);
     }
-    assert_eq!(field(&first, "ratelimit", "r"), 1);
-    assert_eq!(field(&third, "ratelimit", "r"), 0);
-    let retry_after: u64 = third.header("retry-after").unwrap().parse().unwrap();
-    assert_eq!(
-        retry_after,
-        field(&third, "ratelimit", "t"),
-        "a rejection's Retry-After is t, not earlier and not later"
+    assert_eq!(sf_param(&first, "ratelimit", "r"), 1);
+    assert_eq!(sf_param(&third, "ratelimit", "r"), 0);
+    let retry_after = third.header("retry-after").unwrap();
+    assert!(
+        retry_after == "29" || retry_after == "30",
+        "not 60: {retry_after}"
     );
+}
+
+#[test]
+fn every_algorithm_two_per_minute_says_one_instant_in_t_reset_and_retry_after() {
+    for algorithm in [
+        "fixed_window",
+        "sliding_window_log",
+        "sliding_window_counter",
+        "leaky_bucket",
+    ] {
+        let mut cfg = one_limit(algorithm, 2, "1m", serde_json::json!({}));
+        cfg["rate_limit_headers"] = "both".into();
+        let (_up, envoy) = start(cfg);
+        let mut rejected = false;
+        for _ in 0..6 {
+            let r = send(envoy.port(), &Request::get("/a").header("x-user", "u"));
+            assert_headers_agree(algorithm, &r);
+            if r.status == 429 {
+                rejected = true;
+                break;
+            }
+        }
+        assert!(rejected, "{algorithm}: never rejected");
+    }
 }
 
 #[test]
