@@ -14,6 +14,7 @@ mod rate_limit;
 mod raw;
 mod reader;
 mod resilience;
+pub mod reference;
 pub mod schema;
 pub mod types;
 mod upstream;
