@@ -76,7 +76,10 @@ impl Page {
             .as_array()
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let props = object["properties"].as_object().cloned().unwrap_or_default();
+        let props = object["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let mut children = Vec::new();
         for (field, prop) in &props {
             let row = [
@@ -303,7 +306,9 @@ mod tests {
             let Some(props) = def["properties"].as_object() else {
                 continue;
             };
-            let sections = page.matches(def["description"].as_str().unwrap_or("?")).count();
+            let sections = page
+                .matches(def["description"].as_str().unwrap_or("?"))
+                .count();
             assert!(sections >= 1, "no section for {name}");
             for field in props.keys() {
                 assert!(page.contains(&format!("| `{field}` |")), "{name}.{field}");
@@ -313,7 +318,10 @@ mod tests {
         assert_eq!(page.matches("\n## `upstreams.<name>.retry`\n").count(), 1);
         assert_eq!(page.matches("\n## `routes[]`\n").count(), 1);
         assert_eq!(page.matches("\n## `match` blocks\n").count(), 1);
-        assert!(!page.contains("## `routes[].match`"), "match is one section");
+        assert!(
+            !page.contains("## `routes[].match`"),
+            "match is one section"
+        );
     }
 
     #[test]
