@@ -1,4 +1,4 @@
-//! Rate-limit response headers (SPEC §3): `X-RateLimit-*` (the seed's format, Reset in Unix
+//! Rate-limit response headers: `X-RateLimit-*` (Reset in Unix
 //! seconds) and/or the IETF draft-ietf-httpapi-ratelimit-headers-10 fields
 //! `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=97;t=42`.
 

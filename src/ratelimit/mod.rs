@@ -70,8 +70,8 @@ pub struct Evaluation {
     pub limit: u64,
     /// `X-RateLimit-Remaining` after this request.
     pub remaining: u64,
-    /// `X-RateLimit-Reset` as an instant (SPEC §3 table, per algorithm).
+    /// `X-RateLimit-Reset` as an instant (per algorithm, as documented in the rate-limiting chapter).
     pub reset_at: UnixNanos,
-    /// On Reject: how long until a request would be admitted (`Retry-After`, SPEC §3).
+    /// On Reject: how long until a request would be admitted (`Retry-After`).
     pub retry_after_ns: u64,
 }
