@@ -20,7 +20,7 @@ mod harness;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::{burst, crate_root, envoy_bin, send, try_send, Request, Response};
 
@@ -543,7 +543,15 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
         "no fallback in 40 requests to a 50 % flaky upstream"
     );
 
-    // 7. Prometheus names carry the limit / upstream as a label, never inside the name.
+    // 7. shadow: 21 requests inside one epoch-aligned 10 s window exceed its 20, so at least
+    // one is counted as shadow-rejected (and none is refused). Wait until at least 5 s of the
+    // current window are left, so the 21 cannot straddle a window boundary.
+    wait_for_window_room(Duration::from_secs(10), Duration::from_secs(5));
+    for _ in 0..21 {
+        assert_eq!(demo.get("/").status, 200);
+    }
+
+    // 8. Prometheus names carry the limit / upstream as a label, never inside the name.
     let prom = demo.prometheus();
     let at =
         |series: &str| sample(&prom, series).unwrap_or_else(|| panic!("no {series} in:\n{prom}"));
@@ -586,5 +594,18 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
                 "a levee name escaped the stats_tags: {line}"
             );
         }
+    }
+}
+
+/// Sleeps until the current epoch-aligned window of length `window` has at least `room` left.
+fn wait_for_window_room(window: Duration, room: Duration) {
+    let window_ms = window.as_millis();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let left = window_ms - since_epoch % window_ms;
+    if left < room.as_millis() {
+        std::thread::sleep(Duration::from_millis(left as u64 + 50));
     }
 }

@@ -1,5 +1,5 @@
 //! Property tests: for random request sequences (non-decreasing instants, many of them equal),
-//! what each algorithm admits stays inside the bound SPEC §3 promises for it; a refund is
+//! what each algorithm admits stays inside the bound documented for it; a refund is
 //! indistinguishable from the request never having come; and no state bytes, however
 //! mangled, make an algorithm panic.
 

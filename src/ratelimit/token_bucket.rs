@@ -3,7 +3,7 @@
 //! Why it exists: most APIs want "on average `limit` per `window`, but let a client that has
 //! been quiet send a burst". The bucket holds up to `burst` tokens, refills continuously at
 //! `limit / window` and starts full; each request takes one token. Pick it for general API
-//! limits (it is the seed's recommendation and Envoy's local rate limit's model): O(1)
+//! limits (it is Envoy's local rate limit's model): O(1)
 //! memory (17 bytes), smooth, and over any interval `t` it admits at most
 //! `burst + limit · t / window`.
 //!
