@@ -99,3 +99,28 @@ fn help_and_bad_usage() {
     assert_eq!(none.status.code(), Some(2));
     assert!(stderr(&none).contains("USAGE"));
 }
+
+/// `levee check cfg.json | head -1`: the reader leaves before levee writes. levee must neither
+/// panic nor complain: it exits with the code of the check, stderr empty.
+#[test]
+fn check_into_a_closed_pipe_exits_quietly() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end of stdout first; levee reads all of stdin before it writes a byte.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(br#"{"rate_limits": [{"name": "a", "limit": 5, "window": "1s"}]}"#)
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stderr(&out), "");
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -19,6 +19,7 @@ compile_error!(
      build the filter with `cargo build --release --target wasm32-wasip1 --lib`"
 );
 
+use std::io::Write;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -41,16 +42,13 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["check", file] => check(file),
-        ["schema"] => {
-            print!("{}", levee::config::schema::json_schema_pretty());
-            ExitCode::SUCCESS
-        }
-        ["--help" | "-h" | "help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+        ["schema"] => print_out(
+            &levee::config::schema::json_schema_pretty(),
+            ExitCode::SUCCESS,
+        ),
+        ["--help" | "-h" | "help"] => print_out(&format!("{USAGE}\n"), ExitCode::SUCCESS),
         _ => {
-            eprintln!("{USAGE}");
+            print_err(USAGE);
             ExitCode::from(2)
         }
     }
@@ -66,23 +64,39 @@ fn check(file: &str) -> ExitCode {
     let bytes = match read {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("levee: cannot read {file}: {e}");
+            print_err(&format!("levee: cannot read {file}: {e}"));
             return ExitCode::from(2);
         }
     };
     match levee::config::parse(&bytes) {
         Ok(cfg) => {
             let effective = levee::config::to_effective_json(&cfg);
-            println!("ok");
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&effective).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
+            let text = serde_json::to_string_pretty(&effective).unwrap_or_default();
+            print_out(&format!("ok\n{text}\n"), ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
+            print_err(&e.to_string());
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `text` to stdout and returns `code`. A reader that went away (`levee check … | head
+/// -1`) is not an error worth a word: the output was cut where the reader wanted it, so levee
+/// exits quietly with the code it would have had. Any other write failure is reported (exit 2).
+fn print_out(text: &str, code: ExitCode) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            print_err(&format!("levee: cannot write the output: {e}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One line to stderr; a closed stderr is ignored (the exit code still tells).
+fn print_err(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
