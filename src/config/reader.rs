@@ -210,10 +210,26 @@ impl<'a> Obj<'a> {
 }
 
 /// A whole number in `lo..=hi` at `path`.
+///
+/// `100.0` and `1e3` are whole numbers and read as such. A number too large or too small is
+/// "out of range" whatever its notation (`1e30` is a number, just not one levee can use);
+/// only a fraction (`1.5`) or a non-number is "expected a whole number".
 pub fn int_value(v: &Raw, path: &str, lo: u64, hi: u64, why: &str) -> Result<u64, ConfigError> {
+    let out_of_range = |shown: String| {
+        let sep = if why.is_empty() { "" } else { ": " };
+        err(
+            path,
+            format!("{shown} is out of range (use {lo}..={hi}{sep}{why})"),
+        )
+    };
     let n = match v {
         Raw::Int(i) => *i,
-        Raw::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => *f as i128,
+        Raw::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+            if *f < lo as f64 || *f > hi as f64 {
+                return Err(out_of_range(show_float(*f)));
+            }
+            *f as i128
+        }
         Raw::Str(s) if s.parse::<i128>().is_ok() => {
             return Err(err(
                 path,
@@ -231,13 +247,18 @@ pub fn int_value(v: &Raw, path: &str, lo: u64, hi: u64, why: &str) -> Result<u64
         }
     };
     if n < i128::from(lo) || n > i128::from(hi) {
-        let sep = if why.is_empty() { "" } else { ": " };
-        return Err(err(
-            path,
-            format!("{n} is out of range (use {lo}..={hi}{sep}{why})"),
-        ));
+        return Err(out_of_range(n.to_string()));
     }
-    u64::try_from(n).map_err(|_| err(path, format!("{n} is out of range")))
+    u64::try_from(n).map_err(|_| out_of_range(n.to_string()))
+}
+
+/// A whole float as an operator would have written it: `1e30`, not thirty-one digits.
+fn show_float(f: f64) -> String {
+    if f.abs() >= 1e16 {
+        format!("{f:e}")
+    } else {
+        format!("{f}")
+    }
 }
 
 fn unknown_field(key: &str, fields: &[&str]) -> String {
@@ -315,6 +336,74 @@ mod tests {
             e.to_string(),
             "levee config: x.limit: expected a whole number, got \"100\" (write it without quotes)"
         );
+    }
+
+    fn int_error(json: &str) -> String {
+        let raw = read(json.as_bytes()).unwrap();
+        let o = Obj::new(&raw, "limits", &["n"]).unwrap();
+        o.int("n", 1, 16_777_216, "slots per table")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_huge_number_is_out_of_range_not_a_fraction() {
+        let range = "is out of range (use 1..=16777216: slots per table)";
+        assert_eq!(
+            int_error(r#"{"n": 1e30}"#),
+            format!("levee config: limits.n: 1e30 {range}")
+        );
+        assert_eq!(
+            int_error(r#"{"n": -1e30}"#),
+            format!("levee config: limits.n: -1e30 {range}")
+        );
+        // Past u64, serde_json reads an integer literal as a float.
+        assert_eq!(
+            int_error(r#"{"n": 123456789012345678901234567890}"#),
+            format!("levee config: limits.n: 1.2345678901234568e29 {range}")
+        );
+        assert_eq!(
+            int_error(r#"{"n": 16777217}"#),
+            format!("levee config: limits.n: 16777217 {range}")
+        );
+        assert_eq!(
+            int_error(r#"{"n": 2.5e7}"#),
+            format!("levee config: limits.n: 25000000 {range}")
+        );
+    }
+
+    #[test]
+    fn a_negative_number_is_out_of_range() {
+        let range = "is out of range (use 1..=16777216: slots per table)";
+        assert_eq!(
+            int_error(r#"{"n": -5}"#),
+            format!("levee config: limits.n: -5 {range}")
+        );
+        assert_eq!(
+            int_error(r#"{"n": -5.0}"#),
+            format!("levee config: limits.n: -5 {range}")
+        );
+    }
+
+    #[test]
+    fn a_fraction_is_not_a_whole_number() {
+        assert_eq!(
+            int_error(r#"{"n": 1.5}"#),
+            "levee config: limits.n: expected a whole number, got 1.5"
+        );
+        assert_eq!(
+            int_error(r#"{"n": -0.5}"#),
+            "levee config: limits.n: expected a whole number, got -0.5"
+        );
+    }
+
+    #[test]
+    fn whole_numbers_in_any_notation_are_read() {
+        let raw = read(br#"{"a": 1e3, "b": 100.0, "c": 16777216}"#).unwrap();
+        let o = Obj::new(&raw, "", &["a", "b", "c"]).unwrap();
+        assert_eq!(o.int("a", 1, 16_777_216, "").unwrap(), Some(1000));
+        assert_eq!(o.int("b", 1, 16_777_216, "").unwrap(), Some(100));
+        assert_eq!(o.int("c", 1, 16_777_216, "").unwrap(), Some(16_777_216));
     }
 
     #[test]
