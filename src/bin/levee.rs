@@ -1,9 +1,11 @@
 //! `levee`: the offline companion of the filter, built by the same crate so it runs the very
 //! validator `on_configure` runs.
 //!
-//! - `levee check CONFIG.json` — prints `ok` and the effective config (every default filled in)
-//!   and exits 0; or prints the one line Envoy would log when refusing the config
-//!   (`levee config: <json path>: <what is wrong and how to fix it>`) and exits 1.
+//! - `levee check CONFIG.json` — prints `ok: ` and what the config costs Envoy (the
+//!   shared-data bound against its ceiling, the keys configure creates and the time that
+//!   takes), then the effective config (every default filled in), and exits 0; or prints the
+//!   one line Envoy would log when refusing the config (`levee config: <json path>: <what is
+//!   wrong and how to fix it>`) and exits 1.
 //! - `levee schema` — prints the JSON Schema of the config (committed as `schema/levee.schema.json`).
 //!
 //! Exit codes: 0 valid, 1 invalid config, 2 usage error or unreadable file.
@@ -19,6 +21,7 @@ compile_error!(
      build the filter with `cargo build --release --target wasm32-wasip1 --lib`"
 );
 
+use levee::footprint::{human, Footprint, KEYS_CREATED_PER_SECOND};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -30,8 +33,10 @@ USAGE:
     levee schema                print the JSON Schema (draft 2020-12) of the plugin config
     levee --help                print this help
 
-`check` exits 0 if the config is valid, 1 if Envoy would refuse it (printing the same error
-line Envoy would log), 2 on a usage error or an unreadable file. Use `-` to read stdin.";
+`check` exits 0 if the config is valid, printing `ok: ` with the shared-data bound the config
+implies (against limits.max_memory_bytes) and the keys configure creates, then the effective
+config; 1 if Envoy would refuse it (printing the same error line Envoy would log); 2 on a
+usage error or an unreadable file. Use `-` to read stdin.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,17 +73,37 @@ fn check(file: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match levee::config::parse(&bytes) {
-        Ok(cfg) => {
+    match levee::footprint::validate(&bytes) {
+        Ok((cfg, footprint)) => {
             let effective = levee::config::to_effective_json(&cfg);
             let text = serde_json::to_string_pretty(&effective).unwrap_or_default();
-            print_out(&format!("ok\n{text}\n"), ExitCode::SUCCESS)
+            let cost = cost_line(&footprint, cfg.limits.max_memory_bytes);
+            print_out(&format!("ok: {cost}\n{text}\n"), ExitCode::SUCCESS)
         }
         Err(e) => {
             print_err(&e.to_string());
             ExitCode::from(1)
         }
     }
+}
+
+/// What the config costs Envoy: the shared-data bound against its ceiling, and the keys
+/// `on_configure` creates with the time that takes.
+fn cost_line(footprint: &Footprint, ceiling: u64) -> String {
+    let (bytes, keys, ms) = (
+        footprint.bytes(),
+        footprint.keys(),
+        footprint.configure_millis(),
+    );
+    format!(
+        "shared-data bound {} ({bytes} bytes) of the {} ceiling (limits.max_memory_bytes); \
+         configure creates {keys} shared-data keys (~{}.{} s at ~{} keys/s)",
+        human(bytes),
+        human(ceiling),
+        ms / 1000,
+        ms % 1000 / 100,
+        KEYS_CREATED_PER_SECOND,
+    )
 }
 
 /// Writes `text` to stdout and returns `code`. A reader that went away (`levee check … | head
