@@ -6,10 +6,11 @@
 //! ones still missing). For the largest configs the ceiling admits (about a million keys)
 //! that walk, repeated, was most of Envoy's start-up time. Shared data has no delete, so once
 //! one VM has created a configuration's keys they exist for the life of the process: the
-//! first VM to finish writes a marker named after a digest of the key set, and every later
-//! `on_configure` of the same key set (other VMs, a reload that changes only the
-//! behaviour) reads the marker and skips the walk. A reload that changes a table's size or
-//! adds a layer has another digest and walks again, creating only what is missing.
+//! first VM to finish writes a marker named after a digest of the configuration, and every
+//! later `on_configure` of the same configuration (the other VMs) reads the marker and skips
+//! the walk. A reload with another configuration walks again, creating only what is missing.
+//! The first walk normally runs in the throwaway VM, whose memory (the list of key names)
+//! goes away with it.
 //!
 //! Keys are created with one version floor for the whole batch ([`crate::store::cas`]), so
 //! creating a key costs one `get` and one `set`.
@@ -32,14 +33,16 @@ pub enum Provisioned {
 
 /// Makes sure every table bucket and plain key of `plugin` exists. Errors name the key.
 pub fn provision(plugin: &Plugin, store: &dyn SharedStore) -> Result<Provisioned, String> {
-    let plain = plugin.plain_keys();
-    let marker = format!("{PROVISIONED_PREFIX}{:016x}", digest(plugin, &plain));
+    let marker = format!("{PROVISIONED_PREFIX}{:016x}", digest(plugin));
     if store
         .get(&marker)
         .is_ok_and(|v| v.is_some_and(|v| !v.value.is_empty()))
     {
         return Ok(Provisioned::AlreadyDone);
     }
+    // Only now: a million key names take tens of MiB of this VM's memory, which a wasm VM
+    // never gives back.
+    let plain = plugin.plain_keys();
     for table in plugin.tables() {
         table.ensure_created(store).map_err(|e| {
             format!(
@@ -61,18 +64,20 @@ pub fn provision(plugin: &Plugin, store: &dyn SharedStore) -> Result<Provisioned
     Ok(Provisioned::Walked)
 }
 
-/// FNV-1a (64 bit) over every key name the config needs: the tables as (first key, buckets)
-/// and each plain key. Not a secret, only an identity of the key set.
-fn digest(plugin: &Plugin, plain: &[String]) -> u64 {
+/// FNV-1a (64 bit) over what decides the key set: the tables (first key and size), the
+/// validated config (every plain key is named after it) and the levee version (how names
+/// are derived). Computed without listing the keys. Not a secret, only an identity: a
+/// reload that changes only behaviour gets another digest and walks once more, creating
+/// nothing.
+fn digest(plugin: &Plugin) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.write(env!("CARGO_PKG_VERSION").as_bytes());
     for table in plugin.tables() {
         h.write(table.key_of(0).as_bytes());
         h.write(&table.buckets().to_le_bytes());
     }
-    h.write(b"plain");
-    for key in plain {
-        h.write(key.as_bytes());
-    }
+    // Debug of the validated config: deterministic (no hash maps), and already in the binary.
+    h.write(format!("{:?}", plugin.config).as_bytes());
     h.0
 }
 
