@@ -127,12 +127,12 @@ impl Footprint {
                 "this config's shared-data tables can take {} ({bound} bytes), over the \
                  ceiling of {} ({ceiling} bytes){largest}. Lower limits.max_tracked_keys \
                  ({}) or the idempotency / cache byte limits, or raise limits.max_memory_bytes \
-                 to at least {bound} (at most {}; configure time grows with it: this config \
-                 creates {} shared-data keys)",
+                 to at least {bound} (it accepts up to {}; configure time grows with it: this \
+                 config creates {} shared-data keys)",
                 human(bound),
                 human(ceiling),
                 config.limits.max_tracked_keys,
-                defaults::MAX_MAX_MEMORY_BYTES,
+                human(defaults::MAX_MAX_MEMORY_BYTES),
                 self.keys(),
             ),
         })
