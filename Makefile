@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -65,6 +65,20 @@ test: envoy build noop
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  cargo test --all-targets
 	cargo test --doc
+
+## docs: the book (docs/, mdBook) into target/book/. Uses any mdBook 0.4.x on PATH or in
+## cargo's bin directory, else installs mdBook $(MDBOOK_VERSION) with `cargo install` (~1 min).
+MDBOOK_VERSION := 0.4.52
+CARGO_BIN_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+docs:
+	@set -e; bin="$$(command -v mdbook 2>/dev/null || echo '$(CARGO_BIN_DIR)/mdbook')"; \
+	if ! "$$bin" --version 2>/dev/null | grep -q '^mdbook v0\.4\.'; then \
+	  echo "installing mdbook $(MDBOOK_VERSION) (cargo install, crates.io)"; \
+	  cargo install mdbook --locked --no-default-features --features search --version $(MDBOOK_VERSION); \
+	  bin='$(CARGO_BIN_DIR)/mdbook'; \
+	fi; \
+	"$$bin" build docs; \
+	echo "the book: $(CURDIR)/target/book/index.html"
 
 ## soak: minutes of mixed traffic with injected upstream faults (SOAK_SECS, default 120):
 ## RSS over time, errors, and lost or duplicated idempotent executions (must be zero). Not in make test.

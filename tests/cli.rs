@@ -125,10 +125,21 @@ fn schema_prints_the_committed_schema() {
 }
 
 #[test]
+fn reference_prints_the_committed_config_reference_page() {
+    let out = levee(&["reference"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = stdout(&out);
+    assert_eq!(page, levee::config::reference::reference_markdown());
+    assert!(page.starts_with("# Configuration fields\n"));
+    assert!(page.contains("| `max_tracked_keys` | integer | `65536` |"));
+}
+
+#[test]
 fn help_and_bad_usage() {
     let help = levee(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("levee check <config.json>"));
+    assert!(stdout(&help).contains("levee reference"));
     let none = levee(&[]);
     assert_eq!(none.status.code(), Some(2));
     assert!(stderr(&none).contains("USAGE"));

@@ -316,13 +316,23 @@ fn every_levee_config_embedded_in_the_shipped_yaml_passes_levees_validator() {
 }
 
 #[test]
-fn the_istio_wasmplugin_and_envoyfilter_carry_the_same_levee_config() {
+fn the_istio_wasmplugin_carries_the_envoyfilters_config_without_the_body_fingerprint() {
     let config = |name: &str| -> serde_json::Value {
         let configs = embedded_plugin_configs(&read(&envoy_dir().join("istio").join(name)));
         assert_eq!(configs.len(), 1, "{name}: one levee config expected");
         serde_json::from_str(&configs[0].1).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
-    assert_eq!(config("wasmplugin.yaml"), config("envoyfilter.yaml"));
+    // A WasmPlugin cannot set allow_on_headers_stop_iteration, so it reads no request body:
+    // the same config, minus the one feature that needs the body (tests/istio.rs runs it).
+    let mut wasmplugin = config("wasmplugin.yaml");
+    let envoyfilter = config("envoyfilter.yaml");
+    assert_eq!(wasmplugin["idempotency"]["fingerprint"], false);
+    assert_eq!(envoyfilter["idempotency"].get("fingerprint"), None);
+    wasmplugin["idempotency"]
+        .as_object_mut()
+        .unwrap()
+        .remove("fingerprint");
+    assert_eq!(wasmplugin, envoyfilter);
 }
 
 #[test]

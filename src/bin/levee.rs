@@ -7,6 +7,8 @@
 //!   one line Envoy would log when refusing the config (`levee config: <json path>: <what is
 //!   wrong and how to fix it>`) and exits 1.
 //! - `levee schema` — prints the JSON Schema of the config (committed as `schema/levee.schema.json`).
+//! - `levee reference` — prints the book's configuration reference page, generated from the same
+//!   tables (committed as `docs/src/reference/config.md`).
 //!
 //! Exit codes: 0 valid, 1 invalid config, 2 usage error or unreadable file.
 //!
@@ -31,6 +33,7 @@ levee — offline tools for the levee Envoy filter
 USAGE:
     levee check <config.json>   validate a plugin config as Envoy would; print the effective config
     levee schema                print the JSON Schema (draft 2020-12) of the plugin config
+    levee reference             print the configuration reference (Markdown) of the docs
     levee --help                print this help
 
 `check` exits 0 if the config is valid, printing `ok: ` with the shared-data bound the config
@@ -49,6 +52,10 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["schema"] => print_out(
             &levee::config::schema::json_schema_pretty(),
+            ExitCode::SUCCESS,
+        ),
+        ["reference"] => print_out(
+            &levee::config::reference::reference_markdown(),
             ExitCode::SUCCESS,
         ),
         ["--help" | "-h" | "help"] => print_out(&format!("{USAGE}\n"), ExitCode::SUCCESS),

@@ -1,5 +1,6 @@
-//! Every default and every bound of the plugin JSON, in one place so the README can copy the
-//! table below and the validator and `to_effective_json` cannot disagree.
+//! Every default and every bound of the plugin JSON, in one place: the validator,
+//! `to_effective_json`, the JSON Schema and the docs' reference all read these constants, so
+//! they cannot disagree.
 //!
 //! | field | default | accepted |
 //! |---|---|---|

@@ -13,6 +13,7 @@ pub mod key_parts;
 mod rate_limit;
 mod raw;
 mod reader;
+pub mod reference;
 mod resilience;
 pub mod schema;
 pub mod types;

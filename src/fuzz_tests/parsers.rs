@@ -13,7 +13,7 @@ use crate::request::fake::FakeRequest;
 use crate::request::keys::extract_key;
 use crate::retry::retry_after::{parse_http_date, parse_rate_limit_reset, parse_retry_after};
 
-/// Every section of SPEC §2, each field set, so that mutations reach every validator.
+/// Every section of the config, each field set, so that mutations reach every validator.
 fn full_config() -> Value {
     json!({
       "client_ip": { "xff_trusted_hops": 1, "ipv6_prefix": 56 },

@@ -28,7 +28,7 @@ use super::reply;
 use super::store::EnvoyStore;
 
 /// How long a request held for its body may wait for the first body callback before levee
-/// concludes that `allow_on_headers_stop_iteration` is missing (documented in the README).
+/// concludes that `allow_on_headers_stop_iteration` is missing (documented in the book's operations chapter).
 pub(crate) const BODY_GUARD_NS: u64 = 3 * NANOS_PER_SEC;
 
 /// One request's state, shared between its HTTP context and the worker's timers.

@@ -91,7 +91,7 @@ fn request_match() -> Value {
 }
 
 fn rate_limit() -> Value {
-    let mut o = object("One rate limit (SPEC §3).", rl::FIELDS, vec![
+    let mut o = object("One rate limit.", rl::FIELDS, vec![
         ("name", Prop::new(def("name"), "Unique; used in metrics, logs and headers.").example("per-user")),
         ("match", Prop::new(def("match"), "Which requests this limit counts; absent = every request.").default(json!({}))),
         ("key", Prop::new(def("key_parts"), "Whom a bucket belongs to; [] = one global bucket.").default(json!([]))),
@@ -129,7 +129,7 @@ fn rate_limit() -> Value {
 }
 
 fn idempotency() -> Value {
-    object("Idempotency keys (SPEC §7): a retried request with the same key gets the stored answer.", idem::FIELDS, vec![
+    object("Idempotency keys: a retried request with the same key gets the stored answer.", idem::FIELDS, vec![
         ("methods", Prop::new(json!({ "type": "array", "items": def("method"), "minItems": 1 }), "Methods that use keys.")
             .default(json!(d::IDEMPOTENCY_METHODS))),
         ("match", Prop::new(def("match"), "Which requests use keys; absent = every request.").default(json!({}))),
