@@ -7,8 +7,9 @@
 //! - every levee plugin JSON embedded in `envoy/**.yaml` (the demo, the Istio `WasmPlugin` and
 //!   `EnvoyFilter`) passes levee's own validator, and the Istio files carry the same
 //!   `stats_tags` as the demo;
-//! - the demo, started for real, serves each pattern the way `envoy/demo.sh` shows, and its
-//!   `stats_tags` turn limit and upstream names into Prometheus labels.
+//! - the demo, started for real, serves each pattern the way `envoy/demo.sh` shows, its
+//!   `stats_tags` turn limit and upstream names into Prometheus labels, and every series the
+//!   shipped Grafana dashboard and alert rules query is in its `/stats/prometheus`.
 //!
 //! No YAML parser: the files are read with a few line rules that their layout follows (a
 //! plugin JSON is the block under `value: |` or `pluginConfig:` and starts with `{`), and each
@@ -16,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod ops_files;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -304,7 +306,7 @@ fn every_levee_config_embedded_in_the_shipped_yaml_passes_levees_validator() {
             file.display()
         );
         for (line, json) in configs {
-            if let Err(e) = levee::config::parse(json.as_bytes()) {
+            if let Err(e) = levee::footprint::validate(json.as_bytes()) {
                 panic!("{}:{line}: {e}", file.display());
             }
             checked += 1;
@@ -594,6 +596,14 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
                 "a levee name escaped the stats_tags: {line}"
             );
         }
+    }
+    // 9. The shipped Grafana dashboard and alert rules query only series this Envoy exports.
+    for name in ops_files::names_in_ops_files() {
+        assert!(
+            prom.lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "{name}, used by envoy/grafana or envoy/prometheus, is not in /stats/prometheus:\n{prom}"
+        );
     }
 }
 
