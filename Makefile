@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs test-compat bench profile clean distclean wasm-target soak
+.PHONY: all build noop envoy test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -66,6 +66,20 @@ test: envoy build noop
 	  cargo test --all-targets
 	cargo test --doc
 
+## docs: the book (docs/, mdBook) into target/book/. Uses any mdBook 0.4.x on PATH or in
+## cargo's bin directory, else installs mdBook $(MDBOOK_VERSION) with `cargo install` (~1 min).
+MDBOOK_VERSION := 0.4.52
+CARGO_BIN_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+docs:
+	@set -e; bin="$$(command -v mdbook 2>/dev/null || echo '$(CARGO_BIN_DIR)/mdbook')"; \
+	if ! "$$bin" --version 2>/dev/null | grep -q '^mdbook v0\.4\.'; then \
+	  echo "installing mdbook $(MDBOOK_VERSION) (cargo install, crates.io)"; \
+	  cargo install mdbook --locked --no-default-features --features search --version $(MDBOOK_VERSION); \
+	  bin='$(CARGO_BIN_DIR)/mdbook'; \
+	fi; \
+	"$$bin" build docs; \
+	echo "the book: $(CURDIR)/target/book/index.html"
+
 ## soak: minutes of mixed traffic with injected upstream faults (SOAK_SECS, default 120):
 ## RSS over time, errors, and lost or duplicated idempotent executions (must be zero). Not in make test.
 soak: envoy build
@@ -104,6 +118,19 @@ run: envoy build
 ## levee's validator, the stats_tags' Prometheus names, and the demo's patterns (tests/configs.rs)
 validate-configs: envoy build
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) cargo test --test configs
+
+## check-ops: the operator files in envoy/ — `promtool check rules` and `promtool test rules` on
+## envoy/prometheus/levee-alerts.yaml (promtool from Debian's `prometheus` package, installed
+## with apt-get when missing: run as root, as CI does) and tests/ops.rs (every dashboard and
+## alert query names a metric levee or Envoy exports; the demo test in tests/configs.rs checks
+## them against a real Envoy's /stats/prometheus)
+check-ops:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "promtool not found: installing Debian's prometheus package (apt-get)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; }
+	promtool check rules envoy/prometheus/levee-alerts.yaml
+	cd envoy/prometheus && promtool test rules levee-alerts.test.yaml
+	cargo test --test ops
 
 ## test-compat: a representative subset of the integration tests against the oldest supported
 ## Envoy, $(COMPAT_ENVOY_VERSION) (the full suite: ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) make test)

@@ -4,7 +4,7 @@
 //! Why: the jitter choice in `retry.jitter` is a trade between the load retries put on a
 //! contended resource and how long clients take to get through. This replays the Architecture
 //! Blog's model (Marc Brooker, 2015) with the delays levee really computes, so the README's
-//! table comes from the shipped formulas (SPEC §4), not from a re-implementation of them.
+//! table comes from the shipped formulas, not from a re-implementation of them.
 //!
 //! The model, a discrete-event simulation: one row with a version number (optimistic
 //! concurrency). Each of N clients, all starting at t = 0, reads the version, then writes it
@@ -12,7 +12,7 @@
 //! the client backs off and starts over (read, write). Every network hop takes |Normal(10 ms,
 //! 2 ms)|. A client stops after its first successful write. Reported, averaged over trials:
 //! **calls** = writes the row received (the contended work), **time** = when the last client
-//! succeeded. Retry n waits `Backoff::next_delay_ns` (n = 0 for the first retry, as in SPEC §4;
+//! succeeded. Retry n waits `Backoff::next_delay_ns` (n = 0 for the first retry, as levee counts retries;
 //! the blog's code starts at n = 1, which doubles every delay).
 //!
 //! ```text

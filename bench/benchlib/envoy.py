@@ -76,7 +76,7 @@ def bootstrap(listeners: list[dict], clusters: list[dict] | None = None) -> dict
 
 
 def wasm_filter(wasm: Path, plugin_json: str, vm_id: str) -> dict:
-    """`envoy.filters.http.wasm` as every shipped levee config has it (SPEC §1)."""
+    """`envoy.filters.http.wasm` as every shipped levee config has it."""
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {

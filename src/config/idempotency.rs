@@ -1,4 +1,4 @@
-//! Validates the `idempotency` block (SPEC §2, §7) into [`IdempotencyConfig`].
+//! Validates the `idempotency` block into [`IdempotencyConfig`].
 //!
 //! The bounds here protect the guarantee itself: `max_body_bytes` may not exceed Envoy's
 //! default buffer limit (a larger body is refused by Envoy before levee can hash it), and

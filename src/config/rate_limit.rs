@@ -1,4 +1,4 @@
-//! Validates `rate_limits[]` (SPEC §2, §3) into [`RateLimitConfig`].
+//! Validates `rate_limits[]` into [`RateLimitConfig`].
 //!
 //! Beyond types and ranges, it refuses settings that an algorithm would silently ignore
 //! (`burst` on a fixed window, `max_delay` outside the leaky bucket): a knob that does

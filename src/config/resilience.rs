@@ -1,4 +1,4 @@
-//! Validates the `retry` (SPEC §4) and `circuit_breaker` (SPEC §5) blocks of an upstream.
+//! Validates the `retry` and `circuit_breaker` blocks of an upstream.
 //!
 //! Both are checked against the upstream they live in: the retry deadline defaults from the
 //! upstream's per-attempt `timeout`, and a breaker must have at least one rule that can open it.

@@ -1,4 +1,4 @@
-//! Validates `upstreams` (with their `cache` and `fallback` chain) and `routes` (SPEC §2, §6).
+//! Validates `upstreams` (with their `cache` and `fallback` chain) and `routes`.
 //!
 //! This is where references are resolved: a route names an upstream, `retry` needs callout
 //! mode, `forward: "callout"` and a `queue` fallback need a `cluster`, `stale_cache` needs the

@@ -5,7 +5,7 @@
 //! filters decide what is yielded:
 //!
 //! - the entry's `methods` (exact, like every method match in levee; empty = every method);
-//! - SPEC §6's matrix. With the breaker open the request has not gone anywhere yet, so every
+//! - The fallback matrix. With the breaker open the request has not gone anywhere yet, so every
 //!   kind may run, in both modes. Once response headers went out to the client nothing can be
 //!   replaced: only breaker bookkeeping remains. In between — a failure seen before response
 //!   headers (5xx, reset, timeout, connect failure) — callout mode still holds the whole
@@ -21,7 +21,7 @@
 //! | failure after response headers | none | none |
 //!
 //! In router mode the replacement happens in `on_http_response_headers`: levee answers with
-//! `send_http_response` and pauses the upstream's response (ENVOY_NOTES: probed on 1.40).
+//! `send_http_response` and pauses the upstream's response (probed on Envoy 1.40).
 //!
 //! This file also builds the static answer and names each kind for metrics and the
 //! `x-levee-fallback` marker.
@@ -82,7 +82,7 @@ pub fn applies_to(entry: &FallbackEntry, method: &str) -> bool {
     entry.methods.is_empty() || entry.methods.iter().any(|m| m == method)
 }
 
-/// SPEC §6's matrix for one kind.
+/// The fallback matrix for one kind.
 pub fn allowed(kind: &FallbackKind, s: Situation) -> bool {
     if s.headers_sent {
         return false;

@@ -1,8 +1,8 @@
 //! Graceful fallback: what a client gets when its upstream cannot answer.
 //!
 //! When the circuit breaker is open, or the final attempt to the upstream failed, levee walks
-//! the upstream's `fallback` list in order and serves the first entry that can answer
-//! (SPEC §6). Four kinds exist, one file each:
+//! the upstream's `fallback` list in order and serves the first entry that can answer.
+//! Four kinds exist, one file each:
 //!
 //! | kind | answer | marker (`x-levee-fallback`) | file |
 //! |---|---|---|---|
@@ -11,8 +11,8 @@
 //! | `static` | the configured status, headers and body | `static` | [`chain::static_reply`] |
 //! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] |
 //!
-//! [`chain::choose`] decides which entries may run at all: the entry's `methods`, and SPEC
-//! §6's matrix of what router mode still allows once the request has gone upstream.
+//! [`chain::choose`] decides which entries may run at all: the entry's `methods`, and the
+//! matrix of what router mode still allows once the request has gone upstream.
 //!
 //! # Why a fallback never depends on the failing thing
 //! A fallback that calls the upstream that just failed turns one outage into two (the
@@ -21,7 +21,7 @@
 //!   performs any I/O;
 //! - `cluster` must name another Envoy cluster than the upstream's own (config validation
 //!   refuses `"cluster": <the upstream's cluster>`), and its answers are not counted by the
-//!   upstream's breaker (SPEC §5), so a failing secondary cannot keep the primary open;
+//!   upstream's breaker, so a failing secondary cannot keep the primary open;
 //! - `queue` accepts the request locally; delivery happens later, in the background, and
 //!   only when the upstream's breaker allows a call (a delivery is an ordinary attempt that
 //!   the breaker counts), so with the breaker open nothing touches the failing upstream;
@@ -50,7 +50,7 @@ pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled
 pub use headers::{mark, stale_headers};
 pub use queue::{accepted_reply, QueueFull, QueueId, QueueLimits, QueuedRequest, RequestQueue};
 
-/// The response header that marks every degraded answer (SPEC §7).
+/// The response header that marks every degraded answer.
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";
 /// Marker of an answer served from the stale cache.
 pub const MARK_STALE_CACHE: &str = "stale-cache";

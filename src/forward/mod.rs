@@ -12,7 +12,7 @@
 //!
 //! # Respond or Failed
 //!
-//! SPEC §6 runs fallbacks "when the breaker is open or the final attempt failed". So the end
+//! The fallback chain runs "when the breaker is open or the final attempt failed". So the end
 //! of a forward is:
 //! - [`ForwardStep::Respond`] when the final attempt got an answer that is not a failure: any
 //!   1xx–4xx status (a `404` is never retried and comes back at once; a `429` still there

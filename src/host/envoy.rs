@@ -2,12 +2,13 @@
 //!
 //! Local replies go through [`abi::send_local_response`] rather than the SDK's
 //! `send_http_response`, which passes no details: `details` (e.g. `levee_rate_limited`) lands
-//! in Envoy's `%RESPONSE_CODE_DETAILS%`, and gRPC requests get a gRPC status instead of a body.
+//! in Envoy's `%RESPONSE_CODE_DETAILS%`, and gRPC requests get a gRPC status instead of a body,
+//! with the reason in `grpc-message` (Envoy adds none when the body is empty).
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use crate::metrics::Metrics;
-use crate::problem::LocalReply;
+use crate::problem::{grpc_message, LocalReply};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 use crate::timer_queue::ContextId;
@@ -69,13 +70,18 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn send_local_reply(&mut self, reply: &LocalReply, grpc: bool) {
-        let pairs: Vec<(&str, &[u8])> = reply
+        let mut pairs: Vec<(&str, &[u8])> = reply
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
-        let (status, body, grpc_status): (u32, &[u8], i32) = match (grpc, reply.grpc_status) {
-            (true, Some(code)) => (200, b"", code as i32),
+        let message;
+        let (status, body, grpc_status): (u32, &[u8], i32) = match (grpc, &reply.grpc_status) {
+            (true, Some(g)) => {
+                message = grpc_message(&g.message);
+                pairs.push(("grpc-message", message.as_bytes()));
+                (200, b"", i32::try_from(g.code).unwrap_or(2))
+            }
             _ => (u32::from(reply.status), &reply.body, -1),
         };
         // Refused only when the stream is already gone: nothing is left to answer.

@@ -61,9 +61,6 @@ impl Context for LeveeHttp {
 impl HttpContext for LeveeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let worker = &self.shared.worker;
-        if worker.plugin.is_pass_through() {
-            return Action::Continue;
-        }
         let attrs = LazyAttributes::new(EnvoyRequest, worker.plugin.few_header_reads);
         action(worker.on_request_headers(
             &mut self.host(),

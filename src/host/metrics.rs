@@ -9,8 +9,8 @@ use crate::worker::{MetricIds, MetricKind, NO_METRIC};
 
 use super::abi;
 
-/// Defines every stat of `plugin` with Envoy and records the shared-data bound.
-pub(crate) fn define_all(plugin: &Plugin) -> MetricIds {
+/// Defines every stat of `plugin` with Envoy and records the shared-data bound (`bound`).
+pub(crate) fn define_all(plugin: &Plugin, bound: u64) -> MetricIds {
     let ids = MetricIds::define_all(plugin, |kind, name| {
         let kind = match kind {
             MetricKind::Counter => MetricType::Counter,
@@ -19,7 +19,7 @@ pub(crate) fn define_all(plugin: &Plugin) -> MetricIds {
         };
         abi::define_metric(kind, name).unwrap_or(NO_METRIC)
     });
-    let _ = abi::record_metric(ids.memory_bound, plugin.memory_bound());
+    let _ = abi::record_metric(ids.memory_bound, bound);
     ids
 }
 

@@ -40,9 +40,9 @@ impl LeveeRoot {
         let raw = abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .map_err(|s| format!("levee config: cannot read the plugin configuration ({s:?})"))?
             .unwrap_or_default();
-        let plugin = worker::configure(&raw, &EnvoyStore, entropy_bytes())?;
-        let metrics = metrics::define_all(&plugin);
-        log(LogLevel::Info, &worker::summary(&plugin));
+        let (plugin, footprint) = worker::configure(&raw, &EnvoyStore, entropy_bytes())?;
+        let metrics = metrics::define_all(&plugin, footprint.bytes());
+        log(LogLevel::Info, &worker::summary(&plugin, &footprint));
         let rng = crate::random::SplitMix64::from_entropy();
         self.shared = Some(Rc::new(Shared {
             worker: Worker::new(Rc::new(plugin), rng, self.id),

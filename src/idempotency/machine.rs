@@ -62,7 +62,7 @@ pub enum Begin {
     CompletedTooLarge { status: u16 },
 }
 
-/// How the owner's request ended, in the terms of SPEC §7 (see [`super::outcome::classify`]).
+/// How the owner's request ended, in the terms of the idempotency outcomes (see [`super::outcome::classify`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Not processed: clear the record so the next same-key request executes at once.

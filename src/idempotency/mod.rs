@@ -11,7 +11,7 @@
 //! # What a proxy can and cannot promise
 //!
 //! levee sees the request and the answer, not the upstream's database, so each ending is one of
-//! three [`outcome`]s (SPEC §7):
+//! three [`outcome`]s:
 //! - **released** — certainly not executed (levee refused it, the upstream was never reached,
 //!   or it answered a `release_on` status such as `503`): the record is cleared and the next
 //!   same-key request executes at once;
@@ -57,7 +57,7 @@ pub mod replay;
 pub mod response;
 
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
-pub use key::{parse_key, scoped_key, IdempotencyKey, KeyError};
+pub use key::{parse_key, parse_single_key, scoped_key, IdempotencyKey, KeyError};
 pub use machine::{begin, finish, renew, renew_interval_ns, Begin, Finish, NewState, Outcome};
 pub use outcome::{classify, OutcomeKind, UpstreamResult};
 pub use record::{at_rest_at, evictable, BodyRef, Completed, InFlight, Record, TooLarge};

@@ -3,7 +3,7 @@
 //! A proxy cannot always know whether the upstream executed a request, and the two mistakes
 //! are not equally bad: treating "maybe executed" as "not executed" lets the client's retry
 //! execute a second time (a double charge), while treating it as "executed" only makes the
-//! client wait for `lock_timeout`. So (SPEC §7):
+//! client wait for `lock_timeout`. So:
 //!
 //! | how it ended | kind |
 //! |---|---|
@@ -13,7 +13,7 @@
 //! | any other answer (2xx, 3xx, other 4xx, 500, …) within `max_body_bytes` | **stored** |
 //! | any other answer over `max_body_bytes` | **too large** |
 //!
-//! A timeout is the seed's "succeeded but the response was lost": the payment went through,
+//! A timeout is the classic "succeeded but the response was lost": the payment went through,
 //! the answer did not. Releasing it would let the retry charge twice; keeping it locked until
 //! `lock_timeout` and then allowing a retake is the least bad choice a proxy has. `release_on`
 //! is checked first, so an operator who knows their upstream's 502s mean "not processed" can
@@ -41,7 +41,7 @@ pub enum UpstreamResult {
     Response { status: u16, body_bytes: u64 },
 }
 
-/// Which of the SPEC §7 outcomes applies.
+/// Which of the idempotency outcomes applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeKind {
     Released,

@@ -2,7 +2,7 @@
 //! the idempotency block and every route, so it allocates nothing and checks the cheap,
 //! in-VM conditions (method, route) before the ones that may cost a host call (headers).
 //!
-//! Semantics (SPEC §2): every present condition must hold; `path_prefix` is compared
+//! Semantics: every present condition must hold; `path_prefix` is compared
 //! byte-for-byte with the path Envoy normalised, without its query string; `methods` are
 //! exact and case-sensitive (config methods are upper-cased at load, and Envoy forwards the
 //! method as the client sent it — `get` is not `GET`, as in Envoy's own route matching);

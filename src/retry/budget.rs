@@ -4,7 +4,7 @@
 //!
 //! `max_retries` bounds one request, not the system. When an upstream fails, *every* request
 //! fails, and with `max_retries: 3` every client sends four requests where it used to send one:
-//! the seed's thundering herd — 1,000 clients, a failure, 2,000 requests, a worse failure — only
+//! the thundering herd — 1,000 clients, a failure, 2,000 requests, a worse failure — only
 //! now multiplied by four, and again by four at every layer that retries. Jitter spreads the
 //! herd out in time; only a budget caps its size. As in finagle and tower's `TpsBudget`, each
 //! original request deposits `ratio` of a retry, and each retry withdraws one; a floor of

@@ -1,45 +1,44 @@
 //! A plugin configuration made ready for requests: parsed and validated, the keyed-hash
-//! secret agreed with every other worker VM, every shared-data table and key pre-created.
+//! secret agreed with every other worker VM, its footprint checked against the ceiling, every
+//! shared-data table and key created.
 
 use crate::config;
+use crate::footprint::Footprint;
 use crate::pipeline::{Plugin, HASH_SECRET_KEY};
-use crate::store::cas::{ensure_key, get_or_create};
+use crate::provision::provision;
+use crate::store::cas::get_or_create;
 use crate::store::SharedStore;
 
-/// Builds the [`Plugin`] for the raw configuration `raw`; `fresh_secret` is this VM's
-/// candidate secret (`None`: the host refused random bytes). The error is the line to log.
+/// Builds the [`Plugin`] for the raw configuration `raw`, with its footprint; `fresh_secret`
+/// is this VM's candidate secret (`None`: the host refused random bytes). The error is the
+/// line to log.
 pub fn configure(
     raw: &[u8],
     store: &dyn SharedStore,
     fresh_secret: Option<[u8; 16]>,
-) -> Result<Plugin, String> {
+) -> Result<(Plugin, Footprint), String> {
     let config = config::parse(raw).map_err(|e| e.to_string())?;
     let secret = load_secret(store, fresh_secret)?;
     let plugin = Plugin::new(config, secret);
-    for table in plugin.tables() {
-        table.ensure_created(store).map_err(|e| {
-            format!(
-                "levee: cannot create shared-data table {}: {e:?}",
-                table.key_of(0)
-            )
-        })?;
-    }
-    for key in plugin.plain_keys() {
-        ensure_key(store, &key, b"")
-            .map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
-    }
-    Ok(plugin)
+    // Refused before a single key is created: over the ceiling, creating the tables is
+    // what would take the time and the memory.
+    let footprint = Footprint::of(&plugin);
+    footprint.check(&plugin.config).map_err(|e| e.to_string())?;
+    provision(&plugin, store)?;
+    Ok((plugin, footprint))
 }
 
 /// The line logged once a configuration is in place.
-pub fn summary(plugin: &Plugin) -> String {
-    let bound = plugin.memory_bound();
+pub fn summary(plugin: &Plugin, footprint: &Footprint) -> String {
+    let bound = footprint.bytes();
     format!(
-        "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB)",
+        "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB) of the {} MiB ceiling, {} shared-data keys",
         plugin.config.rate_limits.len(),
         plugin.config.upstreams.len(),
         bound,
-        bound / (1024 * 1024)
+        bound / (1024 * 1024),
+        plugin.config.limits.max_memory_bytes / (1024 * 1024),
+        footprint.keys()
     )
 }
 
@@ -66,8 +65,8 @@ mod tests {
     fn every_worker_vm_agrees_on_the_first_secret_and_tables_exist() {
         let store = MemoryStore::new();
         let raw = br#"{ "rate_limits": [{ "name": "rl", "limit": 1, "window": "1s" }] }"#;
-        let first = configure(raw, &store, Some([1; 16])).expect("first VM");
-        let second = configure(raw, &store, Some([2; 16])).expect("second VM");
+        let (first, footprint) = configure(raw, &store, Some([1; 16])).expect("first VM");
+        let (second, _) = configure(raw, &store, Some([2; 16])).expect("second VM");
         assert_eq!(
             first.hasher.hash(b"d", b"k"),
             second.hasher.hash(b"d", b"k"),
@@ -75,7 +74,11 @@ mod tests {
         );
         let table = first.tables().next().expect("the limit's table");
         assert!(store.get(&table.key_of(0)).ok().flatten().is_some());
-        assert!(summary(&first).starts_with("levee configured: 1 rate limit(s), 0 upstream(s)"));
+        let line = summary(&first, &footprint);
+        assert!(
+            line.starts_with("levee configured: 1 rate limit(s), 0 upstream(s)"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ use queues::Queues;
 use registry::Registry;
 
 /// How long a request held for its body may wait for the first body callback before levee
-/// concludes that `allow_on_headers_stop_iteration` is missing (documented in the README).
+/// concludes that `allow_on_headers_stop_iteration` is missing (documented in the book's
+/// operations chapter).
 pub const BODY_GUARD_NS: u64 = 3 * NANOS_PER_SEC;
 
 /// Logged once per worker when the body guard fires.

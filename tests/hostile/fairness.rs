@@ -1,6 +1,6 @@
 //! One abusive client (many keys, many requests) against everybody else's limits.
 //!
-//! The documented policy (README, `src/store/slots.rs`): a rate limit's table has
+//! The documented policy (the book's rate-limiting chapter, `src/store/slots.rs`): a rate limit's table has
 //! `max_tracked_keys / 4` buckets of 4 ways; a key lives in the one bucket a keyed hash picks,
 //! and when a new key finds its bucket full of live entries, the least recently *written*
 //! one is evicted — its key starts over with a fresh allowance. So an abuser cannot touch

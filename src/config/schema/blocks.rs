@@ -70,6 +70,11 @@ fn limits() -> Value {
         ("max_tracked_keys", Prop::new(int(1, d::MAX_MAX_TRACKED_KEYS),
             "Slots per table (one table per rate limit, idempotency, cache); each slot costs shared memory.")
             .default(d::MAX_TRACKED_KEYS)),
+        ("max_memory_bytes", Prop::new(int(d::MIN_MAX_MEMORY_BYTES, d::MAX_MAX_MEMORY_BYTES),
+            "Ceiling on the shared-data bytes this config's tables may take (the bound `levee check` prints and \
+             `levee_memory_bound_bytes` reports). A config over it is refused; raise it to accept a larger config, \
+             knowing that configure time grows with the number of shared-data keys.")
+            .default(d::MAX_MEMORY_BYTES)),
     ], &[])
 }
 
@@ -86,7 +91,7 @@ fn request_match() -> Value {
 }
 
 fn rate_limit() -> Value {
-    let mut o = object("One rate limit (SPEC §3).", rl::FIELDS, vec![
+    let mut o = object("One rate limit.", rl::FIELDS, vec![
         ("name", Prop::new(def("name"), "Unique; used in metrics, logs and headers.").example("per-user")),
         ("match", Prop::new(def("match"), "Which requests this limit counts; absent = every request.").default(json!({}))),
         ("key", Prop::new(def("key_parts"), "Whom a bucket belongs to; [] = one global bucket.").default(json!([]))),
@@ -124,7 +129,7 @@ fn rate_limit() -> Value {
 }
 
 fn idempotency() -> Value {
-    object("Idempotency keys (SPEC §7): a retried request with the same key gets the stored answer.", idem::FIELDS, vec![
+    object("Idempotency keys: a retried request with the same key gets the stored answer.", idem::FIELDS, vec![
         ("methods", Prop::new(json!({ "type": "array", "items": def("method"), "minItems": 1 }), "Methods that use keys.")
             .default(json!(d::IDEMPOTENCY_METHODS))),
         ("match", Prop::new(def("match"), "Which requests use keys; absent = every request.").default(json!({}))),

@@ -1,5 +1,5 @@
 //! The described objects under `upstreams` and `routes`: forwarding, retry, circuit breaker,
-//! cache and the fallback chain (SPEC §4-§6), built like those in `blocks.rs`.
+//! cache and the fallback chain, built like those in `blocks.rs`.
 
 use super::super::defaults as d;
 use super::super::resilience::{self as res, JITTERS, NON_IDEMPOTENT};
@@ -18,8 +18,8 @@ pub(super) fn upstream() -> Value {
         ("timeout", Prop::new(def("duration"), "Per attempt (callout mode); > 0.").default(dur(d::UPSTREAM_TIMEOUT))),
         ("max_body_bytes", Prop::new(int(1, d::UPSTREAM_MAX_BODY_CAP), "Callout mode: the largest request body levee buffers (over it: 413).")
             .default(d::UPSTREAM_MAX_BODY)),
-        ("retry", Prop::new(def("retry"), "Retries with backoff and jitter (SPEC §4); requires forward = callout.")),
-        ("circuit_breaker", Prop::new(def("circuit_breaker"), "A circuit breaker (SPEC §5).")),
+        ("retry", Prop::new(def("retry"), "Retries with backoff and jitter; requires forward = callout.")),
+        ("circuit_breaker", Prop::new(def("circuit_breaker"), "A circuit breaker.")),
         ("cache", Prop::new(def("cache"), "Keeps answers for `stale_cache` fallbacks.")),
         ("fallback", Prop::new(list(def("fallback")), "Tried in order when the upstream fails or its breaker is open.")
             .default(json!([]))),

@@ -72,7 +72,7 @@ impl CalloutForward {
     }
 }
 
-/// SPEC §6's "failed": a 5xx answer, a timeout, a reset or a connect failure — exactly the
+/// The fallback chain's "failed": a 5xx answer, a timeout, a reset or a connect failure — exactly the
 /// outcomes the `5xx` class covers. A 4xx (429 included) is an answer, not a failure.
 pub fn is_failure(outcome: &AttemptOutcome) -> bool {
     matches(&OutcomeClass::FiveXx, outcome)

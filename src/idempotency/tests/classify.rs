@@ -1,4 +1,4 @@
-//! SPEC §7 outcome classification.
+//! Idempotency outcome classification.
 
 use super::cfg;
 use crate::idempotency::{classify, OutcomeKind, UpstreamResult};

@@ -1,5 +1,5 @@
 //! Where each `$defs` object lives in a whole config (so a test can set one field and run the
-//! real validator), and the full SPEC §2 example with its `…` parts filled in.
+//! real validator), and the full example config with its `…` parts filled in.
 
 use serde_json::{json, Map, Value};
 
