@@ -1,4 +1,4 @@
-//! The root context: configuration, the shared tables, the worker's tick.
+//! The root context: configuration, the worker's tick, and callouts sent from a tick.
 
 use std::rc::Rc;
 
@@ -6,8 +6,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::random::entropy_bytes;
-
-use crate::worker::{self, Worker};
+use crate::worker::{self, MetricIds, Worker};
 
 use super::abi;
 use super::envoy::EnvoyHost;
@@ -20,7 +19,7 @@ use super::store::EnvoyStore;
 /// host adapter counts into.
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
-    pub(crate) metrics: crate::worker::MetricIds,
+    pub(crate) metrics: MetricIds,
 }
 
 pub(crate) struct LeveeRoot {

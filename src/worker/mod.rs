@@ -12,7 +12,7 @@ mod callbacks;
 mod configure;
 #[cfg(test)]
 pub(crate) mod fake_host;
-pub mod host;
+mod host;
 mod metric_ids;
 mod queues;
 mod registry;

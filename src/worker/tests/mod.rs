@@ -1,11 +1,12 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
+mod queue;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use crate::metrics::{Event, FallbackEvent};
 use crate::pipeline::Plugin;
 use crate::random::SplitMix64;
 use crate::request::fake::FakeRequest;
@@ -17,10 +18,10 @@ use crate::timer_queue::ContextId;
 use super::fake_host::{Call, FakeHost};
 use super::{Action, Stream, Worker, BODY_GUARD_NS};
 
-const T0: u64 = 1_700_000_000 * SEC;
-const ROOT: ContextId = 1;
+pub(super) const T0: u64 = 1_700_000_000 * SEC;
+pub(super) const ROOT: ContextId = 1;
 
-fn worker(doc: Value, store: &MemoryStore) -> Worker {
+pub(super) fn worker(doc: Value, store: &MemoryStore) -> Worker {
     let config = crate::config::parse(doc.to_string().as_bytes()).expect("valid config");
     let plugin = Plugin::new(config, [7; 16]);
     for t in plugin.tables() {
@@ -33,7 +34,7 @@ fn worker(doc: Value, store: &MemoryStore) -> Worker {
 }
 
 /// A request's headers arrive on context `id` (the body, if any, follows).
-fn open(
+pub(super) fn open(
     w: &Worker,
     host: &mut FakeHost<'_>,
     id: ContextId,
@@ -47,7 +48,7 @@ fn open(
     (stream, action)
 }
 
-fn replies(host: &mut FakeHost<'_>) -> Vec<(ContextId, u16, &'static str, bool)> {
+pub(super) fn replies(host: &mut FakeHost<'_>) -> Vec<(ContextId, u16, &'static str, bool)> {
     host.take_calls()
         .into_iter()
         .filter_map(|(id, c)| match c {
@@ -58,7 +59,7 @@ fn replies(host: &mut FakeHost<'_>) -> Vec<(ContextId, u16, &'static str, bool)>
 }
 
 /// Moves the clock to `to`, ticking at every deadline on the way, as Envoy's timer does.
-fn advance(w: &Worker, host: &mut FakeHost<'_>, to: u64) {
+pub(super) fn advance(w: &Worker, host: &mut FakeHost<'_>, to: u64) {
     while let Some(at) = w.next_deadline().filter(|at| *at <= to) {
         host.now = host.now.max(at);
         w.on_tick(host);
@@ -211,7 +212,7 @@ fn once_a_body_callback_came_no_guard_is_set_and_only_new_bytes_are_read() {
     );
 }
 
-fn callout_upstream(fallback: Value) -> Value {
+pub(super) fn callout_upstream(fallback: Value) -> Value {
     json!({
         "upstreams": { "svc": { "forward": "callout", "cluster": "c", "timeout": "500ms",
             "fallback": fallback } },
@@ -284,59 +285,4 @@ fn a_refused_dispatch_is_an_upstream_failure_and_a_gone_request_is_forgotten() {
         "no reply to a request the host forgot"
     );
     assert!(!w.holds(3) && host.held == 0);
-}
-
-#[test]
-fn a_queued_request_is_delivered_from_the_root_and_completes_its_key() {
-    let store = MemoryStore::new();
-    let mut doc = callout_upstream(json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]));
-    doc["idempotency"] = json!({});
-    let w = worker(doc, &store);
-    let mut host = FakeHost::new(&store, T0);
-    let post = FakeRequest::new("POST", "/svc/pay").header("idempotency-key", "k1");
-    let (stream, _) = open(&w, &mut host, 2, &post, true);
-    let token = host
-        .take_calls()
-        .into_iter()
-        .find_map(|(_, c)| match c {
-            Call::Dispatch { token, .. } => Some(token),
-            _ => None,
-        })
-        .expect("the first attempt");
-    host.callout_answer = (Some(vec![(":status".into(), b"503".to_vec())]), Vec::new());
-    w.on_callout_response(&mut host, token, 1, 0);
-    assert_eq!(
-        replies(&mut host),
-        vec![(2, 202, "levee_fallback_queued", false)]
-    );
-    w.on_done(&mut host, 2, &stream);
-    let mut delivery = None;
-    for _ in 0..100 {
-        let at = w.next_deadline().expect("the queue wakes the root");
-        advance(&w, &mut host, at);
-        delivery = host.take_calls().into_iter().find_map(|(id, c)| match c {
-            Call::Dispatch { token, .. } => Some((id, token)),
-            _ => None,
-        });
-        if delivery.is_some() {
-            break;
-        }
-    }
-    let (from, token) = delivery.expect("delivered within 100 wake-ups");
-    assert_eq!(from, ROOT, "deliveries are sent from the root context");
-    host.callout_answer = (
-        Some(vec![(":status".into(), b"200".to_vec())]),
-        b"ok".to_vec(),
-    );
-    w.on_callout_response(&mut host, token, 1, 2);
-    assert_eq!(
-        host.metrics.count_of(Event::Fallback {
-            upstream: 0,
-            what: FallbackEvent::Delivered
-        }),
-        1
-    );
-    let (_, _) = open(&w, &mut host, 4, &post, true);
-    let answered = replies(&mut host);
-    assert_eq!(answered, vec![(4, 200, "levee_idempotent_replay", false)]);
 }
