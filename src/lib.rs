@@ -15,6 +15,7 @@ pub mod forward;
 pub mod hop_by_hop;
 pub mod idempotency;
 pub mod metrics;
+pub mod outcome;
 pub mod pipeline;
 pub mod problem;
 pub mod random;
@@ -24,6 +25,7 @@ pub mod retry;
 pub mod store;
 pub mod time;
 pub mod timer_queue;
+pub mod window;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -36,7 +36,7 @@ pub mod step;
 mod tests;
 
 pub use budget_gate::budget_key;
-pub use machine::{is_failure, CalloutForward};
+pub use machine::CalloutForward;
 pub use step::{
     BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, FinalAnswer, ForwardStep,
 };

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::retry::outcome::AttemptOutcome;
+use crate::outcome::AttemptOutcome;
 use crate::retry::policy::GiveUp;
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 

@@ -20,26 +20,7 @@
 //! list 502 there.
 
 use crate::config::IdempotencyConfig;
-
-/// How a keyed request ended, as the host saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamResult {
-    /// levee answered itself before forwarding (rate limit, open circuit, `413`, …).
-    RejectedBeforeForwarding,
-    /// No connection (or stream) to the upstream was ever made: the request was not sent.
-    ConnectFailure,
-    /// The client went away before the request was forwarded.
-    ClientGoneBeforeForwarding,
-    /// The client went away after the request was forwarded (the upstream may be acting).
-    ClientGoneAfterForwarding,
-    /// No answer within the timeout.
-    Timeout,
-    /// The stream was reset before a complete answer.
-    Reset,
-    /// A complete answer; `body_bytes` is its body size (or any count above
-    /// `max_body_bytes` once buffering stopped).
-    Response { status: u16, body_bytes: u64 },
-}
+pub use crate::outcome::UpstreamResult;
 
 /// Which of the idempotency outcomes applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,20 +10,20 @@ use crate::config::Mode;
 use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
+use crate::outcome::classify_router;
 use crate::problem::{problem, LocalReply, ProblemKind};
 use crate::ratelimit::engine::Verdict;
 use crate::ratelimit::headers::rate_limit_headers;
 use crate::request::RequestAttributes;
-use crate::retry::outcome::classify_router;
 use crate::store::hash::KeyHash;
 use crate::time::{retry_after_seconds, UnixNanos};
 use crate::timer_queue::TimerPurpose;
 
-use super::breaker_gate;
 use super::idempotency_gate::KeyCheck;
 use super::saved_request::SavedRequest;
 use super::Enqueue;
 use super::Env;
+use crate::breaker::gate as breaker_gate;
 
 /// How a failed callout ended, and its answer (status, headers, body) if it had one.
 pub(super) type PendingResult = (
@@ -361,7 +361,7 @@ impl RequestFlow {
         // The upstream saw the request: its answer decides the idempotency record, whatever a
         // fallback then shows the client.
         self.idempotency_response_headers(env, &outcome, answer);
-        if has_fallbacks && crate::forward::is_failure(&outcome) {
+        if has_fallbacks && crate::outcome::is_failure(&outcome) {
             let step = self.run_fallbacks(env, false, None);
             if step != Step::Continue {
                 // The upstream's body will not pass: keep "completed with its status" only.

@@ -11,7 +11,6 @@ use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
 use crate::problem::{is_grpc, problem, LocalReply, ProblemKind};
 use crate::request::RequestAttributes;
-use crate::retry::outcome::AttemptOutcome;
 use crate::time::retry_after_seconds;
 use crate::timer_queue::TimerPurpose;
 
@@ -144,19 +143,10 @@ impl RequestFlow {
         let Env { plugin, .. } = *env;
         let result = match (info.attempts, info.last_outcome) {
             (0, _) | (_, None) => UpstreamResult::RejectedBeforeForwarding,
-            (_, Some(AttemptOutcome::Timeout)) => UpstreamResult::Timeout,
-            (_, Some(AttemptOutcome::Reset)) => UpstreamResult::Reset,
-            (
-                _,
-                Some(AttemptOutcome::Response {
-                    connect_failure: true,
-                    ..
-                }),
-            ) => UpstreamResult::ConnectFailure,
-            (_, Some(AttemptOutcome::Response { status, .. })) => UpstreamResult::Response {
-                status,
-                body_bytes: info.last_answer.as_ref().map_or(0, |a| a.body.len() as u64),
-            },
+            (_, Some(outcome)) => UpstreamResult::of_attempt(
+                outcome,
+                info.last_answer.as_ref().map_or(0, |a| a.body.len() as u64),
+            ),
         };
         let upstream_name = self
             .upstream

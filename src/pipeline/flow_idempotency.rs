@@ -8,8 +8,8 @@ use crate::idempotency::replay::Replay;
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::Fingerprint;
 use crate::metrics::{Event, GlobalEvent, IdempotencyEvent};
+use crate::outcome::AttemptOutcome;
 use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::retry::outcome::AttemptOutcome;
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILLI};
 use crate::timer_queue::TimerPurpose;
@@ -307,18 +307,7 @@ impl RequestFlow {
         if !self.owns_key() {
             return;
         }
-        let result = match *outcome {
-            AttemptOutcome::Timeout => UpstreamResult::Timeout,
-            AttemptOutcome::Reset => UpstreamResult::Reset,
-            AttemptOutcome::Response {
-                connect_failure: true,
-                ..
-            } => UpstreamResult::ConnectFailure,
-            AttemptOutcome::Response { status, .. } => UpstreamResult::Response {
-                status,
-                body_bytes: 0,
-            },
-        };
+        let result = UpstreamResult::of_attempt(*outcome, 0);
         match classify(&layer.config, result) {
             OutcomeKind::Released => self.finish_key(env, Outcome::Released),
             OutcomeKind::Unknown => self.finish_key(env, Outcome::Unknown),

@@ -7,7 +7,6 @@
 //! into host calls. Because nothing here touches `proxy_wasm`, the whole pipeline is tested
 //! natively with an in-memory store and a fake clock.
 
-pub mod breaker_gate;
 pub mod env;
 pub mod flow;
 mod flow_callout;
@@ -20,6 +19,7 @@ pub mod idempotency_gate;
 mod idempotency_tests;
 pub mod saved_request;
 
+pub use crate::breaker::gate as breaker_gate;
 pub use env::Env;
 pub use flow_fallback::Enqueue;
 

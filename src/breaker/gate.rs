@@ -9,12 +9,12 @@
 use crate::breaker::{self, Admission, Ticket, Transition};
 use crate::config::UpstreamConfig;
 use crate::metrics::{BreakerEvent, Event, GlobalEvent, Metrics};
-use crate::retry::outcome::AttemptOutcome;
+use crate::outcome::AttemptOutcome;
 use crate::store::cas::{update_key, Step};
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
-use super::MAX_CAS_ATTEMPTS;
+use crate::pipeline::MAX_CAS_ATTEMPTS;
 
 /// The shared-data key of an upstream's breaker.
 pub fn breaker_key(upstream: &str) -> String {
