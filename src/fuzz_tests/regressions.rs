@@ -247,7 +247,7 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
 /// completed, answer not kept" once dead answers filled the cap. Fixed: a bucket write frees
 /// the answers of the records it drops (184 of 240 with that alone: expired records in
 /// buckets nobody writes stay), and a store that finds the counter full first sweeps a few
-/// buckets for expired answers (`pipeline::idempotency_answers`).
+/// buckets for expired answers (`idempotency::answers`).
 #[test]
 fn expired_answers_do_not_keep_the_stored_bytes_budget_full() {
     let doc = json!({ "limits": { "max_tracked_keys": 64 },

@@ -19,11 +19,11 @@ use crate::store::hash::KeyHash;
 use crate::time::{retry_after_seconds, UnixNanos};
 use crate::timer_queue::TimerPurpose;
 
-use super::idempotency_gate::KeyCheck;
 use super::saved_request::SavedRequest;
 use super::Enqueue;
 use super::Env;
 use crate::breaker::gate as breaker_gate;
+use crate::idempotency::layer::KeyCheck;
 
 /// How a failed callout ended, and its answer (status, headers, body) if it had one.
 pub(super) type PendingResult = (

@@ -19,10 +19,10 @@ use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos};
 
 use super::flow::{RequestFlow, Stage, Step};
-use super::idempotency_gate::HeldKey;
 use super::saved_request::SavedRequest;
 use super::Env;
 use super::Plugin;
+use crate::idempotency::layer::HeldKey;
 
 /// A walk through the fallback chain in progress.
 #[derive(Debug)]

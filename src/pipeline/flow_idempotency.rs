@@ -15,9 +15,9 @@ use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILL
 use crate::timer_queue::TimerPurpose;
 
 use super::flow::{RequestFlow, Stage, Step, UpstreamAnswer};
-use super::idempotency_gate::{HeldKey, KeyCheck};
 use super::Env;
 use super::Plugin;
+use crate::idempotency::layer::{HeldKey, KeyCheck};
 
 /// How often a request waiting for another one's key (`on_concurrent: wait`) looks again.
 const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;

@@ -13,13 +13,10 @@ mod flow_callout;
 mod flow_fallback;
 mod flow_idempotency;
 pub mod header_reads;
-mod idempotency_answers;
-pub mod idempotency_gate;
-#[cfg(test)]
-mod idempotency_tests;
 pub mod saved_request;
 
 pub use crate::breaker::gate as breaker_gate;
+pub use crate::idempotency::layer as idempotency_gate;
 pub use env::Env;
 pub use flow_fallback::Enqueue;
 
@@ -42,7 +39,7 @@ pub struct Plugin {
     pub config: LeveeConfig,
     pub hasher: KeyHasher,
     pub limiter: RateLimiter,
-    pub idempotency: Option<idempotency_gate::IdempotencyLayer>,
+    pub idempotency: Option<crate::idempotency::layer::IdempotencyLayer>,
     /// Per upstream (same index as `config.upstreams`): its stale cache, if configured.
     pub caches: Vec<Option<crate::fallback::cache::StaleCache>>,
     /// The common path reads at most two distinct headers ([`header_reads`]): the host
@@ -53,10 +50,9 @@ pub struct Plugin {
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
         let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
-        let idempotency = config
-            .idempotency
-            .as_ref()
-            .map(|c| idempotency_gate::IdempotencyLayer::new(c, config.limits.max_tracked_keys));
+        let idempotency = config.idempotency.as_ref().map(|c| {
+            crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
+        });
         let caches = config
             .upstreams
             .iter()

@@ -35,11 +35,10 @@ use crate::store::cas::{update_key, Step};
 use crate::store::{SharedStore, WriteError};
 use crate::time::UnixNanos;
 
-use super::idempotency_gate::IdempotencyLayer;
-use super::MAX_CAS_ATTEMPTS;
+use crate::pipeline::MAX_CAS_ATTEMPTS;
 
-pub const BUDGET_KEY: &str = "levee:v1:idem:budget";
-pub(super) const BODY_PREFIX: &str = "levee:v1:idem:body:";
+use super::layer::IdempotencyLayer;
+use super::shared_keys::{body_key, BUDGET_KEY};
 /// Record buckets a store looks through for expired answers when the counter is full: at
 /// most this many extra bucket reads (plus the frees), and only when an answer would
 /// otherwise be kept by status only — which, with a counter full of *live* answers, is
@@ -48,7 +47,7 @@ pub const SWEEP_BUCKETS: u32 = 16;
 
 impl IdempotencyLayer {
     pub fn body_key(slot: u32) -> String {
-        format!("{BODY_PREFIX}{slot}")
+        body_key(slot)
     }
 
     /// Writes the answer's blob in `slot` (the storing request's own record slot) if the
@@ -62,7 +61,7 @@ impl IdempotencyLayer {
         now: UnixNanos,
     ) -> Option<BodyRef> {
         let encoded = resp.encode().ok()?;
-        let key = Self::body_key(slot);
+        let key = body_key(slot);
         let new = encoded.blob.len() as u64;
         let mut swept = false;
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -102,7 +101,7 @@ impl IdempotencyLayer {
         ours: Option<u64>,
         now: UnixNanos,
     ) -> u64 {
-        let key = Self::body_key(slot);
+        let key = body_key(slot);
         let Ok(Some(blob)) = store.get(&key) else {
             return 0;
         };

@@ -19,7 +19,7 @@
 //!   record names it; the record's [`BodyRef`](crate::idempotency::BodyRef) (length +
 //!   checksum) must match for a replay.
 //! - `levee:v1:idem:budget` — bytes held by stored answers, bounded by `max_stored_bytes`;
-//!   how it stays exact, and when answers are freed, is in [`super::idempotency_answers`].
+//!   how it stays exact, and when answers are freed, is in [`super::answers`].
 
 use crate::config::{ClientIpConfig, IdempotencyConfig};
 use crate::idempotency::machine::{begin, finish, renew, Begin, Finish, Outcome};
@@ -35,9 +35,10 @@ use crate::store::slots::{Eviction, Placement, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
-use super::idempotency_answers::BODY_PREFIX;
-pub use super::idempotency_answers::BUDGET_KEY;
-use super::MAX_CAS_ATTEMPTS;
+use crate::pipeline::MAX_CAS_ATTEMPTS;
+
+use super::shared_keys::BODY_PREFIX;
+pub use super::shared_keys::BUDGET_KEY;
 
 /// How a new key makes room in a bucket full of live records: the completed record written
 /// longest ago goes, an in-flight one never (see the module docs).
