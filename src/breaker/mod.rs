@@ -24,12 +24,14 @@
 
 pub mod gate;
 pub mod machine;
+pub mod reply;
 pub mod state;
 
 pub use machine::{
     admit, is_failure, record, state_of, Admission, Admit, BreakerState, Cause, Recorded, Ticket,
     Transition,
 };
+pub use reply::open_reply;
 pub use state::Phase;
 
 #[cfg(test)]

@@ -6,17 +6,15 @@
 
 use crate::breaker::{Admission, Ticket};
 use crate::config::Forward;
-use crate::config::Mode;
 use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
 use crate::outcome::classify_router;
-use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::ratelimit::engine::Verdict;
-use crate::ratelimit::headers::rate_limit_headers;
+use crate::problem::LocalReply;
+use crate::ratelimit::admission::{self, RateAdmission};
 use crate::request::RequestAttributes;
 use crate::store::hash::KeyHash;
-use crate::time::{retry_after_seconds, UnixNanos};
+use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
 use super::saved_request::SavedRequest;
@@ -200,63 +198,27 @@ impl RequestFlow {
             }
         }
         if !plugin.limiter.is_empty() {
-            let check = plugin.limiter.check(
+            match admission::admit(
+                &plugin.limiter,
+                &plugin.config,
                 store,
                 &plugin.hasher,
-                &plugin.config.client_ip,
                 req,
                 now,
                 env.metrics,
-            );
-            let style = plugin.config.rate_limit_headers;
-            match check.verdict {
-                Verdict::Reject { limit, .. } => {
-                    let cfg = &plugin.limiter.limits[limit].config;
-                    log::debug!("levee: rate limit \"{}\" rejected a request", cfg.name);
-                    let mut reply = problem(
-                        ProblemKind::RateLimited,
-                        cfg.status,
-                        &format!("rate limit \"{}\" exceeded", cfg.name),
-                        &[("limit", &cfg.name)],
-                    );
-                    match &check.headline {
-                        Some(h) => {
-                            let window = plugin.limiter.limits[h.limit].params.window_ns;
-                            reply.headers.extend(rate_limit_headers(
-                                style,
-                                &cfg.name,
-                                window,
-                                &h.evaluation,
-                                true,
-                                now,
-                            ));
-                        }
-                        None => reply.headers.push(("retry-after".into(), "1".into())),
-                    }
-                    return self.answer(env, reply);
-                }
-                Verdict::Admit | Verdict::Delay { .. } => {
-                    if let Some(h) = &check.headline {
-                        let limit = &plugin.limiter.limits[h.limit];
-                        if limit.config.mode == Mode::Enforce {
-                            self.response_headers = rate_limit_headers(
-                                style,
-                                &limit.config.name,
-                                limit.params.window_ns,
-                                &h.evaluation,
-                                false,
-                                now,
-                            );
-                        }
-                    }
-                    if let Verdict::Delay { until } = check.verdict {
-                        if until > now {
-                            self.stage = Stage::Shaped;
-                            return Step::Hold {
-                                wake_at: until,
-                                purpose: TimerPurpose::Release,
-                            };
-                        }
+            ) {
+                RateAdmission::Refuse(reply) => return self.answer(env, reply),
+                RateAdmission::Pass {
+                    headers,
+                    hold_until,
+                } => {
+                    self.response_headers = headers;
+                    if let Some(until) = hold_until {
+                        self.stage = Stage::Shaped;
+                        return Step::Hold {
+                            wake_at: until,
+                            purpose: TimerPurpose::Release,
+                        };
                     }
                 }
             }
@@ -437,19 +399,7 @@ impl RequestFlow {
                 Step::Continue
             }
             Admission::Reject { retry_after_ns } => {
-                let mut reply = problem(
-                    ProblemKind::CircuitOpen,
-                    503,
-                    &format!("the circuit to upstream \"{}\" is open", upstream.name),
-                    &[("upstream", &upstream.name)],
-                );
-                reply.headers.push((
-                    "retry-after".into(),
-                    retry_after_seconds(retry_after_ns).to_string(),
-                ));
-                reply
-                    .headers
-                    .push(("x-levee-circuit".into(), "open".into()));
+                let reply = crate::breaker::open_reply(&upstream.name, retry_after_ns);
                 // Not forwarded: the key is released when the chain answers — unless a
                 // secondary cluster or the queue takes the request on.
                 self.pending_result = Some((

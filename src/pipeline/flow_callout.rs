@@ -11,7 +11,6 @@ use crate::idempotency::outcome::{classify, OutcomeKind, UpstreamResult};
 use crate::idempotency::response::StoredResponse;
 use crate::problem::{is_grpc, problem, LocalReply, ProblemKind};
 use crate::request::RequestAttributes;
-use crate::time::retry_after_seconds;
 use crate::timer_queue::TimerPurpose;
 
 use super::flow::{RequestFlow, Stage, Step};
@@ -155,19 +154,8 @@ impl RequestFlow {
             .unwrap_or_default();
         let default = if info.breaker_open {
             self.pending_result = Some((result, None));
-            let mut reply = problem(
-                ProblemKind::CircuitOpen,
-                503,
-                &format!("the circuit to upstream \"{upstream_name}\" is open"),
-                &[("upstream", &upstream_name)],
-            );
-            let retry_after = retry_after_seconds(info.retry_after_ns.unwrap_or(1));
-            reply
-                .headers
-                .push(("retry-after".into(), retry_after.to_string()));
-            reply
-                .headers
-                .push(("x-levee-circuit".into(), "open".into()));
+            let mut reply =
+                crate::breaker::open_reply(&upstream_name, info.retry_after_ns.unwrap_or(1));
             reply
                 .headers
                 .push(("x-levee-attempts".into(), info.attempts.to_string()));
