@@ -38,7 +38,10 @@ pub mod chain;
 pub mod delivery;
 pub mod headers;
 pub mod index_entry;
+pub mod kept;
 pub mod queue;
+pub mod run;
+pub mod saved_request;
 
 #[cfg(test)]
 mod tests;

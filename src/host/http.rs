@@ -6,7 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use crate::pipeline::flow::{Step, UpstreamAnswer};
+use crate::pipeline::flow::{Await, Step, UpstreamAnswer};
 use crate::pipeline::Env;
 use crate::request::RequestAttributes;
 
@@ -48,15 +48,15 @@ impl LeveeHttp {
                 reply::send(&r, grpc);
                 Action::Pause
             }
-            step @ (Step::Hold { .. } | Step::AwaitBody) => {
+            step @ Step::Await(Await::Timer { .. } | Await::Body) => {
                 self.shared.pause(self.id, &self.stream, step, now);
                 Action::Pause
             }
-            Step::Dispatch(req) => {
+            Step::Await(Await::Callout(req)) => {
                 self.shared.dispatch(self.id, &self.stream, req, now);
                 Action::Pause
             }
-            Step::Enqueue(e) => {
+            Step::Await(Await::Enqueue(e)) => {
                 let next = self.shared.enqueue(self.id, &self.stream, e, now);
                 self.apply_now(next, now)
             }

@@ -14,7 +14,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use crate::forward::CalloutRequest;
 
-use crate::pipeline::flow::{RequestFlow, Step};
+use crate::pipeline::flow::{Await, RequestFlow, Step};
 use crate::pipeline::{Env, Plugin};
 use crate::problem::is_grpc;
 use crate::random::{RandomSource, SplitMix64};
@@ -292,11 +292,11 @@ impl Shared {
                 let grpc = stream.borrow_mut().grpc();
                 reply::send(&r, grpc);
             }
-            Step::Hold { .. } | Step::AwaitBody => {
+            Step::Await(Await::Timer { .. } | Await::Body) => {
                 self.pause(id, stream, step, now);
             }
-            Step::Dispatch(req) => self.dispatch(id, stream, req, now),
-            Step::Enqueue(e) => {
+            Step::Await(Await::Callout(req)) => self.dispatch(id, stream, req, now),
+            Step::Await(Await::Enqueue(e)) => {
                 let next = self.enqueue(id, stream, e, now);
                 self.apply_later(id, stream, next, now);
             }
@@ -412,8 +412,10 @@ impl Shared {
         let mut worker = self.worker.borrow_mut();
         worker.hold(id, stream);
         match step {
-            Step::Hold { wake_at, purpose } => worker.schedule(id, stream, wake_at, purpose, now),
-            Step::AwaitBody if !self.body_callbacks_work.get() => worker.schedule(
+            Step::Await(Await::Timer { wake_at, purpose }) => {
+                worker.schedule(id, stream, wake_at, purpose, now)
+            }
+            Step::Await(Await::Body) if !self.body_callbacks_work.get() => worker.schedule(
                 id,
                 stream,
                 now.saturating_add(BODY_GUARD_NS),

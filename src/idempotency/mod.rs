@@ -60,6 +60,7 @@ pub mod machine;
 pub mod outcome;
 pub mod record;
 pub mod replay;
+pub mod request;
 pub mod response;
 pub mod shared_keys;
 

@@ -9,16 +9,13 @@
 
 pub mod env;
 pub mod flow;
-mod flow_callout;
-mod flow_fallback;
-mod flow_idempotency;
 pub mod header_reads;
-pub mod saved_request;
+pub mod step;
 
 pub use crate::breaker::gate as breaker_gate;
 pub use crate::idempotency::layer as idempotency_gate;
 pub use env::Env;
-pub use flow_fallback::Enqueue;
+pub use step::Enqueue;
 
 use crate::config::LeveeConfig;
 use crate::ratelimit::engine::RateLimiter;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::fallback::queue::{QueueFull, QueueId};
 use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Recorder};
-use crate::pipeline::flow::{RequestFlow, Step};
+use crate::pipeline::flow::{Await, RequestFlow, Step};
 use crate::pipeline::{Env, Plugin};
 use crate::random::{RandomSource, SplitMix64};
 use crate::request::fake::FakeRequest;
@@ -186,7 +186,7 @@ impl World<'_> {
         if tracing() {
             let shown = match &step {
                 Step::Reply(r) => format!("Reply {} {}", r.status, r.details),
-                Step::Dispatch(_) => "Dispatch".to_string(),
+                Step::Await(Await::Callout(_)) => "Dispatch".to_string(),
                 other => format!("{other:?}"),
             };
             self.trace(i, &shown);
@@ -221,7 +221,7 @@ impl World<'_> {
                 self.sims[i].phase = Phase::Answered;
                 self.end_execution(i, Some(r.status), r.details == "levee_callout");
             }
-            Step::Hold { wake_at, purpose } => {
+            Step::Await(Await::Timer { wake_at, purpose }) => {
                 if purpose == TimerPurpose::Release {
                     self.sims[i].shaped = true;
                 }
@@ -232,7 +232,7 @@ impl World<'_> {
                 self.sims[i].phase = Phase::Held;
                 self.schedule(i, wake_at, purpose)?;
             }
-            Step::AwaitBody => {
+            Step::Await(Await::Body) => {
                 self.sims[i].phase = Phase::Held;
                 if !self.body_callbacks_work {
                     self.schedule(i, self.now + BODY_GUARD_NS, TimerPurpose::BodyGuard)?;
@@ -241,7 +241,7 @@ impl World<'_> {
                 // host hands it over only at the next body callback — which comes only if
                 // more body is on its way (`check_not_hung` watches for that).
             }
-            Step::Enqueue(e) => {
+            Step::Await(Await::Enqueue(e)) => {
                 prop_assert!(e.upstream < self.plugin.config.upstreams.len());
                 // The host's queue takes it, or is full.
                 let result = if self.rng.below(3) == 0 {
@@ -258,7 +258,7 @@ impl World<'_> {
                 };
                 return self.apply(i, step);
             }
-            Step::Dispatch(req) => {
+            Step::Await(Await::Callout(req)) => {
                 prop_assert!(req.timeout_ns > 0, "an attempt without a timeout");
                 prop_assert!(req.headers.iter().any(|(n, _)| n == ":path"));
                 self.sims[i].phase = Phase::Calling;
