@@ -53,6 +53,7 @@
 //! blob is not there yet; a [`Finish::NotOwner`] means the blob should be refunded.
 
 mod answers;
+pub mod capture;
 pub mod fingerprint;
 pub mod key;
 pub mod layer;
@@ -60,7 +61,9 @@ pub mod machine;
 pub mod outcome;
 pub mod record;
 pub mod replay;
+pub mod replies;
 pub mod request;
+pub mod request_key;
 pub mod response;
 pub mod shared_keys;
 

@@ -20,6 +20,10 @@
 //! list 502 there.
 
 use crate::config::IdempotencyConfig;
+use crate::metrics::IdempotencyEvent;
+
+use super::machine::Outcome;
+use super::response::StoredResponse;
 pub use crate::outcome::UpstreamResult;
 
 /// Which of the idempotency outcomes applies.
@@ -62,5 +66,56 @@ pub fn classify(cfg: &IdempotencyConfig, result: UpstreamResult) -> OutcomeKind 
             OutcomeKind::TooLarge
         }
         UpstreamResult::Response { .. } => OutcomeKind::Stored,
+    }
+}
+
+/// The record's outcome for a request that ended as `result`, with its answer (status,
+/// headers, body) when it had one; a stored outcome also gives the answer to keep.
+pub fn ending(
+    cfg: &IdempotencyConfig,
+    result: UpstreamResult,
+    answer: Option<(u16, &[(String, String)], &[u8])>,
+) -> (Outcome, Option<StoredResponse>) {
+    match (classify(cfg, result), answer) {
+        (OutcomeKind::Released, _) => (Outcome::Released, None),
+        (OutcomeKind::Unknown, _) | (OutcomeKind::Stored, None) => (Outcome::Unknown, None),
+        (OutcomeKind::TooLarge, answer) => {
+            let status = answer.map_or(0, |a| a.0);
+            (Outcome::TooLarge { status }, None)
+        }
+        (OutcomeKind::Stored, Some((status, headers, body))) => {
+            let keep = StoredResponse {
+                status,
+                headers: headers.to_vec(),
+                body: body.to_vec(),
+            };
+            (Outcome::Stored { status, body: None }, Some(keep))
+        }
+    }
+}
+
+/// After the primary ended as `primary` (none recorded yet: `None`), the secondary cluster
+/// failed with `status` (`None`: no answer). When nothing happened at the primary (released),
+/// the secondary's failure decides — a reset or timeout there may have acted: the new ending.
+pub fn secondary_ending(
+    cfg: &IdempotencyConfig,
+    primary: Option<UpstreamResult>,
+    status: Option<u16>,
+    body_bytes: u64,
+) -> Option<UpstreamResult> {
+    let released = primary.is_none_or(|r| classify(cfg, r) == OutcomeKind::Released);
+    released.then_some(match status {
+        Some(status) => UpstreamResult::Response { status, body_bytes },
+        None => UpstreamResult::Reset,
+    })
+}
+
+/// The metric that counts a record completed with `outcome`.
+pub fn event_of(outcome: Outcome) -> IdempotencyEvent {
+    match outcome {
+        Outcome::Released => IdempotencyEvent::Released,
+        Outcome::Unknown => IdempotencyEvent::Unknown,
+        Outcome::Stored { .. } => IdempotencyEvent::Stored,
+        Outcome::TooLarge { .. } => IdempotencyEvent::TooLarge,
     }
 }

@@ -12,16 +12,17 @@
 use crate::config::{OnConcurrent, OnInternalError};
 use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Metrics};
 use crate::outcome::{AttemptOutcome, UpstreamResult};
-use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::request::RequestAttributes;
-use crate::store::hash::{KeyHash, KeyHasher};
+use crate::problem::LocalReply;
+use crate::store::hash::KeyHash;
 use crate::store::SharedStore;
-use crate::time::{duration_nanos, retry_after_seconds, UnixNanos, NANOS_PER_MILLI};
+use crate::time::{duration_nanos, UnixNanos, NANOS_PER_MILLI};
 
-use super::layer::{HeldKey, IdempotencyLayer, KeyCheck};
+use super::capture::Capture;
+use super::layer::{HeldKey, IdempotencyLayer};
 use super::machine::{renew_interval_ns, Begin, Outcome};
-use super::outcome::{classify, OutcomeKind};
+use super::outcome::{classify, ending, event_of, secondary_ending, OutcomeKind};
 use super::replay::{Replay, KEY_ECHO_HEADER};
+use super::replies;
 use super::response::StoredResponse;
 use super::{Fingerprint, FingerprintBuilder, IdempotencyKey};
 
@@ -39,94 +40,6 @@ pub struct KeyEnv<'a> {
     pub metrics: &'a mut dyn Metrics,
 }
 
-/// The key part of a request, decided when its headers arrive.
-#[derive(Debug, Default)]
-pub enum RequestKey {
-    /// The layer does not apply, or the request carries no key.
-    #[default]
-    NotKeyed,
-    /// A missing (when required) or invalid key: refused with this `400` once the rate
-    /// limits have passed it.
-    Refused(LocalReply),
-    Keyed(KeyedRequest),
-}
-
-impl RequestKey {
-    /// Reads the request's key header; `owner` is the request's random id.
-    pub fn of(
-        layer: &IdempotencyLayer,
-        hasher: &KeyHasher,
-        client_ip: &crate::config::ClientIpConfig,
-        req: &dyn RequestAttributes,
-        owner: u64,
-    ) -> Self {
-        match layer.check_key(hasher, client_ip, req) {
-            KeyCheck::NotKeyed => Self::NotKeyed,
-            KeyCheck::Missing => {
-                let detail = format!("this request needs a {} header", layer.config.header);
-                Self::Refused(problem(
-                    ProblemKind::IdempotencyKeyMissing,
-                    400,
-                    &detail,
-                    &[],
-                ))
-            }
-            KeyCheck::Invalid(e) => Self::Refused(problem(
-                ProblemKind::IdempotencyKeyInvalid,
-                400,
-                &e.to_string(),
-                &[],
-            )),
-            KeyCheck::Keyed { key, hash } => Self::Keyed(KeyedRequest {
-                key,
-                hash,
-                owner,
-                fingerprint: layer
-                    .config
-                    .fingerprint
-                    .then(|| FingerprintBuilder::new(req.method(), req.path_and_query())),
-                finished_fingerprint: None,
-                hold: Hold::Unclaimed { wait_until: 0 },
-                forwarded: false,
-                pending: None,
-            }),
-        }
-    }
-
-    /// The refusal of a bad key, counted; the request is then no longer keyed.
-    pub fn take_refusal(&mut self, metrics: &mut dyn Metrics) -> Option<LocalReply> {
-        if !matches!(self, Self::Refused(_)) {
-            return None;
-        }
-        match std::mem::take(self) {
-            Self::Refused(reply) => {
-                metrics.count(Event::Idempotency(IdempotencyEvent::InvalidKey));
-                Some(reply)
-            }
-            _ => None,
-        }
-    }
-
-    pub fn keyed(&self) -> Option<&KeyedRequest> {
-        match self {
-            Self::Keyed(k) => Some(k),
-            _ => None,
-        }
-    }
-
-    pub fn keyed_mut(&mut self) -> Option<&mut KeyedRequest> {
-        match self {
-            Self::Keyed(k) => Some(k),
-            _ => None,
-        }
-    }
-
-    /// The request holds its key's record and has not completed it.
-    pub fn owns(&self) -> bool {
-        self.keyed().is_some_and(KeyedRequest::owns)
-    }
-}
-
 /// Where the request stands with its key's record.
 #[derive(Debug)]
 enum Hold {
@@ -136,14 +49,6 @@ enum Hold {
     Held { slot: u32, capture: Capture },
     /// Completed (or handed to the queue, whose delivery completes it).
     Done,
-}
-
-/// The upstream answer being captured for storage, as it passes.
-#[derive(Debug, Default)]
-struct Capture {
-    answer: Option<StoredResponse>,
-    /// The body passed `max_body_bytes`: only the status is kept.
-    overflow: bool,
 }
 
 /// A request that carries a valid key.
@@ -180,6 +85,26 @@ pub enum Claimed {
 }
 
 impl KeyedRequest {
+    /// A request with a valid `key` (hashed to `hash`), owned by request `owner`;
+    /// `fingerprint` when the key is bound to the request's method, path and body.
+    pub fn new(
+        key: IdempotencyKey,
+        hash: KeyHash,
+        owner: u64,
+        fingerprint: Option<FingerprintBuilder>,
+    ) -> Self {
+        Self {
+            key,
+            hash,
+            owner,
+            fingerprint,
+            finished_fingerprint: None,
+            hold: Hold::Unclaimed { wait_until: 0 },
+            forwarded: false,
+            pending: None,
+        }
+    }
+
     /// The header that echoes this request's key on its answer.
     pub fn echo(&self) -> (String, String) {
         (KEY_ECHO_HEADER.into(), self.key.header_value())
@@ -232,12 +157,7 @@ impl KeyedRequest {
                 if layer.config.on_internal_error == OnInternalError::Allow {
                     return Claimed::Unkeyed;
                 }
-                return Claimed::Refuse(problem(
-                    ProblemKind::Internal,
-                    503,
-                    "levee could not record the idempotency key",
-                    &[],
-                ));
+                return Claimed::Refuse(replies::internal());
             }
         };
         if claim.evicted {
@@ -257,13 +177,7 @@ impl KeyedRequest {
                 match layer.replay(ke.store, &record, &self.key.header_value()) {
                     Replay::Answer(stored) => {
                         count(ke, IdempotencyEvent::Replayed);
-                        Claimed::Replay(LocalReply {
-                            status: stored.status,
-                            headers: stored.headers,
-                            body: stored.body,
-                            details: "levee_idempotent_replay",
-                            grpc_status: None,
-                        })
+                        Claimed::Replay(replies::replayed(stored))
                     }
                     Replay::Gone { status } => Claimed::Refuse(completed_conflict(ke, status)),
                 }
@@ -271,12 +185,7 @@ impl KeyedRequest {
             Begin::CompletedTooLarge { status } => Claimed::Refuse(completed_conflict(ke, status)),
             Begin::Mismatch => {
                 count(ke, IdempotencyEvent::Mismatch);
-                Claimed::Refuse(problem(
-                    ProblemKind::IdempotencyMismatch,
-                    422,
-                    "this idempotency key was used for a different request (method, path or body)",
-                    &[],
-                ))
+                Claimed::Refuse(replies::mismatch())
             }
             Begin::Conflict { retry_after_ns } => self.conflict(ke, retry_after_ns),
         }
@@ -302,17 +211,7 @@ impl KeyedRequest {
                 };
             }
         }
-        let mut reply = problem(
-            ProblemKind::IdempotencyConflict,
-            409,
-            "a request with this idempotency key is still being processed",
-            &[],
-        );
-        reply.headers.push((
-            "retry-after".into(),
-            retry_after_seconds(retry_after_ns).to_string(),
-        ));
-        Claimed::Refuse(reply)
+        Claimed::Refuse(replies::in_flight(retry_after_ns))
     }
 
     /// The lock renewal is due: the next one's time, or `None` when the lock is not ours.
@@ -332,15 +231,10 @@ impl KeyedRequest {
     pub fn complete(&mut self, ke: &mut KeyEnv<'_>, outcome: Outcome) {
         let Some(held) = self.held() else { return };
         let capture = match std::mem::replace(&mut self.hold, Hold::Done) {
-            Hold::Held { capture, .. } => capture.answer,
+            Hold::Held { mut capture, .. } => capture.take(),
             _ => None,
         };
-        let event = match outcome {
-            Outcome::Released => IdempotencyEvent::Released,
-            Outcome::Unknown => IdempotencyEvent::Unknown,
-            Outcome::Stored { .. } => IdempotencyEvent::Stored,
-            Outcome::TooLarge { .. } => IdempotencyEvent::TooLarge,
-        };
+        let event = event_of(outcome);
         count(ke, event);
         if event == IdempotencyEvent::TooLarge {
             log::warn!("levee idempotency: an answer over max_body_bytes was passed through; only its status is kept");
@@ -370,24 +264,10 @@ impl KeyedRequest {
         if !self.owns() {
             return;
         }
-        let outcome = match classify(&ke.layer.config, result) {
-            OutcomeKind::Released => Outcome::Released,
-            OutcomeKind::Unknown => Outcome::Unknown,
-            OutcomeKind::TooLarge => Outcome::TooLarge {
-                status: answer.map_or(0, |a| a.0),
-            },
-            OutcomeKind::Stored => match answer {
-                Some((status, headers, body)) => {
-                    self.capture(StoredResponse {
-                        status,
-                        headers: headers.to_vec(),
-                        body: body.to_vec(),
-                    });
-                    Outcome::Stored { status, body: None }
-                }
-                None => Outcome::Unknown,
-            },
-        };
+        let (outcome, answer) = ending(&ke.layer.config, result, answer);
+        if let Some(answer) = answer {
+            self.start_capture(answer);
+        }
         self.complete(ke, outcome);
     }
 
@@ -408,21 +288,9 @@ impl KeyedRequest {
 
     /// The secondary cluster failed too. Nothing happened at the primary (released): the
     /// secondary's failure decides — a reset or timeout there may have acted (unknown).
-    pub fn secondary_failed(
-        &mut self,
-        layer: &IdempotencyLayer,
-        status: Option<u16>,
-        body_bytes: u64,
-    ) {
-        let released = self
-            .pending
-            .as_ref()
-            .is_none_or(|(r, _)| classify(&layer.config, *r) == OutcomeKind::Released);
-        if released {
-            let result = match status {
-                Some(status) => UpstreamResult::Response { status, body_bytes },
-                None => UpstreamResult::Reset,
-            };
+    pub fn secondary_failed(&mut self, layer: &IdempotencyLayer, status: Option<u16>, len: u64) {
+        let primary = self.pending.as_ref().map(|(r, _)| *r);
+        if let Some(result) = secondary_ending(&layer.config, primary, status, len) {
             self.pending = Some((result, None));
         }
     }
@@ -450,7 +318,7 @@ impl KeyedRequest {
             OutcomeKind::Released => self.complete(ke, Outcome::Released),
             OutcomeKind::Unknown => self.complete(ke, Outcome::Unknown),
             OutcomeKind::Stored | OutcomeKind::TooLarge => {
-                self.capture(StoredResponse {
+                self.start_capture(StoredResponse {
                     status,
                     headers,
                     body: Vec::new(),
@@ -462,59 +330,43 @@ impl KeyedRequest {
         }
     }
 
-    fn capture(&mut self, answer: StoredResponse) {
-        if let Hold::Held { capture, .. } = &mut self.hold {
-            capture.answer = Some(answer);
+    fn start_capture(&mut self, answer: StoredResponse) {
+        if let Some(capture) = self.capture() {
+            capture.start(answer);
+        }
+    }
+
+    fn capture(&mut self) -> Option<&mut Capture> {
+        match &mut self.hold {
+            Hold::Held { capture, .. } => Some(capture),
+            _ => None,
         }
     }
 
     /// Whether the upstream's answer is being captured.
     pub fn capturing(&self) -> bool {
-        matches!(&self.hold, Hold::Held { capture, .. } if capture.answer.is_some())
+        matches!(&self.hold, Hold::Held { capture, .. } if capture.is_active())
     }
 
     /// A chunk of the captured answer's body; past `max` bytes only the status is kept.
     pub fn capture_chunk(&mut self, chunk: &[u8], max: u64) {
-        let Hold::Held { capture, .. } = &mut self.hold else {
-            return;
-        };
-        if let Some(c) = capture.answer.as_mut() {
-            if !capture.overflow && (c.body.len() + chunk.len()) as u64 <= max {
-                c.body.extend_from_slice(chunk);
-            } else {
-                capture.overflow = true;
-                c.body = Vec::new();
-            }
+        if let Some(capture) = self.capture() {
+            capture.chunk(chunk, max);
         }
     }
 
     /// The captured answer is complete: store it (or its status, when it was too large).
     pub fn finish_capture(&mut self, ke: &mut KeyEnv<'_>) {
-        let Hold::Held { capture, .. } = &self.hold else {
-            return;
-        };
-        let Some(c) = capture.answer.as_ref() else {
-            return;
-        };
-        let outcome = if capture.overflow {
-            Outcome::TooLarge { status: c.status }
-        } else {
-            Outcome::Stored {
-                status: c.status,
-                body: None,
-            }
-        };
-        self.complete(ke, outcome);
+        if let Some(outcome) = self.capture().and_then(|c| c.outcome()) {
+            self.complete(ke, outcome);
+        }
     }
 
     /// A fallback replaced the upstream's answer before its body passed: a record that was
     /// capturing it keeps "completed with `status`" (a later same-key request gets `409`,
     /// never a second execution).
     pub fn finish_without_body(&mut self, ke: &mut KeyEnv<'_>, status: u16) {
-        let Hold::Held { capture, .. } = &mut self.hold else {
-            return;
-        };
-        if capture.answer.take().is_some() {
+        if self.capture().and_then(Capture::take).is_some() {
             self.complete(ke, Outcome::Stored { status, body: None });
         }
     }
@@ -540,11 +392,5 @@ fn count(ke: &mut KeyEnv<'_>, event: IdempotencyEvent) {
 
 fn completed_conflict(ke: &mut KeyEnv<'_>, status: u16) -> LocalReply {
     count(ke, IdempotencyEvent::Conflict);
-    let detail = format!("a request with this idempotency key already completed with status {status}; its answer was not kept");
-    problem(
-        ProblemKind::IdempotencyCompleted,
-        409,
-        &detail,
-        &[("completed_status", &status.to_string())],
-    )
+    replies::completed(status)
 }

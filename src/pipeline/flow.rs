@@ -10,17 +10,15 @@
 
 use crate::config::{Forward, UpstreamConfig};
 use crate::fallback::kept::KeptRequest;
-use crate::fallback::queue::{accepted_reply, QueueFull, QueueId};
-use crate::fallback::run::SecondaryAnswer;
-use crate::fallback::run::{secondary_answer, to_reply, Chain, FallbackRun, FallbackStep};
+use crate::fallback::queue::{QueueFull, QueueId};
+use crate::fallback::run::FallbackRun;
 use crate::forward::intake::{callout_eligible, Intake};
-use crate::forward::reply::{answer_reply, failure};
 use crate::forward::router::RouterForward;
-use crate::forward::{CalloutAnswer, CalloutForward, FailureInfo, FinalAnswer, ForwardStep};
-use crate::idempotency::request::{Claimed, KeyEnv, KeyedRequest, RequestKey};
-use crate::metrics::{Event, FallbackEvent, GlobalEvent};
+use crate::forward::CalloutForward;
+use crate::idempotency::request::{Claimed, KeyEnv};
+use crate::idempotency::request_key::RequestKey;
 use crate::outcome::UpstreamResult;
-use crate::problem::{problem, LocalReply, ProblemKind};
+use crate::problem::LocalReply;
 use crate::ratelimit::admission::{self, RateAdmission};
 use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
@@ -29,6 +27,9 @@ use crate::timer_queue::TimerPurpose;
 pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
 use super::{Env, Plugin};
 
+mod body;
+mod callout;
+mod fallback;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -149,24 +150,6 @@ impl RequestFlow {
         self.after_rate_limits(env)
     }
 
-    /// Whether request body chunks should be passed to [`RequestFlow::on_request_body`].
-    pub fn wants_body(&self) -> bool {
-        // While the shaper holds the request, Envoy may deliver (and then never repeat) the
-        // body: read it then too, if a later layer will need it.
-        matches!(self.stage, Stage::AwaitBody)
-            || (matches!(self.stage, Stage::Shaped) && self.needs_body())
-    }
-
-    /// A later layer needs the whole body: the idempotency fingerprint or callout mode.
-    fn needs_body(&self) -> bool {
-        self.key.keyed().is_some_and(KeyedRequest::needs_body) || self.intake.is_some()
-    }
-
-    /// Request body bytes already passed in (the host reads only what is new).
-    pub fn body_seen(&self) -> u64 {
-        self.body_seen
-    }
-
     /// While levee holds the request, body callbacks must hold it too (else Envoy lets it go).
     pub fn holds_request(&self) -> bool {
         matches!(
@@ -183,45 +166,6 @@ impl RequestFlow {
     /// A timer to schedule without pausing the request, if any.
     pub fn take_timer(&mut self) -> Option<(UnixNanos, TimerPurpose)> {
         self.timer.take()
-    }
-
-    /// A chunk of the request body arrived while held for it.
-    pub fn on_request_body(
-        &mut self,
-        env: &mut Env<'_>,
-        chunk: &[u8],
-        end_of_stream: bool,
-    ) -> Step {
-        let plugin = env.plugin;
-        self.body_seen = self.body_seen.saturating_add(chunk.len() as u64);
-        let idem_max = plugin
-            .idempotency
-            .as_ref()
-            .filter(|_| self.key.keyed().is_some())
-            .map(|l| l.config.max_body_bytes);
-        let callout_max = self.callout_upstream(plugin).map(|u| u.max_body_bytes);
-        let max = idem_max.into_iter().chain(callout_max).min();
-        if let Some(max) = max.filter(|max| self.body_seen > *max) {
-            let detail = format!("the request body exceeds {max} bytes (max_body_bytes)");
-            let reply = problem(ProblemKind::PayloadTooLarge, 413, &detail, &[]);
-            return self.answer(env, reply);
-        }
-        if let Some(k) = self.key.keyed_mut() {
-            k.update_fingerprint(chunk);
-        }
-        if let Some(intake) = self.intake.as_mut() {
-            intake.request.body.extend_from_slice(chunk);
-        }
-        if !end_of_stream {
-            return Step::Await(Await::Body);
-        }
-        // The whole request is here (`after_rate_limits` sees it so once the shaper lets a
-        // held request go).
-        self.end_of_stream = true;
-        if matches!(self.stage, Stage::Shaped) {
-            return Step::Await(Await::Body);
-        }
-        self.after_body(env)
     }
 
     /// Something the paused request awaited came back.
@@ -294,21 +238,6 @@ impl RequestFlow {
             return Step::Await(Await::Body);
         }
         self.after_body(env)
-    }
-
-    /// The body never came: `allow_on_headers_stop_iteration` is missing from the plugin config.
-    fn body_not_delivered(&mut self, env: &mut Env<'_>) -> Step {
-        // The host logs one critical line per worker; this one is per request.
-        log::debug!("levee: a request held for its body saw no body callback");
-        env.metrics
-            .count(Event::Global(GlobalEvent::BodyNotDelivered));
-        let reply = problem(
-            ProblemKind::BodyNotDelivered,
-            500,
-            "levee needs the request body, but Envoy did not pass it: set allow_on_headers_stop_iteration: true in the wasm plugin config",
-            &[("setting", "allow_on_headers_stop_iteration")],
-        );
-        self.answer(env, reply)
     }
 
     /// The request is complete: claim its idempotency key (which forwards), or forward.
@@ -385,226 +314,6 @@ impl RequestFlow {
     fn mark_forwarded(&mut self) {
         if let Some(k) = self.key.keyed_mut() {
             k.mark_forwarded();
-        }
-    }
-
-    /// Starts the callout loop once the whole request is here.
-    fn start_callout(&mut self, env: &mut Env<'_>) -> Step {
-        let plugin = env.plugin;
-        let (Some((index, upstream)), Some(intake)) =
-            (routed(plugin, self.upstream), self.intake.take())
-        else {
-            return Step::Continue;
-        };
-        if let Some(kept) = self.kept.as_mut().filter(|_| !upstream.fallback.is_empty()) {
-            kept.body = intake.request.body.clone();
-        }
-        let has_key = self.key.keyed().is_some() || intake.has_key_header;
-        let mut forward = CalloutForward::new(index, upstream, intake.request, has_key, env.now);
-        let step = forward.next(env.store, env.now, env.rng, env.metrics);
-        self.stage = Stage::Callout(forward);
-        self.carry_out(env, step)
-            .unwrap_or(Step::Await(Await::Body))
-    }
-
-    /// A callout answer: the secondary cluster's, or an attempt's.
-    fn callout_answered(
-        &mut self,
-        env: &mut Env<'_>,
-        headers: Option<Vec<(String, Vec<u8>)>>,
-        body: Vec<u8>,
-    ) -> Option<Step> {
-        match std::mem::take(&mut self.stage) {
-            Stage::Secondary(run) => Some(self.secondary_answered(env, run, headers, body)),
-            Stage::Callout(mut forward) => {
-                let answer = CalloutAnswer::from_parts(headers, body);
-                let step = forward.on_response(env.store, answer, env.now, env.rng, env.metrics);
-                self.stage = Stage::Callout(forward);
-                self.carry_out(env, step)
-            }
-            other => {
-                self.stage = other;
-                None
-            }
-        }
-    }
-
-    /// Acts on the callout forward's decision.
-    fn carry_out(&mut self, env: &mut Env<'_>, step: ForwardStep) -> Option<Step> {
-        if matches!(&self.stage, Stage::Callout(f) if f.attempts() > 0) {
-            self.mark_forwarded();
-        }
-        match step {
-            ForwardStep::Dispatch(req) => Some(Step::Await(Await::Callout(req))),
-            ForwardStep::Wait { until } => Some(Step::Await(Await::Timer {
-                wake_at: until,
-                purpose: TimerPurpose::Backoff,
-            })),
-            ForwardStep::Respond(answer) => Some(self.deliver(env, answer)),
-            ForwardStep::Failed(info) => Some(self.callout_failed(env, info)),
-            ForwardStep::Ignored => None,
-        }
-    }
-
-    /// Answers the client with an upstream answer, recording it for idempotency first.
-    fn deliver(&mut self, env: &mut Env<'_>, answer: FinalAnswer) -> Step {
-        let reply = answer_reply(answer);
-        let parts = (
-            reply.status,
-            reply.headers.as_slice(),
-            reply.body.as_slice(),
-        );
-        let result = UpstreamResult::Response {
-            status: reply.status,
-            body_bytes: reply.body.len() as u64,
-        };
-        if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
-            k.record(&mut ke, result, Some(parts));
-        }
-        self.keep_in_cache(env, parts);
-        self.finish_reply(reply)
-    }
-
-    /// Every attempt failed (or the breaker is open): fallbacks, else the failure's answer.
-    fn callout_failed(&mut self, env: &mut Env<'_>, info: FailureInfo) -> Step {
-        let plugin = env.plugin;
-        let name = routed(plugin, self.upstream).map_or("", |(_, u)| u.name.as_str());
-        let breaker_open = info.breaker_open;
-        let failed = failure(info, name);
-        self.defer_result(failed.result, failed.answer);
-        self.run_fallbacks(env, Forward::Callout, breaker_open, Some(failed.reply))
-    }
-
-    /// Keeps how a forward ended for the key's record, until the fallback chain decides.
-    fn defer_result(
-        &mut self,
-        result: UpstreamResult,
-        answer: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
-    ) {
-        if let Some(k) = self.key.keyed_mut() {
-            k.defer(result, answer);
-        }
-    }
-
-    /// Starts the fallback chain; `default` answers when nothing in it can. `mode` is the one
-    /// this request really took (gRPC, upgrades and CONNECT go through the router even when
-    /// their upstream says `callout`).
-    fn run_fallbacks(
-        &mut self,
-        env: &mut Env<'_>,
-        mode: Forward,
-        breaker_open: bool,
-        default: Option<LocalReply>,
-    ) -> Step {
-        let has_body = self.kept.as_ref().is_some_and(|k| k.saved.has_body);
-        let run = FallbackRun::start(mode, breaker_open, has_body, default);
-        self.next_fallback(env, run)
-    }
-
-    /// Walks the chain on from where `run` stopped, and acts on what it decides.
-    fn next_fallback(&mut self, env: &mut Env<'_>, mut run: FallbackRun) -> Step {
-        let plugin = env.plugin;
-        let Some((index, upstream)) = routed(plugin, self.upstream) else {
-            return Step::Continue;
-        };
-        let chain = Chain {
-            index,
-            upstream,
-            cache: plugin.caches.get(index).and_then(Option::as_ref),
-            hasher: &plugin.hasher,
-        };
-        let kept = self.kept.as_mut();
-        match run.next(&chain, &self.method, kept, env.store, env.now, env.metrics) {
-            FallbackStep::Answer(reply) | FallbackStep::Exhausted(Some(reply)) => {
-                self.fallback_answer(env, reply)
-            }
-            FallbackStep::Exhausted(None) => Step::Continue,
-            FallbackStep::Secondary(req) => {
-                self.mark_forwarded();
-                self.stage = Stage::Secondary(run);
-                Step::Await(Await::Callout(req))
-            }
-            FallbackStep::Enqueue(request) => {
-                let key = self.key.keyed().and_then(KeyedRequest::held);
-                self.stage = Stage::Enqueuing(run);
-                let upstream = index;
-                Step::Await(Await::Enqueue(Enqueue {
-                    upstream,
-                    request,
-                    key,
-                }))
-            }
-        }
-    }
-
-    fn fallback_answer(&mut self, env: &mut Env<'_>, reply: LocalReply) -> Step {
-        if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
-            k.flush(&mut ke);
-        }
-        self.finish_reply(reply)
-    }
-
-    /// The secondary cluster answered (or did not): serve it, or go on down the chain.
-    fn secondary_answered(
-        &mut self,
-        env: &mut Env<'_>,
-        run: FallbackRun,
-        headers: Option<Vec<(String, Vec<u8>)>>,
-        body: Vec<u8>,
-    ) -> Step {
-        let plugin = env.plugin;
-        let Some((index, upstream)) = routed(plugin, self.upstream) else {
-            return Step::Continue;
-        };
-        let body_bytes = body.len() as u64;
-        match secondary_answer(index, &upstream.name, headers, body, env.metrics) {
-            SecondaryAnswer::Served(reply) => {
-                // The secondary executed the request: its answer completes the key's record.
-                if self.key.keyed().is_some() {
-                    let (status, copy) =
-                        (reply.status, (reply.headers.clone(), reply.body.clone()));
-                    let result = UpstreamResult::Response { status, body_bytes };
-                    self.defer_result(result, Some((status, copy.0, copy.1)));
-                }
-                self.fallback_answer(env, reply)
-            }
-            SecondaryAnswer::Failed(status) => {
-                if let (Some(layer), Some(k)) = (&plugin.idempotency, self.key.keyed_mut()) {
-                    k.secondary_failed(layer, status, body_bytes);
-                }
-                self.next_fallback(env, run)
-            }
-        }
-    }
-
-    /// The queue's answer: `202` with the request's id, or on to the next entry.
-    fn enqueued(&mut self, env: &mut Env<'_>, result: Result<QueueId, QueueFull>) -> Step {
-        let run = match std::mem::take(&mut self.stage) {
-            Stage::Enqueuing(run) => run,
-            other => {
-                self.stage = other;
-                return Step::Continue;
-            }
-        };
-        match result {
-            Ok(id) => {
-                if let Some(index) = self.upstream {
-                    let what = FallbackEvent::Queued;
-                    env.metrics.count(Event::Fallback {
-                        upstream: index,
-                        what,
-                    });
-                    log::warn!("levee: upstream unavailable; request queued as {id}");
-                }
-                if let Some(k) = self.key.keyed_mut() {
-                    k.queued();
-                }
-                self.fallback_answer(env, to_reply(accepted_reply(id), "levee_fallback_queued"))
-            }
-            Err(full) => {
-                log::warn!("levee: cannot queue the request: {full}");
-                self.next_fallback(env, run)
-            }
         }
     }
 
