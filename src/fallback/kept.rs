@@ -3,6 +3,7 @@
 //! captured for the cache as it passes (router mode).
 
 use crate::config::{ClientIpConfig, UpstreamConfig};
+use crate::idempotency::outcome::AnswerParts;
 use crate::idempotency::response::StoredResponse;
 use crate::request::RequestAttributes;
 use crate::store::hash::KeyHasher;
@@ -61,7 +62,7 @@ impl KeptRequest {
         max_body_bytes: u64,
         hasher: &KeyHasher,
         store: &dyn SharedStore,
-        (status, headers, body): (u16, &[(String, String)], &[u8]),
+        (status, headers, body): AnswerParts<'_>,
         now: UnixNanos,
     ) {
         let Some(key) = &self.cache_key else { return };

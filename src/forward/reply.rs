@@ -2,14 +2,12 @@
 //! every attempt failed and no fallback answers, the failure's reply — together with how the
 //! request ended, which the idempotency record needs.
 
+use crate::idempotency::request::AnswerCopy;
 use crate::outcome::UpstreamResult;
 use crate::problem::{problem, LocalReply, ProblemKind};
 
 use super::headers::ATTEMPTS_HEADER;
 use super::step::{FailureInfo, FinalAnswer};
-
-/// An answer kept for the idempotency record: status, headers, body.
-pub type AnswerCopy = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// Header values as text (invalid UTF-8 replaced).
 pub fn lossy(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {

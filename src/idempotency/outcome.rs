@@ -69,12 +69,15 @@ pub fn classify(cfg: &IdempotencyConfig, result: UpstreamResult) -> OutcomeKind 
     }
 }
 
+/// An answer as the request saw it: status, headers, body.
+pub type AnswerParts<'a> = (u16, &'a [(String, String)], &'a [u8]);
+
 /// The record's outcome for a request that ended as `result`, with its answer (status,
 /// headers, body) when it had one; a stored outcome also gives the answer to keep.
 pub fn ending(
     cfg: &IdempotencyConfig,
     result: UpstreamResult,
-    answer: Option<(u16, &[(String, String)], &[u8])>,
+    answer: Option<AnswerParts<'_>>,
 ) -> (Outcome, Option<StoredResponse>) {
     match (classify(cfg, result), answer) {
         (OutcomeKind::Released, _) => (Outcome::Released, None),

@@ -20,7 +20,7 @@ use crate::time::{duration_nanos, UnixNanos, NANOS_PER_MILLI};
 use super::capture::Capture;
 use super::layer::{HeldKey, IdempotencyLayer};
 use super::machine::{renew_interval_ns, Begin, Outcome};
-use super::outcome::{classify, ending, event_of, secondary_ending, OutcomeKind};
+use super::outcome::{classify, ending, event_of, secondary_ending, AnswerParts, OutcomeKind};
 use super::replay::{Replay, KEY_ECHO_HEADER};
 use super::replies;
 use super::response::StoredResponse;
@@ -259,7 +259,7 @@ impl KeyedRequest {
         &mut self,
         ke: &mut KeyEnv<'_>,
         result: UpstreamResult,
-        answer: Option<(u16, &[(String, String)], &[u8])>,
+        answer: Option<AnswerParts<'_>>,
     ) {
         if !self.owns() {
             return;

@@ -22,7 +22,8 @@ pub enum RequestKey {
     /// A missing (when required) or invalid key: refused with this `400` once the rate
     /// limits have passed it.
     Refused(LocalReply),
-    Keyed(KeyedRequest),
+    /// Boxed: most requests carry no key, and the keyed state is large.
+    Keyed(Box<KeyedRequest>),
 }
 
 impl RequestKey {
@@ -43,7 +44,7 @@ impl RequestKey {
                     .config
                     .fingerprint
                     .then(|| FingerprintBuilder::new(req.method(), req.path_and_query()));
-                Self::Keyed(KeyedRequest::new(key, hash, owner, fingerprint))
+                Self::Keyed(Box::new(KeyedRequest::new(key, hash, owner, fingerprint)))
             }
         }
     }

@@ -46,7 +46,7 @@ enum Stage {
     /// Passed on to Envoy's router.
     Forwarded(RouterForward),
     /// Forwarded by levee's own callouts (attempts, backoff waits).
-    Callout(CalloutForward),
+    Callout(Box<CalloutForward>),
     /// The fallback chain sent the request to the secondary cluster.
     Secondary(FallbackRun),
     /// The fallback chain handed the request to the queue.

@@ -26,7 +26,7 @@ impl RequestFlow {
         let has_key = self.key.keyed().is_some() || intake.has_key_header;
         let mut forward = CalloutForward::new(index, upstream, intake.request, has_key, env.now);
         let step = forward.next(env.store, env.now, env.rng, env.metrics);
-        self.stage = Stage::Callout(forward);
+        self.stage = Stage::Callout(Box::new(forward));
         self.carry_out(env, step)
             .unwrap_or(Step::Await(Await::Body))
     }

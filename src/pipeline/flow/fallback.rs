@@ -7,7 +7,7 @@ use crate::fallback::queue::{accepted_reply, QueueFull, QueueId};
 use crate::fallback::run::{
     secondary_answer, to_reply, Chain, FallbackRun, FallbackStep, SecondaryAnswer,
 };
-use crate::idempotency::request::KeyedRequest;
+use crate::idempotency::request::{AnswerCopy, KeyedRequest};
 use crate::metrics::{Event, FallbackEvent};
 use crate::outcome::UpstreamResult;
 use crate::pipeline::Env;
@@ -17,11 +17,7 @@ use super::{key_env, routed, Await, Enqueue, RequestFlow, Stage, Step};
 
 impl RequestFlow {
     /// Keeps how a forward ended for the key's record, until the fallback chain decides.
-    pub(super) fn defer_result(
-        &mut self,
-        result: UpstreamResult,
-        answer: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
-    ) {
+    pub(super) fn defer_result(&mut self, result: UpstreamResult, answer: Option<AnswerCopy>) {
         if let Some(k) = self.key.keyed_mut() {
             k.defer(result, answer);
         }

@@ -4,6 +4,7 @@
 
 use crate::config::Forward;
 use crate::fallback::kept::KeptRequest;
+use crate::idempotency::outcome::AnswerParts;
 use crate::idempotency::request::KeyedRequest;
 use crate::outcome::is_failure;
 
@@ -108,7 +109,7 @@ impl RequestFlow {
 
     /// An upstream answer went to the client (callout mode, or router mode once its body is
     /// complete): keep it for the stale cache if the rules allow.
-    pub(super) fn keep_in_cache(&self, env: &Env<'_>, answer: (u16, &[(String, String)], &[u8])) {
+    pub(super) fn keep_in_cache(&self, env: &Env<'_>, answer: AnswerParts<'_>) {
         let plugin = env.plugin;
         let (Some((index, upstream)), Some(kept)) = (routed(plugin, self.upstream), &self.kept)
         else {
