@@ -97,7 +97,7 @@ impl Plugin {
             .upstreams
             .iter()
             .filter(|u| u.circuit_breaker.is_some())
-            .map(|u| breaker_gate::breaker_key(&u.name));
+            .map(|u| crate::breaker::gate::breaker_key(&u.name));
         let budgets = self
             .config
             .upstreams
