@@ -14,7 +14,6 @@
 
 use crate::config::RetryBudget;
 use crate::metrics::{Event, GlobalEvent, Metrics};
-use crate::pipeline::MAX_CAS_ATTEMPTS;
 use crate::retry::budget;
 use crate::store::cas::{update_key, Step};
 use crate::store::SharedStore;
@@ -27,7 +26,7 @@ pub fn budget_key(upstream: &str) -> String {
 
 /// Records one original request to `upstream`.
 pub fn deposit(upstream: &str, store: &dyn SharedStore, now: UnixNanos, metrics: &mut dyn Metrics) {
-    let result = update_key(store, &budget_key(upstream), MAX_CAS_ATTEMPTS, |current| {
+    let result = update_key(store, &budget_key(upstream), |current| {
         let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
         Step::Write {
             value: budget::deposit(state, now),
@@ -47,7 +46,7 @@ pub fn withdraw(
     now: UnixNanos,
     metrics: &mut dyn Metrics,
 ) -> bool {
-    let result = update_key(store, &budget_key(upstream), MAX_CAS_ATTEMPTS, |current| {
+    let result = update_key(store, &budget_key(upstream), |current| {
         let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
         match budget::try_withdraw(cfg, state, now) {
             (true, Some(value)) => Step::Write {

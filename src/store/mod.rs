@@ -20,11 +20,16 @@ pub mod slots;
 mod table_error;
 
 #[cfg(test)]
+mod cas_tests;
+#[cfg(test)]
 mod concurrency_tests;
 #[cfg(test)]
 mod slots_tests;
 
-pub use cas::{ensure_key, get_or_create, update_key, Step, StoreFault, UpdateError};
+pub use cas::{
+    ensure_key, get_or_create, read_compute_cas, retry_cas, update_key, Attempt, Exhausted, Step,
+    StoreFault, UpdateError, MAX_CAS_ATTEMPTS,
+};
 pub use hash::{KeyHash, KeyHasher};
 pub use memory::MemoryStore;
 pub use slots::{Dropped, Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
