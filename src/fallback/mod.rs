@@ -46,9 +46,9 @@ mod tests;
 pub use cache::{CacheError, Miss, StaleCache, StaleHit, Stored};
 pub use cacheable::{cache_key, NotStored, VaryValues};
 pub use chain::{choose, kind_name, marker, static_reply, Situation};
-pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
+pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueId, Settled};
 pub use headers::{mark, stale_headers};
-pub use queue::{accepted_reply, QueueFull, QueueId, QueueLimits, QueuedRequest, RequestQueue};
+pub use queue::{accepted_reply, QueueFull, QueueLimits, QueuedRequest, RequestQueue};
 
 /// The response header that marks every degraded answer (SPEC §7).
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";

@@ -41,6 +41,8 @@ use crate::random::RandomSource;
 use crate::retry::backoff::Backoff;
 use crate::time::UnixNanos;
 
+/// The id [`RequestQueue::enqueue`] hands out; defined with the deliveries that carry it.
+pub use super::delivery::QueueId;
 use super::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
 use super::{FALLBACK_HEADER, MARK_QUEUED};
 use crate::hop_by_hop::end_to_end;
@@ -54,16 +56,6 @@ pub const HEADER_OVERHEAD_BYTES: u64 = 48;
 pub struct QueueLimits {
     pub max_items: u32,
     pub max_bytes: u64,
-}
-
-/// A queued item's id: random, shown as 16 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueId(pub u64);
-
-impl fmt::Display for QueueId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
 }
 
 /// The request to deliver later. `headers` are regular headers (no pseudo-headers).
