@@ -33,6 +33,7 @@
 //! bytes read from shared data never panics (garbage is a miss).
 
 pub mod cache;
+pub mod cache_outcome;
 pub mod cacheable;
 pub mod chain;
 pub mod delivery;
@@ -43,7 +44,8 @@ pub mod queue;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheError, Miss, StaleCache, StaleHit, Stored};
+pub use cache::StaleCache;
+pub use cache_outcome::{CacheError, Miss, StaleHit, Stored};
 pub use cacheable::{cache_key, NotStored, VaryValues};
 pub use chain::{choose, kind_name, marker, static_reply, Situation};
 pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueId, Settled};
