@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod config;
 pub mod fallback;
 pub mod forward;
+pub mod header_names;
 pub mod hop_by_hop;
 pub mod idempotency;
 pub mod metrics;

@@ -6,6 +6,8 @@
 //! why. gRPC clients cannot read a problem document, so for `content-type: application/grpc…`
 //! the same answer becomes a gRPC status (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`, …).
 
+use crate::header_names::CONTENT_TYPE;
+
 /// gRPC status codes levee may answer with.
 pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 pub const GRPC_UNAVAILABLE: u32 = 14;
@@ -125,7 +127,7 @@ pub fn problem(kind: ProblemKind, status: u16, detail: &str, extra: &[(&str, &st
     let body = serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default();
     LocalReply {
         status,
-        headers: vec![("content-type".into(), "application/problem+json".into())],
+        headers: vec![(CONTENT_TYPE.into(), "application/problem+json".into())],
         body,
         details: kind.details(),
         grpc_status: Some(kind.grpc_status()),

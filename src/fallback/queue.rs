@@ -36,6 +36,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
+use crate::header_names::{AUTHORITY, CONTENT_TYPE, METHOD, PATH};
 use crate::idempotency::response::StoredResponse;
 use crate::random::RandomSource;
 use crate::retry::backoff::Backoff;
@@ -238,9 +239,9 @@ impl RequestQueue {
     pub fn call_headers(&self, id: QueueId) -> Option<Vec<(String, String)>> {
         let r = self.request(id)?;
         let mut out = vec![
-            (":method".to_owned(), r.method.clone()),
-            (":path".to_owned(), r.path.clone()),
-            (":authority".to_owned(), r.authority.clone()),
+            (METHOD.to_owned(), r.method.clone()),
+            (PATH.to_owned(), r.path.clone()),
+            (AUTHORITY.to_owned(), r.authority.clone()),
         ];
         out.extend(r.headers.iter().cloned());
         Some(out)
@@ -341,7 +342,7 @@ pub fn accepted_reply(id: QueueId) -> StoredResponse {
     StoredResponse {
         status: 202,
         headers: vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
+            (CONTENT_TYPE.to_owned(), "application/json".to_owned()),
             (FALLBACK_HEADER.to_owned(), MARK_QUEUED.to_owned()),
         ],
         body: format!("{{\"id\":\"{id}\",\"status\":\"queued\"}}").into_bytes(),

@@ -27,7 +27,7 @@ pub fn budget_key(upstream: &str) -> String {
 /// Records one original request to `upstream`.
 pub fn deposit(upstream: &str, store: &dyn SharedStore, now: UnixNanos, metrics: &mut dyn Metrics) {
     let result = update_key(store, &budget_key(upstream), |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+        let state = current.value.as_slice();
         Step::Write {
             value: budget::deposit(state, now),
             result: (),
@@ -47,7 +47,7 @@ pub fn withdraw(
     metrics: &mut dyn Metrics,
 ) -> bool {
     let result = update_key(store, &budget_key(upstream), |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+        let state = current.value.as_slice();
         match budget::try_withdraw(cfg, state, now) {
             (true, Some(value)) => Step::Write {
                 value,

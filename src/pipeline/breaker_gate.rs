@@ -54,7 +54,7 @@ pub fn admit_noting_quiet(
     };
     let lease = probe_lease_ns(upstream);
     let result = update_key(store, &breaker_key(&upstream.name), |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+        let state = current.value.as_slice();
         let a = breaker::admit(cfg, state, now, lease);
         match a.new_state {
             Some(value) => Step::Write {
@@ -143,7 +143,7 @@ pub fn record(
         what,
     });
     let result = update_key(store, &breaker_key(&upstream.name), |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+        let state = current.value.as_slice();
         let r = breaker::record(cfg, state, ticket, failed, now);
         match r.new_state {
             Some(value) => Step::Write {

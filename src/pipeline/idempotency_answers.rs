@@ -162,7 +162,7 @@ impl IdempotencyLayer {
     fn reserve(&self, store: &dyn SharedStore, bytes: u64) -> bool {
         let max = self.config.max_stored_bytes;
         let result = update_key(store, BUDGET_KEY, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_add(bytes);
+            let next = used(&current.value).saturating_add(bytes);
             if bytes > 0 && next > max {
                 return Step::Keep(false);
             }
@@ -181,7 +181,7 @@ impl IdempotencyLayer {
             return;
         }
         let result = update_key(store, BUDGET_KEY, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_sub(bytes);
+            let next = used(&current.value).saturating_sub(bytes);
             Step::Write {
                 value: next.to_le_bytes().to_vec(),
                 result: (),
@@ -204,9 +204,10 @@ impl From<Exhausted> for StatusOnly {
 }
 
 /// The counter's value (empty: 0).
-fn used(value: Option<&[u8]>) -> u64 {
+fn used(value: &[u8]) -> u64 {
     value
-        .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes)
 }
 

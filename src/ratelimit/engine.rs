@@ -137,14 +137,15 @@ impl RateLimiter {
                 continue;
             }
             key.clear();
-            let _ = extract_key(&limit.config.key, client_ip, req, &mut key);
+            // A part the request lacks keys as "absent", so such requests share one entry.
+            extract_key(&limit.config.key, client_ip, req, &mut key);
             let hash = hasher.hash(limit.config.name.as_bytes(), &key);
             let Some((lookup, evaluation)) = read_and_evaluate(limit, store, hash, now) else {
                 metrics.count(Event::Global(GlobalEvent::InternalError));
                 match limit.config.on_internal_error {
                     OnInternalError::Allow => failed_open.push(index),
                     OnInternalError::Deny => {
-                        return self.reject_internal(index, now, metrics);
+                        return self.reject_internal(index, metrics);
                     }
                 }
                 continue;
@@ -202,7 +203,7 @@ impl RateLimiter {
                     metrics.count(Event::Global(GlobalEvent::InternalError));
                     if limit.config.on_internal_error == OnInternalError::Deny {
                         self.refund_all(store, &committed, now, metrics);
-                        return self.reject_internal(index, now, metrics);
+                        return self.reject_internal(index, metrics);
                     }
                     failed_open.push(index);
                 }
@@ -269,7 +270,7 @@ impl RateLimiter {
         }
     }
 
-    fn reject_internal(&self, index: usize, _now: UnixNanos, metrics: &mut dyn Metrics) -> Check {
+    fn reject_internal(&self, index: usize, metrics: &mut dyn Metrics) -> Check {
         metrics.count(Event::RateLimit {
             limit: index,
             what: RateLimitEvent::Rejected,

@@ -3,6 +3,7 @@
 //! `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=97;t=42`.
 
 use crate::config::RateLimitHeaders;
+use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
 use crate::time::{retry_after_seconds, UnixNanos, NANOS_PER_SEC};
 
 use super::Evaluation;
@@ -29,7 +30,7 @@ pub fn rate_limit_headers(
             evaluation.remaining.to_string(),
         ));
         out.push((
-            "x-ratelimit-reset".into(),
+            X_RATELIMIT_RESET.into(),
             evaluation.reset_at.div_ceil(NANOS_PER_SEC).to_string(),
         ));
     }
@@ -46,7 +47,7 @@ pub fn rate_limit_headers(
     }
     if rejected {
         out.push((
-            "retry-after".into(),
+            RETRY_AFTER.into(),
             retry_after_seconds(evaluation.retry_after_ns).to_string(),
         ));
     }

@@ -163,16 +163,16 @@ pub fn read_compute_cas<S, V, T, D: Default, E: From<Exhausted>>(
 
 /// Read-compute-CAS on an existing plain key ([`read_compute_cas`]).
 ///
-/// `f` must be pure. It sees the current value and version — always `Some`: a missing key is
+/// `f` must be pure. It sees the current value and version; a missing key is
 /// [`UpdateError::Missing`] and `f` is not called. A key created empty shows an empty value.
 pub fn update_key<T>(
     store: &dyn SharedStore,
     key: &str,
-    mut f: impl FnMut(Option<&Versioned>) -> Step<T>,
+    f: impl FnMut(&Versioned) -> Step<T>,
 ) -> Result<T, UpdateError> {
     read_compute_cas(
         || read(store, key)?.ok_or(UpdateError::Missing),
-        |current| f(Some(current)),
+        f,
         |current, value| conditional_set(store, key, &value, current.cas),
     )
     .map(|(result, ())| result)

@@ -8,8 +8,8 @@ use super::memory::MemoryStore;
 use super::slots::{Eviction, SlotStep, SlotTable, TableError};
 use super::{SharedStore, Versioned, WriteError};
 
-fn increment(current: Option<&Versioned>) -> Step<u64> {
-    let value = current.map(|v| v.value.as_slice()).unwrap_or_default();
+fn increment(current: &Versioned) -> Step<u64> {
+    let value = current.value.as_slice();
     let n = value.try_into().map(u64::from_le_bytes).unwrap_or(0) + 1;
     Step::Write {
         value: n.to_le_bytes().to_vec(),
@@ -41,8 +41,8 @@ fn keep_does_not_write() {
     ensure_key(&store, "k", b"x").unwrap();
     let sets = store.stats().sets;
     assert_eq!(
-        update_key(&store, "k", |v| Step::Keep(v.map(|v| v.value.len()))),
-        Ok(Some(1))
+        update_key(&store, "k", |v| Step::Keep(v.value.len())),
+        Ok(1)
     );
     assert_eq!(store.stats().sets, sets);
 }
@@ -170,7 +170,7 @@ fn a_rerun_after_a_conflict_sees_the_other_writers_value() {
     ensure_key(&store, "k", b"mine").unwrap();
     let mut seen = Vec::new();
     let out = update_key(&store, "k", |v| {
-        let value = v.map(|v| v.value.clone()).unwrap_or_default();
+        let value = v.value.clone();
         if seen.is_empty() {
             // Another worker writes between our read and our CAS.
             store.set("k", b"theirs", None).unwrap();
@@ -222,7 +222,7 @@ proptest! {
         let mut runs = 0;
         let out = update_key(&store, "k", |v| {
             runs += 1;
-            let n = v.and_then(|v| v.value.as_slice().try_into().ok()).map_or(0, u64::from_le_bytes);
+            let n = v.value.as_slice().try_into().map_or(0, u64::from_le_bytes);
             Step::Write { value: n.wrapping_add(1).to_le_bytes().to_vec(), result: n }
         });
         let now = store.get("k").unwrap().unwrap().value;

@@ -55,7 +55,7 @@ fn four_workers_count_exactly_through_update_key_under_injected_conflicts() {
         let mut mine = Vec::new();
         while mine.len() < 1000 {
             let r = update_key(&store, "levee:v1:cb:x", |v| {
-                let n = counter(v.map(|v| v.value.as_slice())) + 1;
+                let n = counter(Some(&v.value)) + 1;
                 Step::Write {
                     value: n.to_le_bytes().to_vec(),
                     result: n,
