@@ -98,7 +98,7 @@ struct Pending {
 }
 
 /// A limit whose admission (or re-evaluated verdict) phase 2 settled.
-struct Committed {
+struct Settled {
     index: usize,
     hash: KeyHash,
     evaluation: Evaluation,
@@ -180,7 +180,7 @@ impl RateLimiter {
         }
 
         // Phase 2: commit each admission; on conflict re-evaluate that limit.
-        let mut committed: Vec<Committed> = Vec::with_capacity(pending.len());
+        let mut committed: Vec<Settled> = Vec::with_capacity(pending.len());
         for p in pending {
             let limit = &self.limits[p.index];
             match commit(limit, store, p, now) {
@@ -288,7 +288,7 @@ impl RateLimiter {
     fn refund_all(
         &self,
         store: &dyn SharedStore,
-        committed: &[Committed],
+        committed: &[Settled],
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
@@ -321,7 +321,7 @@ fn commit(
     store: &dyn SharedStore,
     p: Pending,
     now: UnixNanos,
-) -> Result<Committed, usize> {
+) -> Result<Settled, usize> {
     // Phase 1 already evaluated exactly the state `p.lookup` holds, at this `now`.
     let mut evaluated = Some(p.evaluation);
     let committed =
@@ -342,7 +342,7 @@ fn commit(
                 }
             });
     match committed {
-        Ok((evaluation, _)) => Ok(Committed {
+        Ok((evaluation, _)) => Ok(Settled {
             index: p.index,
             hash: p.hash,
             evaluation,

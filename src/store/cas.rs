@@ -38,10 +38,10 @@ use super::{Cas, SharedStore, Versioned, WriteError};
 pub const CAS_PROBE_KEY: &str = "levee:v1:meta:cas_probe";
 
 /// How many times any read-compute-CAS in levee runs before it gives up with [`Exhausted`].
-/// Each lost race means another worker's write landed, so with `n` workers writing one key a
-/// caller loses at most `n - 1` races per write it is waiting behind; 16 leaves room for
-/// Envoy's usual concurrency while bounding the work one request can spend on one key. When it
-/// runs out, the layer's `on_internal_error` decides and `levee_internal_errors` counts it.
+/// A lost race means another worker's write landed, so the workers as a whole always make
+/// progress; the bound only caps how long one request keeps losing on a hot key. When it runs
+/// out, the layer decides (a limit's or the idempotency layer's `on_internal_error`, the
+/// breaker fails open, the retry budget refuses) and `levee_internal_errors` counts it.
 pub const MAX_CAS_ATTEMPTS: u32 = 16;
 
 /// What the compute closure decided: write `value` (a byte value for a plain key; whatever

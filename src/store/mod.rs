@@ -10,6 +10,9 @@
 //! levee therefore never creates keys on the request path. Per-client entries live in
 //! [`slots::SlotTable`]s: fixed, pre-created sets of keys in which "claim this entry" is a CAS
 //! on a key that already exists.
+//!
+//! Every change to shared state, plain key or table entry, is one read-compute-CAS with one
+//! retry bound ([`cas::read_compute_cas`], [`cas::MAX_CAS_ATTEMPTS`]).
 
 pub mod bucket;
 pub mod cas;
