@@ -2,7 +2,7 @@
 //!
 //! In Envoy this is the plugin's shared data: one process-wide map per `vm_id`, one mutex,
 //! values copied in and out on every call, compare-and-swap on a per-key version (`cas`).
-//! Two facts shape everything here (see ENVOY_NOTES.md):
+//! Two facts of proxy-wasm-cpp-host's `SharedData` shape everything here:
 //! - a key that does not exist yet is created by *any* `set`, whatever `cas` is given, so
 //!   "create if absent" is not atomic; and
 //! - there is no delete, so keys derived from client input would grow memory forever.

@@ -1,7 +1,7 @@
 //! Bounded slot tables: per-client state in a fixed, pre-created set of shared-data keys.
 //!
 //! Shared data has no delete, so one key per client IP or idempotency key would grow Envoy's
-//! memory without bound, and creating keys on the request path races (ENVOY_NOTES.md). A
+//! memory without bound, and creating keys on the request path races ([`super::cas`]). A
 //! [`SlotTable`] instead owns `buckets` keys, `levee:v1:<layer>:<name>:<bucket>`, created
 //! empty at configure time ([`SlotTable::ensure_created`]); each holds up to [`WAYS`] entries
 //! (layout and the reason for buckets in [`super::bucket`]). Its memory is fixed the moment it
