@@ -31,7 +31,7 @@ use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
 use crate::store::hash::{KeyHash, KeyHasher};
-use crate::store::slots::{Eviction, Placement, SlotStep, SlotTable, TableError};
+use crate::store::slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
@@ -154,28 +154,7 @@ impl IdempotencyLayer {
         let (claim, dropped) =
             self.table
                 .update_lookup(store, hash, now, RECORD_EVICTION, None, |lookup| {
-                    let Some(slot) = lookup.placement.slot() else {
-                        return SlotStep::Keep(Err(TableError::Full));
-                    };
-                    let state = lookup.state.as_deref();
-                    let decided = begin(&self.config, state, fingerprint, owner, now);
-                    let Begin::Execute { new_state, .. } = &decided else {
-                        let (begin, evicted) = (decided, false);
-                        return SlotStep::Keep(Ok(Claim {
-                            begin,
-                            slot,
-                            evicted,
-                        }));
-                    };
-                    SlotStep::Write {
-                        state: new_state.bytes.clone(),
-                        at_rest_at: new_state.at_rest_at,
-                        result: Ok(Claim {
-                            evicted: matches!(lookup.placement, Placement::Evict { .. }),
-                            begin: decided,
-                            slot,
-                        }),
-                    }
+                    self.decide_claim(lookup, fingerprint, owner, now)
                 })?;
         let claim = claim?;
         if let Begin::Execute { .. } = claim.begin {
@@ -185,6 +164,39 @@ impl IdempotencyLayer {
             self.free_dropped(store, &dropped, now);
         }
         Ok(claim)
+    }
+
+    /// The pure part of [`Self::claim`], run on every read of the key's bucket: whether this
+    /// request executes (and the record it writes), or what it learns instead.
+    fn decide_claim(
+        &self,
+        lookup: &Lookup,
+        fingerprint: Fingerprint,
+        owner: u64,
+        now: UnixNanos,
+    ) -> SlotStep<Result<Claim, TableError>> {
+        let Some(slot) = lookup.placement.slot() else {
+            return SlotStep::Keep(Err(TableError::Full));
+        };
+        let state = lookup.state.as_deref();
+        let decided = begin(&self.config, state, fingerprint, owner, now);
+        let Begin::Execute { new_state, .. } = &decided else {
+            let (begin, evicted) = (decided, false);
+            return SlotStep::Keep(Ok(Claim {
+                begin,
+                slot,
+                evicted,
+            }));
+        };
+        SlotStep::Write {
+            state: new_state.bytes.clone(),
+            at_rest_at: new_state.at_rest_at,
+            result: Ok(Claim {
+                evicted: matches!(lookup.placement, Placement::Evict { .. }),
+                begin: decided,
+                slot,
+            }),
+        }
     }
 
     /// The answer to replay for a completed record.
