@@ -21,7 +21,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
+.PHONY: all build noop envoy test unit integration lint lint-tools fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -86,8 +86,17 @@ soak: envoy build
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) SOAK_SECS=$${SOAK_SECS:-120} \
 	  cargo test --test soak -- --ignored --nocapture
 
-## lint: clippy (native and wasm, levee and the noop filter) and rustfmt, warnings are errors
-lint: wasm-target
+## lint-tools: clippy and rustfmt, added through rustup when missing
+lint-tools:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  for c in clippy rustfmt; do \
+	    rustup component list --installed | grep -q "^$$c" || rustup component add $$c; \
+	  done; \
+	fi
+
+## lint: clippy (native and wasm, levee and the noop filter; no unwrap/expect/panic outside
+## tests) and rustfmt, warnings are errors
+lint: wasm-target lint-tools
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --manifest-path $(NOOP_MANIFEST) --target-dir target -- -D warnings

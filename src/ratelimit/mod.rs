@@ -9,6 +9,8 @@ pub mod algorithm;
 mod aligned;
 pub mod codec;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod fixed_window;
 mod gcra;
 pub mod headers;
