@@ -1,0 +1,27 @@
+//! The etcd v3 messages levee sends and reads (`etcdserverpb`, etcd ≥ 3.4): `KV/Txn` for
+//! idempotency records and `Lease/LeaseGrant` for their garbage collection.
+//!
+//! gRPC paths: service `etcdserverpb.KV`, method `Txn`; service `etcdserverpb.Lease`, method
+//! `LeaseGrant`.
+
+pub mod kv;
+pub mod lease;
+pub mod txn;
+
+pub use kv::{
+    DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader,
+};
+pub use lease::{LeaseGrantRequest, LeaseGrantResponse};
+pub use txn::{
+    Compare, CompareResult, CompareTarget, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+};
+
+/// gRPC service of [`TxnRequest`].
+pub const KV_SERVICE: &str = "etcdserverpb.KV";
+/// gRPC method of [`TxnRequest`].
+pub const TXN_METHOD: &str = "Txn";
+/// gRPC service of [`LeaseGrantRequest`].
+pub const LEASE_SERVICE: &str = "etcdserverpb.Lease";
+/// gRPC method of [`LeaseGrantRequest`].
+pub const LEASE_GRANT_METHOD: &str = "LeaseGrant";
