@@ -25,6 +25,7 @@ pub mod client;
 pub mod envoy;
 pub mod envoy_config;
 pub mod levee;
+pub mod peers;
 pub mod upstream;
 pub mod wire;
 
