@@ -1,0 +1,439 @@
+//! The backend test peers prove themselves: the rate limit service peer decides as Envoy's own
+//! `envoy.filters.http.ratelimit` expects and honours the protocol's details and its faults, and
+//! etcd (one member, three members) takes Txns through an Envoy HTTP/2 cluster — the path of
+//! levee's `dispatch_grpc_call` — and survives the loss of its leader. Messages are built and
+//! read with levee's own codec.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::etcd::Etcd;
+use harness::grpc_web;
+use harness::raw_envoy::*;
+use harness::redis::Redis;
+use harness::rls::{rule, RlsPeer};
+use harness::{send, Request, Upstream};
+use levee::backend::etcd::*;
+use levee::backend::rls::*;
+use levee::backend::rls::{METHOD as RLS_METHOD, SERVICE as RLS_SERVICE};
+use levee::backend::Message;
+use serde_json::json;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+/// Envoy with two listeners: `native` runs Envoy's rate limit filter against the peer in front
+/// of `upstream` (descriptor `("levee_limit", "api"), ("key", <x-key>)`); `grpc` is a gRPC-Web
+/// front to the peer for calls made with levee's codec.
+fn rate_limit_envoy(peer: &RlsPeer, upstream: &Upstream) -> RawEnvoy {
+    let ratelimit = json!({
+        "name": "envoy.filters.http.ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            "domain": "levee",
+            "failure_mode_deny": false,
+            "timeout": "1s",
+            "rate_limit_service": {
+                "grpc_service": { "envoy_grpc": { "cluster_name": "ratelimit" } },
+                "transport_api_version": "V3",
+            },
+        },
+    });
+    let limited = json!({
+        "match": { "prefix": "/" },
+        "route": {
+            "cluster": "upstream",
+            "rate_limits": [{ "actions": [
+                { "generic_key": { "descriptor_key": "levee_limit", "descriptor_value": "api" } },
+                { "request_headers": { "header_name": "x-key", "descriptor_key": "key" } },
+            ]}],
+        },
+    });
+    let bootstrap = json!({
+        "static_resources": {
+            "listeners": [
+                http_listener("native", vec![ratelimit], vec![limited]),
+                http_listener("grpc", vec![grpc_web_filter()], vec![route("/", "ratelimit", "5s")]),
+            ],
+            "clusters": [h2_cluster("ratelimit", &[peer.port()], false), h1_cluster("upstream", upstream.port())],
+        },
+    });
+    RawEnvoy::start(bootstrap, &["native", "grpc"])
+}
+
+fn should_rate_limit(
+    envoy: &RawEnvoy,
+    req: &RateLimitRequest,
+) -> Result<RateLimitResponse, grpc_web::GrpcError> {
+    let bytes = grpc_web::call(
+        envoy.port(1),
+        RLS_SERVICE,
+        RLS_METHOD,
+        &req.encode(),
+        Duration::from_secs(5),
+    )?;
+    Ok(RateLimitResponse::decode(&bytes).unwrap())
+}
+
+fn descriptor(key: &str, limit: Option<LimitOverride>, hits: Option<u64>) -> Descriptor {
+    let entry = |k: &str, v: &str| Entry {
+        key: k.to_string(),
+        value: v.to_string(),
+    };
+    Descriptor {
+        entries: vec![entry("levee_limit", "orders"), entry("key", key)],
+        limit,
+        hits_addend: hits,
+    }
+}
+
+#[test]
+fn envoys_native_rate_limit_filter_gets_the_peers_decisions() {
+    let redis = Redis::start();
+    let peer = RlsPeer::start(
+        &redis,
+        &[rule(
+            "levee",
+            &[("levee_limit", Some("api")), ("key", None)],
+            3,
+            "HOUR",
+        )],
+    );
+    let up = Upstream::start();
+    let envoy = rate_limit_envoy(&peer, &up);
+    let (a, b) = (unique("a"), unique("b"));
+
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| send(envoy.port(0), &Request::get("/x").header("x-key", &a)).status)
+        .collect();
+    let other = send(envoy.port(0), &Request::get("/x").header("x-key", &b));
+
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(envoy.stat("cluster.upstream.ratelimit.over_limit"), 2);
+    assert_eq!(
+        envoy.stat("cluster.upstream.ratelimit.ok"),
+        4,
+        "three for a, one for b"
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(up.count(), 4, "denied requests never reach the upstream");
+    let counters = peer.counters();
+    let count_of = |k: &str| {
+        counters
+            .iter()
+            .find(|(name, _)| name.contains(k))
+            .map(|(_, v)| v.as_u64().unwrap())
+    };
+    assert_eq!(
+        count_of(&a),
+        Some(5),
+        "hits over the limit are counted too: {counters:?}"
+    );
+    assert_eq!(count_of(&b), Some(1));
+    let sent = peer.requests();
+    assert_eq!(sent[0]["domain"], "levee");
+    assert_eq!(
+        sent[0]["descriptors"][0]["entries"][1],
+        json!({ "key": "key", "value": a })
+    );
+
+    // The peer unreachable: Envoy's failure_mode_deny=false lets the request through.
+    peer.set_fault(json!({ "grpc_status": "UNAVAILABLE" }));
+    assert_eq!(
+        send(envoy.port(0), &Request::get("/x").header("x-key", &a)).status,
+        200
+    );
+    assert!(envoy.stat("cluster.upstream.ratelimit.error") >= 1);
+}
+
+#[test]
+fn the_rate_limit_peer_honours_overrides_hits_windows_and_domains() {
+    let redis = Redis::start();
+    let peer = RlsPeer::start(&redis, &[rule("levee", &[("unused", None)], 1, "SECOND")]);
+    let up = Upstream::start();
+    let envoy = rate_limit_envoy(&peer, &up);
+    let key = unique("k");
+    let per_hour = Some(LimitOverride {
+        requests_per_unit: 2,
+        unit: Unit::Hour,
+    });
+    let ask = |descriptors: Vec<Descriptor>, hits: u32, domain: &str| {
+        should_rate_limit(
+            &envoy,
+            &RateLimitRequest {
+                domain: domain.to_string(),
+                descriptors,
+                hits_addend: hits,
+            },
+        )
+        .unwrap()
+    };
+
+    let first = ask(vec![descriptor(&key, per_hour, None)], 0, "levee");
+    assert_eq!(first.overall_code, Code::Ok);
+    let s = &first.statuses[0];
+    assert_eq!(
+        (s.code, s.limit_remaining),
+        (Code::Ok, 1),
+        "hits_addend 0 counts as 1"
+    );
+    assert_eq!(
+        s.current_limit,
+        Some(CurrentLimit {
+            requests_per_unit: 2,
+            unit: Unit::Hour,
+            name: String::new()
+        })
+    );
+    let reset = s.duration_until_reset.unwrap().seconds;
+    assert!(
+        (1..=3600).contains(&reset),
+        "the window is aligned to the hour: {reset}"
+    );
+
+    // The descriptor's own hits_addend wins over the request's; over the limit still counts.
+    let second = ask(
+        vec![
+            descriptor(&key, per_hour, Some(2)),
+            descriptor(&unique("fresh"), per_hour, None),
+        ],
+        5,
+        "levee",
+    );
+    assert_eq!(second.overall_code, Code::OverLimit);
+    assert_eq!(
+        (second.statuses[0].code, second.statuses[0].limit_remaining),
+        (Code::OverLimit, 0)
+    );
+    assert_eq!(
+        second.statuses[1].code,
+        Code::OverLimit,
+        "the request's hits_addend (5) applies"
+    );
+    let counted: Vec<u64> = peer
+        .counters()
+        .iter()
+        .filter(|(k, _)| k.contains(&key))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(counted, [3]);
+
+    // A domain the service does not know limits nothing and names no limit.
+    let unknown = ask(vec![descriptor(&key, per_hour, None)], 1, "nobody");
+    assert_eq!(unknown.overall_code, Code::Ok);
+    assert_eq!(unknown.statuses.len(), 1);
+    assert_eq!(unknown.statuses[0].current_limit, None);
+
+    // Faults.
+    peer.set_fault(json!({ "no_statuses": true }));
+    let bare = ask(vec![descriptor(&unique("h"), per_hour, None)], 1, "levee");
+    assert!(bare.statuses.is_empty());
+    let header = |name: &str| {
+        bare.response_headers_to_add
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.value.clone())
+    };
+    assert_eq!(header("X-RateLimit-Limit").as_deref(), Some("2, 2;w=3600"));
+    assert_eq!(header("X-RateLimit-Remaining").as_deref(), Some("1"));
+    assert!(header("X-RateLimit-Reset").is_some());
+
+    peer.set_fault(json!({ "overall_unknown": true }));
+    assert_eq!(
+        ask(vec![descriptor(&key, per_hour, None)], 1, "levee").overall_code,
+        Code::Unknown
+    );
+
+    peer.set_fault(json!({ "grpc_status": "UNAVAILABLE" }));
+    let req = RateLimitRequest {
+        domain: "levee".into(),
+        descriptors: vec![descriptor(&key, per_hour, None)],
+        hits_addend: 1,
+    };
+    assert_eq!(should_rate_limit(&envoy, &req).unwrap_err().code, 14);
+
+    peer.set_fault(json!({ "delay_ms": 300 }));
+    let started = Instant::now();
+    assert!(should_rate_limit(&envoy, &req).is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    peer.set_fault(json!({}));
+    assert_eq!(
+        should_rate_limit(&envoy, &req).unwrap().overall_code,
+        Code::OverLimit
+    );
+}
+
+/// A gRPC-Web front on Envoy to the etcd members (HTTP/2 cluster, TCP health checks).
+fn etcd_envoy(etcd: &Etcd) -> RawEnvoy {
+    let mut front = route("/", "etcd", "2s");
+    front["route"]["retry_policy"] =
+        json!({ "retry_on": "connect-failure,reset,unavailable", "num_retries": 2 });
+    let bootstrap = json!({
+        "static_resources": {
+            "listeners": [http_listener("grpc", vec![grpc_web_filter()], vec![front])],
+            "clusters": [h2_cluster("etcd", &etcd.client_ports(), true)],
+        },
+    });
+    RawEnvoy::start(bootstrap, &["grpc"])
+}
+
+fn txn(envoy: &RawEnvoy, t: &TxnRequest) -> Result<TxnResponse, grpc_web::GrpcError> {
+    let bytes = grpc_web::call(
+        envoy.port(0),
+        KV_SERVICE,
+        TXN_METHOD,
+        &t.encode(),
+        Duration::from_secs(3),
+    )?;
+    Ok(TxnResponse::decode(&bytes).unwrap())
+}
+
+/// Create `key` if absent; otherwise read it.
+fn claim(key: &[u8], value: &[u8]) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare::absent(key)],
+        success: vec![RequestOp::Put(PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            ..PutRequest::default()
+        })],
+        failure: vec![RequestOp::Range(RangeRequest {
+            key: key.to_vec(),
+            ..RangeRequest::default()
+        })],
+    }
+}
+
+fn read(envoy: &RawEnvoy, key: &[u8]) -> Option<KeyValue> {
+    let get = TxnRequest {
+        success: vec![RequestOp::Range(RangeRequest {
+            key: key.to_vec(),
+            ..RangeRequest::default()
+        })],
+        ..TxnRequest::default()
+    };
+    match txn(envoy, &get).unwrap().responses.first() {
+        Some(ResponseOp::Range(r)) => r.kvs.first().cloned(),
+        other => panic!("not a range answer: {other:?}"),
+    }
+}
+
+#[test]
+fn a_single_etcd_member_takes_claims_fenced_writes_and_lease_grants_through_envoy() {
+    let etcd = Etcd::single();
+    let envoy = etcd_envoy(&etcd);
+
+    let first = txn(&envoy, &claim(b"levee/k", b"owner-1")).unwrap();
+    assert!(first.succeeded);
+    let fence = first.revision();
+    let again = txn(&envoy, &claim(b"levee/k", b"owner-2")).unwrap();
+    assert!(!again.succeeded, "the key exists: the failure branch ran");
+    let ResponseOp::Range(existing) = &again.responses[0] else {
+        panic!("{again:?}")
+    };
+    assert_eq!(
+        (
+            existing.kvs[0].value.as_slice(),
+            existing.kvs[0].mod_revision
+        ),
+        (&b"owner-1"[..], fence)
+    );
+
+    let update = |rev: i64, v: &[u8]| TxnRequest {
+        compare: vec![Compare::mod_revision_is(b"levee/k", rev)],
+        success: vec![RequestOp::Put(PutRequest {
+            key: b"levee/k".to_vec(),
+            value: v.to_vec(),
+            ..PutRequest::default()
+        })],
+        failure: vec![],
+    };
+    assert!(txn(&envoy, &update(fence, b"done")).unwrap().succeeded);
+    assert!(
+        !txn(&envoy, &update(fence, b"stale")).unwrap().succeeded,
+        "a stale fence is refused"
+    );
+    assert_eq!(read(&envoy, b"levee/k").unwrap().value, b"done");
+
+    let grant = LeaseGrantRequest { ttl: 60, id: 0 };
+    let bytes = grpc_web::call(
+        envoy.port(0),
+        LEASE_SERVICE,
+        LEASE_GRANT_METHOD,
+        &grant.encode(),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let lease = LeaseGrantResponse::decode(&bytes).unwrap();
+    assert!(lease.id != 0 && lease.ttl == 60, "{lease:?}");
+    let put = TxnRequest {
+        success: vec![RequestOp::Put(PutRequest {
+            key: b"levee/leased".to_vec(),
+            value: b"x".to_vec(),
+            lease: lease.id,
+            ..PutRequest::default()
+        })],
+        ..TxnRequest::default()
+    };
+    assert!(txn(&envoy, &put).unwrap().succeeded);
+    assert_eq!(read(&envoy, b"levee/leased").unwrap().lease, lease.id);
+}
+
+#[test]
+fn a_three_member_etcd_cluster_keeps_every_claim_through_a_leader_kill() {
+    let mut etcd = Etcd::cluster(3);
+    let envoy = etcd_envoy(&etcd);
+    for i in 0..20 {
+        assert!(
+            txn(&envoy, &claim(format!("levee/before/{i}").as_bytes(), b"v"))
+                .unwrap()
+                .succeeded
+        );
+    }
+
+    let old_leader = etcd.wait_for_leader(Duration::from_secs(5));
+    let killed_at = Instant::now();
+    etcd.kill(old_leader);
+    let new_leader = etcd.wait_for_leader(Duration::from_secs(10));
+    assert_ne!(new_leader, old_leader);
+    let elected_in = killed_at.elapsed();
+
+    // Claims go on through Envoy (the dead member is skipped by the health check or retried).
+    let mut written = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "claims did not resume within 10 s of the leader's loss"
+        );
+        if let Ok(r) = txn(
+            &envoy,
+            &claim(format!("levee/after/{written}").as_bytes(), b"v"),
+        ) {
+            assert!(r.succeeded);
+            written += 1;
+        }
+    }
+    for i in 0..20 {
+        assert!(
+            read(&envoy, format!("levee/before/{i}").as_bytes()).is_some(),
+            "claim {i} was lost"
+        );
+    }
+
+    etcd.restart(old_leader);
+    etcd.wait_for_leader(Duration::from_secs(10));
+    assert!(
+        etcd.status(old_leader).is_some(),
+        "the restarted member rejoined"
+    );
+    eprintln!("leader re-elected {elected_in:?} after the kill");
+}
