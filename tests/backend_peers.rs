@@ -155,7 +155,7 @@ fn envoys_native_rate_limit_filter_gets_the_peers_decisions() {
 
 #[test]
 fn the_rate_limit_peer_honours_overrides_hits_windows_and_domains() {
-    let redis = Redis::start();
+    let mut redis = Redis::start();
     let peer = RlsPeer::start(&redis, &[rule("levee", &[("unused", None)], 1, "SECOND")]);
     let up = Upstream::start();
     let envoy = rate_limit_envoy(&peer, &up);
@@ -268,6 +268,18 @@ fn the_rate_limit_peer_honours_overrides_hits_windows_and_domains() {
     assert_eq!(
         should_rate_limit(&envoy, &req).unwrap().overall_code,
         Code::OverLimit
+    );
+
+    // Redis down: the service fails the call (as envoyproxy/ratelimit does); back: it answers.
+    redis.kill();
+    let down = should_rate_limit(&envoy, &req).unwrap_err();
+    assert!(down.code > 0, "{down:?}");
+    redis.restart();
+    let fresh = should_rate_limit(&envoy, &req).unwrap();
+    assert_eq!(
+        (fresh.overall_code, fresh.statuses[0].limit_remaining),
+        (Code::Ok, 1),
+        "an empty Redis counts from zero"
     );
 }
 

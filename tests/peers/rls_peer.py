@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import json_format
 
@@ -171,7 +173,10 @@ def main():
     parser.add_argument("--redis-port", type=int, required=True)
     parser.add_argument("--config", default="[]")
     args = parser.parse_args()
-    redis_client = redis.Redis(host="127.0.0.1", port=args.redis_port, socket_timeout=1)
+    # No client-side retries: a Redis outage fails the call at once, as the test expects.
+    redis_client = redis.Redis(
+        host="127.0.0.1", port=args.redis_port, socket_timeout=1, socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0))
     state = State()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
