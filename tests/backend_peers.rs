@@ -144,6 +144,29 @@ fn envoys_native_rate_limit_filter_gets_the_peers_decisions() {
         json!({ "key": "key", "value": a })
     );
 
+    // levee's codec reads the same verdicts for the same descriptors (hits 0: look, don't count).
+    let look = |key: &str| {
+        let entry = |k: &str, v: &str| Entry {
+            key: k.to_string(),
+            value: v.to_string(),
+        };
+        let d = Descriptor {
+            entries: vec![entry("levee_limit", "api"), entry("key", key)],
+            limit: None,
+            hits_addend: Some(0),
+        };
+        let req = RateLimitRequest {
+            domain: "levee".into(),
+            descriptors: vec![d],
+            hits_addend: 0,
+        };
+        verdict(&should_rate_limit(&envoy, &req).unwrap(), 0).unwrap()
+    };
+    let (va, vb) = (look(&a), look(&b));
+    assert_eq!((va.allowed, va.limit, va.remaining), (false, 3, 0));
+    assert_eq!((vb.allowed, vb.limit, vb.remaining), (true, 3, 2));
+    assert!(va.reset_ms > 0 && va.reset_ms <= 3_600_000);
+
     // The peer unreachable: Envoy's failure_mode_deny=false lets the request through.
     peer.set_fault(json!({ "grpc_status": "UNAVAILABLE" }));
     assert_eq!(
@@ -224,6 +247,19 @@ fn the_rate_limit_peer_honours_overrides_hits_windows_and_domains() {
         .map(|(_, v)| v.as_u64().unwrap())
         .collect();
     assert_eq!(counted, [3]);
+
+    // levee's own descriptor: a binary key value travels hashed, and is counted like any other.
+    let binary = [0u8, 255, 10];
+    let d = limit_descriptor("orders", &binary, 2, Unit::Hour, 1);
+    let v = verdict(&ask(vec![d.clone()], 1, "levee"), 0).unwrap();
+    assert_eq!((v.allowed, v.limit, v.remaining), (true, 2, 1));
+    let v = verdict(&ask(vec![d], 1, "levee"), 0).unwrap();
+    assert_eq!((v.allowed, v.remaining), (true, 0));
+    let sent = peer.requests().last().cloned().unwrap();
+    assert_eq!(
+        sent["descriptors"][0]["entries"][1]["value"],
+        bounded_value(&binary).as_str()
+    );
 
     // A domain the service does not know limits nothing and names no limit.
     let unknown = ask(vec![descriptor(&key, per_hour, None)], 1, "nobody");
@@ -308,72 +344,60 @@ fn txn(envoy: &RawEnvoy, t: &TxnRequest) -> Result<TxnResponse, grpc_web::GrpcEr
     Ok(TxnResponse::decode(&bytes).unwrap())
 }
 
-/// Create `key` if absent; otherwise read it.
 fn claim(key: &[u8], value: &[u8]) -> TxnRequest {
-    TxnRequest {
-        compare: vec![Compare::absent(key)],
-        success: vec![RequestOp::Put(PutRequest {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            ..PutRequest::default()
-        })],
-        failure: vec![RequestOp::Range(RangeRequest {
-            key: key.to_vec(),
-            ..RangeRequest::default()
-        })],
-    }
+    create_if_absent(key, value, 0)
 }
 
-fn read(envoy: &RawEnvoy, key: &[u8]) -> Option<KeyValue> {
-    let get = TxnRequest {
-        success: vec![RequestOp::Range(RangeRequest {
-            key: key.to_vec(),
-            ..RangeRequest::default()
-        })],
-        ..TxnRequest::default()
-    };
-    match txn(envoy, &get).unwrap().responses.first() {
-        Some(ResponseOp::Range(r)) => r.kvs.first().cloned(),
-        other => panic!("not a range answer: {other:?}"),
-    }
+fn get(envoy: &RawEnvoy, key: &[u8]) -> Option<KeyValue> {
+    first_kv(&txn(envoy, &read(key)).unwrap())
 }
 
 #[test]
 fn a_single_etcd_member_takes_claims_fenced_writes_and_lease_grants_through_envoy() {
     let etcd = Etcd::single();
     let envoy = etcd_envoy(&etcd);
+    let key = b"levee/k";
 
-    let first = txn(&envoy, &claim(b"levee/k", b"owner-1")).unwrap();
-    assert!(first.succeeded);
-    let fence = first.revision();
-    let again = txn(&envoy, &claim(b"levee/k", b"owner-2")).unwrap();
-    assert!(!again.succeeded, "the key exists: the failure branch ran");
-    let ResponseOp::Range(existing) = &again.responses[0] else {
+    let TxnOutcome::Applied { revision: fence } =
+        outcome(&txn(&envoy, &claim(key, b"owner-1")).unwrap())
+    else {
+        panic!("the first claim must create the key")
+    };
+    let again = outcome(&txn(&envoy, &claim(key, b"owner-2")).unwrap());
+    let TxnOutcome::Conflict {
+        current: Some(existing),
+    } = again
+    else {
         panic!("{again:?}")
     };
     assert_eq!(
         (
-            existing.kvs[0].value.as_slice(),
-            existing.kvs[0].mod_revision
+            existing.value.as_slice(),
+            existing.create_revision,
+            existing.mod_revision
         ),
-        (&b"owner-1"[..], fence)
+        (&b"owner-1"[..], fence, fence)
     );
 
-    let update = |rev: i64, v: &[u8]| TxnRequest {
-        compare: vec![Compare::mod_revision_is(b"levee/k", rev)],
-        success: vec![RequestOp::Put(PutRequest {
-            key: b"levee/k".to_vec(),
-            value: v.to_vec(),
-            ..PutRequest::default()
-        })],
-        failure: vec![],
+    let done = outcome(&txn(&envoy, &put_if_revision(key, fence, b"done", 0)).unwrap());
+    let TxnOutcome::Applied { revision: after } = done else {
+        panic!("{done:?}")
     };
-    assert!(txn(&envoy, &update(fence, b"done")).unwrap().succeeded);
+    assert!(after > fence);
+    let stale = outcome(&txn(&envoy, &put_if_revision(key, fence, b"stale", 0)).unwrap());
     assert!(
-        !txn(&envoy, &update(fence, b"stale")).unwrap().succeeded,
-        "a stale fence is refused"
+        matches!(&stale, TxnOutcome::Conflict { current: Some(kv) } if kv.value == b"done" && kv.mod_revision == after),
+        "a stale fence is refused and the winner returned: {stale:?}"
     );
-    assert_eq!(read(&envoy, b"levee/k").unwrap().value, b"done");
+    assert!(matches!(
+        outcome(&txn(&envoy, &delete_if_revision(key, fence)).unwrap()),
+        TxnOutcome::Conflict { .. }
+    ));
+    assert!(matches!(
+        outcome(&txn(&envoy, &delete_if_revision(key, after)).unwrap()),
+        TxnOutcome::Applied { .. }
+    ));
+    assert_eq!(get(&envoy, key), None);
 
     let grant = LeaseGrantRequest { ttl: 60, id: 0 };
     let bytes = grpc_web::call(
@@ -386,17 +410,12 @@ fn a_single_etcd_member_takes_claims_fenced_writes_and_lease_grants_through_envo
     .unwrap();
     let lease = LeaseGrantResponse::decode(&bytes).unwrap();
     assert!(lease.id != 0 && lease.ttl == 60, "{lease:?}");
-    let put = TxnRequest {
-        success: vec![RequestOp::Put(PutRequest {
-            key: b"levee/leased".to_vec(),
-            value: b"x".to_vec(),
-            lease: lease.id,
-            ..PutRequest::default()
-        })],
-        ..TxnRequest::default()
-    };
-    assert!(txn(&envoy, &put).unwrap().succeeded);
-    assert_eq!(read(&envoy, b"levee/leased").unwrap().lease, lease.id);
+    assert!(
+        txn(&envoy, &create_if_absent(b"levee/leased", b"x", lease.id))
+            .unwrap()
+            .succeeded
+    );
+    assert_eq!(get(&envoy, b"levee/leased").unwrap().lease, lease.id);
 }
 
 #[test]
@@ -436,7 +455,7 @@ fn a_three_member_etcd_cluster_keeps_every_claim_through_a_leader_kill() {
     }
     for i in 0..20 {
         assert!(
-            read(&envoy, format!("levee/before/{i}").as_bytes()).is_some(),
+            get(&envoy, format!("levee/before/{i}").as_bytes()).is_some(),
             "claim {i} was lost"
         );
     }

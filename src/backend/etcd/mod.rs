@@ -6,6 +6,7 @@
 
 pub mod kv;
 pub mod lease;
+pub mod ops;
 pub mod txn;
 
 pub use kv::{
@@ -13,6 +14,9 @@ pub use kv::{
     RangeResponse, ResponseHeader,
 };
 pub use lease::{LeaseGrantRequest, LeaseGrantResponse};
+pub use ops::{
+    create_if_absent, delete_if_revision, first_kv, outcome, put_if_revision, read, TxnOutcome,
+};
 pub use txn::{
     Compare, CompareResult, CompareTarget, RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
