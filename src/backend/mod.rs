@@ -15,5 +15,7 @@ pub mod wire;
 
 #[cfg(test)]
 mod codec_tests;
+#[cfg(test)]
+mod wire_tests;
 
 pub use wire::{DecodeError, Message};

@@ -3,7 +3,7 @@
 //!
 //! Why a peer of our own instead of envoyproxy/ratelimit: that service is a Go binary that no
 //! package registry ships; this one speaks the same protocol (checked against Envoy's own
-//! `envoy.filters.http.ratelimit` in `tests/backend_peers.rs`) and can misbehave on demand —
+//! `envoy.filters.http.ratelimit` in `tests/backend_rls_peer.rs`) and can misbehave on demand —
 //! delays, gRPC errors, an `UNKNOWN` verdict, answers without statuses (as Limitador sends).
 
 use super::client::{send, Request};
