@@ -10,7 +10,7 @@
 //! `etcdctl` is needed. Dropping an [`Etcd`] kills its members and removes their data.
 
 use super::client::{try_send, Request};
-use super::peers::{free_port, kill_child, peer_program};
+use super::peers::{free_port, kill_child, peer_dir_in, peer_program};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,13 +48,7 @@ impl Etcd {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(
-            super::peers::peer_dir("etcd")
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default(),
-        );
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let dir = peer_dir_in(&base, "etcd");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),

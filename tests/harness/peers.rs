@@ -48,11 +48,16 @@ pub fn free_port() -> u16 {
 
 /// A fresh temp dir for one peer.
 pub fn peer_dir(kind: &str) -> PathBuf {
+    peer_dir_in(&std::env::temp_dir(), kind)
+}
+
+/// A fresh dir for one peer under `base` (e.g. `/dev/shm` for data kept in RAM).
+pub fn peer_dir_in(base: &std::path::Path, kind: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
+    let dir = base.join(format!(
         "levee-{kind}-{}-{}-{nanos}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
