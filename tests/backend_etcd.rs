@@ -165,3 +165,55 @@ fn a_three_member_etcd_cluster_keeps_every_claim_through_a_leader_kill() {
     );
     eprintln!("leader re-elected {elected_in:?} after the kill");
 }
+
+/// What the record store will see from etcd when it refuses: the gRPC status and message
+/// (the host hands both to the callback), distinct per cause.
+#[test]
+fn etcds_refusals_reach_a_grpc_caller_as_distinct_statuses() {
+    let etcd = Etcd::cluster_with(1, &["--quota-backend-bytes=2097152"]);
+    let envoy = etcd_envoy(&etcd);
+    let put = |key: &str, len: usize| {
+        txn(
+            &envoy,
+            &create_if_absent(key.as_bytes(), &vec![b'x'; len], 0),
+        )
+    };
+
+    // Above etcd's request limit (--max-request-bytes, 1.5 MiB by default): etcd refuses it...
+    let over_limit = put("levee/big", 1_700_000).unwrap_err();
+    assert_eq!(over_limit.code, 3, "{over_limit:?}");
+    assert!(
+        over_limit.message.contains("request is too large"),
+        "{over_limit:?}"
+    );
+    // ...and above its gRPC receive limit (the request limit + 512 KiB) gRPC does.
+    let over_grpc = put("levee/huge", 2 << 20).unwrap_err();
+    assert_eq!(over_grpc.code, 8, "{over_grpc:?}");
+    assert!(
+        over_grpc.message.contains("larger than max"),
+        "{over_grpc:?}"
+    );
+
+    // The backend quota exhausted: etcd raises its NOSPACE alarm and refuses writes, not reads.
+    let mut written = Vec::new();
+    let refused = loop {
+        assert!(written.len() < 200, "2 MiB quota never exhausted");
+        let key = format!("levee/fill/{}", written.len());
+        match put(&key, 100_000) {
+            Ok(r) => {
+                assert!(r.succeeded);
+                written.push(key);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused.code, 8, "{refused:?}");
+    assert!(
+        refused.message.contains("database space exceeded"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        get(&envoy, written[0].as_bytes()).unwrap().value.len(),
+        100_000
+    );
+}

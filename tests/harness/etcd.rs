@@ -33,6 +33,7 @@ pub struct Etcd {
     members: Vec<Member>,
     initial_cluster: String,
     dir: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl Etcd {
@@ -43,6 +44,11 @@ impl Etcd {
 
     /// `n` members that elected a leader.
     pub fn cluster(n: usize) -> Etcd {
+        Etcd::cluster_with(n, &[])
+    }
+
+    /// `n` members started with extra `etcd` flags (e.g. `--quota-backend-bytes=...`).
+    pub fn cluster_with(n: usize, extra_args: &[&str]) -> Etcd {
         let base = if PathBuf::from("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
@@ -68,6 +74,7 @@ impl Etcd {
             members,
             initial_cluster,
             dir,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for i in 0..n {
             etcd.spawn(i);
@@ -110,6 +117,7 @@ impl Etcd {
             ])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--logger", "zap", "--log-level", "warn"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -3,6 +3,14 @@
 //!
 //! gRPC paths: service `etcdserverpb.KV`, method `Txn`; service `etcdserverpb.Lease`, method
 //! `LeaseGrant`.
+//!
+//! How etcd 3.4 refuses, as a gRPC caller sees it (status code and message):
+//! - a request above `--max-request-bytes` (1.5 MiB by default): `3` (INVALID_ARGUMENT),
+//!   "etcdserver: request is too large";
+//! - above gRPC's receive limit (that limit + 512 KiB): `8` (RESOURCE_EXHAUSTED),
+//!   "grpc: received message larger than max";
+//! - the backend quota exhausted (`--quota-backend-bytes`, NOSPACE alarm raised): `8`,
+//!   "etcdserver: mvcc: database space exceeded" — writes are refused, reads still served.
 
 pub mod kv;
 pub mod lease;
