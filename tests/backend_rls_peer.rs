@@ -171,7 +171,15 @@ fn envoys_native_rate_limit_filter_gets_the_peers_decisions() {
         send(envoy.port(0), &Request::get("/x").header("x-key", &a)).status,
         200
     );
-    assert!(envoy.stat("cluster.upstream.ratelimit.error") >= 1);
+    assert_eq!(envoy.stat("cluster.upstream.ratelimit.error"), 1);
+
+    // An UNKNOWN verdict: Envoy's own filter lets the request through and counts it as ok
+    // (levee's verdict() calls it a misconfiguration instead, for on_backend_error to decide).
+    peer.set_fault(json!({ "overall_unknown": true }));
+    let r = send(envoy.port(0), &Request::get("/x").header("x-key", &a));
+    assert_eq!(r.status, 200);
+    assert_eq!(envoy.stat("cluster.upstream.ratelimit.ok"), 5);
+    assert_eq!(envoy.stat("cluster.upstream.ratelimit.error"), 1);
 }
 
 #[test]
