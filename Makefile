@@ -22,7 +22,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy peers test unit integration lint fmt run validate-configs test-compat bench profile clean distclean wasm-target soak docs
+.PHONY: all build noop envoy peers test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -72,7 +72,7 @@ peers:
 	if ! command -v etcd >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
 	  sudo=''; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  echo "installing etcd-server and redis-server (apt-get)"; \
-	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq etcd-server redis-server >/dev/null; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq etcd-server redis-server >/dev/null; \
 	fi; \
 	want='$(PEERS_PY_PACKAGES)'; \
 	if [ "$$(cat $(PEERS_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
@@ -141,6 +141,19 @@ run: envoy build
 ## levee's validator, the stats_tags' Prometheus names, and the demo's patterns (tests/configs.rs)
 validate-configs: envoy build
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) cargo test --test configs
+
+## check-ops: the operator files in envoy/ — `promtool check rules` and `promtool test rules` on
+## envoy/prometheus/levee-alerts.yaml (promtool from Debian's `prometheus` package, installed
+## with apt-get when missing: run as root, as CI does) and tests/ops.rs (every dashboard and
+## alert query names a metric levee or Envoy exports; the demo test in tests/configs.rs checks
+## them against a real Envoy's /stats/prometheus)
+check-ops:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "promtool not found: installing Debian's prometheus package (apt-get)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; }
+	promtool check rules envoy/prometheus/levee-alerts.yaml
+	cd envoy/prometheus && promtool test rules levee-alerts.test.yaml
+	cargo test --test ops
 
 ## test-compat: a representative subset of the integration tests against the oldest supported
 ## Envoy, $(COMPAT_ENVOY_VERSION) (the full suite: ENVOY_VERSION=$(COMPAT_ENVOY_VERSION) make test)

@@ -40,7 +40,7 @@ impl RequestFlow {
         let layer = plugin.idempotency.as_ref()?;
         let reply = match self.key_check.take()? {
             KeyCheck::Missing => {
-                let detail = format!("this request needs a {} header", layer.config.header);
+                let detail = format!("this request needs the {} header", layer.config.header);
                 problem(ProblemKind::IdempotencyKeyMissing, 400, &detail, &[])
             }
             KeyCheck::Invalid(e) => {

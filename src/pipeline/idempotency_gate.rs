@@ -26,7 +26,7 @@ use crate::idempotency::machine::{begin, finish, renew, Begin, Finish, Outcome};
 use crate::idempotency::record::{evictable, Completed};
 use crate::idempotency::replay::{replay, Replay};
 use crate::idempotency::response::StoredResponse;
-use crate::idempotency::{parse_key, scoped_key, Fingerprint, IdempotencyKey, KeyError};
+use crate::idempotency::{parse_single_key, scoped_key, Fingerprint, IdempotencyKey, KeyError};
 use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
@@ -130,7 +130,8 @@ impl IdempotencyLayer {
                 KeyCheck::NotKeyed
             };
         };
-        let key = match parse_key(raw, cfg.max_key_length) {
+        let lines = req.header_lines(&cfg.header);
+        let key = match parse_single_key(raw, lines, cfg.max_key_length) {
             Ok(k) => k,
             Err(e) => return KeyCheck::Invalid(e),
         };
