@@ -72,7 +72,7 @@ peers:
 	if ! command -v etcd >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
 	  sudo=''; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  echo "installing etcd-server and redis-server (apt-get)"; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq etcd-server redis-server >/dev/null; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server redis-server >/dev/null; \
 	fi; \
 	want='$(PEERS_PY_PACKAGES)'; \
 	if [ "$$(cat $(PEERS_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
