@@ -8,6 +8,7 @@
 //! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
 
 pub mod abi_wire;
+pub mod backend;
 pub mod breaker;
 pub mod config;
 pub mod fallback;
