@@ -29,6 +29,9 @@ impl RequestAttributes for Req {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
     }
+    fn header_lines(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
     fn source_address(&self) -> Option<&str> {
         Some("127.0.0.1:40000")
     }

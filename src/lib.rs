@@ -8,16 +8,20 @@
 //! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
 
 pub mod abi_wire;
+pub mod backend;
 pub mod breaker;
 pub mod config;
 pub mod fallback;
+pub mod footprint;
 pub mod forward;
+pub mod header_names;
 pub mod hop_by_hop;
 pub mod idempotency;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod problem;
+pub mod provision;
 pub mod random;
 pub mod ratelimit;
 pub mod request;

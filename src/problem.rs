@@ -4,7 +4,11 @@
 //! internal error), the body is RFC 9457 `application/problem+json` naming the limit or
 //! upstream, and Envoy's response code details carry a `levee_*` reason so access logs show
 //! why. gRPC clients cannot read a problem document, so for `content-type: application/grpc…`
-//! the same answer becomes a gRPC status (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`, …).
+//! the same answer becomes a gRPC status (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`, …) with the
+//! problem's `detail` as its `grpc-message` — what a gRPC client shows as the error text —
+//! percent-encoded as the gRPC HTTP/2 protocol requires ([`grpc_message`]).
+
+use crate::header_names::CONTENT_TYPE;
 
 /// gRPC status codes levee may answer with.
 pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
@@ -22,7 +26,36 @@ pub struct LocalReply {
     /// Envoy response code details, e.g. `levee_rate_limited`.
     pub details: &'static str,
     /// The gRPC status to use instead when the request is gRPC.
-    pub grpc_status: Option<u32>,
+    pub grpc_status: Option<GrpcStatus>,
+}
+
+/// A gRPC answer: the status code and the human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcStatus {
+    pub code: u32,
+    /// Plain text; [`grpc_message`] encodes it for the `grpc-message` header.
+    pub message: String,
+}
+
+/// `message` as a `grpc-message` header value: UTF-8 bytes, percent-encoded as the gRPC
+/// HTTP/2 protocol says — space and visible ASCII except `%` stay as they are, every other
+/// byte becomes `%XX` (upper-case hex). gRPC clients decode it back to the text.
+pub fn grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7E).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0x0F));
+        }
+    }
+    out
+}
+
+fn hex_digit(nibble: u8) -> char {
+    char::from(b"0123456789ABCDEF"[usize::from(nibble & 0x0F)])
 }
 
 /// The kinds of problem levee reports, each with a stable `type` URI and title.
@@ -125,10 +158,13 @@ pub fn problem(kind: ProblemKind, status: u16, detail: &str, extra: &[(&str, &st
     let body = serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default();
     LocalReply {
         status,
-        headers: vec![("content-type".into(), "application/problem+json".into())],
+        headers: vec![(CONTENT_TYPE.into(), "application/problem+json".into())],
         body,
         details: kind.details(),
-        grpc_status: Some(kind.grpc_status()),
+        grpc_status: Some(GrpcStatus {
+            code: kind.grpc_status(),
+            message: detail.to_owned(),
+        }),
     }
 }
 
@@ -154,10 +190,28 @@ mod tests {
         assert_eq!(v["limit"], "per-user");
         assert_eq!(v["type"], "https://levee.dev/problems/rate-limited");
         assert_eq!(r.details, "levee_rate_limited");
-        assert_eq!(r.grpc_status, Some(GRPC_RESOURCE_EXHAUSTED));
+        assert_eq!(
+            r.grpc_status,
+            Some(GrpcStatus {
+                code: GRPC_RESOURCE_EXHAUSTED,
+                message: "limit per-user exceeded".into()
+            })
+        );
         assert!(r
             .headers
             .contains(&("content-type".into(), "application/problem+json".into())));
+    }
+
+    #[test]
+    fn grpc_message_percent_encodes_percent_controls_and_non_ascii_only() {
+        assert_eq!(
+            grpc_message(r#"rate limit "per-user" exceeded"#),
+            r#"rate limit "per-user" exceeded"#
+        );
+        assert_eq!(grpc_message("100% used"), "100%25 used");
+        assert_eq!(grpc_message("a\nb\tc\u{7f}"), "a%0Ab%09c%7F");
+        assert_eq!(grpc_message("clé ✓"), "cl%C3%A9 %E2%9C%93");
+        assert_eq!(grpc_message(""), "");
     }
 
     #[test]

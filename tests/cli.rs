@@ -38,7 +38,12 @@ fn check_prints_ok_and_the_effective_config_with_defaults() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let (first, rest) = text.split_once('\n').unwrap();
-    assert_eq!(first, "ok");
+    // 16384 buckets of 5.7 MiB, the hash secret, the CAS probe key and the provisioned marker.
+    assert_eq!(
+        first,
+        "ok: shared-data bound 5.7 MiB (5996544 bytes) of the 512 MiB ceiling \
+         (limits.max_memory_bytes); configure creates 16387 shared-data keys (~0.0 s at ~250000 keys/s)"
+    );
     let effective: serde_json::Value = serde_json::from_str(rest).unwrap();
     assert_eq!(effective["rate_limits"][0]["algorithm"], "token_bucket");
     assert_eq!(effective["rate_limits"][0]["burst"], 5);
@@ -63,6 +68,35 @@ fn check_prints_the_line_envoy_would_log_and_exits_1() {
         levee::config::parse(doc.as_bytes())
             .unwrap_err()
             .to_string()
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn check_refuses_a_config_whose_memory_bound_exceeds_the_ceiling() {
+    let doc = r#"{"limits": {"max_tracked_keys": 16777216}, "idempotency": {}}"#;
+    let path = config_file("huge", doc);
+    let out = levee(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("levee config: limits.max_memory_bytes: this config's shared-data tables can take 5.1 GiB (5582618624 bytes), over the ceiling of 512 MiB (536870912 bytes)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("raise limits.max_memory_bytes to at least 5582618624"),
+        "{err}"
+    );
+    std::fs::remove_file(path).ok();
+
+    let raised = r#"{"limits": {"max_tracked_keys": 16777216, "max_memory_bytes": 5582618624}, "idempotency": {}}"#;
+    let path = config_file("huge-raised", raised);
+    let out = levee(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: shared-data bound 5.1 GiB (5582618624 bytes) of the 5.1 GiB ceiling (limits.max_memory_bytes); configure creates 20971524 shared-data keys"),
+        "{}",
+        stdout(&out)
     );
     std::fs::remove_file(path).ok();
 }
@@ -109,4 +143,29 @@ fn help_and_bad_usage() {
     let none = levee(&[]);
     assert_eq!(none.status.code(), Some(2));
     assert!(stderr(&none).contains("USAGE"));
+}
+
+/// `levee check cfg.json | head -1`: the reader leaves before levee writes. levee must neither
+/// panic nor complain: it exits with the code of the check, stderr empty.
+#[test]
+fn check_into_a_closed_pipe_exits_quietly() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end of stdout first; levee reads all of stdin before it writes a byte.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(br#"{"rate_limits": [{"name": "a", "limit": 5, "window": "1s"}]}"#)
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stderr(&out), "");
+    assert_eq!(out.status.code(), Some(0));
 }

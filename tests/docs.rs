@@ -5,7 +5,8 @@
 //! read by its info string (the table is in the book's Development chapter):
 //!
 //! - `json` / `jsonc`: a plugin config, or the members of one (wrapped in `{}`), through
-//!   levee's own validator (`levee::config::parse`, what `levee check` and `on_configure` run);
+//!   levee's own validator (`levee::footprint::validate`, what `levee check` and `on_configure`
+//!   run: the fields, then the shared-data bound against `limits.max_memory_bytes`);
 //! - `yaml`: a complete Envoy bootstrap; `yaml,http_filters`: an `http_filters:` list, put into
 //!   a listener whose clusters include every `cluster:` it names; `yaml,bootstrap`: top-level
 //!   bootstrap fields. Each goes through `envoy --mode validate` (which also runs levee's
@@ -151,7 +152,7 @@ fn check_plugin_json(text: &str) -> Result<(), String> {
     } else {
         format!("{{{trimmed}}}")
     };
-    levee::config::parse(doc.as_bytes())
+    levee::footprint::validate(doc.as_bytes())
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -415,6 +415,15 @@ fn a_grpc_request_over_the_limit_gets_resource_exhausted_not_a_problem_body() {
     assert_eq!(first.header("grpc-status"), None, "the upstream answered");
     let limited = send(envoy.port(), &grpc());
     assert_eq!(limited.header("grpc-status").as_deref(), Some("8"));
+    assert_eq!(
+        limited.header("grpc-message").as_deref(),
+        Some("rate limit \"per-user\" exceeded"),
+        "the reason beside the status (printable ASCII needs no percent-encoding)"
+    );
+    assert_eq!(
+        limited.header("content-type").as_deref(),
+        Some("application/grpc")
+    );
     assert_eq!(limited.status, 200, "gRPC errors travel in grpc-status");
     assert!(limited.body.is_empty(), "no problem+json body for gRPC");
     assert_eq!(up.count(), 1);

@@ -7,6 +7,7 @@
 //! | `client_ip.xff_trusted_hops` | `0` (rightmost X-Forwarded-For entry) | 0..=16 |
 //! | `client_ip.ipv6_prefix` | `64` | 1..=128 |
 //! | `limits.max_tracked_keys` | `65536` | 1..=16 777 216 |
+//! | `limits.max_memory_bytes` | `536870912` (512 MiB) | 1 MiB..=64 GiB; refuses a config whose shared-data bound exceeds it |
 //! | `rate_limit_headers` | `"x-ratelimit"` | `x-ratelimit`, `ietf`, `both`, `none` |
 //! | `rate_limits[].name` | required | `[a-z0-9_-]{1,64}`, unique |
 //! | `rate_limits[].match` | every request | see `match` below |
@@ -73,6 +74,14 @@ pub const IPV6_PREFIX: u8 = 64;
 pub const MAX_IPV6_PREFIX: u64 = 128;
 pub const MAX_TRACKED_KEYS: u32 = 65_536;
 pub const MAX_MAX_TRACKED_KEYS: u64 = 16_777_216;
+/// The ceiling on a config's shared-data bound (see `crate::footprint`). Chosen from two
+/// numbers: a config of defaults with every layer (two limits, idempotency, a cache) is
+/// ~146 MiB, so several caches and limits fit beside idempotency; and the densest config it
+/// admits creates ~2 million keys, which the first `on_configure` of a process creates in
+/// a few seconds (later VMs and reloads of the same key set skip the walk).
+pub const MAX_MEMORY_BYTES: u64 = 512 * 1_048_576;
+pub const MIN_MAX_MEMORY_BYTES: u64 = 1_048_576;
+pub const MAX_MAX_MEMORY_BYTES: u64 = 64 * 1_073_741_824;
 
 pub const MAX_LIMIT: u64 = 1_000_000_000;
 pub const MAX_SLIDING_LOG_LIMIT: u64 = 10_000;

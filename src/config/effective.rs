@@ -175,7 +175,7 @@ fn upstream(u: &UpstreamConfig) -> Value {
 pub fn to_effective_json(cfg: &LeveeConfig) -> Value {
     let mut v = json!({
         "client_ip": { "xff_trusted_hops": cfg.client_ip.xff_trusted_hops, "ipv6_prefix": cfg.client_ip.ipv6_prefix },
-        "limits": { "max_tracked_keys": cfg.limits.max_tracked_keys },
+        "limits": { "max_tracked_keys": cfg.limits.max_tracked_keys, "max_memory_bytes": cfg.limits.max_memory_bytes },
         "rate_limits": cfg.rate_limits.iter().map(rate_limit).collect::<Vec<_>>(),
         "rate_limit_headers": name_of(RATE_LIMIT_HEADERS, &cfg.rate_limit_headers),
         "upstreams": cfg.upstreams.iter().map(|u| (u.name.clone(), upstream(u))).collect::<Map<_, _>>(),

@@ -38,7 +38,7 @@ pub(crate) const TOP_FIELDS: &[&str] = &[
     "routes",
 ];
 pub(crate) const CLIENT_IP_FIELDS: &[&str] = &["xff_trusted_hops", "ipv6_prefix"];
-pub(crate) const LIMITS_FIELDS: &[&str] = &["max_tracked_keys"];
+pub(crate) const LIMITS_FIELDS: &[&str] = &["max_tracked_keys", "max_memory_bytes"];
 
 /// A config that cannot be used, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +96,18 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
                     "slots per table; each slot costs shared memory",
                 )?
                 .map_or(defaults::MAX_TRACKED_KEYS, |n| n as u32),
+            max_memory_bytes: l
+                .int(
+                    "max_memory_bytes",
+                    defaults::MIN_MAX_MEMORY_BYTES,
+                    defaults::MAX_MAX_MEMORY_BYTES,
+                    "the most shared-data bytes this config's tables may take",
+                )?
+                .unwrap_or(defaults::MAX_MEMORY_BYTES),
         },
         None => Limits {
             max_tracked_keys: defaults::MAX_TRACKED_KEYS,
+            max_memory_bytes: defaults::MAX_MEMORY_BYTES,
         },
     };
     let rate_limits = match top.array("rate_limits")? {

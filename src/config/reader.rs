@@ -210,10 +210,26 @@ impl<'a> Obj<'a> {
 }
 
 /// A whole number in `lo..=hi` at `path`.
+///
+/// `100.0` and `1e3` are whole numbers and read as such. A number too large or too small is
+/// "out of range" whatever its notation (`1e30` is a number, just not one levee can use);
+/// only a fraction (`1.5`) or a non-number is "expected a whole number".
 pub fn int_value(v: &Raw, path: &str, lo: u64, hi: u64, why: &str) -> Result<u64, ConfigError> {
+    let out_of_range = |shown: String| {
+        let sep = if why.is_empty() { "" } else { ": " };
+        err(
+            path,
+            format!("{shown} is out of range (use {lo}..={hi}{sep}{why})"),
+        )
+    };
     let n = match v {
         Raw::Int(i) => *i,
-        Raw::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => *f as i128,
+        Raw::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+            if *f < lo as f64 || *f > hi as f64 {
+                return Err(out_of_range(show_float(*f)));
+            }
+            *f as i128
+        }
         Raw::Str(s) if s.parse::<i128>().is_ok() => {
             return Err(err(
                 path,
@@ -231,13 +247,18 @@ pub fn int_value(v: &Raw, path: &str, lo: u64, hi: u64, why: &str) -> Result<u64
         }
     };
     if n < i128::from(lo) || n > i128::from(hi) {
-        let sep = if why.is_empty() { "" } else { ": " };
-        return Err(err(
-            path,
-            format!("{n} is out of range (use {lo}..={hi}{sep}{why})"),
-        ));
+        return Err(out_of_range(n.to_string()));
     }
-    u64::try_from(n).map_err(|_| err(path, format!("{n} is out of range")))
+    u64::try_from(n).map_err(|_| out_of_range(n.to_string()))
+}
+
+/// A whole float as an operator would have written it: `1e30`, not thirty-one digits.
+fn show_float(f: f64) -> String {
+    if f.abs() >= 1e16 {
+        format!("{f:e}")
+    } else {
+        format!("{f}")
+    }
 }
 
 fn unknown_field(key: &str, fields: &[&str]) -> String {
@@ -275,52 +296,5 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::raw::read;
-
-    #[test]
-    fn unknown_field_suggests_the_closest_name() {
-        let raw = read(br#"{"limt": 1}"#).unwrap();
-        let e = Obj::new(&raw, "rate_limits[0]", &["name", "limit"])
-            .err()
-            .unwrap();
-        assert_eq!(e.path, "rate_limits[0]");
-        assert_eq!(
-            e.message,
-            "unknown field \"limt\" (expected one of: name, limit; did you mean \"limit\"?)"
-        );
-    }
-
-    #[test]
-    fn duplicate_keys_are_refused() {
-        let raw = read(br#"{"a": 1, "a": 2}"#).unwrap();
-        let e = Obj::new(&raw, "", &["a"]).err().unwrap();
-        assert_eq!(e.message, "duplicate field \"a\" (keep one)");
-    }
-
-    #[test]
-    fn null_reads_as_absent() {
-        let raw = read(br#"{"a": null}"#).unwrap();
-        let o = Obj::new(&raw, "", &["a"]).unwrap();
-        assert_eq!(o.int("a", 0, 10, "").unwrap(), None);
-    }
-
-    #[test]
-    fn quoted_numbers_get_a_hint() {
-        let raw = read(br#"{"limit": "100"}"#).unwrap();
-        let o = Obj::new(&raw, "x", &["limit"]).unwrap();
-        let e = o.int("limit", 1, 1000, "").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "levee config: x.limit: expected a whole number, got \"100\" (write it without quotes)"
-        );
-    }
-
-    #[test]
-    fn paths_quote_keys_that_are_not_names() {
-        assert_eq!(join("upstreams", "pay ments"), "upstreams[\"pay ments\"]");
-        assert_eq!(join("", "routes"), "routes");
-        assert_eq!(index("routes", 2), "routes[2]");
-    }
-}
+#[path = "reader_tests.rs"]
+mod tests;

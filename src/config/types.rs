@@ -33,6 +33,9 @@ pub struct ClientIpConfig {
 pub struct Limits {
     /// Slots per table (one table per rate limit, idempotency, cache). Default 65536.
     pub max_tracked_keys: u32,
+    /// The ceiling on the shared-data bytes the config's tables may take; a config whose
+    /// bound exceeds it is refused (`crate::footprint`). Default 512 MiB.
+    pub max_memory_bytes: u64,
 }
 
 /// Which request a block applies to. Every present condition must hold; empty = every request.

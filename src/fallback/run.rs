@@ -6,6 +6,7 @@
 
 use crate::config::{FallbackKind, Forward, UpstreamConfig};
 use crate::forward::CalloutRequest;
+use crate::header_names::{AUTHORITY, CONTENT_LENGTH, METHOD, PATH, STATUS};
 use crate::hop_by_hop::end_to_end as without_connection_headers;
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent, Metrics};
@@ -211,10 +212,10 @@ fn serve_static(
 fn secondary(upstream: &UpstreamConfig, cluster: &str, kept: &mut KeptRequest) -> FallbackStep {
     let saved = &kept.saved;
     let mut headers: Vec<(String, Vec<u8>)> = vec![
-        (":method".into(), saved.method.clone().into_bytes()),
-        (":path".into(), saved.path.clone().into_bytes()),
+        (METHOD.into(), saved.method.clone().into_bytes()),
+        (PATH.into(), saved.path.clone().into_bytes()),
         (
-            ":authority".into(),
+            AUTHORITY.into(),
             upstream
                 .authority
                 .clone()
@@ -247,7 +248,7 @@ pub fn secondary_answer(
         .collect();
     let status = headers
         .iter()
-        .find(|(k, _)| k == ":status")
+        .find(|(k, _)| k == STATUS)
         .and_then(|(_, v)| v.parse::<u16>().ok());
     match status {
         Some(status) if (100..500).contains(&status) => {
@@ -258,7 +259,7 @@ pub fn secondary_answer(
             log::warn!(
                 "levee: upstream \"{upstream_name}\" unavailable; answered by the secondary cluster"
             );
-            let mut headers = without_connection_headers(&headers, &["content-length"]);
+            let mut headers = without_connection_headers(&headers, &[CONTENT_LENGTH]);
             headers.retain(|(k, _)| !k.starts_with(':'));
             mark(&mut headers, MARK_SECONDARY);
             SecondaryAnswer::Served(LocalReply {

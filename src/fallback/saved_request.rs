@@ -53,6 +53,9 @@ impl RequestAttributes for SavedRequest {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
     }
+    fn header_lines(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
     fn source_address(&self) -> Option<&str> {
         None
     }

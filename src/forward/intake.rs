@@ -2,6 +2,7 @@
 //! may take at all, and the copy of the head that the body is then buffered into.
 
 use crate::config::defaults::IDEMPOTENCY_HEADER;
+use crate::header_names::{AUTHORITY, CONTENT_TYPE, UPGRADE};
 use crate::problem::is_grpc;
 use crate::request::RequestAttributes;
 
@@ -10,9 +11,7 @@ use super::step::BufferedRequest;
 /// Whether a request may be forwarded by callout: gRPC, upgrades (WebSocket) and CONNECT
 /// stream and cannot be buffered, so they always go through Envoy's router.
 pub fn callout_eligible(req: &dyn RequestAttributes) -> bool {
-    !is_grpc(req.header("content-type"))
-        && req.header("upgrade").is_none()
-        && req.method() != "CONNECT"
+    !is_grpc(req.header(CONTENT_TYPE)) && req.header(UPGRADE).is_none() && req.method() != "CONNECT"
 }
 
 /// A request being buffered for callout mode.
@@ -35,7 +34,7 @@ impl Intake {
                 method: req.method().to_string(),
                 path: req.path_and_query().to_string(),
                 authority: req
-                    .header(":authority")
+                    .header(AUTHORITY)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .unwrap_or_default(),
                 headers: req.all_headers(),

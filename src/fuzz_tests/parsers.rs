@@ -251,8 +251,16 @@ fn check_accepted(cfg: config::LeveeConfig) -> Result<(), TestCaseError> {
         prop_assert_eq!(config::to_effective_json(&again), effective);
     }
     let plugin = crate::pipeline::Plugin::new(cfg, [7; 16]);
-    let _ = plugin.memory_bound();
-    let _ = plugin.plain_keys();
+    let footprint = crate::footprint::Footprint::of(&plugin);
+    prop_assert_eq!(footprint.bytes(), plugin.memory_bound());
+    let _ = footprint.check(&plugin.config);
+    prop_assert_eq!(
+        footprint.keys(),
+        plugin.tables().map(|t| u64::from(t.buckets())).sum::<u64>()
+            + plugin.plain_keys().len() as u64
+            + 3,
+        "the key count is the tables' buckets, the plain keys, the secret, the probe and the marker"
+    );
     prop_assert!(plugin.tables().all(|t| t.slots() > 0));
     Ok(())
 }

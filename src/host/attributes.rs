@@ -96,6 +96,11 @@ impl RequestAttributes for HostAttributes {
             .map(|(_, v)| v.as_slice())
     }
 
+    fn header_lines(&self, name: &str) -> usize {
+        // Envoy's single-header read returns only the first line: count in the whole map.
+        self.map().iter().filter(|(k, _)| k == name).count()
+    }
+
     fn source_address(&self) -> Option<&str> {
         self.source
             .get_or_init(|| property_string(vec!["source", "address"]))

@@ -7,9 +7,11 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config;
+use crate::footprint::Footprint;
 use crate::pipeline::{Plugin, HASH_SECRET_KEY};
+use crate::provision::provision;
 use crate::random::entropy_bytes;
-use crate::store::cas::{ensure_key, get_or_create};
+use crate::store::cas::get_or_create;
 
 use super::abi;
 use super::http::LeveeHttp;
@@ -38,30 +40,24 @@ impl LeveeRoot {
         let config = config::parse(&raw).map_err(|e| e.to_string())?;
         let secret = load_secret()?;
         let plugin = Plugin::new(config, secret);
-        let store = EnvoyStore;
-        for table in plugin.tables() {
-            table.ensure_created(&store).map_err(|e| {
-                format!(
-                    "levee: cannot create shared-data table {}: {e:?}",
-                    table.key_of(0)
-                )
-            })?;
-        }
-        for key in plugin.plain_keys() {
-            ensure_key(&store, &key, b"")
-                .map_err(|e| format!("levee: cannot create shared-data key {key}: {e:?}"))?;
-        }
+        // Refused before a single key is created: over the ceiling, creating the tables is
+        // what would take the time and the memory.
+        let footprint = Footprint::of(&plugin);
+        footprint.check(&plugin.config).map_err(|e| e.to_string())?;
+        provision(&plugin, &EnvoyStore)?;
         let metrics = MetricIds::define_all(&plugin);
-        let bound = plugin.memory_bound();
+        let bound = footprint.bytes();
         metrics.set_memory_bound(bound);
         log(
             LogLevel::Info,
             &format!(
-                "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB)",
+                "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB) of the {} MiB ceiling, {} shared-data keys",
                 plugin.config.rate_limits.len(),
                 plugin.config.upstreams.len(),
                 bound,
-                bound / (1024 * 1024)
+                bound / (1024 * 1024),
+                plugin.config.limits.max_memory_bytes / (1024 * 1024),
+                footprint.keys()
             ),
         );
         let queues = RefCell::new(super::delivery::Queues::for_plugin(&plugin));

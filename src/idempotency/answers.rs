@@ -31,11 +31,9 @@
 use crate::idempotency::record::{BodyRef, Record};
 use crate::idempotency::response::StoredResponse;
 use crate::store::bucket::WAYS;
-use crate::store::cas::{update_key, Step};
+use crate::store::cas::{retry_cas, update_key, Attempt, Exhausted, Step};
 use crate::store::{SharedStore, WriteError};
 use crate::time::UnixNanos;
-
-use crate::pipeline::MAX_CAS_ATTEMPTS;
 
 use super::layer::IdempotencyLayer;
 use super::shared_keys::{body_key, BUDGET_KEY};
@@ -64,32 +62,37 @@ impl IdempotencyLayer {
         let key = body_key(slot);
         let new = encoded.blob.len() as u64;
         let mut swept = false;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let current = store.get(&key).ok().flatten()?;
+        // Not a pure read-compute-CAS: each attempt reserves bytes on the counter between its
+        // read and its CAS, and gives them back if the CAS loses.
+        let stored = retry_cas(|| {
+            let current = store.get(&key).ok().flatten().ok_or(StatusOnly)?;
             if !self.reserve(store, new) {
                 if !swept {
                     swept = true;
                     self.sweep(store, slot, now);
-                    continue;
+                    return Ok(Attempt::Again);
                 }
                 log::warn!(
                     "levee idempotency: max_stored_bytes reached; remembering the status only"
                 );
-                return None;
+                return Err(StatusOnly);
             }
             match store.set(&key, &encoded.blob, Some(current.cas)) {
                 Ok(()) => {
                     self.release(store, current.value.len() as u64);
-                    return Some(encoded.body_ref(slot, now));
+                    Ok(Attempt::Done(()))
                 }
-                Err(WriteError::CasMismatch) => self.release(store, new),
+                Err(WriteError::CasMismatch) => {
+                    self.release(store, new);
+                    Ok(Attempt::Again)
+                }
                 Err(WriteError::Host) => {
                     self.release(store, new);
-                    return None;
+                    Err(StatusOnly)
                 }
             }
-        }
-        None
+        });
+        stored.ok().map(|()| encoded.body_ref(slot, now))
     }
 
     /// Frees the answer in `slot` unless a live record other than `ours` (an in-flight
@@ -156,8 +159,8 @@ impl IdempotencyLayer {
     /// Adds `bytes` to the counter unless that would pass `max_stored_bytes` (false).
     fn reserve(&self, store: &dyn SharedStore, bytes: u64) -> bool {
         let max = self.config.max_stored_bytes;
-        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_add(bytes);
+        let result = update_key(store, BUDGET_KEY, |current| {
+            let next = used(&current.value).saturating_add(bytes);
             if bytes > 0 && next > max {
                 return Step::Keep(false);
             }
@@ -175,8 +178,8 @@ impl IdempotencyLayer {
         if bytes == 0 {
             return;
         }
-        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_sub(bytes);
+        let result = update_key(store, BUDGET_KEY, |current| {
+            let next = used(&current.value).saturating_sub(bytes);
             Step::Write {
                 value: next.to_le_bytes().to_vec(),
                 result: (),
@@ -188,10 +191,21 @@ impl IdempotencyLayer {
     }
 }
 
+/// Why an answer is kept by status only: the counter is full, shared data failed, or every
+/// attempt lost its race.
+struct StatusOnly;
+
+impl From<Exhausted> for StatusOnly {
+    fn from(_: Exhausted) -> Self {
+        StatusOnly
+    }
+}
+
 /// The counter's value (empty: 0).
-fn used(value: Option<&[u8]>) -> u64 {
+fn used(value: &[u8]) -> u64 {
     value
-        .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes)
 }
 

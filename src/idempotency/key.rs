@@ -12,6 +12,14 @@
 //! Leading and trailing spaces and tabs are not part of a field value (RFC 9110 §5.5) and are
 //! ignored. The length limit (`max_key_length`) applies to the decoded key. Errors are values
 //! (→ `400`); no input panics.
+//!
+//! **Exactly one key.** The field is a single sf-string (RFC 9651 Item), not a List, so a
+//! request with two `Idempotency-Key` lines has no key levee could pick: taking the first
+//! would let two clients' retries, or a proxy that appended a line, name a key the client did
+//! not mean. Such a request is a `400` and locks nothing ([`parse_single_key`]). A bare key
+//! may not contain `,` for the same reason: HTTP lets an intermediary merge repeated lines
+//! into one comma-separated value (RFC 9110 §5.3), so `a,b` is two keys, not one (a quoted
+//! key may contain commas).
 
 use std::fmt;
 
@@ -31,7 +39,8 @@ impl IdempotencyKey {
     /// The key as a header value for `X-Idempotency-Key`: bare when it is a valid bare token,
     /// otherwise re-quoted as an sf-string (so that a key with a space round-trips).
     pub fn header_value(&self) -> String {
-        let bare_ok = !self.0.starts_with('"') && self.0.bytes().all(is_visible);
+        let bare_ok =
+            !self.0.starts_with('"') && self.0.bytes().all(|b| is_visible(b) && b != b',');
         if bare_ok {
             return self.0.clone();
         }
@@ -65,6 +74,8 @@ pub enum KeyError {
     NotVisibleAscii,
     /// Starts with `"` but is not one well-formed sf-string.
     BadQuoting,
+    /// Several keys: repeated header lines, or a bare value with a `,` (a merged list).
+    NotSingle,
 }
 
 impl fmt::Display for KeyError {
@@ -74,6 +85,10 @@ impl fmt::Display for KeyError {
             Self::TooLong { max } => write!(f, "the idempotency key is longer than {max} bytes"),
             Self::NotVisibleAscii => f.write_str(
                 "the idempotency key must be visible ASCII (a quoted string may contain spaces)",
+            ),
+            Self::NotSingle => f.write_str(
+                "send exactly one idempotency key: the request has several key header lines, \
+                 or a ',' outside quotes (a list)",
             ),
             Self::BadQuoting => f.write_str(
                 "the idempotency key starts with '\"' but is not a valid quoted string \
@@ -89,6 +104,19 @@ fn is_visible(b: u8) -> bool {
     (0x21..=0x7E).contains(&b)
 }
 
+/// Parses the key of a request whose key header came on `lines` field lines (`raw` is the
+/// first): more than one line is [`KeyError::NotSingle`], whatever the values say.
+pub fn parse_single_key(
+    raw: &[u8],
+    lines: usize,
+    max_len: u32,
+) -> Result<IdempotencyKey, KeyError> {
+    if lines > 1 {
+        return Err(KeyError::NotSingle);
+    }
+    parse_key(raw, max_len)
+}
+
 /// Parses one `Idempotency-Key` header value into a key of at most `max_len` bytes.
 pub fn parse_key(raw: &[u8], max_len: u32) -> Result<IdempotencyKey, KeyError> {
     let value = trim_ows(raw);
@@ -99,6 +127,9 @@ pub fn parse_key(raw: &[u8], max_len: u32) -> Result<IdempotencyKey, KeyError> {
         Some(_) => {
             if value.len() > max {
                 return Err(KeyError::TooLong { max: max_len });
+            }
+            if value.contains(&b',') {
+                return Err(KeyError::NotSingle);
             }
             if !value.iter().copied().all(is_visible) {
                 return Err(KeyError::NotVisibleAscii);
@@ -211,7 +242,8 @@ mod tests {
             (br#""a\"b""#, "a\"b"),
             (br#""a\\b""#, "a\\b"),
             (b"a\"b", "a\"b"),
-            (b"~!#$%&'()*+,-./", "~!#$%&'()*+,-./"),
+            (b"~!#$%&'()*+-./", "~!#$%&'()*+-./"),
+            (b"\"a,b\"", "a,b"),
             (b"0123456789abcdef", "0123456789abcdef"),
             (b"\"0123456789abcdef\"", "0123456789abcdef"),
         ];
@@ -230,6 +262,9 @@ mod tests {
             (b"0123456789abcdefX", KeyError::TooLong { max: 16 }),
             (b"\"0123456789abcdefX\"", KeyError::TooLong { max: 16 }),
             (b"a b", KeyError::NotVisibleAscii),
+            (b"a,b", KeyError::NotSingle),
+            (b"a, b", KeyError::NotSingle),
+            (b"\"a\", \"b\"", KeyError::BadQuoting),
             (b"a\x7Fb", KeyError::NotVisibleAscii),
             (b"caf\xC3\xA9", KeyError::NotVisibleAscii),
             (b"a\0", KeyError::NotVisibleAscii),
@@ -261,6 +296,19 @@ mod tests {
         assert_eq!(k(br#""a b""#), r#""a b""#);
         assert_eq!(k(br#""\"x""#), r#""\"x""#);
         assert_eq!(k(br#""a \\ b""#), r#""a \\ b""#);
+        // A comma would read back as a list: quoted.
+        assert_eq!(k(br#""a,b""#), r#""a,b""#);
+    }
+
+    #[test]
+    fn two_key_lines_are_never_one_key_whatever_their_values() {
+        assert_eq!(parse_single_key(b"a", 2, 255), Err(KeyError::NotSingle));
+        assert_eq!(parse_single_key(b"\"a\"", 3, 255), Err(KeyError::NotSingle));
+        assert_eq!(
+            parse_single_key(b"a", 1, 255).map(|k| k.as_str().to_owned()),
+            Ok("a".to_owned())
+        );
+        assert!(KeyError::NotSingle.to_string().contains("exactly one"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub mod response;
 pub mod shared_keys;
 
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
-pub use key::{parse_key, scoped_key, IdempotencyKey, KeyError};
+pub use key::{parse_key, parse_single_key, scoped_key, IdempotencyKey, KeyError};
 pub use machine::{begin, finish, renew, renew_interval_ns, Begin, Finish, NewState, Outcome};
 pub use outcome::{classify, OutcomeKind, UpstreamResult};
 pub use record::{at_rest_at, evictable, BodyRef, Completed, InFlight, Record, TooLarge};

@@ -1,6 +1,7 @@
 //! The answers the idempotency layer gives itself: a replayed answer, and the refusals, each
 //! a problem document that says what happened and what the client can do.
 
+use crate::header_names::RETRY_AFTER;
 use crate::problem::{problem, LocalReply, ProblemKind};
 use crate::time::retry_after_seconds;
 
@@ -20,7 +21,7 @@ pub fn replayed(stored: StoredResponse) -> LocalReply {
 
 /// `400`: the layer requires a key and the request has none.
 pub fn missing_key(header: &str) -> LocalReply {
-    let detail = format!("this request needs a {header} header");
+    let detail = format!("this request needs the {header} header");
     problem(ProblemKind::IdempotencyKeyMissing, 400, &detail, &[])
 }
 
@@ -38,7 +39,7 @@ pub fn in_flight(retry_after_ns: u64) -> LocalReply {
         &[],
     );
     reply.headers.push((
-        "retry-after".into(),
+        RETRY_AFTER.into(),
         retry_after_seconds(retry_after_ns).to_string(),
     ));
     reply

@@ -26,10 +26,6 @@ use crate::store::slots::SlotTable;
 /// every later configuration, so all of them place a client key in the same slot.
 pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
 
-/// How many times a read-compute-CAS on one shared key is retried before levee gives up and
-/// applies the layer's `on_internal_error`.
-pub const MAX_CAS_ATTEMPTS: u32 = 16;
-
 /// Everything derived from one plugin configuration.
 #[derive(Debug)]
 pub struct Plugin {

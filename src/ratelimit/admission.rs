@@ -6,6 +6,7 @@
 //! so the request sequencer only acts on the decision.
 
 use crate::config::{LeveeConfig, Mode};
+use crate::header_names::RETRY_AFTER;
 use crate::metrics::Metrics;
 use crate::problem::{problem, LocalReply, ProblemKind};
 use crate::request::RequestAttributes;
@@ -69,7 +70,7 @@ pub fn admit(
                     true,
                     now,
                 )),
-                None => reply.headers.push(("retry-after".into(), "1".into())),
+                None => reply.headers.push((RETRY_AFTER.into(), "1".into())),
             }
             RateAdmission::Refuse(reply)
         }

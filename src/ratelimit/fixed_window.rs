@@ -13,6 +13,10 @@
 //! State: tag `0x11`, window start (u64 ns), count (u64). If Envoy's wall clock steps back
 //! into an earlier window, the stored (later) window keeps counting until it has ended:
 //! a clock step never hands out a fresh allowance.
+//!
+//! Headers: quota comes back only when the window ends, so Reset (IETF `t`) and, on a
+//! rejection, Retry-After all name the end of the window; `t ≤ w` because the window
+//! started at or before `now`.
 
 use super::codec::{decode_u64s, encode_u64s, u64s_state_bytes, TAG_FIXED_WINDOW};
 use super::{aligned, Decision, Evaluation, Params};

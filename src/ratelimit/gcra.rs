@@ -156,8 +156,10 @@ impl Gcra {
         };
         let after = new_tat.unwrap_or(tat);
         let at_rest_at = self.ceil_ns(after).max(now);
+        let remaining = self.room(after, now_u);
+        let reset_at = self.next_room_at(after, remaining, now_u).max(now);
         let retry_after_ns = match decision {
-            Decision::Reject => wait_ns.saturating_sub(self.ceil_ns(self.max_delay)).max(1),
+            Decision::Reject => reset_at.saturating_sub(now).max(1),
             _ => 0,
         };
         Evaluation {
@@ -165,10 +167,25 @@ impl Gcra {
             new_state: new_tat.map(|t| self.encode(t)),
             at_rest_at,
             limit: self.burst,
-            remaining: self.room(after, now_u),
-            reset_at: at_rest_at,
+            remaining,
+            reset_at,
             retry_after_ns,
         }
+    }
+
+    /// The instant (ns, rounded up) at which `remaining + 1` requests would go through at once
+    /// with nothing held — the next token — or `now` when the bucket is already full.
+    ///
+    /// Remaining is `⌊(now + τ + T − TAT) / T⌋`, so it reaches `r + 1` at `TAT − τ + r·T`.
+    /// For a rejected request (`r = 0`) that is the instant it conforms: the retry instant.
+    fn next_room_at(&self, tat: u128, remaining: u64, now: u128) -> u64 {
+        if remaining >= self.burst || tat <= now {
+            return self.ceil_ns(now);
+        }
+        let next = tat
+            .saturating_sub(self.tau)
+            .saturating_add(u128::from(remaining).saturating_mul(self.t));
+        self.ceil_ns(next)
     }
 
     /// Gives back the emission interval the admitted request took, if no other request

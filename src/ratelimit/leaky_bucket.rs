@@ -14,12 +14,16 @@
 //!   had arrived then, so held requests leave exactly `T` apart (to the nanosecond: release
 //!   instants are rounded up, never early). Further out, it is rejected.
 //!
-//! Headers: Reset is when the bucket is empty (the TAT). Retry-After is the time until a
-//! retry would not be rejected: police, until it conforms; shape, until it would be held for
-//! at most `max_delay`. Limit is `burst` and Remaining counts the requests that would be
-//! admitted right now *without being held*, so Remaining ≤ Limit even when shaping (a held
-//! request leaves Remaining at 0): what a client expects, and what the IETF `RateLimit`
-//! field requires (`r ≤ q`).
+//! Headers: Limit is `burst` and Remaining counts the requests that would be admitted right
+//! now *without being held*, so Remaining ≤ Limit even when shaping (a held request leaves
+//! Remaining at 0): what a client expects, and what the IETF `RateLimit` field requires
+//! (`r ≤ q`). Reset (IETF `t`) is when one more request than Remaining would go through
+//! without being held: the next drained interval. Retry-After on a rejection is that same
+//! instant, for the police and the shaper alike. A shaper could take a retry up to
+//! `max_delay` earlier and hold it — but it would release it at that same instant, so
+//! saying "come back then" loses the client nothing and keeps Retry-After ≥ `t`, as the
+//! IETF draft asks. Policing, `t` is at most one interval away (`t ≤ w`); shaping, it also
+//! covers the requests already held, so it can exceed `w` by up to `max_delay`.
 
 use super::gcra::{self, Bucket};
 use super::{Evaluation, Params};
@@ -98,8 +102,9 @@ mod tests {
                 Decision::Reject
             ]
         );
-        // Empty again (Reset) once three intervals have drained.
-        assert_eq!(evaluate(&p, &st, T0).reset_at, T0 + 300 * MS);
+        // Rejected: the next request conforms (Reset = retry instant) one interval later.
+        let r = evaluate(&p, &st, T0);
+        assert_eq!((r.reset_at, r.retry_after_ns), (T0 + 100 * MS, 100 * MS));
     }
 
     #[test]
@@ -130,15 +135,17 @@ mod tests {
         }
         let r = go(&p, &mut st, T0);
         assert_eq!(r.decision, Decision::Reject);
-        // It would be held 300 ms; at most 250 ms is allowed → come back in 50 ms.
-        assert_eq!(r.retry_after_ns, 50 * MS);
+        // It would be held 300 ms; at most 250 ms is allowed. A retry 50 ms later would be
+        // held until 300 ms, so "come back in 300 ms" releases it no later.
+        assert_eq!(r.retry_after_ns, 300 * MS);
         assert_eq!(r.reset_at, T0 + 300 * MS);
         assert_eq!(
-            go(&p, &mut st, T0 + 50 * MS).decision,
+            evaluate(&p, &st, T0 + 50 * MS).decision,
             Decision::Delay {
                 until: T0 + 300 * MS
             }
         );
+        assert_eq!(go(&p, &mut st, T0 + 300 * MS).decision, Decision::Admit);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod algorithm;
 mod aligned;
 pub mod codec;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod fixed_window;
 mod gcra;
 pub mod headers;
@@ -19,6 +21,8 @@ pub mod sliding_window_counter;
 pub mod sliding_window_log;
 pub mod token_bucket;
 
+#[cfg(test)]
+mod header_proptests;
 #[cfg(test)]
 mod proptests;
 
@@ -72,8 +76,37 @@ pub struct Evaluation {
     pub limit: u64,
     /// `X-RateLimit-Remaining` after this request.
     pub remaining: u64,
-    /// `X-RateLimit-Reset` as an instant (per algorithm, as documented in the rate-limiting chapter).
+    /// When more quota comes back: the instant from which one more request than `remaining`
+    /// would be admitted at once, if nothing else came in between (`now` if no more ever
+    /// will). On Reject that is the retry instant. `X-RateLimit-Reset` and the IETF `t` both
+    /// say this instant; see [`headers`] for the rule and each algorithm for its details.
     pub reset_at: UnixNanos,
-    /// On Reject: how long until a request would be admitted (`Retry-After`).
+    /// On Reject: exactly how long until a request would be admitted (`Retry-After`, rounded
+    /// up). Never less than `reset_at − now`; longer only where [`within_one_window`] kept
+    /// `reset_at` inside the window.
     pub retry_after_ns: u64,
+}
+
+/// `exact` (the instant more quota comes back), but no later than one window after `now`
+/// when it lies at most `precision_ns` beyond it.
+///
+/// Why: the IETF `t` should never exceed the policy's window `w`, and without precision
+/// effects it never does. The sliding window log keeps its entries to the millisecond (an
+/// entry logged at the next millisecond may count up to 1 ms past its window), and the
+/// sliding window counter's integer boundary can fall 1 ns into the next window. Rounded up
+/// to whole seconds, such a sliver would turn `t = 60` into `t = 61` on a 60 s window; it is
+/// shaved here, while `Retry-After` keeps the exact wait. A longer excess is real (a limit
+/// lowered by a reload, a clock that stepped back) and is reported as it is.
+pub fn within_one_window(
+    exact: UnixNanos,
+    now: UnixNanos,
+    window: u64,
+    precision_ns: u64,
+) -> UnixNanos {
+    let edge = now.saturating_add(window);
+    if exact > edge && exact - edge <= precision_ns {
+        edge
+    } else {
+        exact
+    }
 }

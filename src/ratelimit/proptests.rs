@@ -18,7 +18,7 @@ const WINDOWS: [u64; 6] = [
     86_400_000_000_000,
 ];
 
-const ALGORITHMS: [Algorithm; 5] = [
+pub(super) const ALGORITHMS: [Algorithm; 5] = [
     Algorithm::FixedWindow,
     Algorithm::SlidingWindowLog,
     Algorithm::SlidingWindowCounter,
@@ -26,7 +26,7 @@ const ALGORITHMS: [Algorithm; 5] = [
     Algorithm::LeakyBucket,
 ];
 
-fn params(algorithm: Algorithm) -> impl Strategy<Value = Params> {
+pub(super) fn params(algorithm: Algorithm) -> impl Strategy<Value = Params> {
     (
         1u64..=12,
         proptest::sample::select(&WINDOWS[..]),
@@ -49,7 +49,7 @@ fn params(algorithm: Algorithm) -> impl Strategy<Value = Params> {
 
 /// Request instants: a random start, then gaps in units of the window (so every window size
 /// sees the same mix), a third of them zero.
-fn instants() -> impl Strategy<Value = (UnixNanos, Vec<(u64, u64)>)> {
+pub(super) fn instants() -> impl Strategy<Value = (UnixNanos, Vec<(u64, u64)>)> {
     let gap = prop_oneof![
         3 => Just((0u64, 1u64)),
         4 => (1u64..=1_000, Just(2_000u64)),
@@ -58,7 +58,7 @@ fn instants() -> impl Strategy<Value = (UnixNanos, Vec<(u64, u64)>)> {
     (0u64..(1 << 62), proptest::collection::vec(gap, 1..160))
 }
 
-fn times(window: u64, start: UnixNanos, gaps: &[(u64, u64)]) -> Vec<UnixNanos> {
+pub(super) fn times(window: u64, start: UnixNanos, gaps: &[(u64, u64)]) -> Vec<UnixNanos> {
     let mut now = start;
     gaps.iter()
         .map(|&(num, den)| {
@@ -310,7 +310,7 @@ proptest! {
             if let Some(s) = &e.new_state {
                 let again = evaluate(&p, s, now);
                 let _ = refund(&p, s, &e, now);
-                let _ = again;
+                let _ = refund(&p, s, &again, now);
             }
         }
     }

@@ -17,9 +17,16 @@
 //! All arithmetic is integer (u128): `previous · (window − elapsed) + current · window <
 //! limit · window`. State: tag `0x31`, current window start (u64 ns), previous, current
 //! (u64 each). A clock that steps back into an earlier window keeps the stored window.
+//!
+//! Headers: Reset (IETF `t`) is the earliest instant at which one more request than
+//! Remaining fits, solved from the inequality above (the previous window's weight keeps
+//! falling, so that is usually well before the window ends); on a rejection it is the retry
+//! instant, and Retry-After says the same. It is never more than one window away: the
+//! integer boundary can fall 1 ns into the next window, which Reset and `t` leave out
+//! (see [`super::within_one_window`]).
 
 use super::codec::{decode_u64s, encode_u64s, u64s_state_bytes, TAG_SLIDING_WINDOW_COUNTER};
-use super::{aligned, Decision, Evaluation, Params};
+use super::{aligned, within_one_window, Decision, Evaluation, Params};
 use crate::time::UnixNanos;
 
 /// Encoded state size in bytes.
@@ -81,17 +88,29 @@ fn earliest_offset(c: Counts, limit: u64, window: u64) -> Option<u64> {
     u64::try_from(e).ok().filter(|e| *e < window)
 }
 
-/// The earliest instant ≥ `now` at which a request would be admitted.
-fn next_admission(c: Counts, limit: u64, window: u64, now: UnixNanos) -> UnixNanos {
+/// The earliest instant ≥ `now` at which `k` (≥ 1) requests would all be admitted at once,
+/// with no other request in between: `k = 1` is the retry instant of a rejected request,
+/// `k = remaining + 1` the instant the next unit of quota comes back. `None` if never
+/// (`k > limit`).
+fn room_for(c: Counts, k: u64, limit: u64, window: u64, now: UnixNanos) -> Option<UnixNanos> {
     if limit == 0 {
         // Admits nothing, ever; say "one window" like the other algorithms.
-        return now.saturating_add(window);
+        return Some(now.saturating_add(window));
     }
-    // At most three windows: this one, the next (previous = current), the one after (empty).
+    if k == 0 || k > limit {
+        return None;
+    }
+    // At most three windows: this one, the next (previous = current), the one after (empty,
+    // where `k ≤ limit` fits at once). `k` requests fit when the first `k − 1` of them,
+    // counted as current, still leave room for one more.
     let mut c = c;
     for _ in 0..3 {
-        if let Some(e) = earliest_offset(c, limit, window) {
-            return c.start.saturating_add(e).max(now);
+        let with = Counts {
+            curr: c.curr.saturating_add(k - 1),
+            ..c
+        };
+        if let Some(e) = earliest_offset(with, limit, window) {
+            return Some(c.start.saturating_add(e).max(now));
         }
         c = Counts {
             start: aligned::end(c.start, window),
@@ -99,7 +118,7 @@ fn next_admission(c: Counts, limit: u64, window: u64, now: UnixNanos) -> UnixNan
             curr: 0,
         };
     }
-    c.start.max(now)
+    Some(c.start.max(now))
 }
 
 /// Admit if the weighted count stays under `limit`.
@@ -130,17 +149,26 @@ pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
     } else {
         now
     };
+    let remaining = u64::try_from(remaining).unwrap_or(u64::MAX);
+    let next = room_for(
+        after,
+        remaining.saturating_add(1),
+        params.limit,
+        window,
+        now,
+    );
+    let reset_at = next.map_or(now, |at| within_one_window(at, now, window, 1));
     Evaluation {
         decision: Decision::admit_if(admitted),
         new_state: admitted.then(|| encode(after)),
         at_rest_at,
         limit: params.limit,
-        remaining: u64::try_from(remaining).unwrap_or(u64::MAX),
-        reset_at: end,
+        remaining,
+        reset_at,
         retry_after_ns: if admitted {
             0
         } else {
-            next_admission(c, params.limit, window, now).saturating_sub(now)
+            next.unwrap_or(reset_at).saturating_sub(now).max(1)
         },
     }
 }
@@ -175,7 +203,7 @@ pub fn refund(
 mod tests {
     use super::*;
     use crate::config::Algorithm;
-    use crate::time::NANOS_PER_SEC as S;
+    use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as S};
 
     fn params(limit: u64, window_ns: u64) -> Params {
         Params {
@@ -229,7 +257,7 @@ mod tests {
         let r = evaluate(&p, &st, 113 * S);
         assert_eq!(r.decision, Decision::Reject);
         assert_eq!(r.retry_after_ns, 1);
-        assert_eq!(r.reset_at, 120 * S);
+        assert_eq!(r.reset_at, 113 * S + 1);
         // 20 with limit 10 in the window: wait for the next one, and then 10·(1−e) < 10.
         let p = params(10, 10 * S);
         let mut st = encode(Counts {
@@ -241,6 +269,30 @@ mod tests {
         assert_eq!(r.retry_after_ns, 6 * S + 1);
         assert_eq!(run(&p, &mut st, 110 * S, 1), 0);
         assert_eq!(run(&p, &mut st, 110 * S + 1, 1), 1);
+    }
+
+    #[test]
+    fn reset_is_when_one_more_fits_and_never_more_than_a_window_away() {
+        let p = params(10, 10 * S);
+        let mut st = encode(Counts {
+            start: 110 * S,
+            prev: 10,
+            curr: 1,
+        });
+        // 45% in: the previous 10 weigh 5.5, so 5.5 + 2 leaves room for 3 more (⌊5.5⌋ = 5
+        // carried). A 4th fits once the weight drops below 5: just after 115 s.
+        let e = evaluate(&p, &st, 114 * S + 500 * MS);
+        assert_eq!((e.decision, e.remaining), (Decision::Admit, 3));
+        assert_eq!(e.reset_at, 115 * S + 1);
+        // Full exactly at a window's start: the exact retry lies 1 ns into the next window;
+        // Reset stays one window ahead (t = w), the retry wait stays exact.
+        st = Vec::new();
+        run(&p, &mut st, 200 * S, 10);
+        let r = evaluate(&p, &st, 200 * S);
+        assert_eq!(r.decision, Decision::Reject);
+        assert_eq!((r.reset_at, r.retry_after_ns), (210 * S, 10 * S + 1));
+        assert_eq!(evaluate(&p, &st, 210 * S).decision, Decision::Reject);
+        assert_eq!(evaluate(&p, &st, 210 * S + 1).decision, Decision::Admit);
     }
 
     #[test]

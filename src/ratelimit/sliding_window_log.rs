@@ -19,10 +19,16 @@
 //! If the wall clock steps back, the log keeps its newest entry as "now" until real time
 //! catches up (new entries are logged no earlier than it): memory stays bounded and nothing
 //! already logged is forgotten early.
+//!
+//! Headers: quota comes back when the oldest logged request leaves the trailing window, so
+//! that is Reset (IETF `t`) and, on a rejection, Retry-After. Logged at the next
+//! millisecond, an entry may leave up to 1 ms more than a window after `now`; Reset and `t`
+//! then say exactly one window (`t = w`, not `w + 1`) while Retry-After keeps the exact wait
+//! (see [`super::within_one_window`]).
 
 use super::codec::TAG_SLIDING_WINDOW_LOG;
 use super::codec::{payload_any_len, push_varint, read_u64, read_varint, varint_len};
-use super::{Decision, Evaluation, Params};
+use super::{within_one_window, Decision, Evaluation, Params};
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 
 /// The largest encoding a log of `params.limit` entries can have.
@@ -102,7 +108,8 @@ pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
     }
     let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
     let oldest_expiry = entries.first().map_or(reference, |&e| expiry(e, window));
-    // When the limit was lowered, more than one entry may have to leave first.
+    // More quota comes back when the oldest entry leaves; when the limit was lowered, more
+    // than one entry may have to leave first.
     let retry_at = entries
         .len()
         .checked_sub(limit)
@@ -114,7 +121,11 @@ pub fn evaluate(params: &Params, state: &[u8], now: UnixNanos) -> Evaluation {
         at_rest_at: entries.last().map_or(now, |&e| expiry(e, window)),
         limit: params.limit,
         remaining: params.limit.saturating_sub(count),
-        reset_at: oldest_expiry,
+        reset_at: if limit == 0 {
+            now.saturating_add(window)
+        } else {
+            within_one_window(retry_at, now, window, NANOS_PER_MILLI)
+        },
         retry_after_ns: if admitted {
             0
         } else if limit == 0 {

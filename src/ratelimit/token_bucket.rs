@@ -13,7 +13,11 @@
 //! is exactly one token each 333 333 333.3̅ ns, forever).
 //!
 //! Headers: `X-RateLimit-Limit` is `burst` (so Remaining ≤ Limit), Remaining is the tokens
-//! left, Reset is when the bucket is full again, Retry-After the time until one token.
+//! left, and Reset (IETF `t`) is when the next token arrives — the instant from which one
+//! more request than Remaining goes through. That is never more than one emission interval
+//! (`window / limit`) away, so `t ≤ w`. On a rejection Remaining is 0 and the next token is
+//! exactly when a retry is admitted: Retry-After = `t`, and X-RateLimit-Reset names the same
+//! instant. A full bucket (only after a refund) gets no more tokens: Reset is "now", `t = 0`.
 //! `max_delay` is ignored: shaping is the leaky bucket's job.
 
 use super::gcra::{self, Bucket};
@@ -75,7 +79,7 @@ mod tests {
         assert_eq!(r.decision, Decision::Reject);
         assert_eq!(r.new_state, None);
         assert_eq!(r.retry_after_ns, 500 * MS);
-        assert_eq!(r.reset_at, T0 + 5 * 500 * MS);
+        assert_eq!(r.reset_at, T0 + 500 * MS);
     }
 
     #[test]
@@ -122,19 +126,38 @@ mod tests {
     }
 
     #[test]
-    fn reset_is_when_the_bucket_is_full_again() {
+    fn reset_is_when_the_next_token_arrives_and_at_rest_when_the_bucket_is_full() {
         let p = params(3, S, 3);
         let mut st = Vec::new();
         for _ in 0..3 {
             take(&p, &mut st, T0);
         }
         let e = take(&p, &mut st, T0 + 333_333_334);
-        // Full again 4/3 s after T0, rounded up to the nanosecond.
-        assert_eq!(e.reset_at, T0 + 1_333_333_334);
-        assert_eq!(e.at_rest_at, e.reset_at);
+        // The next token 2/3 s after T0, the bucket full again 4/3 s after, rounded up.
         assert_eq!(e.remaining, 0);
+        assert_eq!(e.reset_at, T0 + 666_666_667);
+        assert_eq!(e.at_rest_at, T0 + 1_333_333_334);
+        // From a full bucket: two tokens left, Reset is when the third is back (1/3 s).
+        let two = take(&p, &mut st, T0 + 2 * S);
+        assert_eq!((two.remaining, two.reset_at), (2, T0 + 2 * S + 333_333_334));
         // A bucket left alone long enough is full.
         assert_eq!(take(&p, &mut st, T0 + 10 * S).remaining, 2);
+    }
+
+    #[test]
+    fn two_per_minute_third_request_is_told_thirty_seconds_everywhere() {
+        let p = params(2, 60 * S, 2);
+        let mut st = Vec::new();
+        take(&p, &mut st, T0);
+        take(&p, &mut st, T0);
+        let r = take(&p, &mut st, T0);
+        assert_eq!(r.decision, Decision::Reject);
+        assert_eq!((r.reset_at, r.retry_after_ns), (T0 + 30 * S, 30 * S));
+        assert_eq!(
+            take(&p, &mut st, T0 + 30 * S - 1).decision,
+            Decision::Reject
+        );
+        assert_eq!(take(&p, &mut st, T0 + 30 * S).decision, Decision::Admit);
     }
 
     #[test]

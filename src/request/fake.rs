@@ -59,6 +59,9 @@ impl RequestAttributes for FakeRequest {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
     }
+    fn header_lines(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
     fn source_address(&self) -> Option<&str> {
         self.source.as_deref()
     }

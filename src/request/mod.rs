@@ -18,6 +18,11 @@ pub trait RequestAttributes {
     fn path_and_query(&self) -> &str;
     /// First value of a header; `name` is lower-case. Raw bytes: values need not be UTF-8.
     fn header(&self, name: &str) -> Option<&[u8]>;
+    /// How many field lines carry header `name` (lower-case). [`Self::header`] sees only the
+    /// first, as Envoy's single-header read does; a field that must be one value (the
+    /// idempotency key) asks this too. It may cost the host a whole-map read: ask only when
+    /// the header is present and the answer matters.
+    fn header_lines(&self, name: &str) -> usize;
     /// Envoy's `source.address` (`ip:port` or `[v6]:port`), if known.
     fn source_address(&self) -> Option<&str>;
     /// Envoy's `xds.route_name`, if the request matched a named route.

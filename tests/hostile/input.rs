@@ -223,3 +223,47 @@ fn bodies_at_and_over_every_limit() {
     );
     assert_clean(&envoy);
 }
+
+#[test]
+fn two_idempotency_key_lines_or_a_merged_list_get_400_and_lock_nothing() {
+    // Envoy's single-header read returns only the first of two lines; levee counts the lines.
+    // Both ways levee reads headers: one by one (few headers), and the whole map (many).
+    for cfg in [
+        serde_json::json!({ "idempotency": {} }),
+        serde_json::json!({ "idempotency": {}, "rate_limits": [{ "name": "many",
+            "key": ["header:x-a", "header:x-b", "header:x-c"], "limit": 100, "window": "1m" }] }),
+    ] {
+        let (up, envoy) = start(cfg);
+        let post = || Request::post("/pay", b"x".to_vec());
+        let two_lines = send(
+            envoy.port(),
+            &post()
+                .header("idempotency-key", "aaa")
+                .header("idempotency-key", "bbb"),
+        );
+        assert_problem(&two_lines, 400);
+        assert!(
+            two_lines.text().contains("exactly one"),
+            "{}",
+            two_lines.text()
+        );
+        for merged in ["aaa,bbb", "aaa, bbb", "\"aaa\", \"bbb\""] {
+            let r = send(envoy.port(), &post().header("idempotency-key", merged));
+            assert_problem(&r, 400);
+        }
+        assert_eq!(
+            up.count(),
+            0,
+            "no request with several keys reached the upstream"
+        );
+        // Nothing was locked or recorded under either key: each executes afresh.
+        for key in ["aaa", "bbb"] {
+            let r = send(envoy.port(), &post().header("idempotency-key", key));
+            assert_eq!(r.status, 200, "{key}: {}", r.text());
+            assert!(r.header("idempotent-replayed").is_none(), "{key}");
+        }
+        assert_eq!(up.count(), 2);
+        assert_eq!(envoy.stat("levee_idempotency_invalid_key"), 4);
+        assert_clean(&envoy);
+    }
+}

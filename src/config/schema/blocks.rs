@@ -70,6 +70,11 @@ fn limits() -> Value {
         ("max_tracked_keys", Prop::new(int(1, d::MAX_MAX_TRACKED_KEYS),
             "Slots per table (one table per rate limit, idempotency, cache); each slot costs shared memory.")
             .default(d::MAX_TRACKED_KEYS)),
+        ("max_memory_bytes", Prop::new(int(d::MIN_MAX_MEMORY_BYTES, d::MAX_MAX_MEMORY_BYTES),
+            "Ceiling on the shared-data bytes this config's tables may take (the bound `levee check` prints and \
+             `levee_memory_bound_bytes` reports). A config over it is refused; raise it to accept a larger config, \
+             knowing that configure time grows with the number of shared-data keys.")
+            .default(d::MAX_MEMORY_BYTES)),
     ], &[])
 }
 

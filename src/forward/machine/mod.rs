@@ -19,6 +19,7 @@ use std::rc::Rc;
 use crate::breaker::gate as breaker_gate;
 use crate::breaker::{Admission, Ticket};
 use crate::config::{OutcomeClass, RetryConfig, UpstreamConfig};
+use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
 use crate::metrics::{Event, Metrics, UpstreamEvent};
 use crate::outcome::{classify_callout, AttemptOutcome};
 use crate::random::RandomSource;
@@ -252,8 +253,8 @@ impl CalloutForward {
             attempts_made: self.attempts,
             started_at: self.started_at,
             now,
-            retry_after: header_str(headers, "retry-after"),
-            rate_limit_reset: header_str(headers, "x-ratelimit-reset"),
+            retry_after: header_str(headers, RETRY_AFTER),
+            rate_limit_reset: header_str(headers, X_RATELIMIT_RESET),
         };
         let backoff = self
             .backoff

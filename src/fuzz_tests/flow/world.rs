@@ -103,6 +103,9 @@ impl crate::request::RequestAttributes for Whole<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.0.header(name)
     }
+    fn header_lines(&self, name: &str) -> usize {
+        self.0.header_lines(name)
+    }
     fn source_address(&self) -> Option<&str> {
         self.0.source_address()
     }
