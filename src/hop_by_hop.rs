@@ -23,6 +23,8 @@
 //! (the callout dropped the three named ones, the fallback every one). The named three are
 //! kept: dropping every `proxy-*` field would hide a `Proxy-Status` from the client.
 
+use crate::header_names::{CONTENT_LENGTH, UPGRADE};
+
 /// Dropped by exact name (any case) whatever `Connection` says.
 const CONNECTION_SPECIFIC: [&str; 10] = [
     "connection",
@@ -33,8 +35,8 @@ const CONNECTION_SPECIFIC: [&str; 10] = [
     "te",
     "trailer",
     "transfer-encoding",
-    "upgrade",
-    "content-length",
+    UPGRADE,
+    CONTENT_LENGTH,
 ];
 
 /// Whether `name` (any case) is dropped whatever the `Connection` header says.

@@ -9,14 +9,17 @@
 //! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
 
 pub mod abi_wire;
+pub mod backend;
 pub mod breaker;
 pub mod config;
 pub mod fallback;
 pub mod footprint;
 pub mod forward;
+pub mod header_names;
 pub mod hop_by_hop;
 pub mod idempotency;
 pub mod metrics;
+pub mod outcome;
 pub mod pipeline;
 pub mod problem;
 pub mod provision;
@@ -27,6 +30,7 @@ pub mod retry;
 pub mod store;
 pub mod time;
 pub mod timer_queue;
+pub mod window;
 pub mod worker;
 
 #[cfg(test)]

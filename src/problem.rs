@@ -8,6 +8,8 @@
 //! problem's `detail` as its `grpc-message` — what a gRPC client shows as the error text —
 //! percent-encoded as the gRPC HTTP/2 protocol requires ([`grpc_message`]).
 
+use crate::header_names::CONTENT_TYPE;
+
 /// gRPC status codes levee may answer with.
 pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 pub const GRPC_UNAVAILABLE: u32 = 14;
@@ -156,7 +158,7 @@ pub fn problem(kind: ProblemKind, status: u16, detail: &str, extra: &[(&str, &st
     let body = serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap_or_default();
     LocalReply {
         status,
-        headers: vec![("content-type".into(), "application/problem+json".into())],
+        headers: vec![(CONTENT_TYPE.into(), "application/problem+json".into())],
         body,
         details: kind.details(),
         grpc_status: Some(GrpcStatus {

@@ -22,7 +22,7 @@
 //! counts only while its lease is still held.
 
 use crate::config::BreakerConfig;
-use crate::retry::outcome::{matches, AttemptOutcome};
+use crate::outcome::{matches, AttemptOutcome};
 use crate::time::{duration_nanos, UnixNanos};
 
 use super::state::{HeldLease, Phase, State, MAX_LEASES};

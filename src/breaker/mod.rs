@@ -16,19 +16,22 @@
 //! ```
 //!
 //! The breaker's state is shared by all worker VMs: [`state`] is its byte encoding,
-//! [`machine`] the pure transition functions the caller runs inside its read-compute-CAS
-//! loop, [`window`] the bucketed sliding window behind the failure rate. What counts as a
-//! failure is [`is_failure`]: `failure_on` (classes from [`crate::retry::outcome`]) plus slow
+//! [`machine`] the pure transition functions, [`gate`] the read-compute-CAS over the one
+//! shared key that admits attempts and records their outcomes; the failure rate counts in a
+//! [`crate::window::Window`]. What counts as a
+//! failure is [`is_failure`]: `failure_on` (classes from [`crate::outcome`]) plus slow
 //! calls; a 4xx never counts unless listed as a status.
 
+pub mod gate;
 pub mod machine;
+pub mod reply;
 pub mod state;
-pub mod window;
 
 pub use machine::{
     admit, is_failure, record, state_of, Admission, Admit, BreakerState, Cause, Recorded, Ticket,
     Transition,
 };
+pub use reply::open_reply;
 pub use state::Phase;
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! | 20 | 4 | consecutive probe successes (half-open) |
 //! | 24 | 4 | next lease id |
 //! | 28 | 4 | reserved (0) |
-//! | 32 | 96 | failure-rate window: [`super::window`] (calls, failures) |
+//! | 32 | 96 | failure-rate window: [`crate::window`] (calls, failures) |
 //! | 128 | 12·n | leases: id u32, until u64 |
 //!
 //! **Garbage is a fresh CLOSED breaker.** Empty bytes (a key created empty), another version, a
@@ -28,7 +28,7 @@
 use crate::config::BreakerConfig;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
-use super::window::{read_u32, read_u64, Window, ENCODED_LEN as WINDOW_LEN};
+use crate::window::{read_u32, read_u64, Window, ENCODED_LEN as WINDOW_LEN};
 
 const VERSION: u8 = 1;
 /// Bytes before the lease list.
@@ -98,7 +98,7 @@ pub struct State {
 /// Width of one failure-rate bucket for `cfg` (1 s when there is no failure-rate rule).
 pub fn bucket_width(cfg: &BreakerConfig) -> u64 {
     match &cfg.failure_rate {
-        Some(rate) => (duration_nanos(rate.window) / super::window::BUCKETS as u64).max(1),
+        Some(rate) => (duration_nanos(rate.window) / crate::window::BUCKETS as u64).max(1),
         None => NANOS_PER_SEC,
     }
 }

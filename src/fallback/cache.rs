@@ -39,17 +39,16 @@
 //! that is about 476 answers. Simple and honest: every slot is sized for the largest answer; small
 //! answers do not let more fit.
 
-use std::fmt;
-
 use crate::config::CacheConfig;
 use crate::idempotency::record::BodyRef;
 use crate::idempotency::response::{StoredResponse, FIXED_OVERHEAD};
 use crate::store::bucket::{Bucket, WAYS};
-use crate::store::cas::{cas_floor, create_if_absent};
+use crate::store::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step};
 use crate::store::slots::ENVOY_PER_KEY_OVERHEAD_BYTES;
-use crate::store::{Eviction, KeyHasher, Placement, SharedStore, SlotTable, TableError};
+use crate::store::{Eviction, KeyHasher, Lookup, Placement, SharedStore, SlotTable, TableError};
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
+use super::cache_outcome::{CacheError, Miss, StaleHit, Stored};
 use super::cacheable::{vary_names, VaryValues, MAX_STORED_HEADER_BYTES};
 use super::index_entry::{Entry, ENTRY_LEN};
 
@@ -57,8 +56,6 @@ use super::index_entry::{Entry, ENTRY_LEN};
 pub const INDEX_LAYER: &str = "cache";
 /// Layer word of the body keys.
 pub const BODY_LAYER: &str = "cachebody";
-/// Index commits retried after a lost CAS race before giving up.
-const STORE_ATTEMPTS: u32 = 4;
 /// Digits of the largest slot number (`u32::MAX`).
 const MAX_SLOT_DIGITS: usize = 10;
 
@@ -71,67 +68,6 @@ pub struct StaleCache {
     ttl_ns: u64,
     max_body_bytes: u64,
     max_blob_bytes: usize,
-}
-
-/// What [`StaleCache::store_response`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Written at this slot.
-    Written { slot: u32 },
-    /// The key already has a copy of the same variant younger than the refresh interval.
-    AlreadyFresh,
-}
-
-/// Why an answer was not stored (the request itself is unaffected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheError {
-    /// Over `max_body_bytes` or the header allowance.
-    TooLarge {
-        len: usize,
-        max: usize,
-    },
-    /// The key's bucket has no usable slot (only when the table is smaller than a bucket).
-    NoRoom,
-    Table(TableError),
-    /// Writing the body blob failed.
-    BodyWrite,
-}
-
-impl fmt::Display for CacheError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooLarge { len, max } => write!(f, "answer of {len} bytes over {max}"),
-            Self::NoRoom => f.write_str("no usable cache slot"),
-            Self::Table(e) => write!(f, "cache index: {e}"),
-            Self::BodyWrite => f.write_str("writing the cached body failed"),
-        }
-    }
-}
-
-impl std::error::Error for CacheError {}
-
-/// A copy found by [`StaleCache::find`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleHit {
-    /// As stored (pass its headers through [`super::headers::stale_headers`] before sending).
-    pub response: StoredResponse,
-    /// Whole seconds since levee stored it.
-    pub age_seconds: u64,
-}
-
-/// Why no copy is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Miss {
-    /// No live entry for the key.
-    NoEntry,
-    /// The copy is older than `max_stale`.
-    TooOld { age_seconds: u64 },
-    /// The body slot does not hold the blob the entry names (reused, torn or missing).
-    BodyMismatch,
-    /// The copy was stored for other values of the headers it varies on.
-    VaryMismatch,
-    /// Shared data could not be read.
-    Store,
 }
 
 impl StaleCache {
@@ -284,34 +220,53 @@ impl StaleCache {
         .encode();
         let key = hasher.hash(self.index.domain(), key_bytes);
         let at_rest_at = now.saturating_add(self.ttl_ns);
-        for _ in 0..STORE_ATTEMPTS {
-            let lookup = self
-                .index
-                .lookup(store, key, now, Eviction::LeastRecentlyTouched)
-                .map_err(CacheError::Table)?;
-            if self.is_fresh(lookup.state.as_deref(), digest, now) {
-                return Ok(Stored::AlreadyFresh);
-            }
-            let slot = match lookup.placement {
-                Placement::Full => return Err(CacheError::Table(TableError::Full)),
-                p => p.slot().ok_or(CacheError::NoRoom)?,
-            };
-            if slot >= self.body_slots {
-                return Err(CacheError::NoRoom);
-            }
-            store
-                .set(&self.body_key(slot), &encoded.blob, None)
-                .map_err(|_| CacheError::BodyWrite)?;
-            match self
-                .index
-                .try_commit(store, &lookup, &entry, at_rest_at, now)
-            {
-                Ok(_) => return Ok(Stored::Written { slot }),
-                Err(TableError::Conflict) => continue,
-                Err(e) => return Err(CacheError::Table(e)),
-            }
+        let (stored, ()) = read_compute_cas(
+            || {
+                self.index
+                    .lookup(store, key, now, Eviction::LeastRecentlyTouched)
+                    .map_err(CacheError::Table)
+            },
+            |lookup| self.place(lookup, digest, now),
+            // Body first, then the index entry naming it (module docs).
+            |lookup, slot| {
+                store
+                    .set(&self.body_key(slot), &encoded.blob, None)
+                    .map_err(|_| CacheError::BodyWrite)?;
+                match self
+                    .index
+                    .try_commit(store, &lookup, &entry, at_rest_at, now)
+                {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(TableError::Conflict) => Ok(Attempt::Again),
+                    Err(e) => Err(CacheError::Table(e)),
+                }
+            },
+        )?;
+        stored
+    }
+
+    /// Where a store for this lookup would go: the body slot to write (with the answer it
+    /// will give), or an answer without a write.
+    fn place(
+        &self,
+        lookup: &Lookup,
+        digest: u64,
+        now: UnixNanos,
+    ) -> Step<Result<Stored, CacheError>, u32> {
+        if self.is_fresh(lookup.state.as_deref(), digest, now) {
+            return Step::Keep(Ok(Stored::AlreadyFresh));
         }
-        Err(CacheError::Table(TableError::Contended))
+        let slot = match lookup.placement {
+            Placement::Full => return Step::Keep(Err(CacheError::Table(TableError::Full))),
+            p => p.slot().filter(|&slot| slot < self.body_slots),
+        };
+        match slot {
+            Some(slot) => Step::Write {
+                value: slot,
+                result: Ok(Stored::Written { slot }),
+            },
+            None => Step::Keep(Err(CacheError::NoRoom)),
+        }
     }
 
     /// The key's copy if it is at most `max_stale_ns` old, matches the current request's

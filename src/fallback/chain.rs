@@ -27,6 +27,7 @@
 //! `x-levee-fallback` marker.
 
 use crate::config::{FallbackEntry, FallbackKind, Forward};
+use crate::header_names::CONTENT_LENGTH;
 use crate::idempotency::response::StoredResponse;
 
 use super::headers::mark;
@@ -130,7 +131,7 @@ pub fn static_reply(kind: &FallbackKind) -> Option<StoredResponse> {
     };
     let mut headers: Vec<(String, String)> = headers
         .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
+        .filter(|(n, _)| !n.eq_ignore_ascii_case(CONTENT_LENGTH))
         .cloned()
         .collect();
     mark(&mut headers, MARK_STATIC);

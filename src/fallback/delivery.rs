@@ -5,10 +5,10 @@
 //! back within the lease) is repeated — which is why every delivery carries the item's
 //! idempotency key (see [`super::queue`]).
 //!
-//! The caller drives it from its timer: [`RequestQueue::next_due`] hands out items whose
+//! The caller drives it from its timer: [`RequestQueue::next_due`](super::queue::RequestQueue::next_due) hands out items whose
 //! time has come, each with a [`DeliveryTicket`] and a lease (`lease_ns`: after that the item
 //! is due again even if no answer came back); the caller asks its breaker, sends, and reports
-//! with [`RequestQueue::on_delivery_result`]:
+//! with [`RequestQueue::on_delivery_result`](super::queue::RequestQueue::on_delivery_result):
 //! - [`DeliveryOutcome::Delivered`]: the upstream gave a final answer (any status but 5xx,
 //!   408, 425, 429): the item is done;
 //! - [`DeliveryOutcome::Failed`]: retried after the next [`Backoff`] delay (the upstream's
@@ -21,15 +21,12 @@
 //! is given up ([`Due::GiveUp`] / [`Settled::GaveUp`]) so that a poison request cannot hold
 //! its place forever; the caller logs it at warn and counts it.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::config::{Jitter, UpstreamConfig};
 use crate::retry::backoff::Backoff;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
-
-use super::queue::QueueId;
-#[cfg(doc)]
-use super::queue::RequestQueue;
 
 /// Retry delays when the upstream has no `retry` block: from 1 s …
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(1);
@@ -67,7 +64,17 @@ impl DeliveryPolicy {
     }
 }
 
-/// One delivery handed out by [`RequestQueue::next_due`].
+/// A queued item's id: random, shown as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u64);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One delivery handed out by [`RequestQueue::next_due`](super::queue::RequestQueue::next_due).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryTicket {
     pub id: QueueId,
@@ -75,10 +82,10 @@ pub struct DeliveryTicket {
     pub attempt: u32,
 }
 
-/// What [`RequestQueue::next_due`] has for the caller.
+/// What [`RequestQueue::next_due`](super::queue::RequestQueue::next_due) has for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Due {
-    /// Send [`RequestQueue::request`] with [`RequestQueue::call_headers`] now.
+    /// Send [`RequestQueue::request`](super::queue::RequestQueue::request) with [`RequestQueue::call_headers`](super::queue::RequestQueue::call_headers) now.
     Deliver(DeliveryTicket),
     /// Undelivered after `max_age`: dropped.
     GiveUp { id: QueueId, attempts: u32 },
@@ -105,7 +112,7 @@ impl DeliveryOutcome {
     }
 }
 
-/// What [`RequestQueue::on_delivery_result`] did.
+/// What [`RequestQueue::on_delivery_result`](super::queue::RequestQueue::on_delivery_result) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     Delivered {

@@ -33,22 +33,27 @@
 //! bytes read from shared data never panics (garbage is a miss).
 
 pub mod cache;
+pub mod cache_outcome;
 pub mod cacheable;
 pub mod chain;
 pub mod delivery;
 pub mod headers;
 pub mod index_entry;
+pub mod kept;
 pub mod queue;
+pub mod run;
+pub mod saved_request;
 
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheError, Miss, StaleCache, StaleHit, Stored};
+pub use cache::StaleCache;
+pub use cache_outcome::{CacheError, Miss, StaleHit, Stored};
 pub use cacheable::{cache_key, NotStored, VaryValues};
 pub use chain::{choose, kind_name, marker, static_reply, Situation};
-pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
+pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueId, Settled};
 pub use headers::{mark, stale_headers};
-pub use queue::{accepted_reply, QueueFull, QueueId, QueueLimits, QueuedRequest, RequestQueue};
+pub use queue::{accepted_reply, QueueFull, QueueLimits, QueuedRequest, RequestQueue};
 
 /// The response header that marks every degraded answer.
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";

@@ -36,11 +36,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
+use crate::header_names::{AUTHORITY, CONTENT_TYPE, METHOD, PATH};
 use crate::idempotency::response::StoredResponse;
 use crate::random::RandomSource;
 use crate::retry::backoff::Backoff;
 use crate::time::UnixNanos;
 
+/// The id [`RequestQueue::enqueue`] hands out; defined with the deliveries that carry it.
+pub use super::delivery::QueueId;
 use super::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
 use super::{FALLBACK_HEADER, MARK_QUEUED};
 use crate::hop_by_hop::end_to_end;
@@ -54,16 +57,6 @@ pub const HEADER_OVERHEAD_BYTES: u64 = 48;
 pub struct QueueLimits {
     pub max_items: u32,
     pub max_bytes: u64,
-}
-
-/// A queued item's id: random, shown as 16 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueId(pub u64);
-
-impl fmt::Display for QueueId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
 }
 
 /// The request to deliver later. `headers` are regular headers (no pseudo-headers).
@@ -246,9 +239,9 @@ impl RequestQueue {
     pub fn call_headers(&self, id: QueueId) -> Option<Vec<(String, String)>> {
         let r = self.request(id)?;
         let mut out = vec![
-            (":method".to_owned(), r.method.clone()),
-            (":path".to_owned(), r.path.clone()),
-            (":authority".to_owned(), r.authority.clone()),
+            (METHOD.to_owned(), r.method.clone()),
+            (PATH.to_owned(), r.path.clone()),
+            (AUTHORITY.to_owned(), r.authority.clone()),
         ];
         out.extend(r.headers.iter().cloned());
         Some(out)
@@ -349,7 +342,7 @@ pub fn accepted_reply(id: QueueId) -> StoredResponse {
     StoredResponse {
         status: 202,
         headers: vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
+            (CONTENT_TYPE.to_owned(), "application/json".to_owned()),
             (FALLBACK_HEADER.to_owned(), MARK_QUEUED.to_owned()),
         ],
         body: format!("{{\"id\":\"{id}\",\"status\":\"queued\"}}").into_bytes(),

@@ -14,7 +14,6 @@
 
 use crate::config::RetryBudget;
 use crate::metrics::{Event, GlobalEvent, Metrics};
-use crate::pipeline::MAX_CAS_ATTEMPTS;
 use crate::retry::budget;
 use crate::store::cas::{update_key, Step};
 use crate::store::SharedStore;
@@ -27,8 +26,8 @@ pub fn budget_key(upstream: &str) -> String {
 
 /// Records one original request to `upstream`.
 pub fn deposit(upstream: &str, store: &dyn SharedStore, now: UnixNanos, metrics: &mut dyn Metrics) {
-    let result = update_key(store, &budget_key(upstream), MAX_CAS_ATTEMPTS, |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+    let result = update_key(store, &budget_key(upstream), |current| {
+        let state = current.value.as_slice();
         Step::Write {
             value: budget::deposit(state, now),
             result: (),
@@ -47,8 +46,8 @@ pub fn withdraw(
     now: UnixNanos,
     metrics: &mut dyn Metrics,
 ) -> bool {
-    let result = update_key(store, &budget_key(upstream), MAX_CAS_ATTEMPTS, |current| {
-        let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
+    let result = update_key(store, &budget_key(upstream), |current| {
+        let state = current.value.as_slice();
         match budget::try_withdraw(cfg, state, now) {
             (true, Some(value)) => Step::Write {
                 value,

@@ -15,6 +15,7 @@
 //! Everything else is kept in order: `x-request-id`, `traceparent`, `b3`, the
 //! `Idempotency-Key` (forwarded unchanged on every attempt), cookies, authorization.
 
+use crate::header_names::{AUTHORITY, METHOD, PATH};
 use crate::hop_by_hop::end_to_end;
 
 /// A header list as the host hands it over: names as received, values as raw bytes.
@@ -32,9 +33,9 @@ pub fn callout_headers(
     request_headers: &[(String, Vec<u8>)],
 ) -> HeaderList {
     let mut out = Vec::with_capacity(request_headers.len() + 3);
-    out.push((":method".to_string(), method.as_bytes().to_vec()));
-    out.push((":path".to_string(), path.as_bytes().to_vec()));
-    out.push((":authority".to_string(), authority.as_bytes().to_vec()));
+    out.push((METHOD.to_string(), method.as_bytes().to_vec()));
+    out.push((PATH.to_string(), path.as_bytes().to_vec()));
+    out.push((AUTHORITY.to_string(), authority.as_bytes().to_vec()));
     out.extend(end_to_end(request_headers, &[]));
     out
 }

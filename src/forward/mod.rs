@@ -24,19 +24,24 @@
 //!   it unchanged; [`FailureInfo::status`] says what to answer otherwise (`503` breaker open,
 //!   `504` timeout, `502` reset).
 //!
-//! Files: [`headers`] (what crosses, both ways), [`step`] (the values), [`machine`] (the
-//! state machine), [`budget_gate`] (the retry budget over shared data).
+//! Files: [`intake`] (which requests callout mode takes, and their buffered copy),
+//! [`headers`] (what crosses, both ways), [`step`] (the values), [`machine`] (the state
+//! machine), [`reply`] (what the client gets from it), [`budget_gate`] (the retry budget over
+//! shared data); [`router`] is router mode's part (the breaker around Envoy's forward).
 
 pub mod budget_gate;
 pub mod headers;
+pub mod intake;
 pub mod machine;
+pub mod reply;
+pub mod router;
 pub mod step;
 
 #[cfg(test)]
 mod tests;
 
 pub use budget_gate::budget_key;
-pub use machine::{is_failure, CalloutForward};
+pub use machine::CalloutForward;
 pub use step::{
     BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, FinalAnswer, ForwardStep,
 };

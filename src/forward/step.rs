@@ -3,7 +3,9 @@
 
 use std::rc::Rc;
 
-use crate::retry::outcome::AttemptOutcome;
+use crate::header_names::STATUS;
+use crate::outcome::AttemptOutcome;
+use crate::problem::ProblemKind;
 use crate::retry::policy::GiveUp;
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 
@@ -64,7 +66,7 @@ impl CalloutAnswer {
         let Some(headers) = headers.filter(|h| !h.is_empty()) else {
             return Self::Reset;
         };
-        match header_str(&headers, ":status").and_then(|s| s.trim().parse::<u16>().ok()) {
+        match header_str(&headers, STATUS).and_then(|s| s.trim().parse::<u16>().ok()) {
             Some(status) if (100..=999).contains(&status) => Self::Response {
                 status,
                 headers,
@@ -131,7 +133,7 @@ impl FailureInfo {
     /// Envoy response code details for a levee-made reply to this failure.
     pub fn details(&self) -> &'static str {
         if self.breaker_open {
-            return "levee_circuit_open";
+            return ProblemKind::CircuitOpen.details();
         }
         match self.last_outcome {
             Some(AttemptOutcome::Timeout) => "levee_upstream_timeout",
@@ -140,7 +142,7 @@ impl FailureInfo {
                 connect_failure: true,
                 ..
             }) => "levee_upstream_connect_failure",
-            _ => "levee_upstream_failure",
+            _ => ProblemKind::UpstreamFailure.details(),
         }
     }
 }

@@ -71,7 +71,7 @@ use world::{tracing, Phase, World};
 /// really holds: without faults it neither leaks (stuck at the cap: nothing stored any
 /// more) nor drifts low (the cap no longer bounds memory).
 fn check_stored_bytes(store: &MemoryStore) -> Result<(), TestCaseError> {
-    use crate::pipeline::idempotency_gate::BUDGET_KEY;
+    use crate::idempotency::shared_keys::BUDGET_KEY;
     use crate::store::SharedStore;
     let counted = store
         .get(BUDGET_KEY)

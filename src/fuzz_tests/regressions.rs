@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::flow::{plugin, T0};
 use crate::metrics::Recorder;
-use crate::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
+use crate::pipeline::flow::{Await, RequestFlow, Step, UpstreamAnswer};
 use crate::pipeline::Env;
 use crate::random::SplitMix64;
 use crate::request::fake::FakeRequest;
@@ -36,7 +36,7 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
         &post("a"),
         false,
     );
-    assert_eq!(step, Step::AwaitBody);
+    assert_eq!(step, Step::Await(Await::Body));
     let step = first.on_request_body(
         &mut Env::new(&plugin, &store, now, &mut rng, &mut metrics),
         b"amount=1",
@@ -50,10 +50,10 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
         &post("b"),
         false,
     );
-    let Step::Hold {
+    let Step::Await(Await::Timer {
         wake_at,
         purpose: TimerPurpose::Release,
-    } = step
+    }) = step
     else {
         panic!("expected the shaper to hold it, got {step:?}");
     };
@@ -109,15 +109,12 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
         answer,
     );
     assert!(
-        !matches!(
-            replaced,
-            Some(Step::Dispatch(_) | Step::Hold { .. } | Step::AwaitBody | Step::Enqueue(_))
-        ),
+        !matches!(replaced, Some(Step::Await(_))),
         "the response would be paused for a fallback that cannot replace it: {replaced:?}"
     );
     // What the host does if it is paused: a failed secondary ends the chain with Continue,
     // which resumes the request, not the response.
-    if let Some(Step::Dispatch(_)) = replaced {
+    if let Some(Step::Await(Await::Callout(_))) = replaced {
         let step =
             flow.on_dispatch_failed(&mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics));
         assert_ne!(
@@ -166,7 +163,7 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
                     answer,
                 );
             }
-            Step::Dispatch(_) => {
+            Step::Await(Await::Callout(_)) => {
                 let headers = vec![(":status".to_string(), b"503".to_vec())];
                 let _ = opener.on_callout_response(
                     &mut Env::new(&plugin, &store, T0, &mut rng, &mut metrics),
@@ -186,7 +183,7 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
             true,
         );
         assert!(
-            matches!(&step, Step::Dispatch(r) if r.cluster == "c2"),
+            matches!(&step, Step::Await(Await::Callout(r)) if r.cluster == "c2"),
             "{forward}: {step:?}"
         );
         // ...and its retry, while the secondary call is still out, must not execute too.
@@ -249,7 +246,7 @@ fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
 /// completed, answer not kept" once dead answers filled the cap. Fixed: a bucket write frees
 /// the answers of the records it drops (184 of 240 with that alone: expired records in
 /// buckets nobody writes stay), and a store that finds the counter full first sweeps a few
-/// buckets for expired answers (`pipeline::idempotency_answers`).
+/// buckets for expired answers (`idempotency::answers`).
 #[test]
 fn expired_answers_do_not_keep_the_stored_bytes_budget_full() {
     let doc = json!({ "limits": { "max_tracked_keys": 64 },

@@ -28,7 +28,7 @@
 //! than `max_tracked_keys` live keys the *completed* record written longest ago in a full
 //! bucket is evicted (a retry of that key executes again; an in-flight record is never
 //! evicted: [`record::evictable`]); `max_stored_bytes` bounds the stored answers (a byte
-//! counter next to the records, kept by the pipeline's idempotency gate), and an answer that
+//! counter next to the records, kept exact by the [`layer`]), and an answer that
 //! does not fit is remembered by status only.
 //! The owner renews its lock every `lock_timeout / 3` while its request lives, so a slow but
 //! alive first request is never retaken under it.
@@ -43,18 +43,29 @@
 //! checksum must match; [`mod@replay`] turns a record and its blob into the replayed answer;
 //! [`outcome`] classifies how a request ended.
 //!
+//! Over shared data: [`layer`] holds the records in a bounded slot table (claim, renew,
+//! complete), its answer store keeps the stored answers and their byte counter exact, and
+//! [`shared_keys`] names the plain keys both use.
+//!
 //! The caller's order on completion: classify → (stored) encode the answer, reserve
 //! its size, write the blob → [`finish`] with its [`BodyRef`] (or `None` if it did not fit).
 //! The blob is written *before* the record names it, so a replay never sees a record whose
 //! blob is not there yet; a [`Finish::NotOwner`] means the blob should be refunded.
 
+mod answers;
+pub mod capture;
 pub mod fingerprint;
 pub mod key;
+pub mod layer;
 pub mod machine;
 pub mod outcome;
 pub mod record;
 pub mod replay;
+pub mod replies;
+pub mod request;
+pub mod request_key;
 pub mod response;
+pub mod shared_keys;
 
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use key::{parse_key, parse_single_key, scoped_key, IdempotencyKey, KeyError};
@@ -64,5 +75,7 @@ pub use record::{at_rest_at, evictable, BodyRef, Completed, InFlight, Record, To
 pub use replay::{replay, replay_headers, Replay, KEY_ECHO_HEADER, REPLAYED_HEADER};
 pub use response::{DecodeError, EncodedResponse, StoredResponse, TooLargeToEncode};
 
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 mod tests;

@@ -20,26 +20,11 @@
 //! list 502 there.
 
 use crate::config::IdempotencyConfig;
+use crate::metrics::IdempotencyEvent;
 
-/// How a keyed request ended, as the host saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamResult {
-    /// levee answered itself before forwarding (rate limit, open circuit, `413`, …).
-    RejectedBeforeForwarding,
-    /// No connection (or stream) to the upstream was ever made: the request was not sent.
-    ConnectFailure,
-    /// The client went away before the request was forwarded.
-    ClientGoneBeforeForwarding,
-    /// The client went away after the request was forwarded (the upstream may be acting).
-    ClientGoneAfterForwarding,
-    /// No answer within the timeout.
-    Timeout,
-    /// The stream was reset before a complete answer.
-    Reset,
-    /// A complete answer; `body_bytes` is its body size (or any count above
-    /// `max_body_bytes` once buffering stopped).
-    Response { status: u16, body_bytes: u64 },
-}
+use super::machine::Outcome;
+use super::response::StoredResponse;
+pub use crate::outcome::UpstreamResult;
 
 /// Which of the idempotency outcomes applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,5 +66,59 @@ pub fn classify(cfg: &IdempotencyConfig, result: UpstreamResult) -> OutcomeKind 
             OutcomeKind::TooLarge
         }
         UpstreamResult::Response { .. } => OutcomeKind::Stored,
+    }
+}
+
+/// An answer as the request saw it: status, headers, body.
+pub type AnswerParts<'a> = (u16, &'a [(String, String)], &'a [u8]);
+
+/// The record's outcome for a request that ended as `result`, with its answer (status,
+/// headers, body) when it had one; a stored outcome also gives the answer to keep.
+pub fn ending(
+    cfg: &IdempotencyConfig,
+    result: UpstreamResult,
+    answer: Option<AnswerParts<'_>>,
+) -> (Outcome, Option<StoredResponse>) {
+    match (classify(cfg, result), answer) {
+        (OutcomeKind::Released, _) => (Outcome::Released, None),
+        (OutcomeKind::Unknown, _) | (OutcomeKind::Stored, None) => (Outcome::Unknown, None),
+        (OutcomeKind::TooLarge, answer) => {
+            let status = answer.map_or(0, |a| a.0);
+            (Outcome::TooLarge { status }, None)
+        }
+        (OutcomeKind::Stored, Some((status, headers, body))) => {
+            let keep = StoredResponse {
+                status,
+                headers: headers.to_vec(),
+                body: body.to_vec(),
+            };
+            (Outcome::Stored { status, body: None }, Some(keep))
+        }
+    }
+}
+
+/// After the primary ended as `primary` (none recorded yet: `None`), the secondary cluster
+/// failed with `status` (`None`: no answer). When nothing happened at the primary (released),
+/// the secondary's failure decides — a reset or timeout there may have acted: the new ending.
+pub fn secondary_ending(
+    cfg: &IdempotencyConfig,
+    primary: Option<UpstreamResult>,
+    status: Option<u16>,
+    body_bytes: u64,
+) -> Option<UpstreamResult> {
+    let released = primary.is_none_or(|r| classify(cfg, r) == OutcomeKind::Released);
+    released.then_some(match status {
+        Some(status) => UpstreamResult::Response { status, body_bytes },
+        None => UpstreamResult::Reset,
+    })
+}
+
+/// The metric that counts a record completed with `outcome`.
+pub fn event_of(outcome: Outcome) -> IdempotencyEvent {
+    match outcome {
+        Outcome::Released => IdempotencyEvent::Released,
+        Outcome::Unknown => IdempotencyEvent::Unknown,
+        Outcome::Stored { .. } => IdempotencyEvent::Stored,
+        Outcome::TooLarge { .. } => IdempotencyEvent::TooLarge,
     }
 }

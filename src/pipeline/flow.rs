@@ -1,149 +1,87 @@
-//! One request's progress through levee's layers, as a state machine the host drives.
+//! One request's journey through levee's layers: a sequencer over [`Stage`]s that carry their
+//! own data.
 //!
-//! The host calls one method per Envoy callback and maps the returned [`Step`] to host calls;
-//! timers the flow wants (lock renewals) are collected with [`RequestFlow::take_timer`].
-//! The idempotency parts live in `flow_idempotency.rs`.
+//! Each layer's machine decides — the rate limits ([`admission`]), the idempotency key
+//! ([`KeyedRequest`]), the breaker and the forward ([`RouterForward`], [`CalloutForward`]), the
+//! fallback chain ([`FallbackRun`]) — and this file only moves the request from one to the
+//! next, turning their decisions into [`Step`]s. The host calls one method per Envoy callback;
+//! every answer to a paused request comes back through [`RequestFlow::resume`]. Timers the
+//! flow wants without pausing (lock renewals) are collected with [`RequestFlow::take_timer`].
 
-use crate::breaker::{Admission, Ticket};
-use crate::config::Forward;
-use crate::config::Mode;
-use crate::forward::{BufferedRequest, CalloutForward, CalloutRequest};
-use crate::idempotency::response::StoredResponse;
-use crate::idempotency::{FingerprintBuilder, IdempotencyKey};
-use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::ratelimit::engine::Verdict;
-use crate::ratelimit::headers::rate_limit_headers;
+use crate::config::{Forward, UpstreamConfig};
+use crate::fallback::kept::KeptRequest;
+use crate::fallback::queue::{QueueFull, QueueId};
+use crate::fallback::run::FallbackRun;
+use crate::forward::intake::{callout_eligible, Intake};
+use crate::forward::router::RouterForward;
+use crate::forward::CalloutForward;
+use crate::idempotency::request::{Claimed, KeyEnv};
+use crate::idempotency::request_key::RequestKey;
+use crate::outcome::UpstreamResult;
+use crate::problem::LocalReply;
+use crate::ratelimit::admission::{self, RateAdmission};
 use crate::request::RequestAttributes;
-use crate::retry::outcome::classify_router;
-use crate::store::hash::KeyHash;
-use crate::time::{retry_after_seconds, UnixNanos};
+use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-use super::breaker_gate;
-use super::idempotency_gate::KeyCheck;
-use super::saved_request::SavedRequest;
-use super::Enqueue;
-use super::Env;
+pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
+use super::{Env, Plugin};
 
-/// How a failed callout ended, and its answer (status, headers, body) if it had one.
-pub(super) type PendingResult = (
-    crate::idempotency::outcome::UpstreamResult,
-    Option<(u16, Vec<(String, String)>, Vec<u8>)>,
-);
+mod body;
+mod callout;
+mod fallback;
+mod response;
 
-/// What the host should do next with the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Let the request go on to the next filter (the router).
-    Continue,
-    /// Answer it now with this reply; the upstream never sees it.
-    Reply(LocalReply),
-    /// Keep it paused; call [`RequestFlow::on_timer`] with `purpose` at `wake_at`.
-    Hold {
-        wake_at: UnixNanos,
-        purpose: TimerPurpose,
-    },
-    /// Keep it paused until its body arrives (no timer).
-    AwaitBody,
-    /// Keep it paused and send this callout; pass its answer to
-    /// [`RequestFlow::on_callout_response`].
-    Dispatch(CalloutRequest),
-    /// Put the request on its upstream's queue, then call [`RequestFlow::on_enqueued`].
-    Enqueue(Enqueue),
-}
-
-/// What the upstream answered, as seen in `on_http_response_headers` (router mode).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UpstreamAnswer {
-    pub status: u16,
-    /// Envoy's `response.flags` bitmask.
-    pub flags: u64,
-    /// All response headers, when [`RequestFlow::wants_response_headers`] asked for them.
-    pub headers: Vec<(String, String)>,
-    pub end_of_stream: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum Stage {
+/// Where the request is, with what that stage needs.
+#[derive(Debug, Default)]
+enum Stage {
     #[default]
     New,
     /// Held by the leaky-bucket shaper until its release time.
     Shaped,
-    /// Held until the whole body is read (idempotency fingerprint).
+    /// Held until the whole body is read (idempotency fingerprint, callout mode).
     AwaitBody,
     /// Held while another request holds the same idempotency key (`on_concurrent: wait`).
     WaitForKey,
-    /// Passed on to the router.
-    Forwarded,
+    /// Passed on to Envoy's router.
+    Forwarded(RouterForward),
     /// Forwarded by levee's own callouts (attempts, backoff waits).
-    Callout,
+    Callout(Box<CalloutForward>),
+    /// The fallback chain sent the request to the secondary cluster.
+    Secondary(FallbackRun),
+    /// The fallback chain handed the request to the queue.
+    Enqueuing(FallbackRun),
     /// Answered by levee.
     Answered,
-}
-
-/// The idempotency part of a request's state.
-#[derive(Debug)]
-pub(super) struct Keyed {
-    pub(super) key: IdempotencyKey,
-    pub(super) hash: KeyHash,
-    pub(super) fingerprint: Option<FingerprintBuilder>,
-    /// The fingerprint once the body is complete (kept for re-claims while waiting).
-    pub(super) finished_fingerprint: Option<crate::idempotency::Fingerprint>,
-    pub(super) owner: u64,
-    /// The record slot, once claimed.
-    pub(super) slot: Option<u32>,
-    pub(super) finished: bool,
-    pub(super) wait_until: UnixNanos,
-    /// The upstream answer being captured for storage.
-    pub(super) capture: Option<StoredResponse>,
-    pub(super) capture_overflow: bool,
 }
 
 /// Per-request state, created by the host for each HTTP stream.
 #[derive(Debug, Default)]
 pub struct RequestFlow {
-    pub(super) stage: Stage,
-    pub(super) method: String,
-    pub(super) end_of_stream: bool,
-    /// Request body bytes seen while held.
-    pub(super) body_seen: u64,
-    /// Headers to add to the upstream's response (rate-limit headers, key echo).
-    pub(super) response_headers: Vec<(String, String)>,
-    /// The upstream this request is routed to, if a `routes` entry matched.
-    pub(super) upstream: Option<usize>,
-    /// The breaker's admission ticket and when the request was forwarded.
-    pub(super) ticket: Option<(Ticket, UnixNanos)>,
-    /// The idempotency key check, made when headers arrived, acted on after rate limits.
-    pub(super) key_check: Option<KeyCheck>,
-    pub(super) keyed: Option<Keyed>,
-    /// A timer for the host to schedule without pausing (lock renewal).
-    pub(super) timer: Option<(UnixNanos, TimerPurpose)>,
+    stage: Stage,
     /// This request's random id (owner of an idempotency lock).
-    pub(super) owner: u64,
-    /// Callout mode: the request head, kept until the body is complete.
-    pub(super) callout_head: Option<BufferedRequest>,
-    pub(super) callout: Option<CalloutForward>,
-    /// The request body, buffered for callout mode.
-    pub(super) body: Vec<u8>,
-    /// The request carries an `Idempotency-Key` (retries of non-idempotent methods need it).
-    pub(super) has_key_header: bool,
-    /// The request head, kept when the upstream has fallbacks or a cache.
-    pub(super) saved: Option<SavedRequest>,
-    /// The stale-cache key of this request, when its upstream has a cache.
-    pub(super) cache_key: Option<Vec<u8>>,
-    /// The fallback chain being walked.
-    pub(super) fallback: Option<super::flow_fallback::FallbackRun>,
-    /// The request body for the secondary cluster and the queue (callout mode).
-    pub(super) fallback_body: Vec<u8>,
-    /// A failed callout's ending, recorded for idempotency once the fallback chain decides
-    /// (a queued request is completed by its delivery instead).
-    pub(super) pending_result: Option<PendingResult>,
-    /// The breaker was quiet when this request was admitted (see `breaker_gate`).
-    pub(super) breaker_quiet: bool,
-    /// The router forwarded the request (the upstream may have acted), whatever came after.
-    pub(super) forwarded: bool,
-    /// Router mode: an upstream answer being captured for the stale cache.
-    pub(super) cache_capture: Option<StoredResponse>,
+    owner: u64,
+    method: String,
+    /// The upstream this request is routed to, if a `routes` entry matched.
+    upstream: Option<usize>,
+    end_of_stream: bool,
+    /// Request body bytes seen while held.
+    body_seen: u64,
+    /// Callout mode: the request being buffered until its body is complete.
+    intake: Option<Intake>,
+    key: RequestKey,
+    /// The copy the fallbacks and the stale cache need.
+    kept: Option<KeptRequest>,
+    /// Headers to add to the answer (rate-limit headers, key echo).
+    response_headers: Vec<(String, String)>,
+    /// A timer for the host to schedule without pausing (lock renewal).
+    timer: Option<(UnixNanos, TimerPurpose)>,
+}
+
+/// Upstream number `index` and its settings.
+fn routed(plugin: &Plugin, index: Option<usize>) -> Option<(usize, &UpstreamConfig)> {
+    let i = index?;
+    plugin.config.upstreams.get(i).map(|u| (i, u))
 }
 
 impl RequestFlow {
@@ -162,101 +100,49 @@ impl RequestFlow {
         req: &dyn RequestAttributes,
         end_of_stream: bool,
     ) -> Step {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
+        let plugin = env.plugin;
         self.end_of_stream = end_of_stream;
         self.upstream = plugin.route(req);
         self.method = req.method().to_string();
-        let callout = self
-            .upstream
-            .and_then(|i| plugin.config.upstreams.get(i))
-            .is_some_and(|u| u.forward == Forward::Callout);
-        if callout && super::flow_callout::callout_eligible(req) {
-            self.keep_callout_head(plugin, req);
-        }
-        self.keep_for_fallbacks(plugin, req, end_of_stream);
-        if let Some(layer) = &plugin.idempotency {
-            match layer.check_key(&plugin.hasher, &plugin.config.client_ip, req) {
-                KeyCheck::Keyed { key, hash } => {
-                    let fingerprint = layer
-                        .config
-                        .fingerprint
-                        .then(|| FingerprintBuilder::new(req.method(), req.path_and_query()));
-                    self.keyed = Some(Keyed {
-                        key,
-                        hash,
-                        fingerprint,
-                        finished_fingerprint: None,
-                        owner: self.owner,
-                        slot: None,
-                        finished: false,
-                        wait_until: 0,
-                        capture: None,
-                        capture_overflow: false,
-                    });
-                }
-                other => self.key_check = Some(other),
+        let key_header = plugin
+            .idempotency
+            .as_ref()
+            .map(|l| l.config.header.as_str());
+        if let Some((index, upstream)) = routed(plugin, self.upstream) {
+            if upstream.forward == Forward::Callout && callout_eligible(req) {
+                self.intake = Some(Intake::of(req, key_header));
             }
+            let cache = plugin.caches.get(index).and_then(Option::as_ref);
+            let client_ip = &plugin.config.client_ip;
+            self.kept = KeptRequest::of(upstream, cache, client_ip, req, end_of_stream);
+        }
+        if let Some(layer) = &plugin.idempotency {
+            let ip = &plugin.config.client_ip;
+            self.key = RequestKey::of(layer, &plugin.hasher, ip, req, self.owner);
         }
         if !plugin.limiter.is_empty() {
-            let check = plugin.limiter.check(
+            let (store, now) = (env.store, env.now);
+            let limiter = &plugin.limiter;
+            let hasher = &plugin.hasher;
+            match admission::admit(
+                limiter,
+                &plugin.config,
                 store,
-                &plugin.hasher,
-                &plugin.config.client_ip,
+                hasher,
                 req,
                 now,
                 env.metrics,
-            );
-            let style = plugin.config.rate_limit_headers;
-            match check.verdict {
-                Verdict::Reject { limit, .. } => {
-                    let cfg = &plugin.limiter.limits[limit].config;
-                    log::debug!("levee: rate limit \"{}\" rejected a request", cfg.name);
-                    let mut reply = problem(
-                        ProblemKind::RateLimited,
-                        cfg.status,
-                        &format!("rate limit \"{}\" exceeded", cfg.name),
-                        &[("limit", &cfg.name)],
-                    );
-                    match &check.headline {
-                        Some(h) => {
-                            let window = plugin.limiter.limits[h.limit].params.window_ns;
-                            reply.headers.extend(rate_limit_headers(
-                                style,
-                                &cfg.name,
-                                window,
-                                &h.evaluation,
-                                true,
-                                now,
-                            ));
-                        }
-                        None => reply.headers.push(("retry-after".into(), "1".into())),
-                    }
-                    return self.answer(env, reply);
-                }
-                Verdict::Admit | Verdict::Delay { .. } => {
-                    if let Some(h) = &check.headline {
-                        let limit = &plugin.limiter.limits[h.limit];
-                        if limit.config.mode == Mode::Enforce {
-                            self.response_headers = rate_limit_headers(
-                                style,
-                                &limit.config.name,
-                                limit.params.window_ns,
-                                &h.evaluation,
-                                false,
-                                now,
-                            );
-                        }
-                    }
-                    if let Verdict::Delay { until } = check.verdict {
-                        if until > now {
-                            self.stage = Stage::Shaped;
-                            return Step::Hold {
-                                wake_at: until,
-                                purpose: TimerPurpose::Release,
-                            };
-                        }
+            ) {
+                RateAdmission::Refuse(reply) => return self.answer(env, reply),
+                RateAdmission::Pass {
+                    headers,
+                    hold_until,
+                } => {
+                    self.response_headers = headers;
+                    if let Some(wake_at) = hold_until {
+                        self.stage = Stage::Shaped;
+                        let purpose = TimerPurpose::Release;
+                        return Step::Await(Await::Timer { wake_at, purpose });
                     }
                 }
             }
@@ -264,50 +150,17 @@ impl RequestFlow {
         self.after_rate_limits(env)
     }
 
-    /// A timer this request asked for fired; `None` when there is nothing to do.
-    pub fn on_timer(&mut self, env: &mut Env<'_>, purpose: TimerPurpose) -> Option<Step> {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
-        match (self.stage, purpose) {
-            (Stage::Shaped, TimerPurpose::Release) => Some(self.after_rate_limits(env)),
-            (Stage::Callout, TimerPurpose::Backoff) => self.callout_timer(env),
-            (Stage::AwaitBody, TimerPurpose::BodyGuard) if self.body_seen == 0 => {
-                Some(self.body_not_delivered(env))
-            }
-            (Stage::WaitForKey, TimerPurpose::Poll) => Some(self.claim_key(env)),
-            (_, TimerPurpose::Renew) => {
-                self.renew_lock(plugin, store, now);
-                None
-            }
-            _ => None,
-        }
-    }
-
     /// While levee holds the request, body callbacks must hold it too (else Envoy lets it go).
     pub fn holds_request(&self) -> bool {
         matches!(
             self.stage,
-            Stage::Shaped | Stage::AwaitBody | Stage::WaitForKey | Stage::Callout
+            Stage::Shaped
+                | Stage::AwaitBody
+                | Stage::WaitForKey
+                | Stage::Callout(_)
+                | Stage::Secondary(_)
+                | Stage::Enqueuing(_)
         )
-    }
-
-    /// Whether request body chunks should be passed to [`RequestFlow::on_request_body`].
-    pub fn wants_body(&self) -> bool {
-        // While the shaper holds the request, Envoy may deliver (and then never repeat) the
-        // body: read it then too, if a later layer will need it.
-        self.stage == Stage::AwaitBody || (self.stage == Stage::Shaped && self.needs_body())
-    }
-
-    /// A later layer needs the whole body: the idempotency fingerprint or callout mode.
-    fn needs_body(&self) -> bool {
-        let fingerprint = self.keyed.as_ref().is_some_and(|k| k.fingerprint.is_some());
-        fingerprint || self.callout_head.is_some()
-    }
-
-    /// Request body bytes already passed in (the host reads only what is new).
-    pub fn body_seen(&self) -> u64 {
-        self.body_seen
     }
 
     /// A timer to schedule without pausing the request, if any.
@@ -315,168 +168,181 @@ impl RequestFlow {
         self.timer.take()
     }
 
-    /// The upstream's response headers arrived: feed the breaker and the idempotency record,
-    /// and return the headers levee adds.
-    pub fn on_response_headers(
+    /// Something the paused request awaited came back.
+    pub fn resume(&mut self, env: &mut Env<'_>, answer: Answer) -> Option<Step> {
+        match answer {
+            Answer::Timer(purpose) => self.timer_fired(env, purpose),
+            Answer::Callout { headers, body } => self.callout_answered(env, headers, body),
+            Answer::Enqueued(result) => Some(self.enqueued(env, result)),
+        }
+    }
+
+    /// A timer this request asked for fired; `None` when there is nothing to do.
+    pub fn on_timer(&mut self, env: &mut Env<'_>, purpose: TimerPurpose) -> Option<Step> {
+        self.resume(env, Answer::Timer(purpose))
+    }
+
+    /// A callout answer arrived for this request.
+    pub fn on_callout_response(
         &mut self,
         env: &mut Env<'_>,
-        answer: UpstreamAnswer,
-    ) -> (Vec<(String, String)>, Option<Step>) {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
-        if self.stage != Stage::Forwarded {
-            return (std::mem::take(&mut self.response_headers), None);
-        }
-        let sent_at = self.ticket.map(|(_, at)| at).unwrap_or(now);
-        let outcome = classify_router(answer.status, answer.flags, now.saturating_sub(sent_at));
-        if let (Some(index), Some((ticket, _))) = (self.upstream, self.ticket.take()) {
-            if let Some(upstream) = plugin.config.upstreams.get(index) {
-                let quiet = self.breaker_quiet;
-                breaker_gate::record_unless_quiet(
-                    upstream,
-                    index,
-                    store,
-                    ticket,
-                    quiet,
-                    &outcome,
-                    now,
-                    env.metrics,
-                );
-            }
-        }
-        let has_fallbacks = self
-            .upstream
-            .and_then(|i| plugin.config.upstreams.get(i))
-            .is_some_and(|u| !u.fallback.is_empty());
-        let status = answer.status;
-        let end_of_stream = answer.end_of_stream;
-        if self.cache_wants(plugin, status, &answer.headers) && !end_of_stream {
-            self.cache_capture = Some(StoredResponse {
-                status,
-                headers: answer.headers.clone(),
-                body: Vec::new(),
-            });
-        }
-        // The upstream saw the request: its answer decides the idempotency record, whatever a
-        // fallback then shows the client.
-        self.idempotency_response_headers(env, &outcome, answer);
-        if has_fallbacks && crate::forward::is_failure(&outcome) {
-            let step = self.run_fallbacks(env, false, None);
-            if step != Step::Continue {
-                // The upstream's body will not pass: keep "completed with its status" only.
-                self.cache_capture = None;
-                self.finish_without_body(env, status);
-                return (Vec::new(), Some(step));
-            }
-        }
-        (std::mem::take(&mut self.response_headers), None)
+        headers: Option<Vec<(String, Vec<u8>)>>,
+        body: Vec<u8>,
+    ) -> Option<Step> {
+        self.resume(env, Answer::Callout { headers, body })
     }
 
-    /// Whether the response callback needs the upstream's status, flags and headers.
-    pub fn wants_response_headers(&self) -> bool {
-        self.stage == Stage::Forwarded
-            && (self.ticket.is_some() || self.owns_key() || self.saved.is_some())
+    /// The dispatch itself failed (e.g. the cluster does not exist): a reset.
+    pub fn on_dispatch_failed(&mut self, env: &mut Env<'_>) -> Option<Step> {
+        log::warn!("levee: dispatch_http_call refused by Envoy (is the cluster defined?)");
+        let (headers, body) = (None, Vec::new());
+        self.resume(env, Answer::Callout { headers, body })
     }
 
-    /// Whether the response callback needs every response header (to store or cache the
-    /// answer), not just the status.
-    pub fn wants_response_header_list(&self) -> bool {
-        self.owns_key() || self.saved.is_some()
+    /// The host tried to queue the request: `202` with its id, or on to the next entry.
+    pub fn on_enqueued(&mut self, env: &mut Env<'_>, result: Result<QueueId, QueueFull>) -> Step {
+        self.enqueued(env, result)
+    }
+
+    fn timer_fired(&mut self, env: &mut Env<'_>, purpose: TimerPurpose) -> Option<Step> {
+        match (&mut self.stage, purpose) {
+            (Stage::Shaped, TimerPurpose::Release) => Some(self.after_rate_limits(env)),
+            (Stage::Callout(forward), TimerPurpose::Backoff) => {
+                let step = forward.next(env.store, env.now, env.rng, env.metrics);
+                self.carry_out(env, step)
+            }
+            (Stage::AwaitBody, TimerPurpose::BodyGuard) if self.body_seen == 0 => {
+                Some(self.body_not_delivered(env))
+            }
+            (Stage::WaitForKey, TimerPurpose::Poll) => Some(self.claim_key(env)),
+            (_, TimerPurpose::Renew) => {
+                let (Some(layer), Some(k)) = (&env.plugin.idempotency, self.key.keyed_mut()) else {
+                    return None;
+                };
+                let next = k.renew(layer, env.store, env.now);
+                self.timer = next.map(|at| (at, TimerPurpose::Renew));
+                None
+            }
+            _ => None,
+        }
     }
 
     /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
     /// idempotency fingerprint, callout mode) is held until the body is complete.
     fn after_rate_limits(&mut self, env: &mut Env<'_>) -> Step {
-        if let Some(step) = self.refuse_bad_key(env) {
-            return step;
+        if let Some(reply) = self.key.take_refusal(env.metrics) {
+            return self.answer(env, reply);
         }
         if self.needs_body() && !self.end_of_stream {
             self.stage = Stage::AwaitBody;
-            return Step::AwaitBody;
+            return Step::Await(Await::Body);
         }
         self.after_body(env)
     }
 
     /// The request is complete: claim its idempotency key (which forwards), or forward.
-    pub(super) fn after_body(&mut self, env: &mut Env<'_>) -> Step {
-        if self.keyed.is_some() {
+    fn after_body(&mut self, env: &mut Env<'_>) -> Step {
+        if self.key.keyed().is_some() {
             return self.claim_key(env);
         }
         self.forward(env)
     }
 
+    /// Claims the key: execute, replay, wait, or refuse.
+    fn claim_key(&mut self, env: &mut Env<'_>) -> Step {
+        let claimed = match (self.key.keyed_mut(), key_env(env)) {
+            (Some(k), Some(mut ke)) => k.claim(&mut ke),
+            _ => return self.forward(env),
+        };
+        match claimed {
+            Claimed::Execute { renew_at } => {
+                self.timer = Some((renew_at, TimerPurpose::Renew));
+                self.forward(env)
+            }
+            Claimed::Replay(reply) => {
+                self.stage = Stage::Answered;
+                Step::Reply(reply)
+            }
+            Claimed::Refuse(reply) => self.answer(env, reply),
+            Claimed::Wait { wake_at } => {
+                self.stage = Stage::WaitForKey;
+                let purpose = TimerPurpose::Poll;
+                Step::Await(Await::Timer { wake_at, purpose })
+            }
+            Claimed::Unkeyed => {
+                self.key = RequestKey::NotKeyed;
+                self.forward(env)
+            }
+        }
+    }
+
+    /// The routed upstream, when this request is forwarded by callout.
+    fn callout_upstream<'p>(&self, plugin: &'p Plugin) -> Option<&'p UpstreamConfig> {
+        let (_, upstream) = routed(plugin, self.upstream)?;
+        (upstream.forward == Forward::Callout && self.intake.is_some()).then_some(upstream)
+    }
+
     /// Callout mode starts levee's own attempts; router mode asks the upstream's breaker,
     /// then lets the router forward.
-    pub(super) fn forward(&mut self, env: &mut Env<'_>) -> Step {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
+    fn forward(&mut self, env: &mut Env<'_>) -> Step {
+        let plugin = env.plugin;
         if self.callout_upstream(plugin).is_some() {
             return self.start_callout(env);
         }
-        let Some((index, upstream)) = self
-            .upstream
-            .and_then(|i| plugin.config.upstreams.get(i).map(|u| (i, u)))
-        else {
-            self.stage = Stage::Forwarded;
-            self.forwarded = true;
-            return Step::Continue;
+        let Some((index, upstream)) = routed(plugin, self.upstream) else {
+            return self.forwarded(RouterForward::default());
         };
-        let (admission, quiet) =
-            breaker_gate::admit_noting_quiet(upstream, index, store, now, env.metrics);
-        self.breaker_quiet = quiet;
-        match admission {
-            Admission::Allow(ticket) | Admission::Probe { ticket, .. } => {
-                if upstream.circuit_breaker.is_some() {
-                    self.ticket = Some((ticket, now));
-                }
-                self.stage = Stage::Forwarded;
-                self.forwarded = true;
-                self.forwarded = true;
-                Step::Continue
-            }
-            Admission::Reject { retry_after_ns } => {
-                let mut reply = problem(
-                    ProblemKind::CircuitOpen,
-                    503,
-                    &format!("the circuit to upstream \"{}\" is open", upstream.name),
-                    &[("upstream", &upstream.name)],
-                );
-                reply.headers.push((
-                    "retry-after".into(),
-                    retry_after_seconds(retry_after_ns).to_string(),
-                ));
-                reply
-                    .headers
-                    .push(("x-levee-circuit".into(), "open".into()));
+        match RouterForward::admit(upstream, index, env.store, env.now, env.metrics) {
+            Ok(router) => self.forwarded(router),
+            Err(retry_after_ns) => {
+                let reply = crate::breaker::open_reply(&upstream.name, retry_after_ns);
                 // Not forwarded: the key is released when the chain answers — unless a
                 // secondary cluster or the queue takes the request on.
-                self.pending_result = Some((
-                    crate::idempotency::outcome::UpstreamResult::RejectedBeforeForwarding,
-                    None,
-                ));
-                self.run_fallbacks(env, true, Some(reply))
+                self.defer_result(UpstreamResult::RejectedBeforeForwarding, None);
+                self.run_fallbacks(env, Forward::Router, true, Some(reply))
             }
+        }
+    }
+
+    fn forwarded(&mut self, router: RouterForward) -> Step {
+        self.mark_forwarded();
+        self.stage = Stage::Forwarded(router);
+        Step::Continue
+    }
+
+    /// The upstream may act on the request from now on (its key is then not released).
+    fn mark_forwarded(&mut self) {
+        if let Some(k) = self.key.keyed_mut() {
+            k.mark_forwarded();
         }
     }
 
     /// levee answers the request itself; a claimed idempotency key is released (the request
     /// was never forwarded).
-    pub(super) fn answer(&mut self, env: &mut Env<'_>, reply: LocalReply) -> Step {
-        self.release_unforwarded(env);
+    fn answer(&mut self, env: &mut Env<'_>, reply: LocalReply) -> Step {
+        if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
+            k.release_unforwarded(&mut ke);
+        }
         self.finish_reply(reply)
     }
 
     /// Every levee-made answer: the headers levee adds (rate-limit headers, the key echo).
-    pub(super) fn finish_reply(&mut self, mut reply: LocalReply) -> Step {
+    fn finish_reply(&mut self, mut reply: LocalReply) -> Step {
         reply.headers.append(&mut self.response_headers);
-        if let Some(k) = &self.keyed {
-            reply
-                .headers
-                .push(("x-idempotency-key".into(), k.key.header_value()));
+        if let Some(k) = self.key.keyed() {
+            reply.headers.push(k.echo());
         }
         self.stage = Stage::Answered;
         Step::Reply(reply)
     }
+}
+
+/// The idempotency layer's view of `env`, when the layer is configured.
+fn key_env<'e>(env: &'e mut Env<'_>) -> Option<KeyEnv<'e>> {
+    Some(KeyEnv {
+        layer: env.plugin.idempotency.as_ref()?,
+        store: env.store,
+        now: env.now,
+        metrics: &mut *env.metrics,
+    })
 }

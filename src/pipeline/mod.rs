@@ -7,21 +7,15 @@
 //! into host calls. Because nothing here touches `proxy_wasm`, the whole pipeline is tested
 //! natively with an in-memory store and a fake clock.
 
-pub mod breaker_gate;
 pub mod env;
 pub mod flow;
-mod flow_callout;
-mod flow_fallback;
-mod flow_idempotency;
 pub mod header_reads;
-mod idempotency_answers;
-pub mod idempotency_gate;
-#[cfg(test)]
-mod idempotency_tests;
-pub mod saved_request;
+pub mod step;
 
+pub use crate::breaker::gate as breaker_gate;
+pub use crate::idempotency::layer as idempotency_gate;
 pub use env::Env;
-pub use flow_fallback::Enqueue;
+pub use step::Enqueue;
 
 use crate::config::LeveeConfig;
 use crate::ratelimit::engine::RateLimiter;
@@ -32,17 +26,13 @@ use crate::store::slots::SlotTable;
 /// every later configuration, so all of them place a client key in the same slot.
 pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
 
-/// How many times a read-compute-CAS on one shared key is retried before levee gives up and
-/// applies the layer's `on_internal_error`.
-pub const MAX_CAS_ATTEMPTS: u32 = 16;
-
 /// Everything derived from one plugin configuration.
 #[derive(Debug)]
 pub struct Plugin {
     pub config: LeveeConfig,
     pub hasher: KeyHasher,
     pub limiter: RateLimiter,
-    pub idempotency: Option<idempotency_gate::IdempotencyLayer>,
+    pub idempotency: Option<crate::idempotency::layer::IdempotencyLayer>,
     /// Per upstream (same index as `config.upstreams`): its stale cache, if configured.
     pub caches: Vec<Option<crate::fallback::cache::StaleCache>>,
     /// The common path reads at most two distinct headers ([`header_reads`]): the host
@@ -53,10 +43,9 @@ pub struct Plugin {
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
         let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
-        let idempotency = config
-            .idempotency
-            .as_ref()
-            .map(|c| idempotency_gate::IdempotencyLayer::new(c, config.limits.max_tracked_keys));
+        let idempotency = config.idempotency.as_ref().map(|c| {
+            crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
+        });
         let caches = config
             .upstreams
             .iter()
@@ -104,7 +93,7 @@ impl Plugin {
             .upstreams
             .iter()
             .filter(|u| u.circuit_breaker.is_some())
-            .map(|u| breaker_gate::breaker_key(&u.name));
+            .map(|u| crate::breaker::gate::breaker_key(&u.name));
         let budgets = self
             .config
             .upstreams

@@ -5,7 +5,7 @@
 //! limit's entry and evaluate it (no writes); if any enforcing limit rejects, stop — nothing
 //! was written. Otherwise commit each admission with a CAS. A CAS conflict means another
 //! worker moved that key meanwhile: re-read and re-evaluate that one limit; if it now
-//! rejects, refund the admissions already committed (each refund is its own CAS loop), so the
+//! rejects, refund the admissions already committed (each refund is its own read-compute-CAS), so the
 //! request leaves no trace. Exactness holds while the `levee_internal_errors` counter is 0:
 //! when retries run out, the limit's `on_internal_error` decides and the event is counted.
 
@@ -17,12 +17,12 @@ use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
 use crate::store::hash::{KeyHash, KeyHasher};
-use crate::store::slots::{Eviction, Lookup, SlotTable};
-use crate::store::{SharedStore, WriteError};
+use crate::store::slots::{Eviction, Lookup, SlotStep, SlotTable};
+use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos};
 
-/// How many times one limit's read-evaluate-CAS is retried before giving up.
-pub const MAX_ATTEMPTS: u32 = 16;
+/// How a rate-limit table makes room for a new client key: the entry written longest ago goes.
+const EVICTION: Eviction = Eviction::LeastRecentlyTouched;
 
 /// One configured limit with its shared table.
 #[derive(Debug)]
@@ -89,10 +89,18 @@ pub struct RateLimiter {
     pub limits: Vec<Limit>,
 }
 
+/// An admission read and evaluated in phase 1, waiting for its commit.
 struct Pending {
     index: usize,
     hash: KeyHash,
     lookup: Lookup,
+    evaluation: Evaluation,
+}
+
+/// A limit whose admission (or re-evaluated verdict) phase 2 settled.
+struct Settled {
+    index: usize,
+    hash: KeyHash,
     evaluation: Evaluation,
 }
 
@@ -129,14 +137,15 @@ impl RateLimiter {
                 continue;
             }
             key.clear();
-            let _ = extract_key(&limit.config.key, client_ip, req, &mut key);
+            // A part the request lacks keys as "absent", so such requests share one entry.
+            extract_key(&limit.config.key, client_ip, req, &mut key);
             let hash = hasher.hash(limit.config.name.as_bytes(), &key);
             let Some((lookup, evaluation)) = read_and_evaluate(limit, store, hash, now) else {
                 metrics.count(Event::Global(GlobalEvent::InternalError));
                 match limit.config.on_internal_error {
                     OnInternalError::Allow => failed_open.push(index),
                     OnInternalError::Deny => {
-                        return self.reject_internal(index, now, metrics);
+                        return self.reject_internal(index, metrics);
                     }
                 }
                 continue;
@@ -171,60 +180,33 @@ impl RateLimiter {
         }
 
         // Phase 2: commit each admission; on conflict re-evaluate that limit.
-        let mut committed: Vec<Pending> = Vec::with_capacity(pending.len());
-        for mut p in pending {
+        let mut committed: Vec<Settled> = Vec::with_capacity(pending.len());
+        for p in pending {
             let limit = &self.limits[p.index];
-            let mut attempts = 1;
-            loop {
-                let state = p.evaluation.new_state.as_deref().unwrap_or(&[]);
-                match limit.table.commit(
-                    store,
-                    &p.lookup,
-                    p.hash,
-                    state,
-                    p.evaluation.at_rest_at,
-                    now,
-                ) {
-                    Ok(()) => break,
-                    Err(WriteError::CasMismatch) if attempts < MAX_ATTEMPTS => {
-                        attempts += 1;
-                        match read_and_evaluate(limit, store, p.hash, now) {
-                            Some((lookup, evaluation)) => {
-                                p.lookup = lookup;
-                                p.evaluation = evaluation;
-                            }
-                            None => {
-                                attempts = MAX_ATTEMPTS;
-                                continue;
-                            }
-                        }
-                        if p.evaluation.decision == Decision::Reject {
-                            if limit.config.mode == Mode::Shadow {
-                                metrics.count(Event::RateLimit {
-                                    limit: p.index,
-                                    what: RateLimitEvent::ShadowRejected,
-                                });
-                                break;
-                            }
-                            self.refund_all(store, &committed, now, metrics);
-                            return self.rejected(p.index, p.evaluation, metrics);
-                        }
+            match commit(limit, store, p, now) {
+                Ok(c) if c.evaluation.decision == Decision::Reject => {
+                    if limit.config.mode == Mode::Enforce {
+                        self.refund_all(store, &committed, now, metrics);
+                        return self.rejected(c.index, c.evaluation, metrics);
                     }
-                    Err(_) => {
-                        metrics.count(Event::Global(GlobalEvent::InternalError));
-                        if limit.config.on_internal_error == OnInternalError::Deny {
-                            self.refund_all(store, &committed, now, metrics);
-                            return self.reject_internal(p.index, now, metrics);
-                        }
-                        failed_open.push(p.index);
-                        p.evaluation.decision = Decision::Admit;
-                        p.evaluation.new_state = None;
-                        break;
+                    metrics.count(Event::RateLimit {
+                        limit: c.index,
+                        what: RateLimitEvent::ShadowRejected,
+                    });
+                }
+                Ok(c) => {
+                    if c.evaluation.new_state.is_some() {
+                        committed.push(c);
                     }
                 }
-            }
-            if p.evaluation.new_state.is_some() {
-                committed.push(p);
+                Err(index) => {
+                    metrics.count(Event::Global(GlobalEvent::InternalError));
+                    if limit.config.on_internal_error == OnInternalError::Deny {
+                        self.refund_all(store, &committed, now, metrics);
+                        return self.reject_internal(index, metrics);
+                    }
+                    failed_open.push(index);
+                }
             }
         }
 
@@ -288,7 +270,7 @@ impl RateLimiter {
         }
     }
 
-    fn reject_internal(&self, index: usize, _now: UnixNanos, metrics: &mut dyn Metrics) -> Check {
+    fn reject_internal(&self, index: usize, metrics: &mut dyn Metrics) -> Check {
         metrics.count(Event::RateLimit {
             limit: index,
             what: RateLimitEvent::Rejected,
@@ -306,47 +288,66 @@ impl RateLimiter {
     fn refund_all(
         &self,
         store: &dyn SharedStore,
-        committed: &[Pending],
+        committed: &[Settled],
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
-        for p in committed {
-            let limit = &self.limits[p.index];
-            let mut done = false;
-            for _ in 0..MAX_ATTEMPTS {
-                let Ok(lookup) =
-                    limit
-                        .table
-                        .lookup(store, p.hash, now, Eviction::LeastRecentlyTouched)
-                else {
-                    break;
-                };
-                let Some(state) = lookup.state.as_deref() else {
-                    done = true; // the entry is gone (evicted): nothing left to refund
-                    break;
-                };
-                let Some(refunded) = algorithm::refund(&limit.params, state, &p.evaluation, now)
-                else {
-                    done = true;
-                    break;
-                };
-                let at_rest = p.evaluation.at_rest_at;
-                match limit
-                    .table
-                    .commit(store, &lookup, p.hash, &refunded, at_rest, now)
-                {
-                    Ok(()) => {
-                        done = true;
-                        break;
-                    }
-                    Err(WriteError::CasMismatch) => continue,
-                    Err(WriteError::Host) => break,
+        for c in committed {
+            let limit = &self.limits[c.index];
+            let at_rest_at = c.evaluation.at_rest_at;
+            // No entry (evicted) or nothing safe to undo: nothing to write.
+            let refunded = limit.table.update(store, c.hash, now, EVICTION, |state| {
+                match state.and_then(|s| algorithm::refund(&limit.params, s, &c.evaluation, now)) {
+                    Some(state) => SlotStep::Write {
+                        state,
+                        at_rest_at,
+                        result: (),
+                    },
+                    None => SlotStep::Keep(()),
                 }
-            }
-            if !done {
+            });
+            if refunded.is_err() {
                 metrics.count(Event::Global(GlobalEvent::InternalError));
             }
         }
+    }
+}
+
+/// Commits one limit's admission, starting from phase 1's lookup and evaluation; after a
+/// conflict the limit is read and evaluated again, and may now reject. `Err(index)` when the
+/// store failed or every attempt lost its race.
+fn commit(
+    limit: &Limit,
+    store: &dyn SharedStore,
+    p: Pending,
+    now: UnixNanos,
+) -> Result<Settled, usize> {
+    // Phase 1 already evaluated exactly the state `p.lookup` holds, at this `now`.
+    let mut evaluated = Some(p.evaluation);
+    let committed =
+        limit
+            .table
+            .update_lookup(store, p.hash, now, EVICTION, Some(p.lookup), |lookup| {
+                let evaluation = evaluated.take().unwrap_or_else(|| {
+                    let state = lookup.state.as_deref().unwrap_or(&[]);
+                    algorithm::evaluate(&limit.params, state, now)
+                });
+                if evaluation.decision == Decision::Reject {
+                    return SlotStep::Keep(evaluation);
+                }
+                SlotStep::Write {
+                    state: evaluation.new_state.clone().unwrap_or_default(),
+                    at_rest_at: evaluation.at_rest_at,
+                    result: evaluation,
+                }
+            });
+    match committed {
+        Ok((evaluation, _)) => Ok(Settled {
+            index: p.index,
+            hash: p.hash,
+            evaluation,
+        }),
+        Err(_) => Err(p.index),
     }
 }
 
@@ -356,10 +357,7 @@ fn read_and_evaluate(
     hash: KeyHash,
     now: UnixNanos,
 ) -> Option<(Lookup, Evaluation)> {
-    let lookup = limit
-        .table
-        .lookup(store, hash, now, Eviction::LeastRecentlyTouched)
-        .ok()?;
+    let lookup = limit.table.lookup(store, hash, now, EVICTION).ok()?;
     let evaluation =
         algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
     Some((lookup, evaluation))

@@ -30,6 +30,7 @@
 //! client that waits it is never early.
 
 use crate::config::RateLimitHeaders;
+use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
 use crate::time::{retry_after_seconds, UnixNanos, NANOS_PER_SEC};
 
 use super::Evaluation;
@@ -56,7 +57,7 @@ pub fn rate_limit_headers(
             evaluation.remaining.to_string(),
         ));
         out.push((
-            "x-ratelimit-reset".into(),
+            X_RATELIMIT_RESET.into(),
             evaluation.reset_at.div_ceil(NANOS_PER_SEC).to_string(),
         ));
     }
@@ -73,7 +74,7 @@ pub fn rate_limit_headers(
     }
     if rejected {
         let retry_after = retry_after_seconds(evaluation.retry_after_ns).max(reset_in_s);
-        out.push(("retry-after".into(), retry_after.to_string()));
+        out.push((RETRY_AFTER.into(), retry_after.to_string()));
     }
     out
 }

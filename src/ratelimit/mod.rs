@@ -3,12 +3,16 @@
 //! Each algorithm takes the key's current state (empty = never seen / at rest) and `now`,
 //! and returns an [`Evaluation`]: the decision, the state to write back if the request is
 //! admitted, and what the rate-limit headers should say. Nothing here reads a clock or
-//! touches shared data; `engine.rs` runs the read-compute-CAS loop over the slot tables.
+//! touches shared data; `engine.rs` runs the read-compute-CAS loop over the slot tables, and
+//! `admission.rs` turns its verdict into what the request sees (refuse, hold, pass).
 
+pub mod admission;
 pub mod algorithm;
 mod aligned;
 pub mod codec;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod fixed_window;
 mod gcra;
 pub mod headers;

@@ -310,7 +310,7 @@ proptest! {
             if let Some(s) = &e.new_state {
                 let again = evaluate(&p, s, now);
                 let _ = refund(&p, s, &e, now);
-                let _ = again;
+                let _ = refund(&p, s, &again, now);
             }
         }
     }

@@ -37,6 +37,8 @@
 //! ## Key bytes
 //! [`write_key`] emits `4` + 4 octets or `6` + 16 octets (masked), a fixed-size canonical form.
 
+use crate::header_names::X_FORWARDED_FOR;
+
 use super::RequestAttributes;
 use crate::config::ClientIpConfig;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -45,7 +47,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// X-Forwarded-For nor `source.address` yields an IP.
 pub fn client_ip(cfg: &ClientIpConfig, req: &dyn RequestAttributes) -> Option<IpAddr> {
     let from_xff = req
-        .header("x-forwarded-for")
+        .header(X_FORWARDED_FOR)
         .and_then(|xff| xff_client(xff, cfg.xff_trusted_hops));
     let ip = from_xff.or_else(|| req.source_address().and_then(parse_address))?;
     Some(mask(ip, cfg.ipv6_prefix))

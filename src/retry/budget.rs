@@ -17,16 +17,16 @@
 //! The budget is shared by every worker VM of one Envoy, so it is a small byte state that the
 //! caller reads, passes here, and compare-and-swaps back (re-running on conflict; both
 //! functions are pure). The window is [`WINDOW`] (10 s) cut into 1 s buckets of
-//! (deposits, withdrawals), see [`crate::breaker::window`]. Encoding, [`STATE_LEN`] = 97 bytes:
+//! (deposits, withdrawals), see [`crate::window`]. Encoding, [`STATE_LEN`] = 97 bytes:
 //! `[0]` version = 1, then the window (bucket width, head bucket, 10 × (u32, u32)), little-endian.
 //! Bytes that do not decode — empty, another version, wrong length or width — are a fresh,
 //! empty budget: a budget that forgets is harmless, one that panics is not.
 
 use std::time::Duration;
 
-use crate::breaker::window::{Window, ENCODED_LEN};
 use crate::config::RetryBudget;
 use crate::time::{UnixNanos, NANOS_PER_SEC};
+use crate::window::{Window, ENCODED_LEN};
 
 /// How far back deposits and withdrawals count.
 pub const WINDOW: Duration = Duration::from_secs(10);

@@ -1,8 +1,6 @@
 //! Retries: which failed attempts are tried again, after how long, and how many in total.
 //!
 //! One idea per file, tower-style:
-//! - [`outcome`]: what happened to an attempt (callout or router mode) and which
-//!   `retry_on` / `failure_on` classes that is;
 //! - [`backoff`]: exponential backoff with full / equal / decorrelated jitter;
 //! - [`retry_after`]: the upstream's `Retry-After` / `X-RateLimit-Reset` hints;
 //! - [`policy`]: the per-attempt decision (`retry_on`, idempotency, max retries, deadline);
@@ -12,15 +10,13 @@
 //! and the one piece of shared state (the budget) is bytes in, bytes out for the caller's
 //! read-compute-CAS loop. The host decides *when* (timers, callouts); this decides *whether*.
 //!
-//! Per attempt, the host does: `attempt_timeout` → send → `classify_callout` → breaker
+//! Per attempt, the host does: `attempt_timeout` → send → `crate::outcome::classify_callout` → breaker
 //! `record` → if failed, `should_retry` → if `Retry`, `budget::try_withdraw` → wait → repeat.
 
 pub mod backoff;
 pub mod budget;
-pub mod outcome;
 pub mod policy;
 pub mod retry_after;
 
 pub use backoff::Backoff;
-pub use outcome::{classify_callout, classify_router, matches, AttemptOutcome};
 pub use policy::{attempt_timeout, should_retry, DelaySource, GiveUp, RetryDecision, RetryInput};

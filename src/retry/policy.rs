@@ -20,8 +20,8 @@ use crate::random::RandomSource;
 use crate::time::{duration_nanos, UnixNanos};
 
 use super::backoff::Backoff;
-use super::outcome::{best_match, AttemptOutcome};
 use super::retry_after::{parse_rate_limit_reset, parse_retry_after};
+use crate::outcome::{best_match, AttemptOutcome};
 
 /// Shortest attempt worth making: a retry that would leave less than this before the deadline
 /// is not made.

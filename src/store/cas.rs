@@ -1,9 +1,15 @@
-//! Read-compute-CAS on one shared-data key, and creating keys without Envoy's create race.
+//! Read-compute-CAS: the one way shared state changes, and creating keys without Envoy's
+//! create race.
 //!
 //! Every piece of shared state in levee changes the same way: read the value and its version,
 //! compute the next value with a **pure** closure, write it back only if the version has not
-//! moved, and start over if it has ([`update_key`]). The closure may therefore run several
-//! times for one logical update; it must not have side effects.
+//! moved, and start over if it has. [`read_compute_cas`] is that loop, and [`retry_cas`] is
+//! the bounded retry under it; every table and counter runs through them, so one bound
+//! ([`MAX_CAS_ATTEMPTS`]) holds everywhere and "retries ran out" is one outcome ([`Exhausted`],
+//! which each caller's error type turns into its own `Contended`). The compute closure may
+//! run several times for one logical update, each time on a fresh read; it must not have side
+//! effects. [`update_key`] is the loop over one plain key; `SlotTable::update` the loop over
+//! one client's entry of a slot table.
 //!
 //! # Creating keys
 //!
@@ -31,17 +37,36 @@ use super::{Cas, SharedStore, Versioned, WriteError};
 /// Written at configure time only, to learn a current version (see the module docs).
 pub const CAS_PROBE_KEY: &str = "levee:v1:meta:cas_probe";
 
-/// How many times the create helpers try before giving up with [`UpdateError::Contended`].
-const CREATE_ATTEMPTS: u32 = 16;
+/// How many times any read-compute-CAS in levee runs before it gives up with [`Exhausted`].
+/// A lost race means another worker's write landed, so the workers as a whole always make
+/// progress; the bound only caps how long one request keeps losing on a hot key. When it runs
+/// out, the layer decides (a limit's or the idempotency layer's `on_internal_error`, the
+/// breaker fails open, the retry budget refuses) and `levee_internal_errors` counts it.
+pub const MAX_CAS_ATTEMPTS: u32 = 16;
 
-/// What the update closure decided.
+/// What the compute closure decided: write `value` (a byte value for a plain key; whatever
+/// the write step takes for a table) if the version has not moved, or leave the state alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step<T> {
+pub enum Step<T, V = Vec<u8>> {
     /// Write `value` (if the version has not moved) and return `result`.
-    Write { value: Vec<u8>, result: T },
+    Write { value: V, result: T },
     /// Leave the key as it is and return this.
     Keep(T),
 }
+
+/// How one attempt came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt<T> {
+    /// Finished with this.
+    Done(T),
+    /// The version moved under us (a lost CAS): read again and recompute.
+    Again,
+}
+
+/// Every one of the [`MAX_CAS_ATTEMPTS`] attempts lost its race. Each caller's error type
+/// converts it into its own "too contended" value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
 
 /// Which host call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,29 +118,78 @@ impl From<StoreFault> for UpdateError {
     }
 }
 
-/// Read-compute-CAS on an existing key, at most `max_attempts` times.
+impl From<Exhausted> for UpdateError {
+    fn from(_: Exhausted) -> Self {
+        UpdateError::Contended
+    }
+}
+
+/// Runs `attempt` until it is done or fails, at most [`MAX_CAS_ATTEMPTS`] times; after that,
+/// [`Exhausted`]. The one retry loop under every change of shared state: prefer
+/// [`read_compute_cas`], and use this directly only where an attempt must do more than read,
+/// compute and write (such as reserving bytes on another key between the read and the write).
+pub fn retry_cas<T, E: From<Exhausted>>(
+    mut attempt: impl FnMut() -> Result<Attempt<T>, E>,
+) -> Result<T, E> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        if let Attempt::Done(done) = attempt()? {
+            return Ok(done);
+        }
+    }
+    Err(Exhausted.into())
+}
+
+/// Read-compute-CAS, at most [`MAX_CAS_ATTEMPTS`] times: `read` takes a snapshot (value and
+/// version), the pure `compute` decides from it, and `write` stores the decided value against
+/// the snapshot's version — [`Attempt::Again`] when the version moved, which starts over with
+/// a fresh read. Returns the decision's result and what the write reported (`D::default()`
+/// when `compute` kept the state).
+pub fn read_compute_cas<S, V, T, D: Default, E: From<Exhausted>>(
+    mut read: impl FnMut() -> Result<S, E>,
+    mut compute: impl FnMut(&S) -> Step<T, V>,
+    mut write: impl FnMut(S, V) -> Result<Attempt<D>, E>,
+) -> Result<(T, D), E> {
+    retry_cas(|| {
+        let seen = read()?;
+        Ok(match compute(&seen) {
+            Step::Keep(result) => Attempt::Done((result, D::default())),
+            Step::Write { value, result } => match write(seen, value)? {
+                Attempt::Done(written) => Attempt::Done((result, written)),
+                Attempt::Again => Attempt::Again,
+            },
+        })
+    })
+}
+
+/// Read-compute-CAS on an existing plain key ([`read_compute_cas`]).
 ///
-/// `f` must be pure. It sees the current value and version — always `Some`: a missing key is
-/// [`UpdateError::Missing`] and `f` is not called (the `Option` keeps the signature open for a
-/// future "absent" case without breaking callers). A key created empty shows an empty value.
+/// `f` must be pure. It sees the current value and version; a missing key is
+/// [`UpdateError::Missing`] and `f` is not called. A key created empty shows an empty value.
 pub fn update_key<T>(
     store: &dyn SharedStore,
     key: &str,
-    max_attempts: u32,
-    mut f: impl FnMut(Option<&Versioned>) -> Step<T>,
+    f: impl FnMut(&Versioned) -> Step<T>,
 ) -> Result<T, UpdateError> {
-    for _ in 0..max_attempts {
-        let current = read(store, key)?.ok_or(UpdateError::Missing)?;
-        match f(Some(&current)) {
-            Step::Keep(result) => return Ok(result),
-            Step::Write { value, result } => match store.set(key, &value, Some(current.cas)) {
-                Ok(()) => return Ok(result),
-                Err(WriteError::CasMismatch) => continue,
-                Err(WriteError::Host) => return Err(StoreFault::Write.into()),
-            },
-        }
+    read_compute_cas(
+        || read(store, key)?.ok_or(UpdateError::Missing),
+        f,
+        |current, value| conditional_set(store, key, &value, current.cas),
+    )
+    .map(|(result, ())| result)
+}
+
+/// `set` against version `cas`: a mismatch is [`Attempt::Again`], any other refusal a fault.
+fn conditional_set(
+    store: &dyn SharedStore,
+    key: &str,
+    value: &[u8],
+    cas: Cas,
+) -> Result<Attempt<()>, UpdateError> {
+    match store.set(key, value, Some(cas)) {
+        Ok(()) => Ok(Attempt::Done(())),
+        Err(WriteError::CasMismatch) => Ok(Attempt::Again),
+        Err(WriteError::Host) => Err(StoreFault::Write.into()),
     }
-    Err(UpdateError::Contended)
 }
 
 /// A version that no key holds and no later write can produce for the next 2^32 writes:
@@ -139,18 +213,19 @@ pub fn create_if_absent(
     value: &[u8],
     floor: Cas,
 ) -> Result<bool, UpdateError> {
-    for _ in 0..CREATE_ATTEMPTS {
-        if read(store, key)?.is_some() {
-            return Ok(false);
-        }
-        match store.set(key, value, Some(floor)) {
-            Ok(()) => return Ok(true),
-            // Somebody created it after our read (or a fault was injected): look again.
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return Err(StoreFault::Write.into()),
-        }
-    }
-    Err(UpdateError::Contended)
+    read_compute_cas(
+        || Ok(read(store, key)?),
+        |current| match current {
+            Some(_) => Step::Keep(false),
+            None => Step::Write {
+                value: (),
+                result: true,
+            },
+        },
+        // A mismatch: somebody created it after our read (or a fault was injected).
+        |_, ()| conditional_set(store, key, value, floor),
+    )
+    .map(|(created, ())| created)
 }
 
 /// Configure time: makes sure `key` exists, creating it with `initial` if absent; `Ok(true)`
@@ -170,172 +245,28 @@ pub fn get_or_create(
     fresh: &[u8],
 ) -> Result<Vec<u8>, UpdateError> {
     let mut floor = None;
-    for _ in 0..CREATE_ATTEMPTS {
+    retry_cas(|| {
         let expected = match read(store, key)? {
-            Some(current) if !current.value.is_empty() => return Ok(current.value),
+            Some(current) if !current.value.is_empty() => return Ok(Attempt::Done(current.value)),
             // Exists but empty: a plain CAS from its version claims it atomically.
             Some(current) => current.cas,
             None => match floor {
                 Some(floor) => floor,
                 None => {
-                    let f = cas_floor(store)?;
-                    floor = Some(f);
+                    floor = Some(cas_floor(store)?);
                     // The floor must be read before the `get` that saw the key absent.
-                    continue;
+                    return Ok(Attempt::Again);
                 }
             },
         };
         match store.set(key, fresh, Some(expected)) {
-            // Loop once more and return what is there, not what we think we wrote.
-            Ok(()) | Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return Err(StoreFault::Write.into()),
+            // Read once more and return what is there, not what we think we wrote.
+            Ok(()) | Err(WriteError::CasMismatch) => Ok(Attempt::Again),
+            Err(WriteError::Host) => Err(StoreFault::Write.into()),
         }
-    }
-    Err(UpdateError::Contended)
+    })
 }
 
 fn read(store: &dyn SharedStore, key: &str) -> Result<Option<Versioned>, StoreFault> {
     store.get(key).map_err(|_| StoreFault::Read)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::memory::MemoryStore;
-
-    fn increment(current: Option<&Versioned>) -> Step<u64> {
-        let value = current.map(|v| v.value.as_slice()).unwrap_or_default();
-        let n = value.try_into().map(u64::from_le_bytes).unwrap_or(0) + 1;
-        Step::Write {
-            value: n.to_le_bytes().to_vec(),
-            result: n,
-        }
-    }
-
-    #[test]
-    fn update_on_missing_key_is_refused_without_creating_it() {
-        let store = MemoryStore::new();
-        assert_eq!(
-            update_key(&store, "k", 4, increment),
-            Err(UpdateError::Missing)
-        );
-        assert_eq!(store.key_count(), 0);
-    }
-
-    #[test]
-    fn update_writes_what_the_closure_computed() {
-        let store = MemoryStore::new();
-        ensure_key(&store, "k", b"").unwrap();
-        assert_eq!(update_key(&store, "k", 4, increment), Ok(1));
-        assert_eq!(update_key(&store, "k", 4, increment), Ok(2));
-    }
-
-    #[test]
-    fn keep_does_not_write() {
-        let store = MemoryStore::new();
-        ensure_key(&store, "k", b"x").unwrap();
-        let sets = store.stats().sets;
-        assert_eq!(
-            update_key(&store, "k", 4, |v| Step::Keep(v.map(|v| v.value.len()))),
-            Ok(Some(1))
-        );
-        assert_eq!(store.stats().sets, sets);
-    }
-
-    #[test]
-    fn conflicts_rerun_the_closure_on_fresh_state() {
-        let store = MemoryStore::new();
-        ensure_key(&store, "k", b"").unwrap();
-        store.fail_next_cas(3);
-        let mut runs = 0;
-        let out = update_key(&store, "k", 4, |v| {
-            runs += 1;
-            increment(v)
-        });
-        assert_eq!((out, runs), (Ok(1), 4));
-    }
-
-    #[test]
-    fn exhausted_attempts_are_contended_and_leave_the_value() {
-        let store = MemoryStore::new();
-        ensure_key(&store, "k", b"").unwrap();
-        store.fail_next_cas(4);
-        assert_eq!(
-            update_key(&store, "k", 4, increment),
-            Err(UpdateError::Contended)
-        );
-        assert_eq!(store.get("k").unwrap().unwrap().value, b"");
-    }
-
-    #[test]
-    fn host_failures_surface_as_store_faults() {
-        let store = MemoryStore::new();
-        ensure_key(&store, "k", b"").unwrap();
-        store.fail_writes(true);
-        assert_eq!(
-            update_key(&store, "k", 4, increment),
-            Err(UpdateError::Store(StoreFault::Write))
-        );
-        store.fail_writes(false);
-        store.fail_reads(true);
-        assert_eq!(
-            update_key(&store, "k", 4, increment),
-            Err(UpdateError::Store(StoreFault::Read))
-        );
-    }
-
-    #[test]
-    fn ensure_key_keeps_an_existing_value() {
-        let store = MemoryStore::new();
-        assert_eq!(ensure_key(&store, "k", b"a"), Ok(true));
-        assert_eq!(ensure_key(&store, "k", b"b"), Ok(false));
-        assert_eq!(store.get("k").unwrap().unwrap().value, b"a");
-    }
-
-    #[test]
-    fn create_with_a_floor_refuses_to_overwrite_a_key_created_after_the_floor() {
-        let store = MemoryStore::new();
-        let floor = cas_floor(&store).unwrap();
-        // Another worker creates the key between our floor and our set.
-        store.set("k", b"theirs", None).unwrap();
-        assert_eq!(
-            store.set("k", b"ours", Some(floor)),
-            Err(WriteError::CasMismatch)
-        );
-        assert_eq!(create_if_absent(&store, "k", b"ours", floor), Ok(false));
-        assert_eq!(store.get("k").unwrap().unwrap().value, b"theirs");
-    }
-
-    #[test]
-    fn get_or_create_returns_the_stored_value_not_the_fresh_one() {
-        let store = MemoryStore::new();
-        assert_eq!(get_or_create(&store, "s", b"first").unwrap(), b"first");
-        assert_eq!(get_or_create(&store, "s", b"second").unwrap(), b"first");
-    }
-
-    #[test]
-    fn get_or_create_claims_an_empty_key() {
-        let store = MemoryStore::new();
-        store.set("s", b"", None).unwrap();
-        assert_eq!(get_or_create(&store, "s", b"fresh").unwrap(), b"fresh");
-    }
-
-    #[test]
-    fn racing_get_or_create_agrees_on_one_value() {
-        for round in 0..50 {
-            let store = MemoryStore::new();
-            let key = format!("s{round}");
-            let seen: Vec<Vec<u8>> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..4u8)
-                    .map(|t| {
-                        let (store, key) = (&store, &key);
-                        s.spawn(move || get_or_create(store, key, &[t + 1; 16]).unwrap())
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
-            assert_eq!(store.get(&key).unwrap().unwrap().value, seen[0]);
-        }
-    }
 }

@@ -54,8 +54,8 @@ fn four_workers_count_exactly_through_update_key_under_injected_conflicts() {
     let seen = race(4, |_| {
         let mut mine = Vec::new();
         while mine.len() < 1000 {
-            let r = update_key(&store, "levee:v1:cb:x", 8, |v| {
-                let n = counter(v.map(|v| v.value.as_slice())) + 1;
+            let r = update_key(&store, "levee:v1:cb:x", |v| {
+                let n = counter(Some(&v.value)) + 1;
                 Step::Write {
                     value: n.to_le_bytes().to_vec(),
                     result: n,
@@ -89,7 +89,7 @@ fn four_workers_count_exactly_through_one_slot_under_injected_conflicts() {
     let seen = race(4, |_| {
         let mut mine = Vec::new();
         while mine.len() < 1000 {
-            let r = t.update(&store, k, NOW, Eviction::NeverLive, 8, |s| {
+            let r = t.update(&store, k, NOW, Eviction::NeverLive, |s| {
                 let n = counter(s) + 1;
                 SlotStep::Write {
                     state: n.to_le_bytes().to_vec(),
@@ -129,7 +129,7 @@ fn workers_racing_to_create_one_key_never_split_it() {
                 fingerprint: 100 + f,
             };
             let at_rest_at = if f == 2 { NOW } else { NOW + 1_000 };
-            t.update(&store, k, NOW - 10, Eviction::NeverLive, 1, |_| {
+            t.update(&store, k, NOW - 10, Eviction::NeverLive, |_| {
                 SlotStep::Write {
                     state: vec![],
                     at_rest_at,
@@ -152,7 +152,7 @@ fn workers_racing_to_create_one_key_never_split_it() {
                 } else {
                     Eviction::LeastRecentlyTouched
                 };
-                let r = t.update(&store, k, now, eviction, 1000, |s| {
+                let r = t.update(&store, k, now, eviction, |s| {
                     let n = counter(s);
                     if n < LIMIT {
                         SlotStep::Write {
@@ -200,7 +200,7 @@ fn eight_workers_with_many_keys_in_a_small_table_keep_one_entry_per_key() {
                 let client = rng.below(300);
                 let k = hasher.hash(t.domain(), &client.to_le_bytes());
                 let now = NOW + i;
-                let r = t.update(&store, k, now, eviction, 16, |s| SlotStep::Write {
+                let r = t.update(&store, k, now, eviction, |s| SlotStep::Write {
                     state: (counter(s) + 1).to_le_bytes().to_vec(),
                     at_rest_at: now + 10_000,
                     result: (),
@@ -248,7 +248,7 @@ fn a_million_distinct_keys_stay_within_the_tables_memory_bound() {
             let client = worker as u64 * 250_000 + i;
             let k = hasher.hash(t.domain(), &client.to_le_bytes());
             let now = NOW + i;
-            t.update(&store, k, now, Eviction::LeastRecentlyTouched, 16, |s| {
+            t.update(&store, k, now, Eviction::LeastRecentlyTouched, |s| {
                 SlotStep::Write {
                     state: (counter(s) + 1).to_le_bytes().to_vec(),
                     at_rest_at: now + 60 * 1_000_000_000,

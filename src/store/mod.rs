@@ -2,7 +2,7 @@
 //!
 //! In Envoy this is the plugin's shared data: one process-wide map per `vm_id`, one mutex,
 //! values copied in and out on every call, compare-and-swap on a per-key version (`cas`).
-//! Two facts shape everything here (both observed in Envoy's wasm host):
+//! Two facts of proxy-wasm-cpp-host's `SharedData` shape everything here:
 //! - a key that does not exist yet is created by *any* `set`, whatever `cas` is given, so
 //!   "create if absent" is not atomic; and
 //! - there is no delete, so keys derived from client input would grow memory forever.
@@ -10,6 +10,9 @@
 //! levee therefore never creates keys on the request path. Per-client entries live in
 //! [`slots::SlotTable`]s: fixed, pre-created sets of keys in which "claim this entry" is a CAS
 //! on a key that already exists.
+//!
+//! Every change to shared state, plain key or table entry, is one read-compute-CAS with one
+//! retry bound ([`cas::read_compute_cas`], [`cas::MAX_CAS_ATTEMPTS`]).
 
 pub mod bucket;
 pub mod cas;
@@ -20,11 +23,16 @@ pub mod slots;
 mod table_error;
 
 #[cfg(test)]
+mod cas_tests;
+#[cfg(test)]
 mod concurrency_tests;
 #[cfg(test)]
 mod slots_tests;
 
-pub use cas::{ensure_key, get_or_create, update_key, Step, StoreFault, UpdateError};
+pub use cas::{
+    ensure_key, get_or_create, read_compute_cas, retry_cas, update_key, Attempt, Exhausted, Step,
+    StoreFault, UpdateError, MAX_CAS_ATTEMPTS,
+};
 pub use hash::{KeyHash, KeyHasher};
 pub use memory::MemoryStore;
 pub use slots::{Dropped, Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};

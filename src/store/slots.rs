@@ -37,7 +37,7 @@
 //! memory stays until Envoy restarts.
 
 use super::bucket::{Bucket, CodecError, Entry, MAX_STATE_BYTES, WAYS};
-use super::cas::{cas_floor, create_if_absent, StoreFault};
+use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
 use super::placement::place;
 pub use super::placement::{Evicted, Eviction, Placement};
@@ -284,19 +284,18 @@ impl SlotTable {
         }
     }
 
-    /// Read-compute-CAS on one client key's entry, at most `max_attempts` times. `f` sees the
-    /// key's live state (`None`: fresh) and must be pure: it runs again after a conflict.
-    /// Common case: one `get` and, if `f` writes, one `set`.
+    /// Read-compute-CAS on one client key's entry ([`read_compute_cas`]). `f` sees the key's
+    /// live state (`None`: fresh) and must be pure: it runs again after a conflict. Common
+    /// case: one `get` and, if `f` writes, one `set`.
     pub fn update<T>(
         &self,
         store: &dyn SharedStore,
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        max_attempts: u32,
         f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<T, TableError> {
-        self.update_dropping(store, key, now, eviction, max_attempts, f)
+        self.update_dropping(store, key, now, eviction, f)
             .map(|(result, _)| result)
     }
 
@@ -308,28 +307,51 @@ impl SlotTable {
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        max_attempts: u32,
         mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
-        for _ in 0..max_attempts {
-            let mut lookup = self.lookup(store, key, now, eviction)?;
-            match f(lookup.state.as_deref()) {
-                SlotStep::Keep(result) => return Ok((result, Dropped::new())),
+        self.update_lookup(store, key, now, eviction, None, |lookup| {
+            f(lookup.state.as_deref())
+        })
+    }
+
+    /// [`Self::update_dropping`] in full: `f` sees the whole [`Lookup`] (state and
+    /// placement), and `first`, a lookup of `key` the caller already made, serves the first
+    /// attempt instead of a second read of the same bucket.
+    pub fn update_lookup<T>(
+        &self,
+        store: &dyn SharedStore,
+        key: KeyHash,
+        now: UnixNanos,
+        eviction: Eviction,
+        first: Option<Lookup>,
+        mut f: impl FnMut(&Lookup) -> SlotStep<T>,
+    ) -> Result<(T, Dropped), TableError> {
+        let mut first = first.filter(|l| l.fingerprint == key.fingerprint);
+        read_compute_cas(
+            || match first.take() {
+                Some(lookup) => Ok(lookup),
+                None => self.lookup(store, key, now, eviction),
+            },
+            |lookup| match f(lookup) {
                 SlotStep::Write {
                     state,
                     at_rest_at,
                     result,
-                } => {
-                    let bucket = std::mem::take(&mut lookup.bucket);
-                    match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
-                        Ok(dropped) => return Ok((result, dropped)),
-                        Err(TableError::Conflict) => continue,
-                        Err(e) => return Err(e),
-                    }
+                } => Step::Write {
+                    value: (state, at_rest_at),
+                    result,
+                },
+                SlotStep::Keep(result) => Step::Keep(result),
+            },
+            |mut lookup, (state, at_rest_at)| {
+                let bucket = std::mem::take(&mut lookup.bucket);
+                match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
+                    Ok(dropped) => Ok(Attempt::Done(dropped)),
+                    Err(TableError::Conflict) => Ok(Attempt::Again),
+                    Err(e) => Err(e),
                 }
-            }
-        }
-        Err(TableError::Contended)
+            },
+        )
     }
 
     /// Bucket `index` as stored now (entries live and at rest; one that does not decode is

@@ -31,7 +31,7 @@ fn put(
     now: u64,
     at_rest_at: u64,
 ) -> Result<(), TableError> {
-    t.update(store, k, now, Eviction::NeverLive, 4, |_| SlotStep::Write {
+    t.update(store, k, now, Eviction::NeverLive, |_| SlotStep::Write {
         state: k.fingerprint.to_le_bytes().to_vec(),
         at_rest_at,
         result: (),
@@ -147,7 +147,7 @@ fn never_live_refuses_a_new_key_when_every_way_is_live_but_still_reads() {
         put(&t, &store, key(99), NOW, NOW + 100),
         Err(TableError::Full)
     );
-    let seen = t.update(&store, key(99), NOW, Eviction::NeverLive, 4, |s| {
+    let seen = t.update(&store, key(99), NOW, Eviction::NeverLive, |s| {
         SlotStep::Keep(s.is_some())
     });
     assert_eq!(seen, Ok(false), "a read-only step does not need a slot");
@@ -200,7 +200,6 @@ fn lru_evicts_the_entry_written_longest_ago_and_its_key_starts_fresh() {
         key(99),
         NOW + 5,
         Eviction::LeastRecentlyTouched,
-        4,
         |_| SlotStep::Write {
             state: vec![9],
             at_rest_at: NOW + 100,
@@ -218,7 +217,7 @@ fn oversized_state_is_refused_before_any_write() {
     let t = SlotTable::new("rl", "api", 8).with_max_state_bytes(4);
     t.ensure_created(&store).unwrap();
     let sets = store.stats().sets;
-    let r = t.update(&store, key(1), NOW, Eviction::NeverLive, 4, |_| {
+    let r = t.update(&store, key(1), NOW, Eviction::NeverLive, |_| {
         SlotStep::Write {
             state: vec![0; 5],
             at_rest_at: NOW + 1,
@@ -233,7 +232,7 @@ fn oversized_state_is_refused_before_any_write() {
 fn exhausted_attempts_are_contended() {
     let store = MemoryStore::new();
     let t = table(&store, 8);
-    store.fail_next_cas(4);
+    store.fail_next_cas(super::MAX_CAS_ATTEMPTS);
     assert_eq!(
         put(&t, &store, key(1), NOW, NOW + 1),
         Err(TableError::Contended)
@@ -385,7 +384,7 @@ fn a_write_reports_the_at_rest_entries_it_dropped_and_only_the_winner_does() {
         "the same entries cannot be dropped twice"
     );
     let (_, dropped) = t
-        .update_dropping(&store, key(8), later, Eviction::NeverLive, 4, |_| {
+        .update_dropping(&store, key(8), later, Eviction::NeverLive, |_| {
             SlotStep::Write {
                 state: b"b".to_vec(),
                 at_rest_at: later + 100,

@@ -2,7 +2,7 @@
 //! placement. "Rejected" outcomes (`Full`) are kept apart from failures (`Store`) and from
 //! contention (`Conflict` for one lost race, `Contended` when retries ran out).
 
-use super::cas::{StoreFault, UpdateError};
+use super::cas::{Exhausted, StoreFault, UpdateError};
 
 /// Why a table operation did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,5 +48,11 @@ impl From<UpdateError> for TableError {
             UpdateError::Contended => TableError::Contended,
             UpdateError::Store(fault) => TableError::Store(fault),
         }
+    }
+}
+
+impl From<Exhausted> for TableError {
+    fn from(_: Exhausted) -> Self {
+        TableError::Contended
     }
 }

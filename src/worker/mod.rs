@@ -23,7 +23,7 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::pipeline::flow::Step;
+use crate::pipeline::flow::{Await, Step};
 use crate::pipeline::{Enqueue, Env, Plugin};
 use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
@@ -229,13 +229,13 @@ impl Worker {
                 host.send_local_reply(&r, grpc);
                 Action::Pause
             }
-            Step::Hold { wake_at, purpose } => {
+            Step::Await(Await::Timer { wake_at, purpose }) => {
                 let mut registry = self.registry.borrow_mut();
                 registry.hold(host, id, stream);
                 registry.schedule(host, id, stream, wake_at, purpose, now);
                 Action::Pause
             }
-            Step::AwaitBody => {
+            Step::Await(Await::Body) => {
                 let mut registry = self.registry.borrow_mut();
                 registry.hold(host, id, stream);
                 if !self.body_callbacks_work.get() {
@@ -244,11 +244,11 @@ impl Worker {
                 }
                 Action::Pause
             }
-            Step::Dispatch(req) => {
+            Step::Await(Await::Callout(req)) => {
                 self.dispatch(host, id, stream, req, now);
                 Action::Pause
             }
-            Step::Enqueue(e) => {
+            Step::Await(Await::Enqueue(e)) => {
                 let next = self.enqueue(host, stream, e, now);
                 self.apply(host, id, stream, next, now, moment)
             }

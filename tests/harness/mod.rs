@@ -24,7 +24,13 @@
 pub mod client;
 pub mod envoy;
 pub mod envoy_config;
+pub mod etcd;
+pub mod grpc_web;
 pub mod levee;
+pub mod peers;
+pub mod raw_envoy;
+pub mod redis;
+pub mod rls;
 pub mod upstream;
 pub mod wire;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{BreakerConfig, OutcomeClass};
-use crate::retry::outcome::AttemptOutcome;
+use crate::outcome::AttemptOutcome;
 use crate::time::FakeClock;
 use crate::time::{Clock, UnixNanos};
 

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use crate::config::CacheConfig;
 use crate::fallback::cache::*;
+use crate::fallback::cache_outcome::*;
 use crate::fallback::cacheable::VaryValues;
 use crate::fallback::headers::stale_headers;
 use crate::fallback::{FALLBACK_HEADER, MARK_STALE_CACHE};

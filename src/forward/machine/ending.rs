@@ -1,8 +1,7 @@
 //! How a forward ends: `Respond` with the final answer, or `Failed` for the fallback chain.
 
-use crate::config::OutcomeClass;
 use crate::metrics::{Metrics, UpstreamEvent};
-use crate::retry::outcome::{matches, AttemptOutcome};
+use crate::outcome::{is_failure, AttemptOutcome};
 use crate::retry::policy::GiveUp;
 
 use super::{CalloutForward, Phase};
@@ -70,10 +69,4 @@ impl CalloutForward {
         }
         step
     }
-}
-
-/// The fallback chain's "failed": a 5xx answer, a timeout, a reset or a connect failure — exactly the
-/// outcomes the `5xx` class covers. A 4xx (429 included) is an answer, not a failure.
-pub fn is_failure(outcome: &AttemptOutcome) -> bool {
-    matches(&OutcomeClass::FiveXx, outcome)
 }

@@ -16,12 +16,13 @@
 
 use std::rc::Rc;
 
+use crate::breaker::gate as breaker_gate;
 use crate::breaker::{Admission, Ticket};
 use crate::config::{OutcomeClass, RetryConfig, UpstreamConfig};
+use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
 use crate::metrics::{Event, Metrics, UpstreamEvent};
-use crate::pipeline::breaker_gate;
+use crate::outcome::{classify_callout, AttemptOutcome};
 use crate::random::RandomSource;
-use crate::retry::outcome::{classify_callout, AttemptOutcome};
 use crate::retry::policy::{
     attempt_timeout, should_retry, DelaySource, GiveUp, RetryDecision, RetryInput,
 };
@@ -34,7 +35,6 @@ use super::budget_gate;
 mod ending;
 use super::headers::{callout_headers, header_str, HeaderList};
 use super::step::{BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, ForwardStep};
-pub use ending::is_failure;
 
 /// How much of a response body the outcome classifier looks at.
 const BODY_HINT_LEN: usize = 256;
@@ -253,8 +253,8 @@ impl CalloutForward {
             attempts_made: self.attempts,
             started_at: self.started_at,
             now,
-            retry_after: header_str(headers, "retry-after"),
-            rate_limit_reset: header_str(headers, "x-ratelimit-reset"),
+            retry_after: header_str(headers, RETRY_AFTER),
+            rate_limit_reset: header_str(headers, X_RATELIMIT_RESET),
         };
         let backoff = self
             .backoff

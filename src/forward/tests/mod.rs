@@ -7,11 +7,11 @@ mod retries;
 use std::time::Duration;
 
 use super::*;
+use crate::breaker::gate::breaker_key;
 use crate::config::{
     BreakerConfig, Forward, Jitter, NonIdempotent, OutcomeClass, RetryConfig, UpstreamConfig,
 };
 use crate::metrics::{Event, Recorder, UpstreamEvent};
-use crate::pipeline::breaker_gate::breaker_key;
 use crate::random::SplitMix64;
 use crate::store::{MemoryStore, SharedStore};
 use crate::time::UnixNanos;
@@ -264,7 +264,10 @@ fn a_reset_without_retries_fails_as_502_with_no_answer() {
     let mut f = CalloutForward::new(0, &upstream(None), request("GET", &[]), false, d.now);
     d.next(&mut f);
     let info = failed(d.reply(&mut f, CalloutAnswer::from_parts(None, Vec::new()), MS));
-    assert_eq!(info.last_outcome, Some(crate::retry::AttemptOutcome::Reset));
+    assert_eq!(
+        info.last_outcome,
+        Some(crate::outcome::AttemptOutcome::Reset)
+    );
     assert_eq!(info.last_answer, None);
     assert_eq!(
         (info.status(), info.details()),

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::config::Jitter;
-use crate::retry::{AttemptOutcome, Backoff, GiveUp};
+use crate::outcome::AttemptOutcome;
+use crate::retry::{Backoff, GiveUp};
 
 const CONNECT_FAILURE_BODY: &str = "upstream connect error or disconnect/reset before headers. \
                                     reset reason: connection failure";

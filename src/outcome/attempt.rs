@@ -238,6 +238,13 @@ pub fn best_match(classes: &[OutcomeClass], outcome: &AttemptOutcome) -> Option<
         .copied()
 }
 
+/// The fallback chain's "failed": a 5xx answer, a timeout, a reset or a connect failure —
+/// exactly the outcomes the `5xx` class covers. A 4xx (429 included) is an answer, not a
+/// failure.
+pub fn is_failure(outcome: &AttemptOutcome) -> bool {
+    matches(&OutcomeClass::FiveXx, outcome)
+}
+
 /// The text after `reset reason:` (the whole body if absent).
 fn reset_reason(body: &[u8]) -> &[u8] {
     const MARK: &[u8] = b"reset reason:";
@@ -260,5 +267,5 @@ fn trim_ascii_start(b: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-#[path = "outcome_tests.rs"]
+#[path = "attempt_tests.rs"]
 mod tests;

@@ -31,15 +31,12 @@
 use crate::idempotency::record::{BodyRef, Record};
 use crate::idempotency::response::StoredResponse;
 use crate::store::bucket::WAYS;
-use crate::store::cas::{update_key, Step};
+use crate::store::cas::{retry_cas, update_key, Attempt, Exhausted, Step};
 use crate::store::{SharedStore, WriteError};
 use crate::time::UnixNanos;
 
-use super::idempotency_gate::IdempotencyLayer;
-use super::MAX_CAS_ATTEMPTS;
-
-pub const BUDGET_KEY: &str = "levee:v1:idem:budget";
-pub(super) const BODY_PREFIX: &str = "levee:v1:idem:body:";
+use super::layer::IdempotencyLayer;
+use super::shared_keys::{body_key, BUDGET_KEY};
 /// Record buckets a store looks through for expired answers when the counter is full: at
 /// most this many extra bucket reads (plus the frees), and only when an answer would
 /// otherwise be kept by status only — which, with a counter full of *live* answers, is
@@ -48,7 +45,7 @@ pub const SWEEP_BUCKETS: u32 = 16;
 
 impl IdempotencyLayer {
     pub fn body_key(slot: u32) -> String {
-        format!("{BODY_PREFIX}{slot}")
+        body_key(slot)
     }
 
     /// Writes the answer's blob in `slot` (the storing request's own record slot) if the
@@ -62,35 +59,40 @@ impl IdempotencyLayer {
         now: UnixNanos,
     ) -> Option<BodyRef> {
         let encoded = resp.encode().ok()?;
-        let key = Self::body_key(slot);
+        let key = body_key(slot);
         let new = encoded.blob.len() as u64;
         let mut swept = false;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let current = store.get(&key).ok().flatten()?;
+        // Not a pure read-compute-CAS: each attempt reserves bytes on the counter between its
+        // read and its CAS, and gives them back if the CAS loses.
+        let stored = retry_cas(|| {
+            let current = store.get(&key).ok().flatten().ok_or(StatusOnly)?;
             if !self.reserve(store, new) {
                 if !swept {
                     swept = true;
                     self.sweep(store, slot, now);
-                    continue;
+                    return Ok(Attempt::Again);
                 }
                 log::warn!(
                     "levee idempotency: max_stored_bytes reached; remembering the status only"
                 );
-                return None;
+                return Err(StatusOnly);
             }
             match store.set(&key, &encoded.blob, Some(current.cas)) {
                 Ok(()) => {
                     self.release(store, current.value.len() as u64);
-                    return Some(encoded.body_ref(slot, now));
+                    Ok(Attempt::Done(()))
                 }
-                Err(WriteError::CasMismatch) => self.release(store, new),
+                Err(WriteError::CasMismatch) => {
+                    self.release(store, new);
+                    Ok(Attempt::Again)
+                }
                 Err(WriteError::Host) => {
                     self.release(store, new);
-                    return None;
+                    Err(StatusOnly)
                 }
             }
-        }
-        None
+        });
+        stored.ok().map(|()| encoded.body_ref(slot, now))
     }
 
     /// Frees the answer in `slot` unless a live record other than `ours` (an in-flight
@@ -102,7 +104,7 @@ impl IdempotencyLayer {
         ours: Option<u64>,
         now: UnixNanos,
     ) -> u64 {
-        let key = Self::body_key(slot);
+        let key = body_key(slot);
         let Ok(Some(blob)) = store.get(&key) else {
             return 0;
         };
@@ -157,8 +159,8 @@ impl IdempotencyLayer {
     /// Adds `bytes` to the counter unless that would pass `max_stored_bytes` (false).
     fn reserve(&self, store: &dyn SharedStore, bytes: u64) -> bool {
         let max = self.config.max_stored_bytes;
-        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_add(bytes);
+        let result = update_key(store, BUDGET_KEY, |current| {
+            let next = used(&current.value).saturating_add(bytes);
             if bytes > 0 && next > max {
                 return Step::Keep(false);
             }
@@ -176,8 +178,8 @@ impl IdempotencyLayer {
         if bytes == 0 {
             return;
         }
-        let result = update_key(store, BUDGET_KEY, MAX_CAS_ATTEMPTS, |current| {
-            let next = used(current.map(|v| v.value.as_slice())).saturating_sub(bytes);
+        let result = update_key(store, BUDGET_KEY, |current| {
+            let next = used(&current.value).saturating_sub(bytes);
             Step::Write {
                 value: next.to_le_bytes().to_vec(),
                 result: (),
@@ -189,10 +191,21 @@ impl IdempotencyLayer {
     }
 }
 
+/// Why an answer is kept by status only: the counter is full, shared data failed, or every
+/// attempt lost its race.
+struct StatusOnly;
+
+impl From<Exhausted> for StatusOnly {
+    fn from(_: Exhausted) -> Self {
+        StatusOnly
+    }
+}
+
 /// The counter's value (empty: 0).
-fn used(value: Option<&[u8]>) -> u64 {
+fn used(value: &[u8]) -> u64 {
     value
-        .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes)
 }
 

@@ -19,7 +19,7 @@
 //!   record names it; the record's [`BodyRef`](crate::idempotency::BodyRef) (length +
 //!   checksum) must match for a replay.
 //! - `levee:v1:idem:budget` — bytes held by stored answers, bounded by `max_stored_bytes`;
-//!   how it stays exact, and when answers are freed, is in [`super::idempotency_answers`].
+//!   how it stays exact, and when answers are freed, is in [`super::answers`].
 
 use crate::config::{ClientIpConfig, IdempotencyConfig};
 use crate::idempotency::machine::{begin, finish, renew, Begin, Finish, Outcome};
@@ -31,13 +31,12 @@ use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
 use crate::store::hash::{KeyHash, KeyHasher};
-use crate::store::slots::{Eviction, Placement, SlotStep, SlotTable, TableError};
+use crate::store::slots::{Eviction, Lookup, Placement, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
-use super::idempotency_answers::BODY_PREFIX;
-pub use super::idempotency_answers::BUDGET_KEY;
-use super::MAX_CAS_ATTEMPTS;
+use super::shared_keys::BODY_PREFIX;
+pub use super::shared_keys::BUDGET_KEY;
 
 /// How a new key makes room in a bucket full of live records: the completed record written
 /// longest ago goes, an in-flight one never (see the module docs).
@@ -153,43 +152,52 @@ impl IdempotencyLayer {
         owner: u64,
         now: UnixNanos,
     ) -> Result<Claim, TableError> {
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let lookup = self.table.lookup(store, hash, now, RECORD_EVICTION)?;
-            let slot = lookup.placement.slot().ok_or(TableError::Full)?;
-            let b = begin(
-                &self.config,
-                lookup.state.as_deref(),
-                fingerprint,
-                owner,
-                now,
-            );
-            let mut evicted = false;
-            if let Begin::Execute { new_state, .. } = &b {
-                match self.table.try_commit(
-                    store,
-                    &lookup,
-                    &new_state.bytes,
-                    new_state.at_rest_at,
-                    now,
-                ) {
-                    Ok(dropped) => {
-                        evicted = matches!(lookup.placement, Placement::Evict { .. });
-                        // The slot is ours: the answer its previous (or evicted) record left
-                        // is dead, and so are those of the records the write dropped.
-                        self.free_dead_answer(store, slot, Some(owner), now);
-                        self.free_dropped(store, &dropped, now);
-                    }
-                    Err(TableError::Conflict) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(Claim {
-                begin: b,
+        let (claim, dropped) =
+            self.table
+                .update_lookup(store, hash, now, RECORD_EVICTION, None, |lookup| {
+                    self.decide_claim(lookup, fingerprint, owner, now)
+                })?;
+        let claim = claim?;
+        if let Begin::Execute { .. } = claim.begin {
+            // The slot is ours: the answer its previous (or evicted) record left is dead, and
+            // so are those of the records the write dropped.
+            self.free_dead_answer(store, claim.slot, Some(owner), now);
+            self.free_dropped(store, &dropped, now);
+        }
+        Ok(claim)
+    }
+
+    /// The pure part of [`Self::claim`], run on every read of the key's bucket: whether this
+    /// request executes (and the record it writes), or what it learns instead.
+    fn decide_claim(
+        &self,
+        lookup: &Lookup,
+        fingerprint: Fingerprint,
+        owner: u64,
+        now: UnixNanos,
+    ) -> SlotStep<Result<Claim, TableError>> {
+        let Some(slot) = lookup.placement.slot() else {
+            return SlotStep::Keep(Err(TableError::Full));
+        };
+        let state = lookup.state.as_deref();
+        let decided = begin(&self.config, state, fingerprint, owner, now);
+        let Begin::Execute { new_state, .. } = &decided else {
+            let (begin, evicted) = (decided, false);
+            return SlotStep::Keep(Ok(Claim {
+                begin,
                 slot,
                 evicted,
-            });
+            }));
+        };
+        SlotStep::Write {
+            state: new_state.bytes.clone(),
+            at_rest_at: new_state.at_rest_at,
+            result: Ok(Claim {
+                evicted: matches!(lookup.placement, Placement::Evict { .. }),
+                begin: decided,
+                slot,
+            }),
         }
-        Err(TableError::Contended)
     }
 
     /// The answer to replay for a completed record.
@@ -209,21 +217,18 @@ impl IdempotencyLayer {
         owner: u64,
         now: UnixNanos,
     ) -> bool {
-        let r = self.table.update_dropping(
-            store,
-            hash,
-            now,
-            Eviction::NeverLive,
-            MAX_CAS_ATTEMPTS,
-            |state| match state.and_then(|s| renew(&self.config, s, owner, now)) {
-                Some(ns) => SlotStep::Write {
-                    state: ns.bytes,
-                    at_rest_at: ns.at_rest_at,
-                    result: true,
-                },
-                None => SlotStep::Keep(false),
-            },
-        );
+        let r = self
+            .table
+            .update_dropping(store, hash, now, Eviction::NeverLive, |state| {
+                match state.and_then(|s| renew(&self.config, s, owner, now)) {
+                    Some(ns) => SlotStep::Write {
+                        state: ns.bytes,
+                        at_rest_at: ns.at_rest_at,
+                        result: true,
+                    },
+                    None => SlotStep::Keep(false),
+                }
+            });
         match r {
             Ok((renewed, dropped)) => {
                 self.free_dropped(store, &dropped, now);
@@ -254,22 +259,23 @@ impl IdempotencyLayer {
         if outcome == Outcome::Unknown {
             return Ok(());
         }
-        let (owner, dropped) = self.table.update_dropping(
-            store,
-            held.hash,
-            now,
-            Eviction::NeverLive,
-            MAX_CAS_ATTEMPTS,
-            |state| match finish(&self.config, state, held.owner, outcome, now) {
-                Finish::Write(ns) => SlotStep::Write {
-                    state: ns.bytes,
-                    at_rest_at: ns.at_rest_at,
-                    result: true,
-                },
-                Finish::Unchanged => SlotStep::Keep(true),
-                Finish::NotOwner => SlotStep::Keep(false),
-            },
-        )?;
+        let (owner, dropped) =
+            self.table
+                .update_dropping(
+                    store,
+                    held.hash,
+                    now,
+                    Eviction::NeverLive,
+                    |state| match finish(&self.config, state, held.owner, outcome, now) {
+                        Finish::Write(ns) => SlotStep::Write {
+                            state: ns.bytes,
+                            at_rest_at: ns.at_rest_at,
+                            result: true,
+                        },
+                        Finish::Unchanged => SlotStep::Keep(true),
+                        Finish::NotOwner => SlotStep::Keep(false),
+                    },
+                )?;
         self.free_dropped(store, &dropped, now);
         if let (false, Outcome::Stored { body: Some(_), .. }) = (owner, outcome) {
             // Our lock expired and the key moved on: the answer we wrote is nobody's.

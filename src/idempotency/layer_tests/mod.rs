@@ -17,7 +17,7 @@ use crate::store::hash::KeyHash;
 use crate::store::{MemoryStore, SharedStore};
 use crate::time::NANOS_PER_SEC;
 
-use super::idempotency_gate::{Claim, HeldKey, IdempotencyLayer, BUDGET_KEY};
+use super::layer::{Claim, HeldKey, IdempotencyLayer, BUDGET_KEY};
 
 const SEC: u64 = NANOS_PER_SEC;
 const T0: u64 = 1_700_000_000 * SEC;

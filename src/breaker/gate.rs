@@ -9,12 +9,10 @@
 use crate::breaker::{self, Admission, Ticket, Transition};
 use crate::config::UpstreamConfig;
 use crate::metrics::{BreakerEvent, Event, GlobalEvent, Metrics};
-use crate::retry::outcome::AttemptOutcome;
+use crate::outcome::AttemptOutcome;
 use crate::store::cas::{update_key, Step};
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
-
-use super::MAX_CAS_ATTEMPTS;
 
 /// The shared-data key of an upstream's breaker.
 pub fn breaker_key(upstream: &str) -> String {
@@ -55,22 +53,17 @@ pub fn admit_noting_quiet(
         return (Admission::Allow(ticket), true);
     };
     let lease = probe_lease_ns(upstream);
-    let result = update_key(
-        store,
-        &breaker_key(&upstream.name),
-        MAX_CAS_ATTEMPTS,
-        |current| {
-            let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
-            let a = breaker::admit(cfg, state, now, lease);
-            match a.new_state {
-                Some(value) => Step::Write {
-                    value,
-                    result: (a.admission, a.transition, a.quiet),
-                },
-                None => Step::Keep((a.admission, a.transition, a.quiet)),
-            }
-        },
-    );
+    let result = update_key(store, &breaker_key(&upstream.name), |current| {
+        let state = current.value.as_slice();
+        let a = breaker::admit(cfg, state, now, lease);
+        match a.new_state {
+            Some(value) => Step::Write {
+                value,
+                result: (a.admission, a.transition, a.quiet),
+            },
+            None => Step::Keep((a.admission, a.transition, a.quiet)),
+        }
+    });
     match result {
         Ok((admission, transition, quiet)) => {
             if let Some(t) = transition {
@@ -149,22 +142,17 @@ pub fn record(
         upstream: index,
         what,
     });
-    let result = update_key(
-        store,
-        &breaker_key(&upstream.name),
-        MAX_CAS_ATTEMPTS,
-        |current| {
-            let state = current.map(|v| v.value.as_slice()).unwrap_or(&[]);
-            let r = breaker::record(cfg, state, ticket, failed, now);
-            match r.new_state {
-                Some(value) => Step::Write {
-                    value,
-                    result: r.transition,
-                },
-                None => Step::Keep(r.transition),
-            }
-        },
-    );
+    let result = update_key(store, &breaker_key(&upstream.name), |current| {
+        let state = current.value.as_slice();
+        let r = breaker::record(cfg, state, ticket, failed, now);
+        match r.new_state {
+            Some(value) => Step::Write {
+                value,
+                result: r.transition,
+            },
+            None => Step::Keep(r.transition),
+        }
+    });
     match result {
         Ok(Some(t)) => report_transition(upstream, index, t, metrics),
         Ok(None) => {}

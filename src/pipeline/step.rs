@@ -1,0 +1,79 @@
+//! The values a request's flow and its host exchange: what to do next ([`Step`]), what a paused
+//! request waits for ([`Await`]), and the answer that wakes it ([`Answer`]).
+//!
+//! Every wait for something outside the request — its own body, a timer, an HTTP callout, a
+//! place on a queue — is one kind of step, and every answer comes back through one door,
+//! [`super::flow::RequestFlow::resume`], which hands it to whatever the request's stage is
+//! waiting with. A new kind of remote call is a new [`Await`] and [`Answer`] pair: the host
+//! learns to send it, the stage that asked for it reads the answer; nothing else changes.
+
+use crate::fallback::queue::{QueueFull, QueueId, QueuedRequest};
+use crate::forward::CalloutRequest;
+use crate::idempotency::layer::HeldKey;
+use crate::problem::LocalReply;
+use crate::time::UnixNanos;
+use crate::timer_queue::TimerPurpose;
+
+/// What the host should do next with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Let the request go on to the next filter (the router).
+    Continue,
+    /// Answer it now with this reply; the upstream never sees it.
+    Reply(LocalReply),
+    /// Keep it paused until what it awaits answers; pass the answer to
+    /// [`super::flow::RequestFlow::resume`].
+    Await(Await),
+}
+
+/// What a paused request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Await {
+    /// The rest of its body (no answer: the body callbacks carry it).
+    Body,
+    /// A timer: answer [`Answer::Timer`] with `purpose` at `wake_at`.
+    Timer {
+        wake_at: UnixNanos,
+        purpose: TimerPurpose,
+    },
+    /// An HTTP callout: send it, answer [`Answer::Callout`].
+    Callout(CalloutRequest),
+    /// A place on its upstream's queue: try, answer [`Answer::Enqueued`].
+    Enqueue(Enqueue),
+}
+
+/// What came back for a paused request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A timer it asked for fired.
+    Timer(TimerPurpose),
+    /// Its callout's answer; `headers` is `None` when there was none (a reset, or the host
+    /// refused the dispatch).
+    Callout {
+        headers: Option<Vec<(String, Vec<u8>)>>,
+        body: Vec<u8>,
+    },
+    /// The queue took it (its id), or was full.
+    Enqueued(Result<QueueId, QueueFull>),
+}
+
+/// A request to put on the upstream's queue (the host owns the queues).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    pub upstream: usize,
+    pub request: QueuedRequest,
+    /// The idempotency record the delivered answer completes.
+    pub key: Option<HeldKey>,
+}
+
+/// What the upstream answered, as seen in `on_http_response_headers` (router mode).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamAnswer {
+    pub status: u16,
+    /// Envoy's `response.flags` bitmask.
+    pub flags: u64,
+    /// All response headers, when [`super::flow::RequestFlow::wants_response_headers`]
+    /// asked for them.
+    pub headers: Vec<(String, String)>,
+    pub end_of_stream: bool,
+}
