@@ -15,6 +15,7 @@ pub mod engine;
 mod engine_tests;
 pub mod fixed_window;
 mod gcra;
+pub mod global;
 pub mod headers;
 pub mod leaky_bucket;
 pub mod sliding_window_counter;
