@@ -42,7 +42,11 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
-        let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
+        let limiter = RateLimiter::with_backends(
+            &config.rate_limits,
+            &config.backends,
+            config.limits.max_tracked_keys,
+        );
         let idempotency = config.idempotency.as_ref().map(|c| {
             crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
         });
@@ -81,7 +85,7 @@ impl Plugin {
         self.limiter
             .limits
             .iter()
-            .map(|l| &l.table)
+            .flat_map(|l| std::iter::once(&l.table).chain(l.global.as_ref().map(|g| &g.pools)))
             .chain(self.idempotency.as_ref().map(|i| &i.table))
             .chain(self.caches.iter().flatten().flat_map(|c| c.tables()))
     }

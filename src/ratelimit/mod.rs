@@ -10,6 +10,7 @@ pub mod admission;
 pub mod algorithm;
 mod aligned;
 pub mod codec;
+mod commit;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;

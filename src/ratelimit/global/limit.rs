@@ -8,11 +8,12 @@ use super::{BackendFailure, GlobalMode, OnBackendError};
 use crate::backend::rls::{
     limit_descriptor, unit_for_window_secs, verdict, RateLimitRequest, RateLimitResponse, Unit,
 };
+use crate::config::{BackendConfig, BackendKind, RateLimitConfig};
 use crate::ratelimit::{Decision, Evaluation};
 use crate::store::hash::KeyHash;
 use crate::store::slots::{Eviction, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
-use crate::time::{UnixNanos, NANOS_PER_SEC};
+use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
 /// A pool that must make room for a new key drops the one written longest ago: its unspent
 /// units are lost (admitting less, never more).
@@ -130,6 +131,30 @@ impl GlobalLimit {
             pools: SlotTable::new("rg", name, slots).with_max_state_bytes(pool::POOL_BYTES),
             misconfig_logged: AtomicBool::new(false),
         })
+    }
+
+    /// The mesh-wide side of `config`, if it has one whose backend is a rate limit service.
+    pub fn from_config(
+        config: &RateLimitConfig,
+        backends: &[BackendConfig],
+        slots: u32,
+    ) -> Option<Self> {
+        let global = config.global?;
+        let BackendKind::Rls(rls) = &backends.get(global.backend)?.kind else {
+            return None;
+        };
+        // An ask's lease outlives its call's timeout, so a lost call frees the pool.
+        let lease = duration_nanos(rls.timeout).saturating_mul(2);
+        Self::new(
+            &config.name,
+            u32::try_from(config.limit).unwrap_or(u32::MAX),
+            config.window.as_secs(),
+            global.mode,
+            global.on_backend_error,
+            &rls.domain,
+            lease,
+            slots,
+        )
     }
 
     /// The call for an ask of `hits` units on key `value`.

@@ -21,36 +21,20 @@
 //! `local` (the local tier alone decides: admit and commit), `allow` (admit without counting)
 //! or `deny` (`429` with `Retry-After: 1`). A misconfigured service is logged once per worker.
 
+#[cfg(test)]
+mod flow_tests;
 pub mod limit;
 pub mod pool;
+pub mod request;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;
 
 pub use limit::{Asked, Begin, Finish, GlobalLimit, ServiceView};
+pub use request::{Deferred, Prepared, RemoteAsk};
 
-/// How a limit uses the rate limit service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GlobalMode {
-    /// One call per request that passed the local tier.
-    #[default]
-    Exact,
-    /// Reserve batches of units per Envoy and spend them locally.
-    Reserve,
-}
-
-/// What decides a request when the service cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnBackendError {
-    /// The local tier alone decides (the request passed it: admit, and count it locally).
-    #[default]
-    Local,
-    /// Admit, without counting the request locally.
-    Allow,
-    /// Refuse with `429` and `Retry-After: 1`.
-    Deny,
-}
+pub use crate::config::{GlobalMode, GlobalOnBackendError as OnBackendError};
 
 /// Why the service gave no usable verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{Asked, Begin, Finish, GlobalLimit, GlobalMode, OnBackendError};
 use crate::backend::rls::{
-    Code, CurrentLimit, DescriptorStatus, ProtoDuration, RateLimitResponse, Unit,
+    Code, CurrentLimit, DescriptorStatus, ProtoDuration, RateLimitRequest, RateLimitResponse, Unit,
 };
 use crate::store::hash::{KeyHash, KeyHasher};
 use crate::store::memory::MemoryStore;
@@ -41,8 +41,12 @@ impl Service {
         hits: u32,
         now: u64,
     ) -> RateLimitResponse {
+        self.serve(&limit.request(key, hits), now)
+    }
+
+    /// The answer to `req` at `now`.
+    pub fn serve(&mut self, req: &RateLimitRequest, now: u64) -> RateLimitResponse {
         self.calls += 1;
-        let req = limit.request(key, hits);
         let d = &req.descriptors[0];
         let cap = u64::from(d.limit.as_ref().map_or(0, |l| l.requests_per_unit));
         let window = now / self.window_ns;

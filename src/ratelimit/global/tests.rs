@@ -304,3 +304,27 @@ fn units_never_outlive_the_service_window() {
     );
     assert_eq!(pool::window_end(T0 + 10 * SEC, 0, 60 * SEC), T0 + 60 * SEC);
 }
+
+#[test]
+fn a_configured_global_limit_takes_its_backend_domain_window_and_policy() {
+    let doc = serde_json::json!({
+        "backends": { "limits": { "rls": { "cluster": "ratelimit", "domain": "edge", "timeout": "20ms" } } },
+        "rate_limits": [
+            { "name": "per-key", "key": ["header:x-api-key"], "algorithm": "fixed_window",
+              "limit": 300, "window": "1m",
+              "global": { "backend": "limits", "mode": "exact", "on_backend_error": "deny" } },
+            { "name": "local-only", "algorithm": "fixed_window", "limit": 3, "window": "1m" }
+        ]
+    });
+    let cfg = crate::config::parse(doc.to_string().as_bytes()).unwrap();
+    let g = super::GlobalLimit::from_config(&cfg.rate_limits[0], &cfg.backends, 64).unwrap();
+    assert_eq!((g.domain.as_str(), g.tuning.limit), ("edge", 300));
+    assert_eq!(
+        (g.mode, g.on_backend_error),
+        (GlobalMode::Exact, OnBackendError::Deny)
+    );
+    assert_eq!(g.tuning.ask_timeout_ns, 40_000_000);
+    let req = g.request(b"k1", 1);
+    assert_eq!(req.descriptors[0].entries[0].value, "per-key");
+    assert!(super::GlobalLimit::from_config(&cfg.rate_limits[1], &cfg.backends, 64).is_none());
+}
