@@ -244,7 +244,9 @@ impl<'a> World<'a> {
                 Call::DispatchRefused | Call::SetResponseHeader(..) | Call::Log(_) => continue,
                 Call::Grpc { .. } | Call::GrpcRefused => {
                     // The fuzzed configs name no backend: nothing may call one.
-                    return Err(TestCaseError::fail(format!("a backend call from request {i}")));
+                    return Err(TestCaseError::fail(format!(
+                        "a backend call from request {i}"
+                    )));
                 }
             }
             moved.push(i);
