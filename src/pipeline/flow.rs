@@ -30,6 +30,7 @@ use super::{Env, Plugin};
 mod body;
 mod callout;
 mod fallback;
+mod global_limit;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -51,6 +52,8 @@ enum Stage {
     Secondary(FallbackRun),
     /// The fallback chain handed the request to the queue.
     Enqueuing(FallbackRun),
+    /// Waiting for the rate limit service (mesh-wide limits).
+    RateLimitRemote(Box<global_limit::GlobalWait>),
     /// Answered by levee.
     Answered,
 }
@@ -120,6 +123,9 @@ impl RequestFlow {
             let ip = &plugin.config.client_ip;
             self.key = RequestKey::of(layer, &plugin.hasher, ip, req, self.owner);
         }
+        if plugin.limiter.has_global() {
+            return self.global_limits(env, req);
+        }
         if !plugin.limiter.is_empty() {
             let (store, now) = (env.store, env.now);
             let limiter = &plugin.limiter;
@@ -155,6 +161,7 @@ impl RequestFlow {
         matches!(
             self.stage,
             Stage::Shaped
+                | Stage::RateLimitRemote(_)
                 | Stage::AwaitBody
                 | Stage::WaitForKey
                 | Stage::Callout(_)
@@ -179,10 +186,11 @@ impl RequestFlow {
     }
 
     /// A backend call this request made has ended: the stage that awaits it reads the answer.
-    /// No stage awaits one yet (the etcd records and global limits will), so there is nothing
-    /// to resume.
-    fn remote_answered(&mut self, _env: &mut Env<'_>, _answer: RemoteAnswer) -> Option<Step> {
-        None
+    fn remote_answered(&mut self, env: &mut Env<'_>, answer: RemoteAnswer) -> Option<Step> {
+        match self.stage {
+            Stage::RateLimitRemote(_) => Some(self.global_answered(env, answer)),
+            _ => None,
+        }
     }
 
     /// A timer this request asked for fired; `None` when there is nothing to do.

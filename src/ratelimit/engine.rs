@@ -219,7 +219,10 @@ impl RateLimiter {
                 hash,
                 lookup,
                 evaluation,
-                key: limit.global.as_ref().map(|_| key.clone()),
+                key: limit
+                    .global
+                    .as_ref()
+                    .map(|_| crate::ratelimit::global::limit::service_key(&key).to_vec()),
             });
         }
 

@@ -346,6 +346,19 @@ impl GlobalLimit {
     }
 }
 
+/// The value of the descriptor's `key` entry for a request key as the engine encodes it
+/// (`0x01`, a 4-byte big-endian length, the value, per part; `0x00` for an absent part): a
+/// key of one present part is sent as that part's value (bounded when sent); any other key as
+/// its whole encoding, which is never short printable text and so is always sent hashed.
+pub fn service_key(encoded: &[u8]) -> &[u8] {
+    if let [1, a, b, c, d, value @ ..] = encoded {
+        if u32::from_be_bytes([*a, *b, *c, *d]) as usize == value.len() {
+            return value;
+        }
+    }
+    encoded
+}
+
 /// Headers' numbers from a pool: the service's last word plus the units held here.
 fn view_of(p: &Pool) -> Option<ServiceView> {
     (p.service_limit > 0).then(|| ServiceView {

@@ -328,3 +328,13 @@ fn a_configured_global_limit_takes_its_backend_domain_window_and_policy() {
     assert_eq!(req.descriptors[0].entries[0].value, "per-key");
     assert!(super::GlobalLimit::from_config(&cfg.rate_limits[1], &cfg.backends, 64).is_none());
 }
+
+#[test]
+fn a_key_of_one_part_is_sent_as_its_value_and_any_other_key_whole() {
+    use super::limit::service_key;
+    assert_eq!(service_key(b"\x01\x00\x00\x00\x02k1"), b"k1");
+    let two = b"\x01\x00\x00\x00\x01a\x01\x00\x00\x00\x01b";
+    assert_eq!(service_key(two), two);
+    assert_eq!(service_key(b"\x00"), b"\x00");
+    assert_eq!(service_key(b""), b"");
+}
