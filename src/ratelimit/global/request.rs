@@ -6,7 +6,7 @@
 //! Nothing here waits: [`RateLimiter::prepare`] either decides the request or returns the asks
 //! to send and a [`Deferred`] that [`RateLimiter::resume`] takes back with their answers.
 //! Refills sent ahead of need ([`RemoteAsk`] in `background`) are answered to
-//! [`RateLimiter::refilled`], and no request waits for them.
+//! [`RateLimiter::refilled`]; no request's decision waits for them.
 
 use super::{Asked, BackendFailure, Begin, Finish, ServiceView};
 use crate::backend::rls::{RateLimitRequest, RateLimitResponse};
