@@ -91,7 +91,8 @@ impl RequestFlow {
         } else if !wait.background.is_empty() {
             let ask = wait.background.remove(0);
             let limiter = &env.plugin.limiter;
-            limiter.refilled(env.store, &ask, result.as_ref().map_err(|f| *f), env.now);
+            let answer = result.as_ref().map_err(|f| *f);
+            limiter.refilled(env.store, &ask, answer, env.now, env.metrics);
         }
         self.global_next(env, wait)
     }

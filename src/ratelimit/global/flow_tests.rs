@@ -65,8 +65,13 @@ fn request(e: &Envoy, service: Option<&mut Service>, now: u64) -> bool {
                         Some(s) => Ok(s.serve(&ask.request, now)),
                         None => Err(BackendFailure::Unreachable),
                     };
-                    e.limiter
-                        .refilled(&e.store, ask, answer.as_ref().map_err(|f| *f), now);
+                    e.limiter.refilled(
+                        &e.store,
+                        ask,
+                        answer.as_ref().map_err(|f| *f),
+                        now,
+                        &mut metrics,
+                    );
                 }
                 return !matches!(check.verdict, Verdict::Reject { .. });
             }

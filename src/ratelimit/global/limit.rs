@@ -9,6 +9,7 @@ use crate::backend::rls::{
     limit_descriptor, unit_for_window_secs, verdict, RateLimitRequest, RateLimitResponse, Unit,
 };
 use crate::config::{BackendConfig, BackendKind, RateLimitConfig};
+use crate::metrics::{BackendEvent, Event, Metrics};
 use crate::ratelimit::{Decision, Evaluation};
 use crate::store::hash::KeyHash;
 use crate::store::slots::{Eviction, SlotStep, SlotTable, TableError};
@@ -94,6 +95,8 @@ pub enum Finish {
 #[derive(Debug)]
 pub struct GlobalLimit {
     pub name: String,
+    /// Index into the config's `backends` (for the backend's metrics).
+    pub backend: usize,
     pub mode: GlobalMode,
     pub on_backend_error: OnBackendError,
     pub domain: String,
@@ -119,6 +122,7 @@ impl GlobalLimit {
         let unit = unit_for_window_secs(window_secs)?;
         Some(Self {
             name: name.to_string(),
+            backend: 0,
             mode,
             on_backend_error,
             domain: domain.to_string(),
@@ -155,6 +159,10 @@ impl GlobalLimit {
             lease,
             slots,
         )
+        .map(|g| Self {
+            backend: global.backend,
+            ..g
+        })
     }
 
     /// The call for an ask of `hits` units on key `value`.
@@ -298,6 +306,30 @@ impl GlobalLimit {
             Err(_) => Finish::Refuse { view: None },
         };
         (finish, None)
+    }
+
+    /// Counts what `finish` did: the backend error policy's decision, or a reservation filled.
+    pub fn count(
+        &self,
+        finish: &Finish,
+        failure: Option<BackendFailure>,
+        metrics: &mut dyn Metrics,
+    ) {
+        let what = match (failure, finish) {
+            (Some(_), _) => match self.on_backend_error {
+                OnBackendError::Local => BackendEvent::DecisionLocal,
+                OnBackendError::Allow => BackendEvent::DecisionAllow,
+                OnBackendError::Deny => BackendEvent::DecisionDeny,
+            },
+            (None, Finish::Admit { .. }) if self.mode == GlobalMode::Reserve => {
+                BackendEvent::ReserveRefill
+            }
+            _ => return,
+        };
+        metrics.count(Event::Backend {
+            backend: self.backend,
+            what,
+        });
     }
 
     /// The decision the backend error policy takes.

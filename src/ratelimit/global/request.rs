@@ -132,7 +132,8 @@ impl RateLimiter {
                 .map_or(Err(BackendFailure::Unreachable), |a| {
                     a.as_ref().map_err(|e| *e)
                 });
-            let (finish, _) = global.finish(store, ask.hash, now, ask.asked, answer);
+            let (finish, failure) = global.finish(store, ask.hash, now, ask.asked, answer);
+            global.count(&finish, failure, metrics);
             said.push((ask.limit, said_of(finish)));
         }
         self.proceed(store, deferred, said, Vec::new(), now, metrics)
@@ -145,9 +146,13 @@ impl RateLimiter {
         ask: &RemoteAsk,
         answer: Result<&RateLimitResponse, BackendFailure>,
         now: UnixNanos,
+        metrics: &mut dyn Metrics,
     ) {
         if let Some(global) = self.limits.get(ask.limit).and_then(|l| l.global.as_ref()) {
-            global.finish(store, ask.hash, now, ask.asked, answer);
+            let (finish, failure) = global.finish(store, ask.hash, now, ask.asked, answer);
+            if failure.is_none() {
+                global.count(&finish, None, metrics);
+            }
         }
     }
 

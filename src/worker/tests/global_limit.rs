@@ -8,6 +8,7 @@ use crate::backend::rls::{
     Code, CurrentLimit, DescriptorStatus, ProtoDuration, RateLimitRequest, RateLimitResponse, Unit,
 };
 use crate::backend::wire::Message;
+use crate::metrics::{BackendEvent, Event};
 use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
 
@@ -117,13 +118,22 @@ fn exact_asks_the_service_and_passes_or_refuses_on_its_answer() {
 
 #[test]
 fn an_unreachable_service_is_decided_by_on_backend_error() {
-    for (policy, status) in [("deny", Some(429)), ("local", None), ("allow", None)] {
+    for (policy, status, decision) in [
+        ("deny", Some(429), BackendEvent::DecisionDeny),
+        ("local", None, BackendEvent::DecisionLocal),
+        ("allow", None, BackendEvent::DecisionAllow),
+    ] {
         let store = MemoryStore::new();
         let w = worker(config("reserve", policy), &store);
         let mut host = FakeHost::new(&store, T0);
         // No such cluster: Envoy refuses the dispatch, answered at once as UNAVAILABLE.
         let req = FakeRequest::get("/").header("x-api-key", "k1");
         let (_s, action) = open(&w, &mut host, 2, &req, true);
+        let what = Event::Backend {
+            backend: 0,
+            what: decision,
+        };
+        assert_eq!(host.metrics.count_of(what), 1, "{policy}");
         let got = replies(&mut host);
         match status {
             Some(s) => assert_eq!(got.first().map(|r| r.1), Some(s), "{policy}"),
@@ -133,4 +143,30 @@ fn an_unreachable_service_is_decided_by_on_backend_error() {
             }
         }
     }
+}
+
+#[test]
+fn a_reservation_granted_by_the_service_is_counted_as_a_refill() {
+    let store = MemoryStore::new();
+    let w = worker(config("reserve", "deny"), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("ratelimit".into());
+    let req = FakeRequest::get("/").header("x-api-key", "k1");
+    let (_s, _) = open(&w, &mut host, 2, &req, true);
+    let [(token, ref call)] = sent(&mut host)[..] else {
+        panic!("one call")
+    };
+    assert_eq!(
+        call.descriptors[0].hits_addend,
+        Some(1),
+        "q_max for a limit of 5"
+    );
+    host.grpc_answer = answer(Code::Ok, 4);
+    let size = host.grpc_answer.len();
+    w.on_grpc_response(&mut host, token, 0, size);
+    let refill = Event::Backend {
+        backend: 0,
+        what: BackendEvent::ReserveRefill,
+    };
+    assert_eq!(host.metrics.count_of(refill), 1);
 }
