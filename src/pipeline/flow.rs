@@ -24,12 +24,13 @@ use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
+pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step, UpstreamAnswer};
 use super::{Env, Plugin};
 
 mod body;
 mod callout;
 mod fallback;
+mod global_limit;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -51,6 +52,8 @@ enum Stage {
     Secondary(FallbackRun),
     /// The fallback chain handed the request to the queue.
     Enqueuing(FallbackRun),
+    /// Waiting for the rate limit service (mesh-wide limits).
+    RateLimitRemote(Box<global_limit::GlobalWait>),
     /// Answered by levee.
     Answered,
 }
@@ -120,6 +123,9 @@ impl RequestFlow {
             let ip = &plugin.config.client_ip;
             self.key = RequestKey::of(layer, &plugin.hasher, ip, req, self.owner);
         }
+        if plugin.limiter.has_global() {
+            return self.global_limits(env, req);
+        }
         if !plugin.limiter.is_empty() {
             let (store, now) = (env.store, env.now);
             let limiter = &plugin.limiter;
@@ -155,6 +161,7 @@ impl RequestFlow {
         matches!(
             self.stage,
             Stage::Shaped
+                | Stage::RateLimitRemote(_)
                 | Stage::AwaitBody
                 | Stage::WaitForKey
                 | Stage::Callout(_)
@@ -174,6 +181,15 @@ impl RequestFlow {
             Answer::Timer(purpose) => self.timer_fired(env, purpose),
             Answer::Callout { headers, body } => self.callout_answered(env, headers, body),
             Answer::Enqueued(result) => Some(self.enqueued(env, result)),
+            Answer::Remote(answer) => self.remote_answered(env, answer),
+        }
+    }
+
+    /// A backend call this request made has ended: the stage that awaits it reads the answer.
+    fn remote_answered(&mut self, env: &mut Env<'_>, answer: RemoteAnswer) -> Option<Step> {
+        match self.stage {
+            Stage::RateLimitRemote(_) => Some(self.global_answered(env, answer)),
+            _ => None,
         }
     }
 

@@ -42,7 +42,11 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
-        let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
+        let limiter = RateLimiter::with_backends(
+            &config.rate_limits,
+            &config.backends,
+            config.limits.max_tracked_keys,
+        );
         let idempotency = config.idempotency.as_ref().map(|c| {
             crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
         });
@@ -81,12 +85,12 @@ impl Plugin {
         self.limiter
             .limits
             .iter()
-            .map(|l| &l.table)
+            .flat_map(|l| std::iter::once(&l.table).chain(l.global.as_ref().map(|g| &g.pools)))
             .chain(self.idempotency.as_ref().map(|i| &i.table))
             .chain(self.caches.iter().flatten().flat_map(|c| c.tables()))
     }
 
-    /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
+    /// Plain shared-data keys (one per upstream or backend breaker, …) to pre-create at configure time.
     pub fn plain_keys(&self) -> Vec<String> {
         let breakers = self
             .config
@@ -102,10 +106,16 @@ impl Plugin {
             .map(|u| crate::forward::budget_key(&u.name));
         let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
         let caches = self.caches.iter().flatten().flat_map(|c| c.body_keys());
+        let backends = self
+            .config
+            .backends
+            .iter()
+            .map(|b| crate::breaker::backend::backend_breaker_key(&b.name));
         breakers
             .chain(budgets)
             .chain(idempotency)
             .chain(caches)
+            .chain(backends)
             .collect()
     }
 
