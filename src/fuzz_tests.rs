@@ -20,8 +20,7 @@
 //!   upstream answers, timers and disconnects against a [`crate::store::MemoryStore`] that
 //!   injects CAS conflicts and host failures.
 //!
-//! A finding becomes a named regression test in [`regressions`] (ignored while the fix is
-//! pending, with the flag in [`flow`] that makes the fuzzer tolerate it until then).
+//! A finding becomes a named regression test in [`regressions`].
 
 mod abi_wire;
 mod flow;
