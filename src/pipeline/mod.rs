@@ -22,10 +22,6 @@ use crate::ratelimit::engine::RateLimiter;
 use crate::store::hash::KeyHasher;
 use crate::store::slots::SlotTable;
 
-/// Key of the keyed-hash secret in shared data: created once, read by every worker VM and
-/// every later configuration, so all of them place a client key in the same slot.
-pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
-
 /// Everything derived from one plugin configuration.
 #[derive(Debug)]
 pub struct Plugin {
@@ -42,6 +38,11 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
+        Self::with_hasher(config, KeyHasher::new(secret))
+    }
+
+    /// With the hasher every worker VM shares ([`KeyHasher::load_or_create`]).
+    pub fn with_hasher(config: LeveeConfig, hasher: KeyHasher) -> Self {
         let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
         let idempotency = config.idempotency.as_ref().map(|c| {
             crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
@@ -61,7 +62,7 @@ impl Plugin {
             .collect();
         Self {
             few_header_reads: header_reads::few_header_reads(&config),
-            hasher: KeyHasher::new(secret),
+            hasher,
             limiter,
             idempotency,
             caches,

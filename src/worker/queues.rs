@@ -6,9 +6,11 @@
 use std::collections::HashMap;
 
 use crate::breaker::Ticket;
+use crate::config::defaults::IDEMPOTENCY_HEADER;
 use crate::config::FallbackKind;
 use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, Settled};
 use crate::fallback::queue::{QueueFull, QueueId, QueueLimits, RequestQueue};
+use crate::header_names::{RETRY_AFTER, STATUS};
 use crate::idempotency::machine::{renew_interval_ns, Outcome};
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent};
@@ -52,7 +54,7 @@ impl Queues {
         let key_header = plugin
             .idempotency
             .as_ref()
-            .map_or("idempotency-key", |l| l.config.header.as_str());
+            .map_or(IDEMPOTENCY_HEADER, |l| l.config.header.as_str());
         let queues = plugin
             .config
             .upstreams
@@ -227,7 +229,7 @@ impl Queues {
                 .and_then(|h| h.iter().find(|(k, _)| k == name))
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let status = header(STATUS).and_then(|s| s.parse::<u16>().ok());
         if let Some(config) = plugin.config.upstreams.get(d.upstream) {
             let timeout = duration_nanos(config.timeout);
             let outcome = classify_callout(
@@ -239,7 +241,7 @@ impl Queues {
             );
             breaker_gate::record(config, d.upstream, store, d.breaker, &outcome, now, metrics);
         }
-        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
+        let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, now));
         let outcome = DeliveryOutcome::from_status(status, retry_after);
         if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, rng, now) {
             metrics.count(Event::Fallback {
