@@ -42,7 +42,6 @@ pub mod index_entry;
 pub mod kept;
 pub mod queue;
 pub mod run;
-pub mod saved_request;
 
 #[cfg(test)]
 mod tests;
@@ -53,7 +52,7 @@ pub use cacheable::{cache_key, NotStored, VaryValues};
 pub use chain::{choose, kind_name, marker, static_reply, Situation};
 pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueId, Settled};
 pub use headers::{mark, stale_headers};
-pub use queue::{accepted_reply, QueueFull, QueueLimits, QueuedRequest, RequestQueue};
+pub use queue::{accepted_reply, QueueFull, QueueLimits, RequestQueue};
 
 /// The response header that marks every degraded answer.
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";

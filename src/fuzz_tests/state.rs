@@ -15,12 +15,13 @@ use crate::breaker::{self, Admission};
 use crate::config::{self, Algorithm, BreakerConfig, IdempotencyConfig, RetryBudget};
 use crate::fallback::delivery::{DeliveryOutcome, DeliveryPolicy, Due};
 use crate::fallback::index_entry::Entry as IndexEntry;
-use crate::fallback::queue::{QueueLimits, QueuedRequest, RequestQueue};
+use crate::fallback::queue::{QueueLimits, RequestQueue};
 use crate::idempotency::record::Record;
 use crate::idempotency::{self as idem, Fingerprint, Outcome, StoredResponse};
 use crate::random::{RandomSource, SplitMix64};
 use crate::ratelimit::algorithm::{evaluate, max_state_bytes, refund};
 use crate::ratelimit::{Decision, Params};
+use crate::request::saved::SavedRequest;
 use crate::retry::backoff::Backoff;
 use crate::retry::budget as retry_budget;
 use crate::store::bucket::{Bucket, CodecError, Entry as SlotEntry, WAYS};
@@ -408,12 +409,12 @@ proptest! {
         for (op, x, size) in ops {
             match op {
                 0 => {
-                    let request = QueuedRequest {
+                    let request = SavedRequest {
                         method: "POST".into(),
                         path: "/q".into(),
                         authority: "a".into(),
-                        headers: vec![("idempotency-key".into(), format!("k{x}")), ("connection".into(), "close".into())],
-                        body: vec![0; size],
+                        headers: vec![("idempotency-key".into(), format!("k{x}").into_bytes()), ("connection".into(), b"close".to_vec())].into(),
+                        body: std::rc::Rc::new(vec![0; size]),
                     };
                     let _ = q.enqueue(request, &mut rng, now);
                 }

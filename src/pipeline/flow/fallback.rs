@@ -33,7 +33,7 @@ impl RequestFlow {
         breaker_open: bool,
         default: Option<LocalReply>,
     ) -> Step {
-        let has_body = self.kept.as_ref().is_some_and(|k| k.saved.has_body);
+        let has_body = self.kept.as_ref().is_some_and(|k| k.has_body);
         let run = FallbackRun::start(mode, breaker_open, has_body, default);
         self.next_fallback(env, run)
     }
