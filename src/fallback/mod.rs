@@ -9,7 +9,7 @@
 //! | `stale_cache` | a copy of an earlier successful GET/HEAD answer, at most `max_stale` old, with `Age` | `stale-cache` | [`cacheable`] (what may be kept), [`cache`] (where) |
 //! | `cluster` | the same request sent to a secondary Envoy cluster | `secondary` | host callout; [`headers::mark`] adds the marker |
 //! | `static` | the configured status, headers and body | `static` | [`chain::static_reply`] |
-//! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] |
+//! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] (accepting), [`deliveries`] (delivering) |
 //!
 //! [`chain::choose`] decides which entries may run at all: the entry's `methods`, and the
 //! matrix of what router mode still allows once the request has gone upstream.
@@ -36,6 +36,7 @@ pub mod cache;
 pub mod cache_outcome;
 pub mod cacheable;
 pub mod chain;
+pub mod deliveries;
 pub mod delivery;
 pub mod headers;
 pub mod index_entry;

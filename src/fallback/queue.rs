@@ -23,10 +23,10 @@
 //! item always carry the same key and the upstream (or levee's idempotency layer in front of
 //! it) can deduplicate. Delivery is **at least once**: a delivery whose answer was lost (reset,
 //! timeout, Envoy never called back within the lease) is sent again. The 202 is never what an
-//! idempotency record stores; the delivered upstream answer is (the caller's job).
+//! idempotency record stores; the delivered upstream answer is ([`super::deliveries`]).
 //!
-//! Deliveries are driven by the caller's timer; retries, leases and giving up are described
-//! in [`super::delivery`].
+//! Deliveries are driven by [`super::deliveries`] from the caller's timer; retries, leases
+//! and giving up are described in [`super::delivery`].
 //!
 //! # Counting bytes
 //! An item counts its method, path, authority, header names and values, body and key, plus
