@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::flow::{plugin, T0};
 use crate::metrics::Recorder;
-use crate::pipeline::flow::{Await, RequestFlow, Step, UpstreamAnswer};
+use crate::pipeline::flow::{Await, RequestFlow, Step};
+use crate::pipeline::step::UpstreamAnswer;
 use crate::pipeline::Env;
 use crate::random::SplitMix64;
 use crate::request::fake::FakeRequest;

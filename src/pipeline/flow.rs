@@ -25,7 +25,8 @@ use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
+use super::step::Answer;
+pub use super::step::{Await, Step};
 use super::{Env, Plugin};
 
 mod body;

@@ -12,8 +12,6 @@ pub mod flow;
 pub mod header_reads;
 pub mod step;
 
-pub use crate::breaker::gate as breaker_gate;
-pub use crate::idempotency::layer as idempotency_gate;
 pub use env::Env;
 pub use step::Enqueue;
 

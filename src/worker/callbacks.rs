@@ -8,7 +8,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::header_names::{CONTENT_TYPE, STATUS};
-use crate::pipeline::flow::{Step, UpstreamAnswer};
+use crate::pipeline::flow::Step;
+use crate::pipeline::step::UpstreamAnswer;
 use crate::request::RequestAttributes;
 use crate::timer_queue::ContextId;
 
