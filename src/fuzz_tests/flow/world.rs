@@ -18,6 +18,15 @@ use crate::worker::{Action, Stream, Worker};
 
 use super::{MAX_WAIT_NS, T0};
 
+/// Where an upstream answer came from (for the stale-cache check).
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) user: Option<Vec<u8>>,
+    pub(super) vary_user: bool,
+}
+
 /// The root context's id; request `i` has context `FIRST_REQUEST + i`.
 pub(super) const ROOT: ContextId = 1;
 const FIRST_REQUEST: ContextId = 2;
@@ -79,7 +88,7 @@ pub(super) struct World<'a> {
     pub(super) stored_until: HashMap<(Vec<u8>, String), u64>,
     /// Every upstream answer handed to levee, by the id its body starts with (`resp-<id>;`):
     /// the request it answered, and whether it varied on `x-user`.
-    pub(super) answers: Vec<super::checks::Origin>,
+    pub(super) answers: Vec<Origin>,
 }
 
 /// A [`FakeRequest`] that also lists all its headers, as the host's attributes do (the
