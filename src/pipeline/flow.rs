@@ -20,11 +20,12 @@ use crate::idempotency::request_key::RequestKey;
 use crate::outcome::UpstreamResult;
 use crate::problem::LocalReply;
 use crate::ratelimit::admission::{self, RateAdmission};
+use crate::request::saved::SavedRequest;
 use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step, UpstreamAnswer};
+pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step};
 use super::{Env, Plugin};
 
 mod body;
@@ -112,12 +113,17 @@ impl RequestFlow {
             .as_ref()
             .map(|l| l.config.header.as_str());
         if let Some((index, upstream)) = routed(plugin, self.upstream) {
-            if upstream.forward == Forward::Callout && callout_eligible(req) {
-                self.intake = Some(Intake::of(req, key_header));
-            }
             let cache = plugin.caches.get(index).and_then(Option::as_ref);
             let client_ip = &plugin.config.client_ip;
             self.kept = KeptRequest::of(upstream, cache, client_ip, req, end_of_stream);
+            if upstream.forward == Forward::Callout && callout_eligible(req) {
+                // One copy of the head, shared with the fallbacks' when they keep one.
+                let head = self
+                    .kept
+                    .as_ref()
+                    .map_or_else(|| SavedRequest::of(req), |k| k.saved.clone());
+                self.intake = Some(Intake::of(req, head, key_header));
+            }
         }
         if let Some(layer) = &plugin.idempotency {
             let ip = &plugin.config.client_ip;
