@@ -8,8 +8,8 @@
 //! rounded by the service, and the local and global tiers would count different things.
 
 use super::defaults as d;
-use super::idempotency::positive;
 use super::raw::{quote, Raw};
+use super::reader::positive;
 use super::reader::{err, join, Obj};
 use super::types::{
     BackendConfig, BackendKind, EtcdBackend, GlobalLimit, GlobalMode, GlobalOnBackendError,

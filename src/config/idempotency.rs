@@ -11,7 +11,7 @@ use super::defaults as d;
 use super::key_parts::{header_name, HEADER_NAME_RULE};
 use super::rate_limit::ON_INTERNAL_ERROR;
 use super::raw::{quote, Raw};
-use super::reader::{err, index, int_value, Obj};
+use super::reader::{err, index, int_value, positive, Obj};
 use super::types::{
     BackendConfig, IdempotencyConfig, IdempotencyOnBackendError, OnConcurrent, OnInternalError,
 };
@@ -132,12 +132,4 @@ pub fn idempotency(
         backend,
         on_backend_error,
     })
-}
-
-/// A duration that must be > 0.
-pub fn positive(o: &Obj<'_>, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
-    match o.duration(key)? {
-        Some(t) if t.is_zero() => Err(err(&o.at(key), "must be greater than 0s")),
-        t => Ok(t),
-    }
 }

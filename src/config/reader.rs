@@ -298,3 +298,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 #[path = "reader_tests.rs"]
 mod tests;
+
+/// A duration that must be > 0.
+pub fn positive(o: &Obj<'_>, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+    match o.duration(key)? {
+        Some(t) if t.is_zero() => Err(err(&o.at(key), "must be greater than 0s")),
+        t => Ok(t),
+    }
+}

@@ -5,8 +5,8 @@
 
 use super::common::outcome_classes;
 use super::defaults as d;
-use super::idempotency::positive;
 use super::raw::Raw;
+use super::reader::positive;
 use super::reader::{err, Obj};
 use super::types::{BreakerConfig, FailureRate, Jitter, NonIdempotent, RetryBudget, RetryConfig};
 use super::ConfigError;

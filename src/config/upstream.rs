@@ -8,8 +8,8 @@
 
 use super::common::{header_map, key_list, methods, name, request_match};
 use super::defaults as d;
-use super::idempotency::positive;
 use super::raw::{quote, Raw};
+use super::reader::positive;
 use super::reader::{err, index, join, Obj};
 use super::resilience::{circuit_breaker, retry};
 use super::types::{

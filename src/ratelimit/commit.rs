@@ -2,7 +2,7 @@
 //! commit an admission with a CAS, re-evaluating after a conflict (phase 2).
 
 use super::algorithm;
-use super::engine::{Limit, Pending, Settled, EVICTION};
+use super::limit::{Limit, Pending, Settled, EVICTION};
 use super::{Decision, Evaluation};
 use crate::store::hash::KeyHash;
 use crate::store::slots::{Lookup, SlotStep};

@@ -12,59 +12,18 @@
 use crate::config::{BackendConfig, ClientIpConfig, Mode, OnInternalError, RateLimitConfig};
 use crate::metrics::{Event, GlobalEvent, Metrics, RateLimitEvent};
 use crate::ratelimit::algorithm;
-use crate::ratelimit::global::pool::POOL_BYTES;
-use crate::ratelimit::global::GlobalLimit;
-use crate::ratelimit::{Decision, Evaluation, Params};
+use crate::ratelimit::{Decision, Evaluation};
 use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
 use crate::request::RequestAttributes;
-use crate::store::hash::{KeyHash, KeyHasher};
-use crate::store::slots::{Eviction, Lookup, SlotStep, SlotTable};
+use crate::store::hash::KeyHasher;
+use crate::store::slots::SlotStep;
 use crate::store::SharedStore;
-use crate::time::{duration_nanos, UnixNanos};
+use crate::time::UnixNanos;
 
 use super::commit::{commit, read_and_evaluate};
-
-/// How a rate-limit table makes room for a new client key: the entry written longest ago goes.
-pub(crate) const EVICTION: Eviction = Eviction::LeastRecentlyTouched;
-
-/// One configured limit with its shared table.
-#[derive(Debug)]
-pub struct Limit {
-    pub config: RateLimitConfig,
-    pub params: Params,
-    pub table: SlotTable,
-    /// The mesh-wide side, when the limit is also kept by a rate limit service.
-    pub global: Option<GlobalLimit>,
-}
-
-impl Limit {
-    pub fn new(config: &RateLimitConfig, backends: &[BackendConfig], slots: u32) -> Self {
-        let params = Params {
-            algorithm: config.algorithm,
-            limit: config.limit,
-            window_ns: duration_nanos(config.window),
-            burst: config.burst,
-            max_delay_ns: duration_nanos(config.max_delay),
-        };
-        Self {
-            config: config.clone(),
-            params,
-            table: SlotTable::new("rl", &config.name, slots),
-            global: GlobalLimit::from_config(config, backends, slots),
-        }
-    }
-
-    pub fn memory_bound(&self) -> u64 {
-        let pools = self
-            .global
-            .as_ref()
-            .map_or(0, |g| g.pools.memory_bound(POOL_BYTES));
-        self.table
-            .memory_bound(algorithm::max_state_bytes(&self.params))
-            .saturating_add(pools)
-    }
-}
+pub use super::limit::Limit;
+pub(crate) use super::limit::{Pending, Phase1, Settled, EVICTION};
 
 /// What the limits say about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,32 +58,6 @@ pub struct Check {
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     pub limits: Vec<Limit>,
-}
-
-/// An admission read and evaluated in phase 1, waiting for its commit.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub index: usize,
-    pub hash: KeyHash,
-    pub lookup: Lookup,
-    pub evaluation: Evaluation,
-    /// The request's key for the limit, kept when a rate limit service must hear it.
-    pub key: Option<Vec<u8>>,
-}
-
-/// What phase 1 leaves for phase 2: the admissions to commit, and the limits that admitted
-/// the request without counting it (their store or their service failed open).
-#[derive(Debug, Default)]
-pub(crate) struct Phase1 {
-    pub pending: Vec<Pending>,
-    pub failed_open: Vec<usize>,
-}
-
-/// A limit whose admission (or re-evaluated verdict) phase 2 settled.
-pub(crate) struct Settled {
-    pub index: usize,
-    pub hash: KeyHash,
-    pub evaluation: Evaluation,
 }
 
 impl RateLimiter {

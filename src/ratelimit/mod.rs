@@ -19,6 +19,7 @@ mod gcra;
 pub mod global;
 pub mod headers;
 pub mod leaky_bucket;
+mod limit;
 pub mod sliding_window_counter;
 pub mod sliding_window_log;
 pub mod token_bucket;
