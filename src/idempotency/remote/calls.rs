@@ -9,7 +9,9 @@
 //! `RESOURCE_EXHAUSTED`, once the quota is reached) is a plain backend error: no retry.
 
 use crate::backend::etcd::{LeaseGrantRequest, TxnRequest, TxnResponse};
+use crate::config::IdempotencyOnBackendError;
 use crate::header_names::RETRY_AFTER;
+use crate::idempotency::request::Claimed;
 use crate::problem::{problem, LocalReply, ProblemKind};
 
 /// One gRPC call to etcd.
@@ -83,6 +85,16 @@ pub fn backend_unavailable() -> LocalReply {
     reply
 }
 
+/// What a claim becomes when the record store cannot be reached: refused with
+/// [`backend_unavailable`] (`deny`), or forwarded without a record (`allow`; it may execute
+/// twice, and the caller counts it).
+pub fn on_backend_error(policy: IdempotencyOnBackendError) -> Claimed {
+    match policy {
+        IdempotencyOnBackendError::Deny => Claimed::Refuse(backend_unavailable()),
+        IdempotencyOnBackendError::Allow => Claimed::Unkeyed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +109,18 @@ mod tests {
         assert_eq!(failure_of(3, true), Failure::NotApplied);
         assert_eq!(grant_answer(9, true), EtcdAnswer::Granted);
         assert_eq!(grant_answer(0, true), EtcdAnswer::Granted);
+    }
+
+    #[test]
+    fn deny_refuses_and_allow_forwards_without_a_record() {
+        assert!(matches!(
+            on_backend_error(IdempotencyOnBackendError::Deny),
+            Claimed::Refuse(r) if r.status == 503
+        ));
+        assert!(matches!(
+            on_backend_error(IdempotencyOnBackendError::Allow),
+            Claimed::Unkeyed
+        ));
     }
 
     #[test]

@@ -9,12 +9,16 @@
 
 pub mod calls;
 pub mod claim;
+pub mod completions;
 pub mod key;
 pub mod lease;
 pub mod record;
 
-pub use calls::{backend_unavailable, failure_of, grant_answer, Call, EtcdAnswer, Failure};
+pub use calls::{
+    backend_unavailable, failure_of, grant_answer, on_backend_error, Call, EtcdAnswer, Failure,
+};
 pub use claim::{RemoteEnv, RemoteKey, Step};
+pub use completions::{Completions, Ended, Todo};
 pub use key::record_key;
 pub use lease::LeaseCache;
 
