@@ -3,8 +3,9 @@
 //! backoff and jitter, and graceful fallbacks.
 //!
 //! Everything except [`host`] is plain Rust: algorithms take `now` as an argument, shared
-//! state goes through the [`store::SharedStore`] trait, and each layer returns a decision
-//! value that the host adapter turns into proxy-wasm calls. Only `host` touches `proxy_wasm`,
+//! state goes through the [`store::SharedStore`] trait, each layer returns a decision value,
+//! and the [`worker`] turns those into calls on a small `Host` trait that [`host`] implements
+//! with proxy-wasm. Only `host` touches `proxy_wasm`,
 //! and it is compiled for `wasm32` only, so every other module is unit-tested natively.
 
 pub mod abi_wire;
@@ -30,6 +31,7 @@ pub mod store;
 pub mod time;
 pub mod timer_queue;
 pub mod window;
+pub mod worker;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -114,6 +114,16 @@ impl TimerQueue {
         self.by_deadline.is_empty()
     }
 
+    /// The latest deadline, if any.
+    pub fn last_deadline(&self) -> Option<UnixNanos> {
+        self.by_deadline.last_key_value().map(|(id, _)| id.0)
+    }
+
+    /// Whether `context` owns any timer.
+    pub fn has_owner(&self, context: ContextId) -> bool {
+        self.by_context.contains_key(&context)
+    }
+
     /// Contexts that still own timers (for leak checks in tests and metrics).
     pub fn owners(&self) -> usize {
         self.by_context.len()

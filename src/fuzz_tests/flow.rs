@@ -1,5 +1,6 @@
-//! The whole request pipeline under random traffic: [`RequestFlow`] driven the way the host
-//! drives it, by a simulated Envoy worker with a virtual clock.
+//! The whole request pipeline under random traffic: the real [`crate::worker::Worker`] (and
+//! through it every [`crate::pipeline::flow::RequestFlow`]) behind a fake host, with a
+//! virtual clock.
 //!
 //! Each case builds a random (valid) plugin config, then runs a few dozen requests through
 //! it, interleaved: random methods, paths, hostile header values and idempotency keys, bodies
@@ -7,8 +8,9 @@
 //! request, exactly as the real host does), upstream answers with any status, garbage
 //! `Retry-After`, resets and failed dispatches, clients that vanish at any stage, and a
 //! [`MemoryStore`] that, in half of the cases, refuses reads and writes and injects CAS
-//! conflicts. Timers fire in order as the clock moves. Then everything still open is driven
-//! to its end.
+//! conflicts. Timers fire in order as the clock moves; the `queue` fallback's deliveries go
+//! out from the root context and are answered too. Then everything still open is driven to
+//! its end.
 //!
 //! Checked on every step and at the end:
 //! - no panic, and no reply with a status levee does not document for that reason;
@@ -17,34 +19,26 @@
 //! - without store faults: no two executions of one idempotency key at once, and none while
 //!   a stored answer for it is within its `ttl`; no internal error unless a table was full.
 
+mod checks;
 mod gen;
 mod traffic;
+mod upstream;
 mod world;
 
-use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use proptest::prelude::*;
 
 use super::cases;
-use crate::metrics::Recorder;
 use crate::random::{RandomSource, SplitMix64};
 use crate::store::MemoryStore;
 use crate::time::NANOS_PER_SEC as SEC;
 
 pub(super) const T0: u64 = 1_700_000_000 * SEC;
-/// How long the host waits for a first body callback (`host::worker::BODY_GUARD_NS`).
-pub(super) const BODY_GUARD_NS: u64 = 3 * SEC;
 /// The flags below name the fuzzer's findings (see `super::regressions`), all fixed on main.
 /// A `false` flag lets the simulator tolerate its finding while the fix is pending, so that
 /// it can keep looking for others; with the fix it is `true` and checked again.
 ///
-/// Whether the flow reads a request body that arrives while the leaky-bucket shaper holds
-/// the request. Until it does, a shaped request that needs its body (idempotency fingerprint,
-/// callout mode) and whose body arrived during the delay waits forever after its release:
-/// Envoy delivered (and buffered) the body while levee did not want it, and sends no second
-/// callback. The fuzzer found it; `a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost`
-/// (in `regressions`) pins it. Fixed in bc097dd.
-pub(super) const SHAPED_BODY_FIXED: bool = true;
 /// Whether the secondary-cluster fallback checks the `:status` it reads (100..=999) like the
 /// primary attempts do (`CalloutAnswer::from_parts`). It did not: a `:status` of `0` or `42`
 /// became a reply with that status. Envoy's codec never hands such a status to a callout, so
@@ -110,25 +104,11 @@ fn run_case(
     let small = faults || rng.below(3) == 0;
     let doc = config_json(&mut rng, small);
     let store = MemoryStore::new();
-    let plugin = plugin(&doc, &store)?;
+    let plugin = Rc::new(plugin(&doc, &store)?);
     if tracing() {
         println!("config: {doc}");
     }
-    let mut world = World {
-        plugin: &plugin,
-        store: &store,
-        now: T0 + rng.below(SEC),
-        rng,
-        metrics: Recorder::default(),
-        sims: Vec::new(),
-        timers: BTreeSet::new(),
-        timer_seq: 0,
-        body_callbacks_work: false,
-        no_body_callbacks,
-        faults,
-        stored_until: HashMap::new(),
-        answers: Vec::new(),
-    };
+    let mut world = World::new(&plugin, &store, rng, faults, no_body_callbacks);
     for _ in 0..steps {
         world.step()?;
         for i in 0..world.sims.len() {
@@ -145,7 +125,6 @@ fn run_case(
     if !faults {
         check_stored_bytes(&store)?;
     }
-    let _ = doc;
     Ok(())
 }
 

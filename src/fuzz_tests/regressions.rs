@@ -14,7 +14,9 @@ use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
 use crate::timer_queue::TimerPurpose;
 
-/// Found by the flow fuzzer (see `SHAPED_BODY_FIXED`); fixed in bc097dd.
+/// Found by the flow fuzzer: a shaped request that needs its body (idempotency fingerprint,
+/// callout mode) and whose body arrived during the delay must not wait for it again after
+/// its release (Envoy sends no second callback); fixed in bc097dd.
 #[test]
 fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     let doc = json!({

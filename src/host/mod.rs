@@ -1,21 +1,19 @@
 //! The host adapter: the only module that uses `proxy_wasm`.
 //!
-//! It turns Envoy callbacks into calls on plain-Rust values ([`crate::pipeline`]) and their
-//! verdicts back into host calls. Nothing here decides anything: if a branch needs a test,
-//! it belongs in `pipeline`, not here. Every host call goes through [`abi`], which returns
-//! every host status as a value (the SDK's `hostcalls` panic on the ones they do not expect,
-//! and a panic traps the VM), and every error is handled.
+//! It turns Envoy's callbacks into calls on the plain-Rust [`crate::worker::Worker`] and
+//! implements the worker's [`crate::worker::Host`] with ABI calls. Nothing here decides
+//! anything: if a branch needs a test, it belongs in `worker` or `pipeline`, not here. Every
+//! host call goes through [`abi`], which returns every host status as a value (the SDK's
+//! `hostcalls` panic on the ones they do not expect, and a panic traps the VM), and every
+//! error is handled.
 
 mod abi;
-mod attributes;
-mod delivery;
+mod envoy;
 mod http;
 mod logger;
 mod metrics;
-mod reply;
 mod root;
 mod store;
-mod worker;
 
 use proxy_wasm::types::LogLevel;
 

@@ -1,20 +1,23 @@
 //! The traffic side of the simulated worker: clients opening requests and sending bodies,
-//! upstreams and callouts answering, disconnects, the clock, store faults, and the final
-//! drain that drives every open request to its end.
+//! disconnects, the clock, store faults, and the final drain that drives every open request
+//! to its end (the upstreams' answers are in [`super::upstream`]).
 
 use proptest::prelude::*;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::config;
 use crate::idempotency::parse_key;
-use crate::pipeline::flow::{RequestFlow, Step, UpstreamAnswer};
-use crate::pipeline::Env;
 use crate::random::RandomSource;
 use crate::request::fake::FakeRequest;
+use crate::request::RequestAttributes;
 use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as SEC};
+use crate::worker::Stream;
 
-use super::{MAX_WAIT_NS, SECONDARY_STATUS_CHECKED, SHAPED_BODY_FIXED};
+use super::MAX_WAIT_NS;
 
-use super::world::{purpose_of, tracing, Phase, Sim, Whole, World};
+use super::world::{ctx, Phase, Sim, Whole, World, ROOT};
 
 impl World<'_> {
     pub(super) fn new_request(&mut self) -> Result<(), TestCaseError> {
@@ -73,30 +76,30 @@ impl World<'_> {
     ) -> Result<(), TestCaseError> {
         let key = self.keyed_identity(&req, raw_key);
         let i = self.sims.len();
+        let stream = Rc::new(RefCell::new(Stream::new(self.worker.next_owner_id())));
+        self.host
+            .requests
+            .insert(ctx(i), (Whole(&req).all_headers(), Vec::new()));
         self.sims.push(Sim {
-            flow: RequestFlow::new(self.rng.next_u64()),
+            stream: Rc::clone(&stream),
             req,
             body,
             sent: 0,
             phase: Phase::Held,
             key,
             executing: false,
-            shaped: false,
             executed: false,
             cluster: String::new(),
+            callout: None,
             response_paused: false,
         });
         let eos = self.sims[i].body.is_empty();
-        let step = {
-            let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
-            let s = &mut sims[i];
-            s.flow.on_request_headers(
-                &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                &Whole(&s.req),
-                eos,
-            )
-        };
-        self.apply(i, step)
+        self.host.current = ctx(i);
+        let attrs = Whole(&self.sims[i].req);
+        let action = self
+            .worker
+            .on_request_headers(&mut self.host, ctx(i), &stream, &attrs, eos);
+        self.after_callback(i, action)
     }
 
     /// The request's idempotency identity (scope + normalised key) if levee will treat it as
@@ -117,7 +120,6 @@ impl World<'_> {
         let scope = if layer.config.scope.is_empty() {
             Vec::new()
         } else {
-            use crate::request::RequestAttributes;
             req.header("x-user")
                 .map_or(b"\0".to_vec(), |v| [b"\x01".as_slice(), v].concat())
         };
@@ -133,252 +135,68 @@ impl World<'_> {
         let n = (1 + self.rng.below(s.body.len() as u64)) as usize;
         s.sent = (s.sent + n).min(s.body.len());
         let eos = s.sent == s.body.len();
-        if !s.flow.wants_body() || self.no_body_callbacks && s.flow.holds_request() {
-            // Envoy buffers it (levee holds the request) or passes it on.
+        let stream = Rc::clone(&s.stream);
+        if self.no_body_callbacks && stream.borrow().flow.holds_request() {
+            // Envoy buffers it and never calls back while levee holds the request.
             return Ok(());
         }
-        self.body_callbacks_work = true;
-        let seen = usize::try_from(s.flow.body_seen())
-            .unwrap_or(usize::MAX)
-            .min(s.sent);
-        let chunk = s.body[seen..s.sent].to_vec();
-        let step = {
-            let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
-            sims[i].flow.on_request_body(
-                &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                &chunk,
-                eos,
-            )
-        };
-        self.apply(i, step)
-    }
-
-    /// The outstanding callout of request `i` comes back.
-    pub(super) fn callout_answer(&mut self, i: usize, fault: u64) -> Result<(), TestCaseError> {
-        let rng = &mut self.rng;
-        // What Envoy's HTTP codec lets through is a 3-digit status; the primary attempt's
-        // parser is fed garbage too (it must read it as a reset). The secondary cluster's
-        // parser is not: see SECONDARY_STATUS_CHECKED.
-        let garbage = SECONDARY_STATUS_CHECKED || self.sims[i].cluster != "c2";
-        let status = [
-            "200", "201", "404", "429", "500", "502", "503", "504", "abc", "", "99999", "0",
-        ][rng.below(if garbage { 12 } else { 8 }) as usize];
-        let mut headers: Vec<(String, Vec<u8>)> =
-            vec![(":status".into(), status.as_bytes().to_vec())];
-        match rng.below(6) {
-            0 => headers.push(("retry-after".into(), b"1".to_vec())),
-            1 => headers.push(("retry-after".into(), b"99999999999999999999".to_vec())),
-            2 => headers.push((
-                "retry-after".into(),
-                b"Wed, 21 Oct 2015 07:28:00 GMT".to_vec(),
-            )),
-            3 => headers.push(("x-ratelimit-reset".into(), vec![0xff, 0x00, b'1'])),
-            4 => headers.push(("x-huge".into(), vec![b'h'; 60_000])),
-            _ => {}
+        // Envoy holds every byte sent so far while levee holds the request.
+        let held = s.body[..s.sent].to_vec();
+        let sent = s.sent;
+        if let Some(request) = self.host.requests.get_mut(&ctx(i)) {
+            request.1 = held;
         }
-        let cache = cache_headers(rng);
-        let len = rng.below(2000) as usize;
-        for (n, v) in &cache {
-            headers.push((n.clone(), v.clone().into_bytes()));
-        }
-        let body = self.answer_body(i, &cache, len);
-        if tracing() {
-            println!("        callout answer for #{i}: fault {fault} status {status:?}");
-        }
-        let step = {
-            let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
-            let flow = &mut sims[i].flow;
-            match fault {
-                0 => flow.on_dispatch_failed(&mut Env::new(
-                    self.plugin,
-                    self.store,
-                    self.now,
-                    rng,
-                    metrics,
-                )),
-                1 => flow.on_callout_response(
-                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                    None,
-                    Vec::new(),
-                ),
-                2 => flow.on_callout_response(
-                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                    Some(Vec::new()),
-                    body,
-                ),
-                _ => flow.on_callout_response(
-                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                    Some(headers),
-                    body,
-                ),
-            }
-        };
-        match step {
-            Some(step) => self.apply(i, step),
-            None => {
-                // Ignored: something else must still wake the request.
-                if let Some((at, purpose)) = self.sims[i].flow.take_timer() {
-                    self.schedule(i, at, purpose)?;
-                }
-                prop_assert!(
-                    self.has_timer(i),
-                    "a callout answer was ignored and nothing will wake the request"
-                );
-                Ok(())
-            }
-        }
-    }
-
-    /// The router's upstream answers request `i` (headers, then the body in pieces).
-    pub(super) fn router_answer(&mut self, i: usize) -> Result<(), TestCaseError> {
-        let rng = &mut self.rng;
-        let status = [200u16, 201, 204, 404, 408, 429, 500, 502, 503, 504][rng.below(10) as usize];
-        // Envoy's response flags: mostly none, sometimes upstream reset / connect failure / timeout.
-        let flags = [0u64, 0, 0, 0x10, 0x20, 0x100, u64::MAX][rng.below(7) as usize];
-        let len = rng.below(1500) as usize;
-        let cache = cache_headers(rng);
-        let body = self.answer_body(i, &cache, len);
-        let rng = &mut self.rng;
-        let answer = UpstreamAnswer {
-            status,
-            flags,
-            headers: [
-                vec![
-                    ("content-type".into(), "text/plain".into()),
-                    ("x-big".into(), "v".repeat(rng.below(3) as usize * 30_000)),
-                ],
-                cache,
-            ]
-            .concat(),
-            end_of_stream: body.is_empty(),
-        };
-        let (_add, replaced) = {
-            let s = &mut self.sims[i];
-            // The host reads the status only when the flow asks for it (the rest is 0/empty).
-            let answer = if s.flow.wants_response_headers() {
-                answer
-            } else {
-                UpstreamAnswer::default()
-            };
-            s.flow.on_response_headers(
-                &mut Env::new(
-                    self.plugin,
-                    self.store,
-                    self.now,
-                    &mut self.rng,
-                    &mut self.metrics,
-                ),
-                answer,
-            )
-        };
-        self.trace(
-            i,
-            &format!(
-                "upstream answered {status} flags {flags:#x}, body {}",
-                body.len()
-            ),
-        );
-        if let Some(step) = replaced {
-            // A fallback replaces the upstream's answer (it failed before its headers went
-            // out); the host keeps the response paused until it answers.
-            self.sims[i].response_paused = !matches!(step, Step::Reply(_));
-            self.end_execution(i, None, false);
-            return self.apply(i, step);
-        }
-        let mut off = 0;
-        while off < body.len() {
-            let n = (1 + self.rng.below(body.len() as u64)) as usize;
-            let end = (off + n).min(body.len());
-            let s = &mut self.sims[i];
-            if s.flow.wants_response_body() {
-                s.flow.on_response_body(
-                    &mut Env::new(
-                        self.plugin,
-                        self.store,
-                        self.now,
-                        &mut self.rng,
-                        &mut self.metrics,
-                    ),
-                    &body[off..end],
-                    end == body.len(),
-                );
-            }
-            off = end;
-        }
-        let stored_kind = flags == 0;
-        self.sims[i].phase = Phase::Answered;
-        self.end_execution(i, Some(status), stored_kind);
-        self.done(i);
-        Ok(())
+        self.host.current = ctx(i);
+        let action = self
+            .worker
+            .on_request_body(&mut self.host, ctx(i), &stream, sent, eos);
+        self.after_callback(i, action)
     }
 
     /// The stream ends: completed, reset, or the client went away.
-    pub(super) fn done(&mut self, i: usize) {
+    pub(super) fn done(&mut self, i: usize) -> Result<(), TestCaseError> {
         if self.sims[i].phase == Phase::Done {
-            return;
+            return Ok(());
         }
         self.trace(i, "done");
-        {
-            let s = &mut self.sims[i];
-            s.flow.on_done(&mut Env::new(
-                self.plugin,
-                self.store,
-                self.now,
-                &mut self.rng,
-                &mut self.metrics,
-            ));
-            s.phase = Phase::Done;
-            s.executing = false;
-        }
-        self.timers.retain(|t| t.2 != i);
+        let stream = Rc::clone(&self.sims[i].stream);
+        self.host.current = ctx(i);
+        self.worker.on_done(&mut self.host, ctx(i), &stream);
+        let s = &mut self.sims[i];
+        s.phase = Phase::Done;
+        s.executing = false;
+        s.callout = None;
+        prop_assert!(
+            !self.worker.has_timer(ctx(i)) && !self.worker.holds(ctx(i)),
+            "request {i} ended but the worker still keeps it"
+        );
+        self.settle().map(|_| ())
     }
 
-    /// Moves the clock to `to`, firing every timer due on the way at its own instant.
+    /// Moves the clock to `to`, ticking at every deadline on the way, at its own instant.
     pub(super) fn advance(&mut self, to: u64) -> Result<(), TestCaseError> {
-        while let Some(&first) = self.timers.iter().next() {
-            if first.0 > to {
-                break;
-            }
-            self.timers.remove(&first);
-            let (at, _, i, code) = first;
-            self.now = self.now.max(at);
-            if self.sims[i].phase == Phase::Done {
-                continue;
-            }
-            let step = {
-                let (sims, rng, metrics) = (&mut self.sims, &mut self.rng, &mut self.metrics);
-                sims[i].flow.on_timer(
-                    &mut Env::new(self.plugin, self.store, self.now, rng, metrics),
-                    purpose_of(code),
-                )
-            };
-            match step {
-                Some(step) => self.apply(i, step)?,
-                None => {
-                    if let Some((at, purpose)) = self.sims[i].flow.take_timer() {
-                        self.schedule(i, at, purpose)?;
-                    }
-                }
-            }
+        while let Some(at) = self.worker.next_deadline().filter(|at| *at <= to) {
+            self.host.now = self.host.now.max(at);
+            self.host.current = ROOT;
+            self.worker.on_tick(&mut self.host);
+            self.settle()?;
         }
-        self.now = self.now.max(to);
+        self.host.now = self.host.now.max(to);
         Ok(())
     }
 
     /// A request levee holds must have something that will wake it.
     pub(super) fn check_not_hung(&self, i: usize) -> Result<(), TestCaseError> {
         let s = &self.sims[i];
-        if s.phase != Phase::Held || !s.flow.holds_request() {
+        let flow = &s.stream.borrow().flow;
+        if s.phase != Phase::Held || !flow.holds_request() {
             return Ok(());
         }
-        let body_to_come = s.sent < s.body.len() && s.flow.wants_body();
-        if !body_to_come && !self.has_timer(i) && s.shaped && !SHAPED_BODY_FIXED {
-            return Ok(()); // the known hang, see SHAPED_BODY_FIXED
-        }
+        let body_to_come = s.sent < s.body.len() && flow.wants_body();
         prop_assert!(
             body_to_come || self.has_timer(i),
             "request {i} ({} {}) is held with nothing to wake it (body {}/{} sent, wants body: {})\n{:?}\nconfig: {}",
-            s.req.method, s.req.path, s.sent, s.body.len(), s.flow.wants_body(), s.flow,
+            s.req.method, s.req.path, s.sent, s.body.len(), flow.wants_body(), flow,
             config::to_effective_json(&self.plugin.config)
         );
         Ok(())
@@ -393,13 +211,16 @@ impl World<'_> {
             return self.new_request();
         }
         let i = open[self.rng.below(open.len() as u64) as usize];
+        // Now and then Envoy refuses a callout (an unknown cluster, for instance).
+        self.host.refuse_dispatch = self.rng.below(10) == 0;
         match (roll, self.sims[i].phase) {
             (20..=29, _) => {
-                let to = self.now + self.rng.below(800) * MS;
+                let to = self.host.now + self.rng.below(800) * MS;
                 self.advance(to)?;
             }
-            (30..=37, _) => self.done(i), // the client hangs up, whatever the stage
+            (30..=37, _) => self.done(i)?, // the client hangs up, whatever the stage
             (38..=41, _) if self.faults => self.toggle_faults(),
+            (42..=45, _) if !self.deliveries.is_empty() => self.delivery_answer(false)?,
             (_, Phase::Held) => self.send_body(i)?,
             (_, Phase::Calling) => {
                 let fault = self.rng.below(10);
@@ -409,7 +230,7 @@ impl World<'_> {
                 self.send_body(i)?;
                 self.router_answer(i)?;
             }
-            (_, Phase::Answered) => self.done(i),
+            (_, Phase::Answered) => self.done(i)?,
             (_, Phase::Done) => {}
         }
         Ok(())
@@ -417,17 +238,17 @@ impl World<'_> {
 
     pub(super) fn toggle_faults(&mut self) {
         match self.rng.below(5) {
-            0 => self.store.fail_next_cas(self.rng.below(40) as u32),
-            1 => self.store.conflict_probability(
+            0 => self.host.store.fail_next_cas(self.rng.below(40) as u32),
+            1 => self.host.store.conflict_probability(
                 self.rng.next_u64(),
                 [0, 300_000, 900_000][self.rng.below(3) as usize],
             ),
-            2 => self.store.fail_reads(self.rng.below(2) == 0),
-            3 => self.store.fail_writes(self.rng.below(2) == 0),
+            2 => self.host.store.fail_reads(self.rng.below(2) == 0),
+            3 => self.host.store.fail_writes(self.rng.below(2) == 0),
             _ => {
-                self.store.fail_reads(false);
-                self.store.fail_writes(false);
-                self.store.conflict_probability(0, 0);
+                self.host.store.fail_reads(false);
+                self.host.store.fail_writes(false);
+                self.host.store.conflict_probability(0, 0);
             }
         }
     }
@@ -435,20 +256,24 @@ impl World<'_> {
     /// Stops the chaos and drives every open request to its end, as a patient client and a
     /// healthy upstream would.
     pub(super) fn drain(&mut self) -> Result<(), TestCaseError> {
-        self.store.fail_next_cas(0);
-        self.store.fail_reads(false);
-        self.store.fail_writes(false);
-        self.store.conflict_probability(0, 0);
-        let deadline = self.now + 10 * MAX_WAIT_NS;
+        let store = self.host.store;
+        store.fail_next_cas(0);
+        store.fail_reads(false);
+        store.fail_writes(false);
+        store.conflict_probability(0, 0);
+        self.host.refuse_dispatch = false;
+        let deadline = self.host.now + 10 * MAX_WAIT_NS;
         loop {
             let open: Vec<usize> = (0..self.sims.len())
                 .filter(|&i| self.sims[i].phase != Phase::Done)
                 .collect();
-            if open.is_empty() {
+            // Queued requests are delivered (and their keys completed) before it ends.
+            let background = !self.deliveries.is_empty() || self.worker.next_deadline().is_some();
+            if open.is_empty() && !background {
                 return Ok(());
             }
             prop_assert!(
-                self.now < deadline,
+                self.host.now < deadline,
                 "requests still open after {} s of virtual time",
                 10 * MAX_WAIT_NS / SEC
             );
@@ -460,7 +285,7 @@ impl World<'_> {
                     && self.sims[i].sent >= self.sims[i].body.len()
                 {
                     // Only the known hang gets here (check_not_hung let it through): the client gives up.
-                    self.done(i);
+                    self.done(i)?;
                     progressed = true;
                     continue;
                 }
@@ -478,14 +303,18 @@ impl World<'_> {
                         progressed = true;
                     }
                     Phase::Answered => {
-                        self.done(i);
+                        self.done(i)?;
                         progressed = true;
                     }
                     _ => {}
                 }
             }
+            if !self.deliveries.is_empty() {
+                self.delivery_answer(true)?;
+                progressed = true;
+            }
             if !progressed {
-                let next = self.timers.iter().next().map(|t| t.0);
+                let next = self.worker.next_deadline();
                 prop_assert!(next.is_some(), "open requests but nothing left to happen");
                 if let Some(at) = next {
                     self.advance(at)?;
@@ -493,28 +322,4 @@ impl World<'_> {
             }
         }
     }
-}
-
-/// Response headers the stale cache reads: cacheability, variants, credentials.
-fn cache_headers(rng: &mut crate::random::SplitMix64) -> Vec<(String, String)> {
-    const CHOICES: [(&str, &str); 12] = [
-        ("cache-control", "public, max-age=60"),
-        ("cache-control", "private"),
-        ("cache-control", "no-store"),
-        ("cache-control", "s-maxage=5, ,,=,"),
-        ("cache-control", "\"quoted, no-store\""),
-        ("vary", "x-user"),
-        ("vary", "*"),
-        ("vary", "X-User, accept-encoding, ,x-user"),
-        ("vary", ""),
-        ("set-cookie", "a=b"),
-        ("age", "-1"),
-        ("expires", "0"),
-    ];
-    (0..rng.below(3))
-        .map(|_| {
-            let (n, v) = CHOICES[rng.below(CHOICES.len() as u64) as usize];
-            (n.to_string(), v.to_string())
-        })
-        .collect()
 }

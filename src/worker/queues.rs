@@ -15,13 +15,19 @@ use crate::metrics::{Event, FallbackEvent};
 use crate::outcome::classify_callout;
 use crate::pipeline::breaker_gate;
 use crate::pipeline::idempotency_gate::HeldKey;
-use crate::pipeline::{Enqueue, Env, Plugin};
+use crate::pipeline::{Enqueue, Plugin};
 use crate::random::RandomSource;
 use crate::retry::retry_after::parse_retry_after;
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos};
 
-use super::abi;
+use super::host::{Callout, Host};
+
+/// A callout's answer as the host delivered it.
+pub(crate) struct CalloutReply<'a> {
+    pub(crate) headers: Option<&'a [(String, Vec<u8>)]>,
+    pub(crate) body: &'a [u8],
+}
 
 struct InFlight {
     upstream: usize,
@@ -119,11 +125,14 @@ impl Queues {
     }
 
     /// Sends every due delivery (call from the root context).
-    pub(crate) fn deliver_due(&mut self, env: &mut Env<'_>) {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
-        self.renew_locks(plugin, store, now);
+    pub(crate) fn deliver_due(
+        &mut self,
+        host: &mut impl Host,
+        plugin: &Plugin,
+        rng: &mut dyn RandomSource,
+        now: UnixNanos,
+    ) {
+        self.renew_locks(plugin, host.env_parts().0, now);
         for upstream in 0..self.queues.len() {
             let Some(config) = plugin.config.upstreams.get(upstream) else {
                 continue;
@@ -137,7 +146,8 @@ impl Queues {
                     }
                     Due::Deliver(t) => t,
                 };
-                let admission = breaker_gate::admit(config, upstream, store, now, env.metrics);
+                let (store, metrics) = host.env_parts();
+                let admission = breaker_gate::admit(config, upstream, store, now, metrics);
                 let Some(breaker) = admission.ticket() else {
                     let retry_at = match admission {
                         crate::breaker::Admission::Reject { retry_after_ns } => {
@@ -149,7 +159,7 @@ impl Queues {
                         upstream,
                         ticket,
                         DeliveryOutcome::NotSent { retry_at },
-                        env.rng,
+                        rng,
                         now,
                     );
                     continue;
@@ -165,15 +175,17 @@ impl Queues {
                     .and_then(|q| q.request(ticket.id))
                     .map(|r| r.body.clone())
                     .unwrap_or_default();
-                let pairs: Vec<(&str, &str)> = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let cluster = config.cluster.as_deref().unwrap_or(&config.name);
-                let timeout = std::time::Duration::from_nanos(duration_nanos(config.timeout));
-                let body = (!body.is_empty()).then_some(body.as_slice());
-                match abi::dispatch_http_call(cluster, pairs, body, vec![], timeout) {
-                    Ok(token) => {
+                let call = Callout {
+                    cluster: config.cluster.as_deref().unwrap_or(&config.name),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                    body: (!body.is_empty()).then_some(body.as_slice()),
+                    timeout: std::time::Duration::from_nanos(duration_nanos(config.timeout)),
+                };
+                match host.dispatch_callout(call) {
+                    Some(token) => {
                         self.in_flight.insert(
                             token,
                             InFlight {
@@ -184,11 +196,11 @@ impl Queues {
                             },
                         );
                     }
-                    Err(_) => {
+                    None => {
                         let failed = DeliveryOutcome::Failed {
                             retry_after_ns: None,
                         };
-                        self.settle(upstream, ticket, failed, env.rng, now);
+                        self.settle(upstream, ticket, failed, rng, now);
                     }
                 }
             }
@@ -198,14 +210,15 @@ impl Queues {
     /// A delivery's answer; false if `token` is not a delivery.
     pub(crate) fn on_response(
         &mut self,
-        env: &mut Env<'_>,
+        host: &mut impl Host,
+        plugin: &Plugin,
+        rng: &mut dyn RandomSource,
         token: u32,
-        headers: Option<&[(String, Vec<u8>)]>,
-        body: &[u8],
+        answer: CalloutReply<'_>,
+        now: UnixNanos,
     ) -> bool {
-        let Env {
-            plugin, store, now, ..
-        } = *env;
+        let CalloutReply { headers, body } = answer;
+        let (store, metrics) = host.env_parts();
         let Some(d) = self.in_flight.remove(&token) else {
             return false;
         };
@@ -224,21 +237,12 @@ impl Queues {
                 timeout,
                 body,
             );
-            breaker_gate::record(
-                config,
-                d.upstream,
-                store,
-                d.breaker,
-                &outcome,
-                now,
-                env.metrics,
-            );
+            breaker_gate::record(config, d.upstream, store, d.breaker, &outcome, now, metrics);
         }
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
         let outcome = DeliveryOutcome::from_status(status, retry_after);
-        if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, env.rng, now)
-        {
-            env.metrics.count(Event::Fallback {
+        if let Settled::Delivered { .. } = self.settle(d.upstream, d.ticket, outcome, rng, now) {
+            metrics.count(Event::Fallback {
                 upstream: d.upstream,
                 what: FallbackEvent::Delivered,
             });
@@ -263,8 +267,7 @@ impl Queues {
                     .complete(store, key, outcome, Some(&response), now)
                     .is_err()
                 {
-                    env.metrics
-                        .count(Event::Global(crate::metrics::GlobalEvent::InternalError));
+                    metrics.count(Event::Global(crate::metrics::GlobalEvent::InternalError));
                 }
             }
         }

@@ -1,0 +1,215 @@
+//! A request's own callbacks (headers, body, response, end), in the order Envoy calls them:
+//! what to read from the host, what to tell the flow, and what to return.
+//!
+//! Reads are as few as the flow allows: every host call that returns data costs a round
+//! trip into the VM, so nothing is read that the flow will not use.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::pipeline::flow::{Step, UpstreamAnswer};
+use crate::request::RequestAttributes;
+use crate::timer_queue::ContextId;
+
+use super::host::{Action, Host};
+use super::stream::Stream;
+use super::{Moment, Worker};
+
+impl Worker {
+    /// Maps a step decided inside a request callback to that callback's return value.
+    fn apply_now(
+        &self,
+        host: &mut impl Host,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        step: Step,
+        now: crate::time::UnixNanos,
+    ) -> Action {
+        self.schedule_flow_timer(host, id, stream, now);
+        self.apply(host, id, stream, step, now, Moment::InCallback)
+    }
+
+    /// The request's headers arrived (`attrs` reads them).
+    pub fn on_request_headers(
+        &self,
+        host: &mut impl Host,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        attrs: &dyn RequestAttributes,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.plugin.is_pass_through() {
+            return Action::Continue;
+        }
+        let now = host.now();
+        let step = {
+            let mut stream = stream.borrow_mut();
+            let step = self.with_env(host, now, |env| {
+                stream.flow.on_request_headers(env, attrs, end_of_stream)
+            });
+            if !matches!(step, Step::Continue) {
+                // levee may answer this request itself, now or later: note whether it is gRPC
+                // while its headers are at hand.
+                stream.set_grpc(attrs.header("content-type"));
+            }
+            step
+        };
+        self.apply_now(host, id, stream, step, now)
+    }
+
+    /// Envoy holds `body_size` request body bytes (all of them while levee holds the request).
+    pub fn on_request_body(
+        &self,
+        host: &mut impl Host,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let (wants, holds, seen) = {
+            let s = stream.borrow();
+            (
+                s.flow.wants_body(),
+                s.flow.holds_request(),
+                s.flow.body_seen(),
+            )
+        };
+        if !wants {
+            return if holds {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
+        }
+        self.body_callbacks_work.set(true);
+        // Held bodies accumulate in Envoy's buffer: read only the bytes not seen yet.
+        let start = usize::try_from(seen).unwrap_or(usize::MAX).min(body_size);
+        let chunk = host.request_body(start, body_size - start);
+        let now = host.now();
+        let step = self.with_env(host, now, |env| {
+            stream
+                .borrow_mut()
+                .flow
+                .on_request_body(env, &chunk, end_of_stream)
+        });
+        self.apply_now(host, id, stream, step, now)
+    }
+
+    /// The upstream's response headers arrived (router mode, or after a callout answer
+    /// levee let through).
+    pub fn on_response_headers(
+        &self,
+        host: &mut impl Host,
+        id: ContextId,
+        stream: &Rc<RefCell<Stream>>,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.plugin.is_pass_through() {
+            return Action::Continue;
+        }
+        let now = host.now();
+        let (headers, step) = {
+            let mut stream = stream.borrow_mut();
+            let answer = if stream.flow.wants_response_headers() {
+                upstream_answer(
+                    host,
+                    end_of_stream,
+                    stream.flow.wants_response_header_list(),
+                )
+            } else {
+                UpstreamAnswer::default()
+            };
+            self.with_env(host, now, |env| {
+                stream.flow.on_response_headers(env, answer)
+            })
+        };
+        if let Some(step) = step {
+            // The upstream failed before its headers went out: a fallback replaces its answer.
+            return self.apply_now(host, id, stream, step, now);
+        }
+        for (name, value) in &headers {
+            host.set_response_header(name, value);
+        }
+        Action::Continue
+    }
+
+    /// A piece of the upstream's response body.
+    pub fn on_response_body(
+        &self,
+        host: &mut impl Host,
+        stream: &Rc<RefCell<Stream>>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if !stream.borrow().flow.wants_response_body() {
+            return Action::Continue;
+        }
+        let chunk = host.response_body(body_size);
+        let now = host.now();
+        self.with_env(host, now, |env| {
+            stream
+                .borrow_mut()
+                .flow
+                .on_response_body(env, &chunk, end_of_stream)
+        });
+        Action::Continue
+    }
+
+    /// The stream ended (completed, reset, or its client went away): release what it holds.
+    pub fn on_done(&self, host: &mut impl Host, id: ContextId, stream: &Rc<RefCell<Stream>>) {
+        // Most requests end with nothing to clean up: skip even the clock read then.
+        let needs_flow = !self.plugin.is_pass_through() && stream.borrow().flow.has_loose_ends();
+        let needs_worker = self.registry.borrow().knows(id);
+        if !needs_flow && !needs_worker {
+            return;
+        }
+        let now = host.now();
+        if needs_flow {
+            self.with_env(host, now, |env| stream.borrow_mut().flow.on_done(env));
+        }
+        self.registry.borrow_mut().forget(host, id, now);
+    }
+}
+
+/// The response status, Envoy's response flags and the headers, as far as the flow needs.
+fn upstream_answer(
+    host: &mut impl Host,
+    end_of_stream: bool,
+    with_headers: bool,
+) -> UpstreamAnswer {
+    let parse_status = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+    let (status, headers) = if with_headers {
+        let all = host.response_headers();
+        let status = all
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| parse_status(v))
+            .unwrap_or(0);
+        let headers = all
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        (status, headers)
+    } else {
+        // The breaker needs only the status: one small host call instead of the whole map.
+        let status = host
+            .response_header(":status")
+            .and_then(|v| parse_status(&v))
+            .unwrap_or(0);
+        (status, Vec::new())
+    };
+    // Envoy's response flags only tell timeouts, resets and connect failures apart, which
+    // show as 5xx (or no status): a 2xx–4xx needs no property read.
+    let flags = if status == 0 || status >= 500 {
+        host.response_flags()
+    } else {
+        0
+    };
+    UpstreamAnswer {
+        status,
+        flags,
+        headers,
+        end_of_stream,
+    }
+}

@@ -1,0 +1,96 @@
+//! A plugin configuration made ready for requests: parsed and validated, the keyed-hash
+//! secret agreed with every other worker VM, its footprint checked against the ceiling, every
+//! shared-data table and key created.
+
+use crate::config;
+use crate::footprint::Footprint;
+use crate::pipeline::{Plugin, HASH_SECRET_KEY};
+use crate::provision::provision;
+use crate::store::cas::get_or_create;
+use crate::store::SharedStore;
+
+/// Builds the [`Plugin`] for the raw configuration `raw`, with its footprint; `fresh_secret`
+/// is this VM's candidate secret (`None`: the host refused random bytes). The error is the
+/// line to log.
+pub fn configure(
+    raw: &[u8],
+    store: &dyn SharedStore,
+    fresh_secret: Option<[u8; 16]>,
+) -> Result<(Plugin, Footprint), String> {
+    let config = config::parse(raw).map_err(|e| e.to_string())?;
+    let secret = load_secret(store, fresh_secret)?;
+    let plugin = Plugin::new(config, secret);
+    // Refused before a single key is created: over the ceiling, creating the tables is
+    // what would take the time and the memory.
+    let footprint = Footprint::of(&plugin);
+    footprint.check(&plugin.config).map_err(|e| e.to_string())?;
+    provision(&plugin, store)?;
+    Ok((plugin, footprint))
+}
+
+/// The line logged once a configuration is in place.
+pub fn summary(plugin: &Plugin, footprint: &Footprint) -> String {
+    let bound = footprint.bytes();
+    format!(
+        "levee configured: {} rate limit(s), {} upstream(s); shared-data bound {} bytes ({} MiB) of the {} MiB ceiling, {} shared-data keys",
+        plugin.config.rate_limits.len(),
+        plugin.config.upstreams.len(),
+        bound,
+        bound / (1024 * 1024),
+        plugin.config.limits.max_memory_bytes / (1024 * 1024),
+        footprint.keys()
+    )
+}
+
+/// The keyed-hash secret: created once in shared data, so every worker VM and every later
+/// configuration agree on it.
+fn load_secret(store: &dyn SharedStore, fresh: Option<[u8; 16]>) -> Result<[u8; 16], String> {
+    let fresh = fresh.ok_or("levee: the host refused random bytes")?;
+    let stored = get_or_create(store, HASH_SECRET_KEY, &fresh)
+        .map_err(|e| format!("levee: cannot read or create {HASH_SECRET_KEY}: {e:?}"))?;
+    stored.as_slice().try_into().map_err(|_| {
+        format!(
+            "levee: {HASH_SECRET_KEY} holds {} bytes, expected 16",
+            stored.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn every_worker_vm_agrees_on_the_first_secret_and_tables_exist() {
+        let store = MemoryStore::new();
+        let raw = br#"{ "rate_limits": [{ "name": "rl", "limit": 1, "window": "1s" }] }"#;
+        let (first, footprint) = configure(raw, &store, Some([1; 16])).expect("first VM");
+        let (second, _) = configure(raw, &store, Some([2; 16])).expect("second VM");
+        assert_eq!(
+            first.hasher.hash(b"d", b"k"),
+            second.hasher.hash(b"d", b"k"),
+            "the second VM takes the stored secret"
+        );
+        let table = first.tables().next().expect("the limit's table");
+        assert!(store.get(&table.key_of(0)).ok().flatten().is_some());
+        let line = summary(&first, &footprint);
+        assert!(
+            line.starts_with("levee configured: 1 rate limit(s), 0 upstream(s)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_bad_config_a_refused_secret_and_a_damaged_secret_are_reported() {
+        let store = MemoryStore::new();
+        assert!(configure(b"{ not json", &store, Some([1; 16])).is_err());
+        let refused = configure(b"{}", &store, None).err().unwrap_or_default();
+        assert!(refused.contains("random bytes"), "{refused}");
+        store.set(HASH_SECRET_KEY, b"short", None).expect("write");
+        let damaged = configure(b"{}", &store, Some([1; 16]))
+            .err()
+            .unwrap_or_default();
+        assert!(damaged.contains("holds 5 bytes"), "{damaged}");
+    }
+}
