@@ -366,3 +366,48 @@ fn a_leader_killed_in_a_storm_of_distinct_keys_loses_no_record_and_runs_no_key_t
         completed.len()
     );
 }
+
+/// What a keyed request adds in round trips to etcd through Envoy, measured: a claim (one Txn),
+/// its completion (one Txn), a replay (one Txn). The default call timeout is 250 ms; the p99
+/// must stay far below it on a loaded test machine.
+#[test]
+fn claim_complete_and_replay_each_cost_one_round_trip_well_under_the_timeout() {
+    let etcd = Etcd::single();
+    let envoy = front(&etcd);
+    let cfg = cfg();
+    let mut replica = Replica {
+        port: envoy.port(0),
+        leases: LeaseCache::default(),
+    };
+    let t0 = now();
+    let (mut claims, mut completes, mut replays) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..150u64 {
+        let mut key = keyed(&format!("lat-{i}"), i + 1, 1);
+        let started = Instant::now();
+        let step = replica.claim(&cfg, &mut key, t0);
+        claims.push(started.elapsed());
+        assert!(matches!(step, Step::Claimed(Claimed::Execute { .. })));
+        let started = Instant::now();
+        assert!(matches!(
+            replica.complete(&cfg, &mut key, t0, answer(i)),
+            Step::Finished
+        ));
+        completes.push(started.elapsed());
+        let started = Instant::now();
+        let replay = replica.claim(&cfg, &mut keyed(&format!("lat-{i}"), 1_000 + i, 1), t0);
+        replays.push(started.elapsed());
+        assert_eq!(replayed_body(&replay), Some(answer(i).body));
+    }
+    let pct = |v: &mut Vec<Duration>, p: usize| {
+        v.sort();
+        v[(v.len() * p / 100).min(v.len() - 1)]
+    };
+    let (c50, c99) = (pct(&mut claims, 50), pct(&mut claims, 99));
+    let (w50, w99) = (pct(&mut completes, 50), pct(&mut completes, 99));
+    let (r50, r99) = (pct(&mut replays, 50), pct(&mut replays, 99));
+    eprintln!(
+        "through Envoy to one etcd member: claim p50 {c50:?} p99 {c99:?}; \
+         completion p50 {w50:?} p99 {w99:?}; replay p50 {r50:?} p99 {r99:?}"
+    );
+    assert!(c99 < Duration::from_millis(250) && r99 < Duration::from_millis(250));
+}
