@@ -51,6 +51,11 @@ impl Context for LeveeHttp {
         worker.on_callout_response(&mut self.host(), token_id, num_headers, body_size);
     }
 
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let worker = &self.shared.worker;
+        worker.on_grpc_response(&mut self.host(), token_id, status_code, response_size);
+    }
+
     fn on_done(&mut self) -> bool {
         let worker = &self.shared.worker;
         worker.on_done(&mut self.host(), self.id, &self.stream);

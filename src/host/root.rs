@@ -67,6 +67,16 @@ impl Context for LeveeRoot {
                 .on_callout_response(host, token_id, num_headers, body_size);
         }
     }
+
+    /// gRPC calls sent from a timer (a request resumed by a tick) answer here.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Some(shared) = &self.shared {
+            let host = &mut EnvoyHost::new(&shared.metrics);
+            shared
+                .worker
+                .on_grpc_response(host, token_id, status_code, response_size);
+        }
+    }
 }
 
 impl RootContext for LeveeRoot {

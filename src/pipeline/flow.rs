@@ -24,7 +24,7 @@ use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
+pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step, UpstreamAnswer};
 use super::{Env, Plugin};
 
 mod body;
@@ -174,7 +174,15 @@ impl RequestFlow {
             Answer::Timer(purpose) => self.timer_fired(env, purpose),
             Answer::Callout { headers, body } => self.callout_answered(env, headers, body),
             Answer::Enqueued(result) => Some(self.enqueued(env, result)),
+            Answer::Remote(answer) => self.remote_answered(env, answer),
         }
+    }
+
+    /// A backend call this request made has ended: the stage that awaits it reads the answer.
+    /// No stage awaits one yet (the etcd records and global limits will), so there is nothing
+    /// to resume.
+    fn remote_answered(&mut self, _env: &mut Env<'_>, _answer: RemoteAnswer) -> Option<Step> {
+        None
     }
 
     /// A timer this request asked for fired; `None` when there is nothing to do.

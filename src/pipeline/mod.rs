@@ -86,7 +86,7 @@ impl Plugin {
             .chain(self.caches.iter().flatten().flat_map(|c| c.tables()))
     }
 
-    /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
+    /// Plain shared-data keys (one per upstream or backend breaker, …) to pre-create at configure time.
     pub fn plain_keys(&self) -> Vec<String> {
         let breakers = self
             .config
@@ -102,10 +102,16 @@ impl Plugin {
             .map(|u| crate::forward::budget_key(&u.name));
         let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
         let caches = self.caches.iter().flatten().flat_map(|c| c.body_keys());
+        let backends = self
+            .config
+            .backends
+            .iter()
+            .map(|b| crate::breaker::backend::backend_breaker_key(&b.name));
         breakers
             .chain(budgets)
             .chain(idempotency)
             .chain(caches)
+            .chain(backends)
             .collect()
     }
 

@@ -242,6 +242,12 @@ impl<'a> World<'a> {
                     self.sims[i].cluster = cluster;
                 }
                 Call::DispatchRefused | Call::SetResponseHeader(..) | Call::Log(_) => continue,
+                Call::Grpc { .. } | Call::GrpcRefused => {
+                    // The fuzzed configs name no backend: nothing may call one.
+                    return Err(TestCaseError::fail(format!(
+                        "a backend call from request {i}"
+                    )));
+                }
             }
             moved.push(i);
         }

@@ -1,6 +1,7 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
 mod queue;
+mod remote;
 
 use std::cell::RefCell;
 use std::rc::Rc;
