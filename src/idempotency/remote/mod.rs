@@ -13,6 +13,7 @@ pub mod completions;
 pub mod key;
 pub mod lease;
 pub mod record;
+pub mod wire;
 
 pub use calls::{
     backend_unavailable, failure_of, grant_answer, on_backend_error, Call, EtcdAnswer, Failure,
@@ -21,6 +22,7 @@ pub use claim::{RemoteEnv, RemoteKey, Step};
 pub use completions::{Completions, Ended, Todo};
 pub use key::record_key;
 pub use lease::LeaseCache;
+pub use wire::{etcd_answer, remote_call, FENCE_HEADER};
 
 #[cfg(test)]
 mod fake_etcd;
