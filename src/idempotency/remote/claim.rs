@@ -30,7 +30,7 @@ use crate::time::{duration_nanos, UnixNanos};
 
 use super::calls::{Call, EtcdAnswer, Failure};
 use super::lease::{LeaseCache, LeaseFor};
-use super::record::{encode_completed, StoredRecord};
+use super::record::{completed, value, StoredRecord};
 
 /// Conditioned writes one step may send before giving up (each lost race reads the winner).
 const MAX_WRITES: u32 = 4;
@@ -78,8 +78,10 @@ enum Purpose {
 #[derive(Debug, Clone)]
 struct Write {
     purpose: Purpose,
-    /// The value written; empty for a delete.
+    /// The record's encoding written; empty for a delete.
     value: Vec<u8>,
+    /// The encoded answer written after it (completed records only).
+    answer: Vec<u8>,
     at_rest_at: UnixNanos,
     /// The revision the write is conditioned on (0: the key must be absent).
     on_revision: i64,
@@ -147,6 +149,7 @@ impl RemoteKey {
         let write = Write {
             purpose: Purpose::Claim,
             value: new_state.bytes,
+            answer: Vec::new(),
             at_rest_at: new_state.at_rest_at,
             on_revision: 0,
             granting: None,
@@ -172,6 +175,7 @@ impl RemoteKey {
         let write = Write {
             purpose: Purpose::Renew,
             value: ns.bytes,
+            answer: Vec::new(),
             at_rest_at: ns.at_rest_at,
             on_revision: held.revision,
             granting: None,
@@ -196,7 +200,7 @@ impl RemoteKey {
             self.queued = Some((outcome, answer));
             return Step::Idle;
         }
-        let (value, at_rest_at) =
+        let (value, answer, at_rest_at) =
             match finish(env.cfg, Some(&held.record), self.owner, outcome, env.now) {
                 Finish::Unchanged => {
                     self.held = None;
@@ -208,14 +212,16 @@ impl RemoteKey {
                 }
                 Finish::Write(ns) => match Record::decode(&ns.bytes) {
                     Some(Record::Completed(c)) => {
-                        (encode_completed(c, answer.as_ref()), ns.at_rest_at)
+                        let (head, blob) = completed(c, answer.as_ref());
+                        (head, blob, ns.at_rest_at)
                     }
-                    _ => (ns.bytes, ns.at_rest_at),
+                    _ => (ns.bytes, Vec::new(), ns.at_rest_at),
                 },
             };
         let write = Write {
             purpose: Purpose::Complete,
             value,
+            answer,
             at_rest_at,
             on_revision: held.revision,
             granting: None,
@@ -250,13 +256,22 @@ impl RemoteKey {
             }
         };
         write.sends += 1;
+        let stored = self.stored_value(&write);
         let txn = match (write.on_revision, write.value.is_empty()) {
-            (0, _) => create_if_absent(&self.key, &write.value, lease),
+            (0, _) => create_if_absent(&self.key, &stored, lease),
             (rev, true) => delete_if_revision(&self.key, rev),
-            (rev, false) => put_if_revision(&self.key, rev, &write.value, lease),
+            (rev, false) => put_if_revision(&self.key, rev, &stored, lease),
         };
         self.pending = Some(write);
         Step::Send(Call::Txn(txn))
+    }
+
+    /// The etcd value `write` puts (empty for a delete).
+    fn stored_value(&self, write: &Write) -> Vec<u8> {
+        if write.value.is_empty() {
+            return Vec::new();
+        }
+        value(&write.value, self.owner, &write.answer)
     }
 
     /// The answer to the call last returned in a [`Step::Send`].
@@ -339,7 +354,7 @@ impl RemoteKey {
         let current_value = current.as_ref().map(|kv| kv.value.as_slice());
         // Our own write, applied by a send whose answer was lost.
         if let Some(kv) = &current {
-            if kv.value == write.value && !write.value.is_empty() {
+            if !write.value.is_empty() && kv.value == self.stored_value(&write) {
                 return self.applied(env, &write, kv.mod_revision);
             }
         }
@@ -352,14 +367,14 @@ impl RemoteKey {
             }
             (Purpose::Claim, Some(kv)) if ours => {
                 // Our claim, applied by the first send (the nonce is ours).
-                write.value = kv.value.clone();
+                write.value = stored.map(|s| s.record.encode()).unwrap_or_default();
                 self.applied(env, &write, kv.mod_revision)
             }
             (_, Some(kv)) if ours => {
                 // Still ours, at a revision we did not see: write again on it.
                 if let Some(held) = self.held.as_mut() {
                     held.revision = kv.mod_revision;
-                    held.record = kv.value.clone();
+                    held.record = stored.map(|s| s.record.encode()).unwrap_or_default();
                 }
                 write.on_revision = kv.mod_revision;
                 self.send(env, write)

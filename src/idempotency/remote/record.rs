@@ -3,10 +3,12 @@
 //! completed request by its encoded answer.
 //!
 //! Value layout: the record's own encoding ([`Record::encode`], 28–61 bytes, byte 0 = version,
-//! byte 1 = tag, which fixes its length), then — only for a [`Record::Completed`] whose
-//! `body` is set — the encoded answer ([`StoredResponse::encode`]), whose length and checksum
-//! the record names (`BodyRef::slot` and `generation` are 0: the answer lives in the same
-//! value). The times inside the record decide every lifetime: `locked_until` for an in-flight
+//! byte 1 = tag, which fixes its length), the writer's nonce (u64, little-endian: the request
+//! that wrote this value, so a writer that lost an answer recognises its own write even when
+//! two completions would store the same record), then — only for a [`Record::Completed`]
+//! whose `body` is set — the encoded answer ([`StoredResponse::encode`]), whose length and
+//! checksum the record names (`BodyRef::slot` and `generation` are 0: the answer lives in the
+//! same value). The times inside the record decide every lifetime: `locked_until` for an in-flight
 //! record, `expires_at` for a completed one; etcd's leases only collect garbage.
 //!
 //! An answer whose encoding is over [`MAX_STORED_ANSWER`] is remembered by status only, so a
@@ -31,10 +33,11 @@ fn record_len(tag: u8) -> Option<usize> {
     }
 }
 
-/// A record read from etcd, with the answer bytes that follow it.
+/// A record read from etcd, with the nonce of its writer and the answer bytes that follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     pub record: Record,
+    pub writer: u64,
     pub answer: Vec<u8>,
 }
 
@@ -42,10 +45,14 @@ impl StoredRecord {
     /// Splits an etcd value; `None` for an empty or unreadable value (no record).
     pub fn decode(value: &[u8]) -> Option<Self> {
         let len = record_len(*value.get(1)?)?;
-        let head = value.get(..len)?;
-        let record = Record::decode(head)?;
-        let answer = value.get(len..).unwrap_or_default().to_vec();
-        Some(Self { record, answer })
+        let record = Record::decode(value.get(..len)?)?;
+        let writer = u64::from_le_bytes(value.get(len..len + 8)?.try_into().ok()?);
+        let answer = value.get(len + 8..).unwrap_or_default().to_vec();
+        Some(Self {
+            record,
+            writer,
+            answer,
+        })
     }
 
     /// The answer a later same-key request gets, when the record is completed.
@@ -55,24 +62,26 @@ impl StoredRecord {
     }
 }
 
-/// The value for a record without an answer (in flight, too large, status only).
-pub fn encode_bare(record: &Record) -> Vec<u8> {
-    record.encode()
+/// The etcd value of a record's encoding `head` written by `writer`, with `answer` (empty:
+/// none) after it.
+pub fn value(head: &[u8], writer: u64, answer: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 8 + answer.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&writer.to_le_bytes());
+    out.extend_from_slice(answer);
+    out
 }
 
-/// The value for a completed request: the record naming the answer, then the answer. An
-/// answer that cannot be encoded or is over [`MAX_STORED_ANSWER`] is left out and the record
-/// keeps the status only (`body: None`).
-pub fn encode_completed(mut completed: Completed, answer: Option<&StoredResponse>) -> Vec<u8> {
+/// A completed record naming its inline answer, and the answer's encoding. An answer that
+/// cannot be encoded or is over [`MAX_STORED_ANSWER`] is left out and the record keeps the
+/// status only (`body: None`).
+pub fn completed(mut completed: Completed, answer: Option<&StoredResponse>) -> (Vec<u8>, Vec<u8>) {
     let encoded = answer
         .and_then(|a| a.encode().ok())
         .filter(|e| e.blob.len() <= MAX_STORED_ANSWER);
     completed.body = encoded.as_ref().map(|e| e.body_ref(0, 0));
-    let mut out = Record::Completed(completed).encode();
-    if let Some(e) = encoded {
-        out.extend_from_slice(&e.blob);
-    }
-    out
+    let head = Record::Completed(completed).encode();
+    (head, encoded.map(|e| e.blob).unwrap_or_default())
 }
 
 /// Whether `body` names an answer stored inline (slot and generation 0).
@@ -86,7 +95,7 @@ mod tests {
     use crate::idempotency::record::{InFlight, TooLarge};
     use crate::idempotency::Fingerprint;
 
-    fn completed(status: u16) -> Completed {
+    fn completed_record(status: u16) -> Completed {
         Completed {
             fingerprint: Fingerprint([7; 16]),
             status,
@@ -104,10 +113,16 @@ mod tests {
         }
     }
 
+    fn encode_completed(c: Completed, a: Option<&StoredResponse>) -> Vec<u8> {
+        let (head, blob) = completed(c, a);
+        value(&head, 42, &blob)
+    }
+
     #[test]
-    fn a_completed_record_carries_its_answer_and_replays_it_byte_for_byte() {
-        let value = encode_completed(completed(201), Some(&answer(300)));
+    fn a_completed_record_carries_its_writer_and_answer_and_replays_it_byte_for_byte() {
+        let value = encode_completed(completed_record(201), Some(&answer(300)));
         let stored = StoredRecord::decode(&value).expect("a record");
+        assert_eq!(stored.writer, 42);
         let Record::Completed(c) = stored.record else {
             panic!("completed expected: {stored:?}")
         };
@@ -126,7 +141,7 @@ mod tests {
 
     #[test]
     fn an_answer_over_the_limit_is_kept_by_status_only() {
-        let value = encode_completed(completed(200), Some(&answer(MAX_STORED_ANSWER)));
+        let value = encode_completed(completed_record(200), Some(&answer(MAX_STORED_ANSWER)));
         assert!(value.len() < 100, "{} bytes", value.len());
         let stored = StoredRecord::decode(&value).expect("a record");
         let Record::Completed(c) = stored.record else {
@@ -138,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_damaged_answer_is_never_replayed() {
-        let mut value = encode_completed(completed(201), Some(&answer(20)));
+        let mut value = encode_completed(completed_record(201), Some(&answer(20)));
         let last = value.len() - 12;
         value[last] ^= 1;
         let stored = StoredRecord::decode(&value).expect("a record");
@@ -163,11 +178,12 @@ mod tests {
                 expires_at: 40,
             }),
         ] {
-            let stored = StoredRecord::decode(&encode_bare(&record)).expect("a record");
-            assert_eq!(stored.record, record);
+            let stored = StoredRecord::decode(&value(&record.encode(), 9, &[])).expect("a record");
+            assert_eq!((stored.record, stored.writer), (record, 9));
             assert!(stored.answer.is_empty());
         }
-        for garbage in [&b""[..], b"\x01", b"\x01\x09abc", b"\x02\x01"] {
+        let short = record_len(1).map(|n| vec![1u8; n]).unwrap_or_default();
+        for garbage in [&b""[..], b"\x01", b"\x01\x09abc", b"\x02\x01", &short] {
             assert_eq!(StoredRecord::decode(garbage), None);
         }
     }

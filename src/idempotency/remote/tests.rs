@@ -428,3 +428,57 @@ fn a_failure_before_sending_is_not_resent() {
     assert!(matches!(w.claim(&mut a, T0), Step::BackendFailed));
     assert_eq!(w.etcd.txns, 0);
 }
+
+proptest! {
+    /// With time passing (locks expiring, owners stalling) and answers lost at any call, a
+    /// completion is written only by the newest owner: an owner whose lock was retaken is
+    /// fenced, whatever the interleaving.
+    #[test]
+    fn only_the_newest_owner_ever_completes(
+        schedule in proptest::collection::vec((0usize..6, 0u64..4, any::<bool>()), 1..160),
+    ) {
+        let cfg = cfg();
+        let mut etcd = FakeEtcd::default();
+        let mut leases = [LeaseCache::default(), LeaseCache::default()];
+        let mut sims: Vec<Sim> = (0..6u64)
+            .map(|i| Sim { key: request(i + 1, 3), envoy: (i % 2) as usize, call: None, executing: false, done: false })
+            .collect();
+        let (mut now, mut newest) = (T0, 0i64);
+        for (pick, advance_s, lose) in schedule {
+            now += advance_s * 5 * SEC;
+            if lose {
+                etcd.lose_answers = 1;
+            }
+            let sim = &mut sims[pick];
+            if sim.done {
+                continue;
+            }
+            let mut env = RemoteEnv { cfg: &cfg, leases: &mut leases[sim.envoy], now };
+            let fence = sim.key.fence();
+            let step = match sim.call.take() {
+                Some(call) => {
+                    let answer = etcd.call(&call);
+                    sim.key.on_answer(&mut env, answer)
+                }
+                None if sim.executing => sim.key.complete(&mut env, stored(), Some(answer())),
+                None => sim.key.claim(&mut env),
+            };
+            etcd.lose_answers = 0;
+            match step {
+                Step::Send(call) => sim.call = Some(call),
+                Step::Claimed(Claimed::Execute { .. }) => {
+                    let f = sim.key.fence().expect("held");
+                    prop_assert!(f > newest, "fence {f} not above {newest}");
+                    newest = f;
+                    sim.executing = true;
+                }
+                Step::Finished => {
+                    prop_assert_eq!(fence, Some(newest), "a stale owner completed");
+                    sim.done = true;
+                }
+                Step::RetryAt(_) => {}
+                _ => sim.done = true,
+            }
+        }
+    }
+}
