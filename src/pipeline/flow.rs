@@ -24,7 +24,10 @@ use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step, UpstreamAnswer};
+pub use super::step::{
+    Answer, Await, BackgroundCall, Enqueue, OnBackgroundAnswer, RemoteAnswer, RemoteCall, Step,
+    UpstreamAnswer,
+};
 use super::{Env, Plugin};
 
 mod body;
