@@ -33,6 +33,7 @@ use super::{Env, Plugin};
 mod body;
 mod callout;
 mod fallback;
+mod remote;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -46,6 +47,8 @@ enum Stage {
     AwaitBody,
     /// Held while another request holds the same idempotency key (`on_concurrent: wait`).
     WaitForKey,
+    /// Held while its key is claimed in the record store (etcd).
+    Claiming,
     /// Passed on to Envoy's router.
     Forwarded(RouterForward),
     /// Forwarded by levee's own callouts (attempts, backoff waits).
@@ -79,6 +82,12 @@ pub struct RequestFlow {
     response_headers: Vec<(String, String)>,
     /// A timer for the host to schedule without pausing (lock renewal).
     timer: Option<(UnixNanos, TimerPurpose)>,
+    /// The key's record in etcd, while the request claims or holds it there.
+    remote: Option<Box<crate::idempotency::remote::RemoteKey>>,
+    /// The etcd call the claim awaits (its answer is read against it).
+    remote_call: Option<crate::idempotency::remote::Call>,
+    /// Request headers to set before the request goes on (the fencing token).
+    request_headers: Vec<(String, String)>,
 }
 
 /// Upstream number `index` and its settings.
@@ -160,6 +169,7 @@ impl RequestFlow {
             Stage::Shaped
                 | Stage::AwaitBody
                 | Stage::WaitForKey
+                | Stage::Claiming
                 | Stage::Callout(_)
                 | Stage::Secondary(_)
                 | Stage::Enqueuing(_)
@@ -181,11 +191,10 @@ impl RequestFlow {
         }
     }
 
-    /// A backend call this request made has ended: the stage that awaits it reads the answer.
-    /// No stage awaits one yet (the etcd records and global limits will), so there is nothing
-    /// to resume.
-    fn remote_answered(&mut self, _env: &mut Env<'_>, _answer: RemoteAnswer) -> Option<Step> {
-        None
+    /// A backend call this request made has ended: the stage that awaits it reads the answer
+    /// (the claim of a key whose record lives in etcd).
+    fn remote_answered(&mut self, env: &mut Env<'_>, answer: RemoteAnswer) -> Option<Step> {
+        self.remote_claim_answered(env, answer)
     }
 
     /// A timer this request asked for fired; `None` when there is nothing to do.
@@ -261,10 +270,18 @@ impl RequestFlow {
 
     /// Claims the key: execute, replay, wait, or refuse.
     fn claim_key(&mut self, env: &mut Env<'_>) -> Step {
+        if self.claims_remotely(env) {
+            return self.claim_remote(env);
+        }
         let claimed = match (self.key.keyed_mut(), key_env(env)) {
             (Some(k), Some(mut ke)) => k.claim(&mut ke),
             _ => return self.forward(env),
         };
+        self.claimed(env, claimed)
+    }
+
+    /// Acts on what claiming the key decided.
+    fn claimed(&mut self, env: &mut Env<'_>, claimed: Claimed) -> Step {
         match claimed {
             Claimed::Execute { renew_at } => {
                 self.timer = Some((renew_at, TimerPurpose::Renew));
@@ -334,6 +351,7 @@ impl RequestFlow {
         if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
             k.release_unforwarded(&mut ke);
         }
+        self.write_remote_ending(env);
         self.finish_reply(reply)
     }
 

@@ -234,6 +234,10 @@ impl Worker {
         match step {
             Step::Continue => {
                 self.registry.borrow_mut().unhold(host, id);
+                let headers = stream.borrow_mut().flow.take_request_headers();
+                for (name, value) in &headers {
+                    host.set_request_header(name, value);
+                }
                 if moment == Moment::Later {
                     host.resume_request();
                 }

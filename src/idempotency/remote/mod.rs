@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod claim;
+pub mod client;
 pub mod completions;
 pub mod key;
 pub mod lease;
@@ -19,12 +20,13 @@ pub use calls::{
     backend_unavailable, failure_of, grant_answer, on_backend_error, Call, EtcdAnswer, Failure,
 };
 pub use claim::{RemoteEnv, RemoteKey, Step};
+pub use client::{complete_in_background, EtcdRecords, EtcdTarget};
 pub use completions::{Completions, Ended, Todo};
 pub use key::record_key;
 pub use lease::LeaseCache;
 pub use wire::{etcd_answer, remote_call, FENCE_HEADER};
 
 #[cfg(test)]
-mod fake_etcd;
+pub(crate) mod fake_etcd;
 #[cfg(test)]
 mod tests;
