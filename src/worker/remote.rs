@@ -37,6 +37,14 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
     }
 }
 
+/// A status by which the backend answered the request itself (a bad argument, a failed
+/// precondition such as etcd's "lease already exists"): the backend is reachable, so its
+/// breaker does not count it as a failure.
+fn is_verdict(status: u32) -> bool {
+    // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE.
+    matches!(status, 3 | 5 | 6 | 9 | 11)
+}
+
 impl Worker {
     /// Sends `call` for held request `id` (`None`: sent, the answer resumes it later), or
     /// answers it at once (open breaker, refused dispatch) with what the request does next.
@@ -190,7 +198,7 @@ impl Worker {
             return;
         };
         self.count(host, p.backend, result, now);
-        let failed = result != BackendEvent::CallOk;
+        let failed = result != BackendEvent::CallOk && !is_verdict(answer.status);
         self.with_env(host, now, |env| {
             env.metrics
                 .backend_latency(p.backend, answer.elapsed_ns / NANOS_PER_MILLI);
