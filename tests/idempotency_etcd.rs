@@ -4,7 +4,8 @@
 //! everywhere, and an etcd outage refuses keyed requests without forwarding them until etcd is
 //! back.
 
-#[allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod harness;
 
 use std::time::{Duration, Instant};
