@@ -18,20 +18,45 @@ use harness::raw_envoy::h2_cluster;
 use harness::upstream::Upstream;
 use serde_json::json;
 
-fn config() -> String {
+fn config(lock_timeout: &str, on_backend_error: &str) -> String {
     json!({
         "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": "5s", "fingerprint": true },
+        "idempotency": { "backend": "records", "lock_timeout": lock_timeout,
+            "fingerprint": true, "on_backend_error": on_backend_error },
     })
     .to_string()
 }
 
-fn levee_envoy(etcd: &Etcd, up: &Upstream) -> Envoy {
+fn levee_envoy(etcd: &Etcd, up: &Upstream, config: &str) -> Envoy {
     Envoy::start(EnvoyOptions {
         concurrency: 2,
         extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
-        ..EnvoyOptions::levee(&config(), up.port())
+        ..EnvoyOptions::levee(config, up.port())
     })
+}
+
+/// The fence the upstream saw on the `n`-th request with key `key`.
+fn fence_of(up: &Upstream, key: &str, n: usize) -> i64 {
+    up.requests()
+        .into_iter()
+        .filter(|r| r.header("idempotency-key").as_deref() == Some(key))
+        .nth(n)
+        .and_then(|r| r.header("x-levee-fence"))
+        .expect("the fence is forwarded")
+        .parse()
+        .expect("a revision")
+}
+
+/// Retries `req` while it is answered `409` (a completion still being written), up to 3 s.
+fn settled(port: u16, req: &Request) -> Response {
+    let start = Instant::now();
+    loop {
+        let r = send(port, req);
+        if r.status != 409 || start.elapsed() > Duration::from_secs(3) {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn keyed(key: &str, body: &str) -> Request {
@@ -64,7 +89,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn a_key_executes_once_across_two_envoys_replays_everywhere_and_an_etcd_outage_denies() {
     let mut etcd = Etcd::single();
     let up = Upstream::start();
-    let envoys = [levee_envoy(&etcd, &up), levee_envoy(&etcd, &up)];
+    let cfg = config("5s", "deny");
+    let envoys = [levee_envoy(&etcd, &up, &cfg), levee_envoy(&etcd, &up, &cfg)];
     for (i, e) in envoys.iter().enumerate() {
         let r = until_served(e, &format!("warm{i}"), Duration::from_secs(10));
         assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
@@ -102,28 +128,11 @@ fn a_key_executes_once_across_two_envoys_replays_everywhere_and_an_etcd_outage_d
         .expect("the execution's own answer")
         .body
         .clone();
-    let seen = up
-        .requests()
-        .into_iter()
-        .find(|r| r.header("idempotency-key").as_deref() == Some("pay-1"))
-        .expect("the execution");
-    let fence: i64 = seen
-        .header("x-levee-fence")
-        .expect("the fence is forwarded")
-        .parse()
-        .expect("a revision");
-    assert!(fence > 0);
+    assert!(fence_of(&up, "pay-1", 0) > 0);
 
     // Later, both Envoys replay it byte for byte (the completion is written in the background).
     for (i, e) in envoys.iter().enumerate() {
-        let start = Instant::now();
-        let r = loop {
-            let r = send(e.port(), &keyed("pay-1", "amount=10"));
-            if r.status != 409 || start.elapsed() > Duration::from_secs(3) {
-                break r;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let r = settled(e.port(), &keyed("pay-1", "amount=10"));
         assert_eq!(r.status, 200, "envoy {i}: {}", r.text());
         assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
         assert_eq!(r.body, original, "envoy {i} replays byte for byte");
@@ -173,4 +182,49 @@ fn a_key_executes_once_across_two_envoys_replays_everywhere_and_an_etcd_outage_d
             r.text()
         );
     }
+}
+
+#[test]
+fn an_expired_lock_is_retaken_with_a_higher_fence_and_allow_forwards_when_etcd_is_down() {
+    let mut etcd = Etcd::single();
+    let up = Upstream::start();
+    let cfg = config("1s", "allow");
+    let envoys = [levee_envoy(&etcd, &up, &cfg), levee_envoy(&etcd, &up, &cfg)];
+    for (i, e) in envoys.iter().enumerate() {
+        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(10));
+        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
+    }
+
+    // Envoy 0's request outlives its 1 s lock; a retry on Envoy 1 retakes the key.
+    let (port0, port1) = (envoys[0].port(), envoys[1].port());
+    let slow = keyed("slow", "a").header("x-upstream-delay-ms", "2500");
+    let first = std::thread::spawn(move || send(port0, &slow));
+    std::thread::sleep(Duration::from_millis(1500));
+    let retry = send(port1, &keyed("slow", "a"));
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    assert!(retry.header("idempotent-replayed").is_none(), "executed");
+    assert_eq!(up.count_for("idempotency-key", "slow"), 2);
+    assert!(
+        fence_of(&up, "slow", 1) > fence_of(&up, "slow", 0),
+        "the retaken key carries a higher fence"
+    );
+    let first = first.join().expect("client thread");
+    assert_eq!(first.status, 200);
+    // The old owner's late completion is refused: the record keeps the retry's answer.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = settled(port0, &keyed("slow", "a"));
+    assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(r.body, retry.body, "the newest owner's answer is kept");
+
+    // etcd down with allow: forwarded without a record (and without a fence).
+    etcd.kill(0);
+    let r = send(port0, &keyed("unprotected", "a"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen: Vec<_> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("idempotency-key").as_deref() == Some("unprotected"))
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("x-levee-fence").is_none());
 }
