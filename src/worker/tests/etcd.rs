@@ -270,3 +270,27 @@ fn keyed_records_in_a_backend_refuse_callout_mode_with_the_path() {
         "{text}"
     );
 }
+
+#[test]
+fn with_on_concurrent_wait_a_second_request_waits_then_gets_the_replay_from_etcd() {
+    let store = MemoryStore::new();
+    let mut d = doc("deny");
+    d["idempotency"]["on_concurrent"] = json!("wait");
+    let w = worker(d, &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let (_waiting, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert!(reply_of(&seen).is_none(), "waiting, not refused: {seen:?}");
+    assert!(w.holds(3) && w.has_timer(3));
+    upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
+    // The waiting request looks again at its next poll and gets the replay.
+    host.current = ROOT;
+    let to = host.now + 100 * MS;
+    super::advance(&w, &mut host, to);
+    let seen = serve(&w, &mut host, &mut etcd);
+    let (status, headers, body) = reply_of(&seen).unwrap_or_else(|| panic!("{seen:?}"));
+    assert_eq!((status, body.as_slice()), (200, &b"done"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
