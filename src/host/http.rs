@@ -9,7 +9,7 @@ use proxy_wasm::types::Action;
 use crate::worker::{self, LazyAttributes, Stream};
 
 use super::envoy::{EnvoyHost, EnvoyRequest};
-use super::root::Shared;
+use super::shared::Shared;
 
 pub(crate) struct LeveeHttp {
     id: u32,

@@ -6,21 +6,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::random::entropy_bytes;
-use crate::worker::{self, MetricIds, Worker};
+use crate::worker::{self, Worker};
 
 use super::abi;
 use super::envoy::EnvoyHost;
 use super::http::LeveeHttp;
 use super::log;
 use super::metrics;
+use super::shared::Shared;
 use super::store::EnvoyStore;
-
-/// What the root context shares with its HTTP contexts: the worker and the metric ids its
-/// host adapter counts into.
-pub(crate) struct Shared {
-    pub(crate) worker: Worker,
-    pub(crate) metrics: MetricIds,
-}
 
 pub(crate) struct LeveeRoot {
     id: u32,

@@ -7,10 +7,11 @@
 //! waiting with. A new kind of remote call is a new [`Await`] and [`Answer`] pair: the host
 //! learns to send it, the stage that asked for it reads the answer; nothing else changes.
 
-use crate::fallback::queue::{QueueFull, QueueId, QueuedRequest};
+use crate::fallback::queue::{QueueFull, QueueId};
 use crate::forward::CalloutRequest;
 use crate::idempotency::layer::HeldKey;
 use crate::problem::LocalReply;
+use crate::request::saved::SavedRequest;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
@@ -131,7 +132,7 @@ impl RemoteAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueue {
     pub upstream: usize,
-    pub request: QueuedRequest,
+    pub request: SavedRequest,
     /// The idempotency record the delivered answer completes.
     pub key: Option<HeldKey>,
 }
