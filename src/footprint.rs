@@ -87,8 +87,10 @@ impl Footprint {
             u64::from(u.circuit_breaker.is_some())
                 + u64::from(u.retry.as_ref().is_some_and(|r| r.budget.is_some()))
         });
+        // One breaker per backend.
+        let backend_keys = plugin.config.backends.len() as u64;
         // The hash secret, the CAS probe key and the provisioned marker.
-        let fixed_keys = 3 + upstream_keys.sum::<u64>();
+        let fixed_keys = 3 + upstream_keys.sum::<u64>() + backend_keys;
         Self { parts, fixed_keys }
     }
 

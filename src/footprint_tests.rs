@@ -6,13 +6,15 @@ use crate::store::cas::get_or_create;
 use crate::store::hash::HASH_SECRET_KEY;
 use crate::store::memory::MemoryStore;
 
-/// Every layer that owns shared data: two limits, idempotency, a cache, a breaker, a budget.
+/// Every layer that owns shared data: two limits, idempotency, a cache, a breaker, a budget,
+/// two backend breakers.
 fn rich(limits: &str) -> String {
     format!(
         r#"{{"limits": {limits},
             "rate_limits": [{{"name": "per-ip", "key": ["client_ip"], "limit": 5, "window": "1s"}},
                             {{"name": "log", "algorithm": "sliding_window_log", "limit": 100, "window": "1m"}}],
             "idempotency": {{}},
+            "backends": {{"records": {{"etcd": {{"cluster": "etcd"}}}}, "limits": {{"rls": {{"cluster": "rl", "domain": "d"}}}}}},
             "upstreams": {{"api": {{"forward": "callout", "cluster": "api", "cache": {{}}, "circuit_breaker": {{}}, "retry": {{"budget": {{}}}}}}}}}}"#
     )
 }

@@ -340,7 +340,12 @@ fn the_istio_files_carry_the_demos_stats_tags() {
     let demo = stats_tags(&demo_yaml());
     assert_eq!(
         demo.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["levee_limit", "levee_upstream"]
+        [
+            "levee_limit",
+            "levee_upstream",
+            "levee_backend",
+            "levee_result"
+        ]
     );
     let istio: Vec<(String, String)> = shipped_yaml_files()
         .iter()
@@ -590,6 +595,7 @@ fn the_demo_serves_each_pattern_as_demo_sh_shows_and_labels_its_metrics() {
             ("levee_ratelimit_", "{levee_limit=\""),
             ("levee_breaker_", "{levee_upstream=\""),
             ("levee_upstream_", "{levee_upstream=\""),
+            ("levee_backend_", "{levee_backend=\""),
         ] {
             assert!(
                 !line.starts_with(family) || line.contains(label),

@@ -117,6 +117,10 @@ impl Host for EnvoyHost<'_> {
             .unwrap_or(0)
     }
 
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        let _ = abi::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()));
+    }
+
     fn set_response_header(&mut self, name: &str, value: &str) {
         let _ =
             abi::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));

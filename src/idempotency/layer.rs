@@ -53,6 +53,8 @@ pub enum KeyCheck {
     Keyed {
         key: IdempotencyKey,
         hash: KeyHash,
+        /// The scope and key as one name, the same on every Envoy (records in a backend).
+        scoped: Vec<u8>,
     },
 }
 
@@ -140,6 +142,7 @@ impl IdempotencyLayer {
         KeyCheck::Keyed {
             hash: hasher.hash(b"idem", &scoped),
             key,
+            scoped,
         }
     }
 

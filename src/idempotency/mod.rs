@@ -60,6 +60,7 @@ pub mod layer;
 pub mod machine;
 pub mod outcome;
 pub mod record;
+pub mod remote;
 pub mod replay;
 pub mod replies;
 pub mod request;

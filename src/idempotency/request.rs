@@ -26,6 +26,8 @@ use super::replies;
 use super::response::StoredResponse;
 use super::{Fingerprint, FingerprintBuilder, IdempotencyKey};
 
+mod backend;
+
 /// How often a request waiting for another one's key (`on_concurrent: wait`) looks again.
 pub const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;
 
@@ -67,6 +69,9 @@ pub struct KeyedRequest {
     /// A failed forward's ending, recorded once the fallback chain decides (a queued request
     /// is completed by its delivery instead).
     pending: Option<(UpstreamResult, Option<AnswerCopy>)>,
+    /// Records in a backend: the scoped key (the same on every Envoy), and the ending the
+    /// request reached, for the caller to write to the backend.
+    remote: Option<Box<backend::RemoteEnding>>,
 }
 
 /// What claiming the key decided.
@@ -102,6 +107,7 @@ impl KeyedRequest {
             hold: Hold::Unclaimed { wait_until: 0 },
             forwarded: false,
             pending: None,
+            remote: None,
         }
     }
 
@@ -238,6 +244,10 @@ impl KeyedRequest {
         count(ke, event);
         if event == IdempotencyEvent::TooLarge {
             log::warn!("levee idempotency: an answer over max_body_bytes was passed through; only its status is kept");
+        }
+        if let Some(remote) = self.remote.as_mut() {
+            remote.ended = Some((outcome, capture));
+            return;
         }
         let done = ke
             .layer

@@ -39,12 +39,16 @@ impl RequestKey {
             KeyCheck::NotKeyed => Self::NotKeyed,
             KeyCheck::Missing => Self::Refused(replies::missing_key(&layer.config.header)),
             KeyCheck::Invalid(e) => Self::Refused(replies::invalid_key(&e)),
-            KeyCheck::Keyed { key, hash } => {
+            KeyCheck::Keyed { key, hash, scoped } => {
                 let fingerprint = layer
                     .config
                     .fingerprint
                     .then(|| FingerprintBuilder::new(req.method(), req.path_and_query()));
-                Self::Keyed(Box::new(KeyedRequest::new(key, hash, owner, fingerprint)))
+                let mut keyed = KeyedRequest::new(key, hash, owner, fingerprint);
+                if layer.config.backend.is_some() {
+                    keyed.use_backend(scoped);
+                }
+                Self::Keyed(Box::new(keyed))
             }
         }
     }

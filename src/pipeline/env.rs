@@ -5,6 +5,7 @@ use crate::random::RandomSource;
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
+use super::step::BackgroundCall;
 use super::Plugin;
 
 /// What every step of a request sees from outside: the configuration, shared state, the clock
@@ -16,6 +17,8 @@ pub struct Env<'a> {
     pub now: UnixNanos,
     pub rng: &'a mut dyn RandomSource,
     pub metrics: &'a mut dyn Metrics,
+    /// Backend calls no request waits for, collected by the host after the step.
+    pub background: Vec<BackgroundCall>,
 }
 
 impl<'a> Env<'a> {
@@ -32,6 +35,12 @@ impl<'a> Env<'a> {
             now,
             rng,
             metrics,
+            background: Vec::new(),
         }
+    }
+
+    /// Sends `call` from the root context soon, without pausing anything for it.
+    pub fn call_in_background(&mut self, call: BackgroundCall) {
+        self.background.push(call);
     }
 }

@@ -25,13 +25,16 @@ use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step};
+pub use super::step::{
+    Answer, Await, BackgroundCall, Enqueue, OnBackgroundAnswer, RemoteAnswer, RemoteCall, Step,
+};
 use super::{Env, Plugin};
 
 mod body;
 mod callout;
 mod fallback;
 mod global_limit;
+mod remote;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -45,6 +48,8 @@ enum Stage {
     AwaitBody,
     /// Held while another request holds the same idempotency key (`on_concurrent: wait`).
     WaitForKey,
+    /// Held while its key is claimed in the record store (etcd).
+    Claiming,
     /// Passed on to Envoy's router.
     Forwarded(RouterForward),
     /// Forwarded by levee's own callouts (attempts, backoff waits).
@@ -80,6 +85,12 @@ pub struct RequestFlow {
     response_headers: Vec<(String, String)>,
     /// A timer for the host to schedule without pausing (lock renewal).
     timer: Option<(UnixNanos, TimerPurpose)>,
+    /// The key's record in etcd, while the request claims or holds it there.
+    remote: Option<Box<crate::idempotency::remote::RemoteKey>>,
+    /// The etcd call the claim awaits (its answer is read against it).
+    remote_call: Option<crate::idempotency::remote::Call>,
+    /// Request headers to set before the request goes on (the fencing token).
+    request_headers: Vec<(String, String)>,
 }
 
 /// Upstream number `index` and its settings.
@@ -170,6 +181,7 @@ impl RequestFlow {
                 | Stage::RateLimitRemote(_)
                 | Stage::AwaitBody
                 | Stage::WaitForKey
+                | Stage::Claiming
                 | Stage::Callout(_)
                 | Stage::Secondary(_)
                 | Stage::Enqueuing(_)
@@ -191,10 +203,12 @@ impl RequestFlow {
         }
     }
 
-    /// A backend call this request made has ended: the stage that awaits it reads the answer.
+    /// A backend call this request made has ended: the stage that awaits it reads the answer
+    /// (a global rate limit's, or the claim of a key whose record lives in etcd).
     fn remote_answered(&mut self, env: &mut Env<'_>, answer: RemoteAnswer) -> Option<Step> {
         match self.stage {
             Stage::RateLimitRemote(_) => Some(self.global_answered(env, answer)),
+            Stage::Claiming => self.remote_claim_answered(env, answer),
             _ => None,
         }
     }
@@ -272,10 +286,18 @@ impl RequestFlow {
 
     /// Claims the key: execute, replay, wait, or refuse.
     fn claim_key(&mut self, env: &mut Env<'_>) -> Step {
+        if self.claims_remotely(env) {
+            return self.claim_remote(env);
+        }
         let claimed = match (self.key.keyed_mut(), key_env(env)) {
             (Some(k), Some(mut ke)) => k.claim(&mut ke),
             _ => return self.forward(env),
         };
+        self.claimed(env, claimed)
+    }
+
+    /// Acts on what claiming the key decided.
+    fn claimed(&mut self, env: &mut Env<'_>, claimed: Claimed) -> Step {
         match claimed {
             Claimed::Execute { renew_at } => {
                 self.timer = Some((renew_at, TimerPurpose::Renew));
@@ -345,6 +367,7 @@ impl RequestFlow {
         if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
             k.release_unforwarded(&mut ke);
         }
+        self.write_remote_ending(env);
         self.finish_reply(reply)
     }
 

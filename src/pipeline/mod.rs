@@ -32,6 +32,8 @@ pub struct Plugin {
     /// The common path reads at most two distinct headers ([`header_reads`]): the host
     /// adapter reads them one by one instead of fetching the whole map.
     pub few_header_reads: bool,
+    /// Records in etcd (`idempotency.backend`): this worker's leases and completions.
+    pub etcd_records: Option<crate::idempotency::remote::EtcdRecords>,
 }
 
 impl Plugin {
@@ -62,7 +64,10 @@ impl Plugin {
                 })
             })
             .collect();
+        let etcd_records = crate::idempotency::remote::EtcdTarget::of(&config)
+            .map(crate::idempotency::remote::EtcdRecords::new);
         Self {
+            etcd_records,
             few_header_reads: header_reads::few_header_reads(&config),
             hasher,
             limiter,

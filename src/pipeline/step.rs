@@ -78,6 +78,22 @@ pub struct RemoteCall {
     pub timeout_ms: u64,
 }
 
+/// What to do with the answer to a [`BackgroundCall`]: run with the environment of the
+/// callback that delivers it and the call's `tag`.
+pub type OnBackgroundAnswer = fn(&mut super::Env<'_>, u64, RemoteAnswer);
+
+/// A backend call no request waits for (say, a reservation refilled ahead of need). Pushed on
+/// [`super::Env::call_in_background`]; the worker sends it from the root context at its next
+/// tick (so the answer does not depend on the request that asked living on), and hands the
+/// answer to `on_answer` with `tag`. An open breaker or a refused dispatch answers at once.
+#[derive(Debug, Clone)]
+pub struct BackgroundCall {
+    pub call: RemoteCall,
+    /// The caller's own identification of the call (which limit, which key).
+    pub tag: u64,
+    pub on_answer: OnBackgroundAnswer,
+}
+
 /// How a [`RemoteCall`] ended. Envoy reports a refused connection, a reset, no healthy host
 /// and a timeout all as UNAVAILABLE (14): only `elapsed_ns` tells a timeout apart. A call the
 /// backend's open breaker refused, or that Envoy would not send at all, is answered at once

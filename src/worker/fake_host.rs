@@ -38,6 +38,7 @@ pub(crate) enum Call {
     },
     GrpcRefused,
     SetResponseHeader(String, String),
+    SetRequestHeader(String, String),
     Log(String),
 }
 
@@ -172,6 +173,10 @@ impl Host for FakeHost<'_> {
     fn response_flags(&mut self) -> u64 {
         self.reads += 1;
         self.response.flags
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.record(Call::SetRequestHeader(name.into(), value.into()));
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {

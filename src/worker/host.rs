@@ -67,6 +67,8 @@ pub trait Host {
     fn response_headers(&mut self) -> Vec<(String, Vec<u8>)>;
     /// Envoy's response flags (timeouts, resets, connect failures), 0 if unknown.
     fn response_flags(&mut self) -> u64;
+    /// Adds or replaces a request header (before the request goes on to the upstream).
+    fn set_request_header(&mut self, name: &str, value: &str);
     /// Adds or replaces a response header.
     fn set_response_header(&mut self, name: &str, value: &str);
     /// The first `len` bytes of the response body chunk Envoy holds.

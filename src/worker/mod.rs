@@ -24,7 +24,7 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::pipeline::flow::{Await, Step};
+use crate::pipeline::flow::{Await, BackgroundCall, Step};
 use crate::pipeline::{Enqueue, Env, Plugin};
 use crate::random::{RandomSource, SplitMix64};
 use crate::time::{UnixNanos, NANOS_PER_SEC};
@@ -69,6 +69,8 @@ pub struct Worker {
     body_guard_logged: Cell<bool>,
     /// The root context's id (queue deliveries are sent from it, not from a request).
     root_id: ContextId,
+    /// Backend calls no request waits for, sent from the root context at its next tick.
+    background: RefCell<Vec<BackgroundCall>>,
 }
 
 impl Worker {
@@ -81,6 +83,7 @@ impl Worker {
             body_callbacks_work: Cell::new(false),
             body_guard_logged: Cell::new(false),
             root_id,
+            background: RefCell::new(Vec::new()),
         }
     }
 
@@ -89,16 +92,26 @@ impl Worker {
         self.rng.borrow_mut().next_u64()
     }
 
-    /// Runs `f` with the environment a pipeline step sees.
+    /// Runs `f` with the environment a pipeline step sees, then takes the background calls
+    /// it asked for (sent at the root's next tick).
     fn with_env<R>(
         &self,
         host: &mut impl Host,
         now: UnixNanos,
         f: impl FnOnce(&mut Env<'_>) -> R,
     ) -> R {
-        let (store, metrics) = host.env_parts();
-        let mut rng = self.rng.borrow_mut();
-        f(&mut Env::new(&self.plugin, store, now, &mut *rng, metrics))
+        let (result, calls) = {
+            let (store, metrics) = host.env_parts();
+            let mut rng = self.rng.borrow_mut();
+            let mut env = Env::new(&self.plugin, store, now, &mut *rng, metrics);
+            let result = f(&mut env);
+            (result, std::mem::take(&mut env.background))
+        };
+        if !calls.is_empty() {
+            self.background.borrow_mut().extend(calls);
+            self.wake_root(host, now);
+        }
+        result
     }
 
     /// The earliest timer deadline of this worker (tests drive the clock with it).
@@ -157,16 +170,19 @@ impl Worker {
         self.registry.borrow_mut().rearm_after_tick(host, now);
     }
 
-    /// Sends due queue deliveries from the root context and schedules the next wake-up.
+    /// Sends due queue deliveries and background calls from the root context and schedules
+    /// the next wake-up.
     fn deliver_queued(&self, host: &mut impl Host, now: UnixNanos) {
-        let mut queues = self.queues.borrow_mut();
-        if queues.next_wake().is_some_and(|w| w <= now) {
-            host.set_effective_context(self.root_id);
-            let mut rng = self.rng.borrow_mut();
-            queues.deliver_due(host, &self.plugin, &mut *rng, now);
+        {
+            let mut queues = self.queues.borrow_mut();
+            if queues.next_wake().is_some_and(|w| w <= now) {
+                host.set_effective_context(self.root_id);
+                let mut rng = self.rng.borrow_mut();
+                queues.deliver_due(host, &self.plugin, &mut *rng, now);
+            }
         }
-        let wake = queues.next_wake();
-        self.registry.borrow_mut().wake_root_at(host, wake, now);
+        self.send_background(host, now);
+        self.wake_root(host, now);
     }
 
     /// Puts a request on its upstream's queue and continues its flow with the result.
@@ -181,8 +197,7 @@ impl Worker {
             let mut rng = self.rng.borrow_mut();
             self.queues.borrow_mut().enqueue(e, &mut *rng, now)
         };
-        let wake = self.queues.borrow().next_wake();
-        self.registry.borrow_mut().wake_root_at(host, wake, now);
+        self.wake_root(host, now);
         self.with_env(host, now, |env| {
             stream.borrow_mut().flow.on_enqueued(env, result)
         })
@@ -219,6 +234,10 @@ impl Worker {
         match step {
             Step::Continue => {
                 self.registry.borrow_mut().unhold(host, id);
+                let headers = stream.borrow_mut().flow.take_request_headers();
+                for (name, value) in &headers {
+                    host.set_request_header(name, value);
+                }
                 if moment == Moment::Later {
                     host.resume_request();
                 }
@@ -331,8 +350,7 @@ impl Worker {
             )
         };
         if handled {
-            let wake = self.queues.borrow().next_wake();
-            self.registry.borrow_mut().wake_root_at(host, wake, now);
+            self.wake_root(host, now);
             return;
         }
         let id = self.registry.borrow_mut().take_callout(token);

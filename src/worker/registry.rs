@@ -20,10 +20,22 @@ use super::stream::Stream;
 /// The timer-queue owner id used for the root's own wake-ups (queue deliveries).
 pub(super) const ROOT_WAKE: ContextId = 0;
 
+/// Who a gRPC call's answer goes to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Owner {
+    /// The request that awaits it.
+    Request(ContextId),
+    /// A background call: its handler, with its tag.
+    Root {
+        tag: u64,
+        on_answer: crate::pipeline::flow::OnBackgroundAnswer,
+    },
+}
+
 /// A gRPC call in flight: whose it is, and what its answer is measured against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct PendingCall {
-    pub(super) owner: ContextId,
+    pub(super) owner: Owner,
     pub(super) backend: usize,
     pub(super) sent_at: UnixNanos,
     pub(super) timeout_ns: u64,
@@ -106,7 +118,8 @@ impl Registry {
             self.callouts.retain(|_, owner| *owner != id);
         }
         if !self.grpc_calls.is_empty() {
-            self.grpc_calls.retain(|_, call| call.owner != id);
+            self.grpc_calls
+                .retain(|_, call| !matches!(call.owner, Owner::Request(o) if o == id));
         }
         self.streams.remove(&id);
         self.unhold(host, id);
@@ -132,7 +145,9 @@ impl Registry {
     }
 
     pub(super) fn has_grpc_call(&self, id: ContextId) -> bool {
-        self.grpc_calls.values().any(|c| c.owner == id)
+        self.grpc_calls
+            .values()
+            .any(|c| matches!(c.owner, Owner::Request(o) if o == id))
     }
 
     pub(super) fn stream(&self, id: ContextId) -> Option<Rc<RefCell<Stream>>> {

@@ -5,8 +5,10 @@
 //! a dispatch Envoy refuses (unknown cluster) is answered at once with UNAVAILABLE, and a
 //! request whose client went away has its tokens forgotten (Envoy cancels its calls).
 //!
-//! Calls are per request: an answer resumes the request that made it. (A call from the root
-//! context — say, a background refill — would need a root-owned handler; none exists yet.)
+//! A request's call resumes that request. A background call (one no request waits for, asked
+//! with [`crate::pipeline::Env::call_in_background`]) is sent from the root context at its next
+//! tick, so its answer arrives whether or not the request that asked still lives, and goes to
+//! the handler the call names.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,12 +17,12 @@ use std::time::Duration;
 use crate::breaker::backend::{admit_call, record_call};
 use crate::breaker::Admission;
 use crate::metrics::{BackendEvent, Event};
-use crate::pipeline::flow::{Answer, RemoteAnswer, RemoteCall, Step};
+use crate::pipeline::flow::{Answer, BackgroundCall, RemoteAnswer, RemoteCall, Step};
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 use crate::timer_queue::ContextId;
 
 use super::host::{GrpcCall, Host};
-use super::registry::PendingCall;
+use super::registry::{Owner, PendingCall};
 use super::stream::Stream;
 use super::{Moment, Worker};
 
@@ -35,6 +37,14 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
     }
 }
 
+/// A status by which the backend answered the request itself (a bad argument, a failed
+/// precondition such as etcd's "lease already exists"): the backend is reachable, so its
+/// breaker does not count it as a failure.
+fn is_verdict(status: u32) -> bool {
+    // INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE.
+    matches!(status, 3 | 5 | 6 | 9 | 11)
+}
+
 impl Worker {
     /// Sends `call` for held request `id` (`None`: sent, the answer resumes it later), or
     /// answers it at once (open breaker, refused dispatch) with what the request does next.
@@ -46,9 +56,53 @@ impl Worker {
         call: RemoteCall,
         now: UnixNanos,
     ) -> Option<Step> {
+        let answer = self.send(host, Owner::Request(id), call, now)?;
+        self.answer_remote(host, stream, answer, now)
+    }
+
+    /// Sends the background calls asked for so far (from the root context, at its tick);
+    /// one answered at once goes to its handler now.
+    pub(super) fn send_background(&self, host: &mut impl Host, now: UnixNanos) {
+        let calls = std::mem::take(&mut *self.background.borrow_mut());
+        if calls.is_empty() {
+            return;
+        }
+        host.set_effective_context(self.root_id);
+        for BackgroundCall {
+            call,
+            tag,
+            on_answer,
+        } in calls
+        {
+            let owner = Owner::Root { tag, on_answer };
+            if let Some(answer) = self.send(host, owner, call, now) {
+                self.with_env(host, now, |env| on_answer(env, tag, answer));
+            }
+        }
+    }
+
+    /// The root's next wake-up: the earliest queue delivery, or now for background calls.
+    pub(super) fn wake_root(&self, host: &mut impl Host, now: UnixNanos) {
+        let queued = self.queues.borrow().next_wake();
+        let background = (!self.background.borrow().is_empty()).then_some(now);
+        let wake = match (queued, background) {
+            (Some(q), Some(b)) => Some(q.min(b)),
+            (q, b) => q.or(b),
+        };
+        self.registry.borrow_mut().wake_root_at(host, wake, now);
+    }
+
+    /// Sends `call` for `owner` (`None`: sent) or returns the answer it gets at once.
+    fn send(
+        &self,
+        host: &mut impl Host,
+        owner: Owner,
+        call: RemoteCall,
+        now: UnixNanos,
+    ) -> Option<RemoteAnswer> {
         let Some(backend) = self.plugin.config.backends.get(call.backend) else {
             // Validated configs never name a missing backend; answer rather than hang.
-            return self.answer_remote(host, stream, RemoteAnswer::unavailable(), now);
+            return Some(RemoteAnswer::unavailable());
         };
         let timeout = Duration::from_millis(call.timeout_ms);
         let admitted = self.with_env(host, now, |env| {
@@ -65,7 +119,7 @@ impl Worker {
             Admission::Allow(t) | Admission::Probe { ticket: t, .. } => t,
             Admission::Reject { .. } => {
                 self.count(host, call.backend, BackendEvent::CallRejectedOpen, now);
-                return self.answer_remote(host, stream, RemoteAnswer::unavailable(), now);
+                return Some(RemoteAnswer::unavailable());
             }
         };
         let sent = host.dispatch_grpc_call(GrpcCall {
@@ -76,7 +130,7 @@ impl Worker {
             timeout,
         });
         let pending = PendingCall {
-            owner: id,
+            owner,
             backend: call.backend,
             sent_at: now,
             timeout_ns: call.timeout_ms.saturating_mul(NANOS_PER_MILLI),
@@ -95,7 +149,7 @@ impl Worker {
                 );
                 let answer = RemoteAnswer::unavailable();
                 self.finish(host, pending, &answer, now);
-                self.answer_remote(host, stream, answer, now)
+                Some(answer)
             }
         }
     }
@@ -118,7 +172,13 @@ impl Worker {
             elapsed_ns: now.saturating_sub(pending.sent_at),
         };
         self.finish(host, pending, &answer, now);
-        let id = pending.owner;
+        let id = match pending.owner {
+            Owner::Request(id) => id,
+            Owner::Root { tag, on_answer } => {
+                self.with_env(host, now, |env| on_answer(env, tag, answer));
+                return;
+            }
+        };
         let stream = self.registry.borrow().stream(id);
         let Some(stream) = stream else { return };
         if !host.set_effective_context(id) {
@@ -138,7 +198,7 @@ impl Worker {
             return;
         };
         self.count(host, p.backend, result, now);
-        let failed = result != BackendEvent::CallOk;
+        let failed = result != BackendEvent::CallOk && !is_verdict(answer.status);
         self.with_env(host, now, |env| {
             env.metrics
                 .backend_latency(p.backend, answer.elapsed_ns / NANOS_PER_MILLI);

@@ -58,6 +58,8 @@ pub struct EnvoyOptions {
     pub wasm_log_level: String,
     /// `stats_config.stats_tags` as `(tag_name, regex)`.
     pub stats_tags: Vec<(String, String)>,
+    /// More clusters, as written (say an HTTP/2 cluster for a backend levee calls).
+    pub extra_clusters: Vec<Value>,
 }
 
 impl Default for EnvoyOptions {
@@ -76,6 +78,7 @@ impl Default for EnvoyOptions {
             failure_policy: None,
             wasm_log_level: "info".to_string(),
             stats_tags: Vec::new(),
+            extra_clusters: Vec::new(),
         }
     }
 }
@@ -106,7 +109,12 @@ pub fn default_wasm_path() -> PathBuf {
 
 /// The bootstrap: admin on an ephemeral port, static clusters, listeners from `lds_path`.
 pub fn bootstrap(opts: &EnvoyOptions, lds_path: &Path) -> Value {
-    let clusters: Vec<Value> = opts.clusters.iter().map(|(n, p)| cluster(n, *p)).collect();
+    let clusters: Vec<Value> = opts
+        .clusters
+        .iter()
+        .map(|(n, p)| cluster(n, *p))
+        .chain(opts.extra_clusters.iter().cloned())
+        .collect();
     let tags: Vec<Value> = opts
         .stats_tags
         .iter()

@@ -244,7 +244,10 @@ impl<'a> World<'a> {
                     self.start_execution(i)?;
                     self.sims[i].cluster = cluster;
                 }
-                Call::DispatchRefused | Call::SetResponseHeader(..) | Call::Log(_) => continue,
+                Call::DispatchRefused
+                | Call::SetResponseHeader(..)
+                | Call::SetRequestHeader(..)
+                | Call::Log(_) => continue,
                 Call::Grpc { .. } | Call::GrpcRefused => {
                     // The fuzzed configs name no backend: nothing may call one.
                     return Err(TestCaseError::fail(format!(

@@ -56,9 +56,11 @@ impl RequestFlow {
                 if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
                     k.finish_without_body(&mut ke, status);
                 }
+                self.write_remote_ending(env);
                 return (Vec::new(), Some(step));
             }
         }
+        self.write_remote_ending(env);
         (std::mem::take(&mut self.response_headers), None)
     }
 
@@ -105,6 +107,7 @@ impl RequestFlow {
             if let Some(c) = self.kept.as_mut().and_then(KeptRequest::take_capture) {
                 self.keep_in_cache(env, (c.status, &c.headers, &c.body));
             }
+            self.write_remote_ending(env);
         }
     }
 
@@ -144,5 +147,6 @@ impl RequestFlow {
         if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
             k.on_done(&mut ke);
         }
+        self.write_remote_ending(env);
     }
 }

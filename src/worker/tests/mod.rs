@@ -1,5 +1,6 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
+mod etcd;
 mod global_limit;
 mod queue;
 mod remote;

@@ -204,3 +204,80 @@ fn grpc_and_callout_tokens_are_apart() {
     w.on_callout_response(&mut host, token, 0, 0);
     assert!(w.awaits_remote(2));
 }
+
+/// A background call's handler: counts a refill for backend `tag` when granted, a local
+/// decision when not.
+fn refilled(
+    env: &mut crate::pipeline::Env<'_>,
+    tag: u64,
+    answer: crate::pipeline::flow::RemoteAnswer,
+) {
+    let what = if answer.is_ok() && answer.message == b"granted" {
+        BackendEvent::ReserveRefill
+    } else {
+        BackendEvent::DecisionLocal
+    };
+    env.metrics.count(Event::Backend {
+        backend: tag as usize,
+        what,
+    });
+}
+
+fn in_background(w: &Worker, host: &mut FakeHost<'_>) {
+    let now = host.now;
+    w.with_env(host, now, |env| {
+        env.call_in_background(crate::pipeline::flow::BackgroundCall {
+            call: txn(),
+            tag: 1,
+            on_answer: refilled,
+        })
+    });
+}
+
+#[test]
+fn a_background_call_goes_out_from_the_root_at_the_next_tick_and_its_answer_to_its_handler() {
+    let store = MemoryStore::new();
+    let w = worker(backends(), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    host.current = 2;
+    in_background(&w, &mut host);
+    assert!(
+        host.take_calls().is_empty(),
+        "nothing is sent from the request's callback"
+    );
+    assert_eq!(w.next_deadline(), Some(T0), "the root wakes at once");
+    assert!(host.tick_ms.is_some());
+    super::advance(&w, &mut host, T0 + MS);
+    let calls = host.take_calls();
+    assert!(
+        matches!(calls.as_slice(), [(ROOT, Call::Grpc { .. })]),
+        "sent from the root context: {calls:?}"
+    );
+    let Call::Grpc { token, .. } = calls[0].1 else {
+        unreachable!()
+    };
+    host.grpc_answer = b"granted".to_vec();
+    host.now = T0 + 2 * MS;
+    w.on_grpc_response(&mut host, token, 0, 7);
+    assert_eq!(count(&host, 1, BackendEvent::ReserveRefill), 1);
+    assert_eq!(count(&host, 1, BackendEvent::CallOk), 1);
+    assert_eq!(
+        host.metrics.backend_latencies,
+        vec![(1, 2)],
+        "sent at the tick, at T0"
+    );
+    assert_eq!(w.next_deadline(), None, "nothing left to wake for");
+}
+
+#[test]
+fn a_background_call_envoy_refuses_is_answered_to_its_handler_at_the_tick() {
+    let store = MemoryStore::new();
+    let w = worker(backends(), &store);
+    let mut host = FakeHost::new(&store, T0);
+    in_background(&w, &mut host);
+    super::advance(&w, &mut host, T0 + MS);
+    assert_eq!(host.take_calls(), vec![(ROOT, Call::GrpcRefused)]);
+    assert_eq!(count(&host, 1, BackendEvent::DecisionLocal), 1);
+    assert_eq!(count(&host, 1, BackendEvent::CallError), 1);
+}

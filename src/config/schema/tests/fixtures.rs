@@ -231,6 +231,8 @@ pub(super) fn doc(c: &Ctx, body: &Value, key: &str, value: Value) -> String {
     (c.wrap)(Value::Object(o)).to_string()
 }
 
+/// The full example (its idempotency block keeps records in shared data: records in a backend
+/// are not accepted with callout-mode upstreams, queue or cluster fallbacks yet).
 pub(super) fn spec_example() -> Value {
     json!({
       "client_ip": { "xff_trusted_hops": 1, "ipv6_prefix": 56 },
@@ -245,7 +247,7 @@ pub(super) fn spec_example() -> Value {
       "idempotency": { "methods": ["POST", "PATCH"], "match": { "path_prefix": "/" }, "header": "Idempotency-Key",
           "required": false, "scope": ["header:x-user-id"], "ttl": "24h", "lock_timeout": "30s", "fingerprint": true,
           "on_concurrent": "reject", "release_on": [408, 425, 429, 503], "max_key_length": 255, "max_body_bytes": 262144,
-          "max_stored_bytes": 67108864, "on_internal_error": "deny", "backend": "records", "on_backend_error": "deny" },
+          "max_stored_bytes": 67108864, "on_internal_error": "deny" },
       "backends": {
         "records": { "etcd": { "cluster": "etcd", "prefix": "levee/", "timeout": "250ms" } },
         "limits": { "rls": { "cluster": "ratelimit", "domain": "levee", "timeout": "20ms" } } },

@@ -1,0 +1,296 @@
+//! Keyed requests whose records live in etcd, through the real worker: the claim's backend
+//! calls answered by a scripted etcd, the fence forwarded, the replay, `409`, `422`, the
+//! completion written from the root after the request ended, and `on_backend_error`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::backend::etcd::{LeaseGrantRequest, TxnRequest};
+use crate::backend::Message;
+use crate::idempotency::remote::fake_etcd::FakeEtcd;
+use crate::idempotency::remote::{Call as EtcdCall, EtcdAnswer};
+use crate::metrics::{BackendEvent, Event};
+use crate::request::fake::FakeRequest;
+use crate::store::MemoryStore;
+use crate::time::NANOS_PER_MILLI as MS;
+use crate::timer_queue::ContextId;
+
+use super::super::fake_host::{Call, FakeHost};
+use super::super::{Action, Stream, Worker};
+use super::{worker, ROOT, T0};
+
+fn doc(policy: &str) -> Value {
+    json!({
+        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "250ms" } } },
+        "idempotency": { "backend": "records", "on_backend_error": policy, "fingerprint": true },
+    })
+}
+
+/// Answers every gRPC call the host recorded from `etcd` (1 ms each), until none is left;
+/// returns the other host calls, in order.
+fn serve(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd) -> Vec<(ContextId, Call)> {
+    let mut seen = Vec::new();
+    loop {
+        let calls = host.take_calls();
+        if calls.is_empty() {
+            return seen;
+        }
+        for (id, c) in calls {
+            let Call::Grpc {
+                token,
+                method,
+                message,
+                ..
+            } = c
+            else {
+                seen.push((id, c));
+                continue;
+            };
+            let call = if method == "Txn" {
+                EtcdCall::Txn(TxnRequest::decode(&message).expect("a Txn"))
+            } else {
+                EtcdCall::Grant(LeaseGrantRequest::decode(&message).expect("a grant"))
+            };
+            let (status, bytes) = match etcd.call(&call) {
+                EtcdAnswer::Txn(r) => (0, r.encode()),
+                EtcdAnswer::Granted => (0, Vec::new()),
+                EtcdAnswer::Failed(_) => (14, Vec::new()),
+            };
+            host.now += MS;
+            host.grpc_answer = bytes;
+            let len = host.grpc_answer.len();
+            w.on_grpc_response(host, token, status, len);
+        }
+    }
+}
+
+/// A keyed POST with `body` on context `id`; returns its stream and what the host did.
+fn post(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    id: ContextId,
+    body: &[u8],
+) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
+    let req = FakeRequest::new("POST", "/pay").header("idempotency-key", "k1");
+    let (stream, action) = super::open(w, host, id, &req, false);
+    assert_eq!(action, Action::Pause, "held for the body");
+    host.requests.get_mut(&id).expect("request").1 = body.to_vec();
+    let action = w.on_request_body(host, id, &stream, body.len(), true);
+    assert_eq!(action, Action::Pause, "held for the claim");
+    let seen = serve(w, host, etcd);
+    (stream, seen)
+}
+
+/// The upstream answers `status` with `body`; the stream ends; the root's ticks write the
+/// record.
+fn upstream_answers(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    id: ContextId,
+    stream: &Rc<RefCell<Stream>>,
+    status: u16,
+    body: &[u8],
+) {
+    host.current = id;
+    host.response.headers = vec![
+        (":status".into(), status.to_string().into_bytes()),
+        ("content-type".into(), b"text/plain".to_vec()),
+    ];
+    w.on_response_headers(host, id, stream, false);
+    host.response.chunk = body.to_vec();
+    w.on_response_body(host, stream, body.len(), true);
+    w.on_done(host, id, stream);
+    // Each call of the completion goes out at the root's next tick (a lease grant, the Txn).
+    for _ in 0..4 {
+        host.current = ROOT;
+        w.on_tick(host);
+        let _ = serve(w, host, etcd);
+    }
+}
+
+/// A reply's status, headers and body.
+type Replied = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn reply_of(seen: &[(ContextId, Call)]) -> Option<Replied> {
+    seen.iter().find_map(|(_, c)| match c {
+        Call::Reply { reply, .. } => {
+            Some((reply.status, reply.headers.clone(), reply.body.clone()))
+        }
+        _ => None,
+    })
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() {
+    let store = MemoryStore::new();
+    let w = worker(doc("deny"), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+
+    let (first, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
+    let fence = seen.iter().find_map(|(id, c)| match c {
+        Call::SetRequestHeader(n, v) if *id == 2 && n == "x-levee-fence" => Some(v.clone()),
+        _ => None,
+    });
+    let fence: i64 = fence
+        .expect("the fence is forwarded")
+        .parse()
+        .expect("a revision");
+    assert!(fence > 0);
+    let resumed = seen.iter().position(|(_, c)| *c == Call::Resume);
+    let set = seen
+        .iter()
+        .position(|(_, c)| matches!(c, Call::SetRequestHeader(..)));
+    assert!(
+        set < resumed && resumed.is_some(),
+        "fence set, then resumed: {seen:?}"
+    );
+    assert_eq!(etcd.kvs.len(), 1, "one record claimed");
+
+    // Same key while the first is in flight: 409, nothing forwarded.
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"amount=10");
+    let (status, _, _) = reply_of(&seen).expect("answered");
+    assert_eq!(status, 409);
+    assert!(!seen.iter().any(|(_, c)| *c == Call::Resume));
+
+    upstream_answers(&w, &mut host, &mut etcd, 2, &first, 201, b"paid");
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+
+    // Another request later (another Envoy would read the same etcd): the replay.
+    host.now += 1_000 * MS;
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"amount=10");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (201, &b"paid"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert_eq!(header(&headers, "content-type"), Some("text/plain"));
+
+    // The same key with another body: 422.
+    let (_, seen) = post(&w, &mut host, &mut etcd, 5, b"amount=99");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(422));
+}
+
+#[test]
+fn a_server_error_releases_the_key_for_the_next_attempt() {
+    let store = MemoryStore::new();
+    let w = worker(doc("deny"), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
+    upstream_answers(&w, &mut host, &mut etcd, 2, &first, 503, b"busy");
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert!(reply_of(&seen).is_none(), "executed again: {seen:?}");
+    assert!(seen.iter().any(|(id, c)| *id == 3 && *c == Call::Resume));
+}
+
+#[test]
+fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
+    let store = MemoryStore::new();
+    let w = worker(doc("deny"), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd {
+        down: true,
+        ..FakeEtcd::default()
+    };
+    let (_, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let (status, headers, body) = reply_of(&seen).expect("answered");
+    assert_eq!(status, 503);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert!(!body.is_empty());
+    assert!(
+        !seen.iter().any(|(_, c)| *c == Call::Resume),
+        "not forwarded"
+    );
+    let deny = Event::Backend {
+        backend: 0,
+        what: BackendEvent::DecisionDeny,
+    };
+    assert_eq!(host.metrics.count_of(deny), 1);
+
+    // etcd back: normal service (the breaker, if it opened, probes again after its pause).
+    etcd.down = false;
+    host.now += 10_000 * MS;
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert!(reply_of(&seen).is_none(), "{seen:?}");
+    assert!(seen.iter().any(|(id, c)| *id == 3 && *c == Call::Resume));
+}
+
+#[test]
+fn etcd_down_with_allow_forwards_without_a_record_and_counts_it() {
+    let store = MemoryStore::new();
+    let w = worker(doc("allow"), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd {
+        down: true,
+        ..FakeEtcd::default()
+    };
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    assert!(reply_of(&seen).is_none());
+    assert!(seen.iter().any(|(id, c)| *id == 2 && *c == Call::Resume));
+    assert!(!seen
+        .iter()
+        .any(|(_, c)| matches!(c, Call::SetRequestHeader(..))));
+    let allow = Event::Backend {
+        backend: 0,
+        what: BackendEvent::DecisionAllow,
+    };
+    assert_eq!(host.metrics.count_of(allow), 1);
+    etcd.down = false;
+    upstream_answers(&w, &mut host, &mut etcd, 2, &stream, 200, b"ok");
+    assert!(etcd.kvs.is_empty(), "no record for an unprotected request");
+}
+
+#[test]
+fn keyed_records_in_a_backend_refuse_callout_mode_with_the_path() {
+    let mut d = doc("deny");
+    d["upstreams"] = json!({ "svc": { "forward": "callout", "cluster": "c" } });
+    let e = crate::config::parse(d.to_string().as_bytes()).expect_err("refused");
+    let text = e.to_string();
+    assert!(text.contains("upstreams.svc.forward"), "{text}");
+    assert!(
+        text.contains("not supported with callout-mode upstreams"),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_on_concurrent_wait_a_second_request_waits_then_gets_the_replay_from_etcd() {
+    let store = MemoryStore::new();
+    let mut d = doc("deny");
+    d["idempotency"]["on_concurrent"] = json!("wait");
+    let w = worker(d, &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let (_waiting, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert!(reply_of(&seen).is_none(), "waiting, not refused: {seen:?}");
+    assert!(w.holds(3) && w.has_timer(3));
+    upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
+    // The waiting request looks again at its next poll and gets the replay.
+    host.current = ROOT;
+    let to = host.now + 100 * MS;
+    super::advance(&w, &mut host, to);
+    let seen = serve(&w, &mut host, &mut etcd);
+    let (status, headers, body) = reply_of(&seen).unwrap_or_else(|| panic!("{seen:?}"));
+    assert_eq!((status, body.as_slice()), (200, &b"done"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
