@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RELEASE = REPO / "target/wasm32-wasip1/release"
+# LEVEE_WASM / NOOP_WASM override the built files (as for `make bench`): profile another build.
+LEVEE_WASM = Path(os.environ.get("LEVEE_WASM", RELEASE / "levee.wasm"))
+NOOP_WASM = Path(os.environ.get("NOOP_WASM", RELEASE / "noop_filter.wasm"))
 CALLS = 20
 PROBE_KINDS = ["none", "property", "header_map", "header", "shared_get", "shared_set", "metric",
                "response_header", "time"]
@@ -79,7 +83,7 @@ def part_calls(envoy_bin: str, work: Path, n: int) -> dict:
 
 
 def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
-    wasm = {"levee": RELEASE / "levee.wasm", "noop": RELEASE / "noop_filter.wasm"}
+    wasm = {"levee": LEVEE_WASM, "noop": NOOP_WASM}
     listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in V.scenario1()]
     env = CallgrindEnvoy(envoy_bin, work / "s1", listeners)
     env.start()
@@ -94,7 +98,7 @@ def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
 def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
     upstream = E.Envoy("s2-upstream", E.bootstrap([E.listener("up", E.direct_route(), [])]),
                        work, envoy_bin, None).start()
-    wasm = {"levee": RELEASE / "levee.wasm", "noop": None}
+    wasm = {"levee": LEVEE_WASM, "noop": None}
     variants = [v for v in V.scenario2() if v.key in ("router", "levee_router", "levee_callout")]
     listeners = [E.listener(v.key, E.cluster_route("upstream"), named(v.filters(wasm), v.key)) for v in variants]
     env = CallgrindEnvoy(envoy_bin, work / "s2", listeners, [E.cluster("upstream", upstream.port)])

@@ -231,6 +231,14 @@ pub trait Metrics {
     fn breaker_state(&mut self, upstream: usize, state: u8);
     /// Attempts one callout-mode request made in all (a histogram sample per request).
     fn attempts_per_request(&mut self, _upstream: usize, _attempts: u32) {}
+    /// The process-wide *unsettled* gauge of an upstream's breaker (see
+    /// [`crate::breaker::gate`]): 0 only while its breaker is CLOSED with no failure streak.
+    /// `None` when the sink cannot read it (the breaker then reads its shared state).
+    fn breaker_unsettled(&mut self, _upstream: usize) -> Option<u64> {
+        None
+    }
+    /// Moves the unsettled gauge of an upstream's breaker by `by`.
+    fn move_breaker_unsettled(&mut self, _upstream: usize, _by: i64) {}
 }
 
 /// Metric names for a rate limit event.
@@ -245,6 +253,11 @@ pub fn breaker_metric(upstream: &str, what: BreakerEvent) -> String {
 
 pub fn breaker_state_metric(upstream: &str) -> String {
     format!("levee_breaker.{upstream}.state")
+}
+
+/// The gauge that lets a worker see a quiet breaker without reading its shared state.
+pub fn breaker_unsettled_metric(upstream: &str) -> String {
+    format!("levee_breaker.{upstream}.unsettled")
 }
 
 /// Metric names for an upstream (callout) event.
@@ -269,6 +282,9 @@ pub struct Recorder {
     pub states: Vec<(usize, u8)>,
     /// `(upstream, attempts)` samples of [`Metrics::attempts_per_request`].
     pub attempts_per_request: Vec<(usize, u32)>,
+    /// The unsettled gauge per upstream index (absent: 0), as [`Metrics::breaker_unsettled`]
+    /// reads it.
+    pub unsettled: std::collections::HashMap<usize, i64>,
 }
 
 impl Metrics for Recorder {
@@ -280,6 +296,14 @@ impl Metrics for Recorder {
     }
     fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
         self.attempts_per_request.push((upstream, attempts));
+    }
+    fn breaker_unsettled(&mut self, upstream: usize) -> Option<u64> {
+        let value = self.unsettled.get(&upstream).copied().unwrap_or(0);
+        // Envoy's gauges are unsigned: a value below 0 would wrap to a huge one.
+        Some(u64::try_from(value).unwrap_or(u64::MAX))
+    }
+    fn move_breaker_unsettled(&mut self, upstream: usize, by: i64) {
+        *self.unsettled.entry(upstream).or_insert(0) += by;
     }
 }
 

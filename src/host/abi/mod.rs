@@ -27,9 +27,9 @@ mod control;
 mod data;
 
 pub(crate) use control::{
-    define_metric, dispatch_http_call, get_current_time, get_log_level, increment_metric, log,
-    record_metric, resume_http_request, send_local_response, set_effective_context,
-    set_tick_period,
+    define_metric, dispatch_http_call, get_current_time, get_log_level, get_metric,
+    increment_metric, log, record_metric, resume_http_request, send_local_response,
+    set_effective_context, set_tick_period,
 };
 pub(crate) use data::{
     get_buffer, get_map_bytes, get_map_value_bytes, get_property, get_shared_data,
