@@ -113,6 +113,30 @@ fn an_allowed_request_costs_one_clock_read_and_a_limited_one_is_answered_429() {
 }
 
 #[test]
+fn an_answer_levee_does_not_observe_reads_no_clock() {
+    let store = MemoryStore::new();
+    let doc = json!({ "rate_limits": [{ "name": "rl", "limit": 5, "window": "1s", "key": [] }] });
+    let w = worker(doc, &store);
+    let mut host = FakeHost::new(&store, T0);
+    let (stream, _) = open(&w, &mut host, 2, &FakeRequest::new("GET", "/"), true);
+    let reads = host.reads;
+    w.on_response_headers(&mut host, 2, &stream, true);
+    assert_eq!(host.reads, reads, "no clock, no status");
+    let written: Vec<_> = host
+        .take_calls()
+        .into_iter()
+        .filter_map(|(_, c)| match c {
+            Call::SetResponseHeader(name, _) => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        written.contains(&"x-ratelimit-remaining".to_string()),
+        "{written:?}"
+    );
+}
+
+#[test]
 fn a_shaped_request_is_held_then_resumed_by_the_tick_and_the_tick_stops() {
     let store = MemoryStore::new();
     let doc = json!({ "rate_limits": [{ "name": "shaper", "algorithm": "leaky_bucket",
