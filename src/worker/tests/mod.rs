@@ -322,7 +322,7 @@ fn a_quiet_breaker_costs_no_shared_data_read_until_a_failure_unsettles_it() {
     let w = worker(doc, &store);
     let mut host = FakeHost::new(&store, T0);
     let get = FakeRequest::new("GET", "/");
-    let mut request = |host: &mut FakeHost<'_>, id: ContextId, status: &str| {
+    let request = |host: &mut FakeHost<'_>, id: ContextId, status: &str| {
         let gets = store.stats().gets;
         let (stream, action) = open(&w, host, id, &get, true);
         assert_eq!(action, Action::Continue, "request {id}");
