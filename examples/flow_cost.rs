@@ -7,7 +7,8 @@
 //! the plain-Rust part (matching, hashing, slot buckets, algorithms, headers) so that a change
 //! to it can be measured alone, and shows how many shared-data calls a config costs.
 use levee::metrics::{Event, Metrics};
-use levee::pipeline::flow::{Await, RequestFlow, Step, UpstreamAnswer};
+use levee::pipeline::flow::{Await, RequestFlow, Step};
+use levee::pipeline::step::UpstreamAnswer;
 use levee::pipeline::{Env, Plugin};
 use levee::random::SplitMix64;
 use levee::request::RequestAttributes;

@@ -59,7 +59,11 @@ impl Footprint {
             parts.push(Part {
                 path: format!("rate_limits[{i}]"),
                 bytes: limit.memory_bound(),
-                keys: u64::from(limit.table.buckets()),
+                keys: u64::from(limit.table.buckets())
+                    + limit
+                        .global
+                        .as_ref()
+                        .map_or(0, |g| u64::from(g.pools.buckets())),
             });
         }
         if let Some(idem) = &plugin.idempotency {

@@ -2,8 +2,8 @@
 //! and the ceiling refuses what it should with a message an operator can act on.
 
 use super::*;
-use crate::pipeline::HASH_SECRET_KEY;
 use crate::store::cas::get_or_create;
+use crate::store::hash::HASH_SECRET_KEY;
 use crate::store::memory::MemoryStore;
 
 /// Every layer that owns shared data: two limits, idempotency, a cache, a breaker, a budget.

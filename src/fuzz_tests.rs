@@ -13,21 +13,24 @@
 //! `PROPTEST_CASES=100000 cargo test --lib fuzz_tests`.
 //!
 //! - [`abi_wire`]: the header maps and status codes the host returns through the ABI.
-//! - [`parsers`]: plugin config (`config::parse`), `Idempotency-Key`, `Retry-After` /
+//! - [`config_json`]: plugin config (`config::parse`).
+//! - [`parsers`]: `Idempotency-Key`, `Retry-After` /
 //!   `X-RateLimit-Reset`, `X-Forwarded-For`, key extraction.
-//! - [`state`]: every stored-state byte layout, from garbage and from bit-flipped valid states.
+//! - [`state`], [`stored_records`]: every stored-state byte layout, from garbage and from
+//!   bit-flipped valid states.
 //! - [`flow`]: the whole [`crate::pipeline::flow::RequestFlow`] driven by random requests,
 //!   upstream answers, timers and disconnects against a [`crate::store::MemoryStore`] that
 //!   injects CAS conflicts and host failures.
 //!
-//! A finding becomes a named regression test in [`regressions`] (ignored while the fix is
-//! pending, with the flag in [`flow`] that makes the fuzzer tolerate it until then).
+//! A finding becomes a named regression test in [`regressions`].
 
 mod abi_wire;
+mod config_json;
 mod flow;
 mod parsers;
 mod regressions;
 mod state;
+mod stored_records;
 
 use crate::random::{RandomSource, SplitMix64};
 

@@ -201,6 +201,70 @@ pub fn fallback_metric(upstream: &str, what: FallbackEvent) -> String {
     format!("levee_fallback.{upstream}.{}", what.name())
 }
 
+/// Per backend (`backends` entry): how its gRPC calls ended, and what `on_backend_error`
+/// decided when one failed. Named `levee_backend.<backend>.calls.<result>` /
+/// `.decisions.<policy>`, so that `stats_tags` make both the backend and the result labels:
+/// `levee_backend_calls{levee_backend="records",levee_result="timeout"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// The call answered with gRPC status OK.
+    CallOk,
+    /// The call failed before its timeout (refused, reset, no healthy host, a non-OK status).
+    CallError,
+    /// The call failed after its timeout had elapsed (Envoy reports it as UNAVAILABLE too).
+    CallTimeout,
+    /// The backend's breaker was open: answered at once, nothing sent.
+    CallRejectedOpen,
+    /// `on_backend_error` decided: refuse the request.
+    DecisionDeny,
+    /// `on_backend_error` decided: let the request through without the backend.
+    DecisionAllow,
+    /// `on_backend_error` decided: the local tier alone decides (global rate limits).
+    DecisionLocal,
+    /// A reservation of quota was refilled from the backend (global limits, `reserve` mode).
+    ReserveRefill,
+}
+
+impl BackendEvent {
+    pub const ALL: [BackendEvent; 8] = [
+        Self::CallOk,
+        Self::CallError,
+        Self::CallTimeout,
+        Self::CallRejectedOpen,
+        Self::DecisionDeny,
+        Self::DecisionAllow,
+        Self::DecisionLocal,
+        Self::ReserveRefill,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CallOk => "calls.ok",
+            Self::CallError => "calls.error",
+            Self::CallTimeout => "calls.timeout",
+            Self::CallRejectedOpen => "calls.rejected_open",
+            Self::DecisionDeny => "decisions.deny",
+            Self::DecisionAllow => "decisions.allow",
+            Self::DecisionLocal => "decisions.local",
+            Self::ReserveRefill => "reserve_refills",
+        }
+    }
+}
+
+/// Metric names for a backend event.
+pub fn backend_metric(backend: &str, what: BackendEvent) -> String {
+    format!("levee_backend.{backend}.{}", what.name())
+}
+
+/// The histogram of a backend's call latencies, in milliseconds.
+pub fn backend_latency_metric(backend: &str) -> String {
+    format!("levee_backend.{backend}.call_latency_ms")
+}
+
+/// The state gauge of a backend's breaker (0 closed, 1 open, 2 half-open).
+pub fn backend_breaker_state_metric(backend: &str) -> String {
+    format!("levee_backend.{backend}.breaker_state")
+}
+
 /// One countable event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -222,6 +286,11 @@ pub enum Event {
         upstream: usize,
         what: FallbackEvent,
     },
+    /// `backend` indexes the config's `backends`.
+    Backend {
+        backend: usize,
+        what: BackendEvent,
+    },
 }
 
 /// Where events and gauges go: Envoy stats in production, a recorder in tests.
@@ -231,6 +300,10 @@ pub trait Metrics {
     fn breaker_state(&mut self, upstream: usize, state: u8);
     /// Attempts one callout-mode request made in all (a histogram sample per request).
     fn attempts_per_request(&mut self, _upstream: usize, _attempts: u32) {}
+    /// How long one call to backend `backend` took (a histogram sample per call).
+    fn backend_latency(&mut self, _backend: usize, _ms: u64) {}
+    /// Breaker state per backend: 0 closed, 1 open, 2 half-open.
+    fn backend_breaker_state(&mut self, _backend: usize, _state: u8) {}
     /// The process-wide *unsettled* gauge of an upstream's breaker (see
     /// [`crate::breaker::gate`]): 0 only while its breaker is CLOSED with no failure streak.
     /// `None` when the sink cannot read it (the breaker then reads its shared state).
@@ -282,6 +355,10 @@ pub struct Recorder {
     pub states: Vec<(usize, u8)>,
     /// `(upstream, attempts)` samples of [`Metrics::attempts_per_request`].
     pub attempts_per_request: Vec<(usize, u32)>,
+    /// `(backend, ms)` samples of [`Metrics::backend_latency`].
+    pub backend_latencies: Vec<(usize, u64)>,
+    /// `(backend, state)` of [`Metrics::backend_breaker_state`].
+    pub backend_states: Vec<(usize, u8)>,
     /// The unsettled gauge per upstream index (absent: 0), as [`Metrics::breaker_unsettled`]
     /// reads it.
     pub unsettled: std::collections::HashMap<usize, i64>,
@@ -296,6 +373,12 @@ impl Metrics for Recorder {
     }
     fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
         self.attempts_per_request.push((upstream, attempts));
+    }
+    fn backend_latency(&mut self, backend: usize, ms: u64) {
+        self.backend_latencies.push((backend, ms));
+    }
+    fn backend_breaker_state(&mut self, backend: usize, state: u8) {
+        self.backend_states.push((backend, state));
     }
     fn breaker_unsettled(&mut self, upstream: usize) -> Option<u64> {
         let value = self.unsettled.get(&upstream).copied().unwrap_or(0);

@@ -2,9 +2,9 @@
 //! not once per VM.
 //!
 //! Envoy runs `on_configure` in a throwaway VM on the main thread, then in the main VM and in
-//! every worker's VM, and each of them used to walk every key (a `get` each, a `set` for the
-//! ones still missing). For the largest configs the ceiling admits (about a million keys)
-//! that walk, repeated, was most of Envoy's start-up time. Shared data has no delete, so once
+//! every worker's VM. If each of them walked every key (a `get` each, a `set` for the ones
+//! still missing), for the largest configs the ceiling admits (about a million keys) that
+//! walk, repeated, would be most of Envoy's start-up time. Shared data has no delete, so once
 //! one VM has created a configuration's keys they exist for the life of the process: the
 //! first VM to finish writes a marker named after a digest of the configuration, and every
 //! later `on_configure` of the same configuration (the other VMs) reads the marker and skips

@@ -169,3 +169,20 @@ fn check_into_a_closed_pipe_exits_quietly() {
     assert_eq!(stderr(&out), "");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn rls_key_prints_what_a_rate_limit_service_receives() {
+    let out = levee(&["rls-key", "partner-42"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "partner-42\n");
+    let out = levee(&["rls-key", "a key with spaces"]);
+    let sent = stdout(&out);
+    assert!(
+        sent.starts_with("h:") && sent.trim_end().len() == 34,
+        "{sent}"
+    );
+    assert_eq!(
+        sent.trim_end(),
+        levee::backend::rls::bounded_value(b"a key with spaces")
+    );
+}

@@ -9,6 +9,8 @@
 //! - `levee schema` — prints the JSON Schema of the config (committed as `schema/levee.schema.json`).
 //! - `levee reference` — prints the book's configuration reference page, generated from the same
 //!   tables (committed as `docs/src/reference/config.md`).
+//! - `levee rls-key VALUE` — prints the `key` entry levee sends a rate limit service for a key
+//!   value (itself, or its `h:` hash when long, binary or spaced), for service-side rules.
 //!
 //! Exit codes: 0 valid, 1 invalid config, 2 usage error or unreadable file.
 //!
@@ -34,6 +36,7 @@ USAGE:
     levee check <config.json>   validate a plugin config as Envoy would; print the effective config
     levee schema                print the JSON Schema (draft 2020-12) of the plugin config
     levee reference             print the configuration reference (Markdown) of the docs
+    levee rls-key <value>       print the key entry a rate limit service receives for a key value
     levee --help                print this help
 
 `check` exits 0 if the config is valid, printing `ok: ` with the shared-data bound the config
@@ -56,6 +59,10 @@ fn main() -> ExitCode {
         ),
         ["reference"] => print_out(
             &levee::config::reference::reference_markdown(),
+            ExitCode::SUCCESS,
+        ),
+        ["rls-key", value] => print_out(
+            &format!("{}\n", levee::backend::rls::bounded_value(value.as_bytes())),
             ExitCode::SUCCESS,
         ),
         ["--help" | "-h" | "help"] => print_out(&format!("{USAGE}\n"), ExitCode::SUCCESS),

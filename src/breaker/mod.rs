@@ -22,6 +22,7 @@
 //! failure is [`is_failure`]: `failure_on` (classes from [`crate::outcome`]) plus slow
 //! calls; a 4xx never counts unless listed as a status.
 
+pub mod backend;
 pub mod gate;
 pub mod machine;
 pub mod reply;

@@ -65,6 +65,17 @@
 //! | `fallback[].static.status` / `.headers` / `.body` | `200` / `{}` / `""` | status 100..=599 |
 //! | `routes[].match` | every request (first matching route wins) | |
 //! | `routes[].upstream` | required | a name in `upstreams` |
+//! | `backends.*` | exactly one of `etcd`, `rls` | names `[a-z0-9_-]{1,64}` |
+//! | `backends.*.etcd.cluster` / `.rls.cluster` | required | an Envoy cluster (HTTP/2) |
+//! | `backends.*.etcd.prefix` | `"levee/"` | 1..=128 printable ASCII characters |
+//! | `backends.*.etcd.timeout` | `"250ms"` | > 0, ≤ 1m |
+//! | `backends.*.rls.domain` | required | 1..=256 printable ASCII characters |
+//! | `backends.*.rls.timeout` | `"20ms"` | > 0, ≤ 1m |
+//! | `idempotency.backend` | none (shared data) | an `etcd` backend |
+//! | `idempotency.on_backend_error` | `"deny"` | `deny`, `allow`; only with `backend` |
+//! | `rate_limits[].global.backend` | required | an `rls` backend; `window` must be 1s, 1m, 1h or 1d |
+//! | `rate_limits[].global.mode` | `"reserve"` | `reserve`, `exact` |
+//! | `rate_limits[].global.on_backend_error` | `"local"` | `local`, `allow`, `deny` |
 
 use std::time::Duration;
 
@@ -143,3 +154,11 @@ pub const QUEUE_MAX_BYTES: u64 = 16_777_216;
 pub const MAX_QUEUE_BYTES: u64 = 1_073_741_824;
 pub const STATIC_STATUS: u16 = 200;
 pub const MIN_STATIC_STATUS: u64 = 100;
+
+pub const ETCD_PREFIX: &str = "levee/";
+pub const MAX_ETCD_PREFIX_LEN: usize = 128;
+pub const ETCD_TIMEOUT: Duration = Duration::from_millis(250);
+pub const MAX_RLS_DOMAIN_LEN: usize = 256;
+pub const RLS_TIMEOUT: Duration = Duration::from_millis(20);
+/// A backend call holds a request; longer than this is a misconfiguration, not a choice.
+pub const MAX_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -2,6 +2,7 @@
 //! every default filled in, for `levee check` and for operators asking "what does levee
 //! actually run with?". Feeding the output back to [`super::parse`] yields the same config.
 
+use super::backend::{GLOBAL_MODES, GLOBAL_ON_BACKEND_ERROR, IDEMPOTENCY_ON_BACKEND_ERROR};
 use super::duration::format as dur;
 use super::idempotency::ON_CONCURRENT;
 use super::key_parts::display;
@@ -68,7 +69,23 @@ fn outcomes(list: &[OutcomeClass]) -> Value {
         .collect()
 }
 
-fn rate_limit(r: &RateLimitConfig) -> Value {
+/// The name of the backend at `index` (validated configs always have it).
+fn backend_name(backends: &[BackendConfig], index: usize) -> &str {
+    backends.get(index).map_or("?", |b| b.name.as_str())
+}
+
+fn backend(b: &BackendConfig) -> Value {
+    match &b.kind {
+        BackendKind::Etcd(e) => json!({ "etcd": {
+            "cluster": e.cluster, "prefix": e.prefix, "timeout": dur(e.timeout),
+        } }),
+        BackendKind::Rls(r) => json!({ "rls": {
+            "cluster": r.cluster, "domain": r.domain, "timeout": dur(r.timeout),
+        } }),
+    }
+}
+
+fn rate_limit(r: &RateLimitConfig, backends: &[BackendConfig]) -> Value {
     let mut v = json!({
         "name": r.name, "match": matcher(&r.matcher), "key": keys(&r.key),
         "algorithm": name_of(ALGORITHMS, &r.algorithm), "limit": r.limit, "window": dur(r.window),
@@ -81,17 +98,29 @@ fn rate_limit(r: &RateLimitConfig) -> Value {
     if r.algorithm == Algorithm::LeakyBucket {
         v["max_delay"] = dur(r.max_delay).into();
     }
+    if let Some(g) = &r.global {
+        v["global"] = json!({
+            "backend": backend_name(backends, g.backend),
+            "mode": name_of(GLOBAL_MODES, &g.mode),
+            "on_backend_error": name_of(GLOBAL_ON_BACKEND_ERROR, &g.on_backend_error),
+        });
+    }
     v
 }
 
-fn idempotency(i: &IdempotencyConfig) -> Value {
-    json!({
+fn idempotency(i: &IdempotencyConfig, backends: &[BackendConfig]) -> Value {
+    let mut v = json!({
         "methods": i.methods, "match": matcher(&i.matcher), "header": i.header, "required": i.required,
         "scope": keys(&i.scope), "ttl": dur(i.ttl), "lock_timeout": dur(i.lock_timeout),
         "fingerprint": i.fingerprint, "on_concurrent": name_of(ON_CONCURRENT, &i.on_concurrent),
         "release_on": i.release_on, "max_key_length": i.max_key_length, "max_body_bytes": i.max_body_bytes,
         "max_stored_bytes": i.max_stored_bytes, "on_internal_error": name_of(ON_INTERNAL_ERROR, &i.on_internal_error),
-    })
+    });
+    if let Some(b) = i.backend {
+        v["backend"] = backend_name(backends, b).into();
+        v["on_backend_error"] = name_of(IDEMPOTENCY_ON_BACKEND_ERROR, &i.on_backend_error).into();
+    }
+    v
 }
 
 fn retry(r: &RetryConfig) -> Value {
@@ -176,7 +205,7 @@ pub fn to_effective_json(cfg: &LeveeConfig) -> Value {
     let mut v = json!({
         "client_ip": { "xff_trusted_hops": cfg.client_ip.xff_trusted_hops, "ipv6_prefix": cfg.client_ip.ipv6_prefix },
         "limits": { "max_tracked_keys": cfg.limits.max_tracked_keys, "max_memory_bytes": cfg.limits.max_memory_bytes },
-        "rate_limits": cfg.rate_limits.iter().map(rate_limit).collect::<Vec<_>>(),
+        "rate_limits": cfg.rate_limits.iter().map(|r| rate_limit(r, &cfg.backends)).collect::<Vec<_>>(),
         "rate_limit_headers": name_of(RATE_LIMIT_HEADERS, &cfg.rate_limit_headers),
         "upstreams": cfg.upstreams.iter().map(|u| (u.name.clone(), upstream(u))).collect::<Map<_, _>>(),
         "routes": cfg.routes.iter().map(|r| json!({
@@ -185,7 +214,13 @@ pub fn to_effective_json(cfg: &LeveeConfig) -> Value {
         })).collect::<Vec<_>>(),
     });
     if let Some(i) = &cfg.idempotency {
-        v["idempotency"] = idempotency(i);
+        v["idempotency"] = idempotency(i, &cfg.backends);
     }
+    v["backends"] = cfg
+        .backends
+        .iter()
+        .map(|b| (b.name.clone(), backend(b)))
+        .collect::<Map<_, _>>()
+        .into();
     v
 }

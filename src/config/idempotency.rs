@@ -5,13 +5,16 @@
 //! `release_on` may only list 4xx/5xx statuses (releasing a key after a 2xx answer would let
 //! a retry execute the operation twice — exactly what idempotency keys exist to prevent).
 
+use super::backend::{reference, Need, IDEMPOTENCY_ON_BACKEND_ERROR};
 use super::common::{key_list, methods, request_match};
 use super::defaults as d;
 use super::key_parts::{header_name, HEADER_NAME_RULE};
 use super::rate_limit::ON_INTERNAL_ERROR;
 use super::raw::{quote, Raw};
 use super::reader::{err, index, int_value, Obj};
-use super::types::{IdempotencyConfig, OnConcurrent, OnInternalError};
+use super::types::{
+    BackendConfig, IdempotencyConfig, IdempotencyOnBackendError, OnConcurrent, OnInternalError,
+};
 use super::ConfigError;
 
 pub(crate) const FIELDS: &[&str] = &[
@@ -29,6 +32,8 @@ pub(crate) const FIELDS: &[&str] = &[
     "max_body_bytes",
     "max_stored_bytes",
     "on_internal_error",
+    "backend",
+    "on_backend_error",
 ];
 
 pub const ON_CONCURRENT: &[(&str, OnConcurrent)] = &[
@@ -36,8 +41,23 @@ pub const ON_CONCURRENT: &[(&str, OnConcurrent)] = &[
     ("wait", OnConcurrent::Wait),
 ];
 
-pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigError> {
+pub fn idempotency(
+    raw: &Raw,
+    path: &str,
+    backends: &[BackendConfig],
+) -> Result<IdempotencyConfig, ConfigError> {
     let o = Obj::new(raw, path, FIELDS)?;
+    let backend = reference(&o, "backend", backends, Need::Etcd)?;
+    let on_backend_error = match o.choice("on_backend_error", IDEMPOTENCY_ON_BACKEND_ERROR)? {
+        Some(_) if backend.is_none() => {
+            return Err(err(
+                &o.at("on_backend_error"),
+                "only applies with \"backend\" (remove it, or name an etcd backend)",
+            ))
+        }
+        Some(p) => p,
+        None => IdempotencyOnBackendError::Deny,
+    };
     let methods = match o.strings("methods")? {
         Some(list) if list.is_empty() => {
             return Err(err(
@@ -109,6 +129,8 @@ pub fn idempotency(raw: &Raw, path: &str) -> Result<IdempotencyConfig, ConfigErr
         on_internal_error: o
             .choice("on_internal_error", ON_INTERNAL_ERROR)?
             .unwrap_or(OnInternalError::Deny),
+        backend,
+        on_backend_error,
     })
 }
 

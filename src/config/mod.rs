@@ -4,6 +4,7 @@
 //! `rate_limits[1].window: "10 parsecs" is not a duration (use e.g. "500ms", "1m")`, because
 //! the one line Envoy logs when it refuses a config is all an operator will see.
 
+pub(crate) mod backend;
 mod common;
 pub mod defaults;
 pub mod duration;
@@ -36,6 +37,7 @@ pub(crate) const TOP_FIELDS: &[&str] = &[
     "idempotency",
     "upstreams",
     "routes",
+    "backends",
 ];
 pub(crate) const CLIENT_IP_FIELDS: &[&str] = &["xff_trusted_hops", "ipv6_prefix"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &["max_tracked_keys", "max_memory_bytes"];
@@ -110,15 +112,23 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
             max_memory_bytes: defaults::MAX_MEMORY_BYTES,
         },
     };
+    let backends = match top.get("backends") {
+        Some(b) => backend::backends(b, &top.at("backends"))?,
+        None => Vec::new(),
+    };
     let rate_limits = match top.array("rate_limits")? {
-        Some(items) => rate_limit::rate_limits(items, &top.at("rate_limits"))?,
+        Some(items) => rate_limit::rate_limits(items, &top.at("rate_limits"), &backends)?,
         None => Vec::new(),
     };
     let rate_limit_headers = top
         .choice("rate_limit_headers", effective::RATE_LIMIT_HEADERS)?
         .unwrap_or(RateLimitHeaders::XRateLimit);
     let idempotency = match top.get("idempotency") {
-        Some(i) => Some(idempotency::idempotency(i, &top.at("idempotency"))?),
+        Some(i) => Some(idempotency::idempotency(
+            i,
+            &top.at("idempotency"),
+            &backends,
+        )?),
         None => None,
     };
     let upstreams = match top.get("upstreams") {
@@ -137,5 +147,10 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
         idempotency,
         upstreams,
         routes,
+        backends,
     })
 }
+
+#[cfg(test)]
+#[path = "backend_tests.rs"]
+mod backend_tests;

@@ -8,7 +8,7 @@ use super::common::{key_list, name, request_match};
 use super::defaults as d;
 use super::raw::Raw;
 use super::reader::{err, Obj};
-use super::types::{Algorithm, Mode, OnInternalError, RateLimitConfig};
+use super::types::{Algorithm, BackendConfig, Mode, OnInternalError, RateLimitConfig};
 use super::ConfigError;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ pub(crate) const FIELDS: &[&str] = &[
     "mode",
     "status",
     "on_internal_error",
+    "global",
 ];
 
 pub const ALGORITHMS: &[(&str, Algorithm)] = &[
@@ -40,11 +41,15 @@ pub const ON_INTERNAL_ERROR: &[(&str, OnInternalError)] = &[
 ];
 
 /// Validates the whole list: each entry, then that names are unique.
-pub fn rate_limits(items: &[Raw], path: &str) -> Result<Vec<RateLimitConfig>, ConfigError> {
+pub fn rate_limits(
+    items: &[Raw],
+    path: &str,
+    backends: &[BackendConfig],
+) -> Result<Vec<RateLimitConfig>, ConfigError> {
     let mut out: Vec<RateLimitConfig> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let o = Obj::new(item, &super::reader::index(path, i), FIELDS)?;
-        let rl = rate_limit(&o)?;
+        let rl = rate_limit(&o, backends)?;
         if let Some(j) = out.iter().position(|r| r.name == rl.name) {
             return Err(err(
                 &o.at("name"),
@@ -59,7 +64,7 @@ pub fn rate_limits(items: &[Raw], path: &str) -> Result<Vec<RateLimitConfig>, Co
     Ok(out)
 }
 
-fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
+fn rate_limit(o: &Obj<'_>, backends: &[BackendConfig]) -> Result<RateLimitConfig, ConfigError> {
     let name = match o.str("name")? {
         Some(s) => name(&o.at("name"), s)?,
         None => {
@@ -137,5 +142,9 @@ fn rate_limit(o: &Obj<'_>) -> Result<RateLimitConfig, ConfigError> {
         on_internal_error: o
             .choice("on_internal_error", ON_INTERNAL_ERROR)?
             .unwrap_or(OnInternalError::Allow),
+        global: o
+            .get("global")
+            .map(|g| super::backend::global(g, &o.at("global"), window, backends))
+            .transpose()?,
     })
 }

@@ -26,6 +26,7 @@
 //! the validator reads `null` as "absent", the schema does not offer `null` (an editor should
 //! not suggest it).
 
+mod backends;
 mod blocks;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,9 @@ pub struct LeveeConfig {
     /// In declaration order; `routes[i].upstream` indexes this.
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// The remote engines (`backends`), in declaration order; `idempotency.backend` and
+    /// `rate_limits[].global.backend` index this.
+    pub backends: Vec<BackendConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,8 @@ pub struct RateLimitConfig {
     pub mode: Mode,
     pub status: u16,
     pub on_internal_error: OnInternalError,
+    /// A mesh-wide limit kept by a rate limit service; `None` = this Envoy's tables alone.
+    pub global: Option<GlobalLimit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +145,10 @@ pub struct IdempotencyConfig {
     pub max_body_bytes: u64,
     pub max_stored_bytes: u64,
     pub on_internal_error: OnInternalError,
+    /// Index into [`LeveeConfig::backends`] (always an etcd backend); `None` = shared data.
+    pub backend: Option<usize>,
+    /// What a keyed request gets when the backend cannot be reached (only with `backend`).
+    pub on_backend_error: IdempotencyOnBackendError,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,4 +280,86 @@ pub struct RouteConfig {
     pub matcher: RequestMatch,
     /// Index into [`LeveeConfig::upstreams`].
     pub upstream: usize,
+}
+
+/// One named remote engine, reached through an Envoy cluster with gRPC calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    pub name: String,
+    pub kind: BackendKind,
+}
+
+impl BackendConfig {
+    /// The Envoy cluster the calls go through.
+    pub fn cluster(&self) -> &str {
+        match &self.kind {
+            BackendKind::Etcd(e) => &e.cluster,
+            BackendKind::Rls(r) => &r.cluster,
+        }
+    }
+    /// How long one call may take before it counts as failed.
+    pub fn timeout(&self) -> Duration {
+        match &self.kind {
+            BackendKind::Etcd(e) => e.timeout,
+            BackendKind::Rls(r) => r.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendKind {
+    Etcd(EtcdBackend),
+    Rls(RlsBackend),
+}
+
+/// etcd v3 (`etcdserverpb.KV`, `Lease`), for idempotency records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdBackend {
+    pub cluster: String,
+    /// Every key levee writes starts with this (default `levee/`).
+    pub prefix: String,
+    pub timeout: Duration,
+}
+
+/// An Envoy rate limit service (`envoy.service.ratelimit.v3`), for global limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RlsBackend {
+    pub cluster: String,
+    /// The service's `domain` levee's descriptors are sent under.
+    pub domain: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyOnBackendError {
+    /// 503 problem+json with `Retry-After`; nothing forwarded.
+    Deny,
+    /// Forward unprotected (may execute twice); counted.
+    Allow,
+}
+
+/// `rate_limits[].global`: the limit is also kept by a rate limit service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalLimit {
+    /// Index into [`LeveeConfig::backends`] (always an rls backend).
+    pub backend: usize,
+    pub mode: GlobalMode,
+    pub on_backend_error: GlobalOnBackendError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalMode {
+    /// One call per request that passed the local tier.
+    Exact,
+    /// Batches of quota reserved with one call, spent locally.
+    Reserve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalOnBackendError {
+    /// The local tier alone decides.
+    Local,
+    Allow,
+    /// 429 with `Retry-After: 1`.
+    Deny,
 }

@@ -5,6 +5,7 @@
 use crate::config::{ClientIpConfig, UpstreamConfig};
 use crate::idempotency::outcome::AnswerParts;
 use crate::idempotency::response::StoredResponse;
+use crate::request::saved::SavedRequest;
 use crate::request::RequestAttributes;
 use crate::store::hash::KeyHasher;
 use crate::store::SharedStore;
@@ -12,17 +13,17 @@ use crate::time::UnixNanos;
 
 use super::cache::StaleCache;
 use super::cacheable::{cache_key, check_body, check_headers, VaryValues};
-use super::saved_request::SavedRequest;
 
 /// A request's copy for its fallbacks and its upstream's stale cache.
 #[derive(Debug)]
 pub struct KeptRequest {
+    /// The request; its body (for the secondary cluster and the queue) is there in callout
+    /// mode only, router mode never buffers it.
     pub saved: SavedRequest,
+    /// The request has a body (its headers did not end the stream).
+    pub has_body: bool,
     /// The stale-cache key, when the upstream has a cache.
     pub cache_key: Option<Vec<u8>>,
-    /// The request body for the secondary cluster and the queue (callout mode; router mode
-    /// never buffers it).
-    pub body: Vec<u8>,
     /// Router mode: the upstream's answer being captured for the stale cache.
     capture: Option<StoredResponse>,
 }
@@ -48,9 +49,9 @@ impl KeptRequest {
             _ => None,
         };
         Some(Self {
-            saved: SavedRequest::of(req, !end_of_stream),
+            saved: SavedRequest::of(req),
+            has_body: !end_of_stream,
             cache_key,
-            body: Vec::new(),
             capture: None,
         })
     }

@@ -9,7 +9,7 @@
 //! | `stale_cache` | a copy of an earlier successful GET/HEAD answer, at most `max_stale` old, with `Age` | `stale-cache` | [`cacheable`] (what may be kept), [`cache`] (where) |
 //! | `cluster` | the same request sent to a secondary Envoy cluster | `secondary` | host callout; [`headers::mark`] adds the marker |
 //! | `static` | the configured status, headers and body | `static` | [`chain::static_reply`] |
-//! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] |
+//! | `queue` | `202` with an id; the request is delivered later, at least once | `queued` | [`queue`] (accepting), [`deliveries`] (delivering) |
 //!
 //! [`chain::choose`] decides which entries may run at all: the entry's `methods`, and the
 //! matrix of what router mode still allows once the request has gone upstream.
@@ -36,13 +36,13 @@ pub mod cache;
 pub mod cache_outcome;
 pub mod cacheable;
 pub mod chain;
+pub mod deliveries;
 pub mod delivery;
 pub mod headers;
 pub mod index_entry;
 pub mod kept;
 pub mod queue;
 pub mod run;
-pub mod saved_request;
 
 #[cfg(test)]
 mod tests;
@@ -53,7 +53,7 @@ pub use cacheable::{cache_key, NotStored, VaryValues};
 pub use chain::{choose, kind_name, marker, static_reply, Situation};
 pub use delivery::{DeliveryOutcome, DeliveryPolicy, DeliveryTicket, Due, QueueId, Settled};
 pub use headers::{mark, stale_headers};
-pub use queue::{accepted_reply, QueueFull, QueueLimits, QueuedRequest, RequestQueue};
+pub use queue::{accepted_reply, QueueFull, QueueLimits, RequestQueue};
 
 /// The response header that marks every degraded answer.
 pub const FALLBACK_HEADER: &str = "x-levee-fallback";

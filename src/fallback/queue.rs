@@ -23,10 +23,10 @@
 //! item always carry the same key and the upstream (or levee's idempotency layer in front of
 //! it) can deduplicate. Delivery is **at least once**: a delivery whose answer was lost (reset,
 //! timeout, Envoy never called back within the lease) is sent again. The 202 is never what an
-//! idempotency record stores; the delivered upstream answer is (the caller's job).
+//! idempotency record stores; the delivered upstream answer is ([`super::deliveries`]).
 //!
-//! Deliveries are driven by the caller's timer; retries, leases and giving up are described
-//! in [`super::delivery`].
+//! Deliveries are driven by [`super::deliveries`] from the caller's timer; retries, leases
+//! and giving up are described in [`super::delivery`].
 //!
 //! # Counting bytes
 //! An item counts its method, path, authority, header names and values, body and key, plus
@@ -39,6 +39,7 @@ use std::fmt;
 use crate::header_names::{AUTHORITY, CONTENT_TYPE, METHOD, PATH};
 use crate::idempotency::response::StoredResponse;
 use crate::random::RandomSource;
+use crate::request::saved::SavedRequest;
 use crate::retry::backoff::Backoff;
 use crate::time::UnixNanos;
 
@@ -59,29 +60,17 @@ pub struct QueueLimits {
     pub max_bytes: u64,
 }
 
-/// The request to deliver later. `headers` are regular headers (no pseudo-headers).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueuedRequest {
-    pub method: String,
-    /// Path with query.
-    pub path: String,
-    pub authority: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl QueuedRequest {
-    /// Bytes counted against `max_bytes` (see the module docs).
-    pub fn size_bytes(&self) -> u64 {
-        let headers: u64 = self
-            .headers
-            .iter()
-            .map(|(n, v)| HEADER_OVERHEAD_BYTES + (n.len() + v.len()) as u64)
-            .sum();
-        ITEM_OVERHEAD_BYTES
-            + (self.method.len() + self.path.len() + self.authority.len() + self.body.len()) as u64
-            + headers
-    }
+/// Bytes `request` counts against `max_bytes` (see the module docs).
+fn size_bytes(request: &SavedRequest) -> u64 {
+    let headers: u64 = request
+        .headers
+        .iter()
+        .map(|(n, v)| HEADER_OVERHEAD_BYTES + (n.len() + v.len()) as u64)
+        .sum();
+    ITEM_OVERHEAD_BYTES
+        + (request.method.len() + request.path.len() + request.authority.len() + request.body.len())
+            as u64
+        + headers
 }
 
 /// Why a request was not accepted.
@@ -109,7 +98,7 @@ impl std::error::Error for QueueFull {}
 
 #[derive(Debug, Clone)]
 struct Item {
-    request: QueuedRequest,
+    request: SavedRequest,
     key: String,
     size: u64,
     accepted_at: UnixNanos,
@@ -165,7 +154,7 @@ impl RequestQueue {
     /// pseudo-headers are dropped; the idempotency header is set (see the module docs).
     pub fn enqueue(
         &mut self,
-        mut request: QueuedRequest,
+        mut request: SavedRequest,
         rng: &mut dyn RandomSource,
         now: UnixNanos,
     ) -> Result<QueueId, QueueFull> {
@@ -179,26 +168,24 @@ impl RequestQueue {
             id = QueueId(rng.next_u64());
         }
         // A delivery is a new request on a new connection; `expect` asked the first one.
-        request.headers = end_to_end(&request.headers, &["expect"]);
-        let client_key = request
-            .headers
+        let mut headers = end_to_end(&request.headers, &["expect"]);
+        let client_key = headers
             .iter()
-            .find(|(n, v)| n.eq_ignore_ascii_case(&self.key_header) && !v.trim().is_empty())
-            .map(|(_, v)| v.clone());
+            .filter(|(n, _)| n.eq_ignore_ascii_case(&self.key_header))
+            .map(|(_, v)| String::from_utf8_lossy(v))
+            .find(|v| !v.trim().is_empty())
+            .map(|v| v.into_owned());
         let key = match client_key {
             Some(k) => k,
             None => {
                 let generated = format!("levee-{id}");
-                request
-                    .headers
-                    .retain(|(n, _)| !n.eq_ignore_ascii_case(&self.key_header));
-                request
-                    .headers
-                    .push((self.key_header.clone(), generated.clone()));
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&self.key_header));
+                headers.push((self.key_header.clone(), generated.clone().into_bytes()));
                 generated
             }
         };
-        let size = request.size_bytes() + key.len() as u64;
+        request.headers = headers.into();
+        let size = size_bytes(&request) + key.len() as u64;
         if self.bytes.saturating_add(size) > self.limits.max_bytes {
             return Err(QueueFull::Bytes {
                 used: self.bytes,
@@ -225,7 +212,7 @@ impl RequestQueue {
     }
 
     /// The request of a queued item.
-    pub fn request(&self, id: QueueId) -> Option<&QueuedRequest> {
+    pub fn request(&self, id: QueueId) -> Option<&SavedRequest> {
         self.items.get(&id).map(|i| &i.request)
     }
 
@@ -243,7 +230,7 @@ impl RequestQueue {
             (PATH.to_owned(), r.path.clone()),
             (AUTHORITY.to_owned(), r.authority.clone()),
         ];
-        out.extend(r.headers.iter().cloned());
+        out.extend(r.header_strings());
         Some(out)
     }
 

@@ -11,6 +11,7 @@ use crate::hop_by_hop::end_to_end as without_connection_headers;
 use crate::idempotency::response::StoredResponse;
 use crate::metrics::{Event, FallbackEvent, Metrics};
 use crate::problem::LocalReply;
+use crate::request::saved::SavedRequest;
 use crate::request::RequestAttributes;
 use crate::store::hash::KeyHasher;
 use crate::store::SharedStore;
@@ -20,7 +21,6 @@ use super::cache::StaleCache;
 use super::chain::{allowed, applies_to, static_reply, Situation};
 use super::headers::{mark, stale_headers};
 use super::kept::KeptRequest;
-use super::queue::QueuedRequest;
 use super::MARK_SECONDARY;
 
 /// The upstream whose chain is walked, and what its entries read.
@@ -53,7 +53,7 @@ pub enum FallbackStep {
     /// Send the request to the secondary cluster; pass its answer to [`secondary_answer`].
     Secondary(CalloutRequest),
     /// Put the request on the upstream's queue.
-    Enqueue(QueuedRequest),
+    Enqueue(SavedRequest),
     /// No entry could answer: the default answer, or `None` to let the upstream's through.
     Exhausted(Option<LocalReply>),
 }
@@ -100,7 +100,7 @@ impl FallbackRun {
         metrics: &mut dyn Metrics,
     ) -> FallbackStep {
         let (index, upstream) = (chain.index, chain.upstream);
-        let has_body = kept.as_ref().is_some_and(|k| k.saved.has_body);
+        let has_body = kept.as_ref().is_some_and(|k| k.has_body);
         while let Some(entry) = upstream.fallback.get(self.next) {
             self.next += 1;
             if !applies_to(entry, method) || !allowed(&entry.kind, self.situation) {
@@ -130,15 +130,12 @@ impl FallbackRun {
                 }
                 FallbackKind::Static { .. } => serve_static(chain, &entry.kind, metrics),
                 FallbackKind::Cluster { cluster } => Some(secondary(upstream, cluster, kept)),
-                FallbackKind::Queue { .. } => Some(FallbackStep::Enqueue(QueuedRequest {
-                    method: kept.saved.method.clone(),
-                    path: kept.saved.path.clone(),
+                FallbackKind::Queue { .. } => Some(FallbackStep::Enqueue(SavedRequest {
                     authority: upstream
                         .authority
                         .clone()
                         .unwrap_or_else(|| kept.saved.authority.clone()),
-                    headers: kept.saved.header_strings(),
-                    body: kept.body.clone(),
+                    ..kept.saved.clone()
                 })),
             };
             if let Some(step) = step {
@@ -208,8 +205,8 @@ fn serve_static(
     )))
 }
 
-/// The request for the secondary cluster (its body is handed over: it is sent once).
-fn secondary(upstream: &UpstreamConfig, cluster: &str, kept: &mut KeptRequest) -> FallbackStep {
+/// The request for the secondary cluster (its body is shared, not copied).
+fn secondary(upstream: &UpstreamConfig, cluster: &str, kept: &KeptRequest) -> FallbackStep {
     let saved = &kept.saved;
     let mut headers: Vec<(String, Vec<u8>)> = vec![
         (METHOD.into(), saved.method.clone().into_bytes()),
@@ -223,12 +220,11 @@ fn secondary(upstream: &UpstreamConfig, cluster: &str, kept: &mut KeptRequest) -
                 .into_bytes(),
         ),
     ];
-    let end_to_end = without_connection_headers(&saved.header_strings(), &[]);
-    headers.extend(end_to_end.into_iter().map(|(k, v)| (k, v.into_bytes())));
+    headers.extend(without_connection_headers(&saved.headers, &[]));
     FallbackStep::Secondary(CalloutRequest {
         cluster: cluster.to_string(),
         headers: std::rc::Rc::new(headers),
-        body: std::rc::Rc::new(std::mem::take(&mut kept.body)),
+        body: std::rc::Rc::clone(&saved.body),
         timeout_ns: duration_nanos(upstream.timeout),
     })
 }

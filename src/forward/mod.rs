@@ -42,6 +42,4 @@ mod tests;
 
 pub use budget_gate::budget_key;
 pub use machine::CalloutForward;
-pub use step::{
-    BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, FinalAnswer, ForwardStep,
-};
+pub use step::{CalloutAnswer, CalloutRequest, FailureInfo, FinalAnswer, ForwardStep};

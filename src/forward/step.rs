@@ -1,5 +1,5 @@
-//! The values that pass between the host and [`super::CalloutForward`]: the buffered request
-//! going in, the callout answers coming back, and the [`ForwardStep`] verdicts going out.
+//! The values that pass between the host and [`super::CalloutForward`]: the callout requests
+//! going out, the callout answers coming back, and the [`ForwardStep`] verdicts.
 
 use std::rc::Rc;
 
@@ -10,20 +10,6 @@ use crate::retry::policy::GiveUp;
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 
 use super::headers::{header_str, HeaderList};
-
-/// The client's request, complete (headers and the whole body), as levee buffered it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BufferedRequest {
-    /// `:method`, as received (methods are case-sensitive).
-    pub method: String,
-    /// `:path`, query string included.
-    pub path: String,
-    /// `:authority` of the client's request (used unless the upstream sets `authority`).
-    pub authority: String,
-    /// Every request header as received; pseudo-headers may be included (they are rebuilt).
-    pub headers: HeaderList,
-    pub body: Vec<u8>,
-}
 
 /// One attempt for the host to send with `dispatch_http_call`.
 #[derive(Debug, Clone, PartialEq, Eq)]

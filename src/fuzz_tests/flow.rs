@@ -35,31 +35,6 @@ use crate::store::MemoryStore;
 use crate::time::NANOS_PER_SEC as SEC;
 
 pub(super) const T0: u64 = 1_700_000_000 * SEC;
-/// The flags below name the fuzzer's findings (see `super::regressions`), all fixed on main.
-/// A `false` flag lets the simulator tolerate its finding while the fix is pending, so that
-/// it can keep looking for others; with the fix it is `true` and checked again.
-///
-/// Whether the secondary-cluster fallback checks the `:status` it reads (100..=999) like the
-/// primary attempts do (`CalloutAnswer::from_parts`). It did not: a `:status` of `0` or `42`
-/// became a reply with that status. Envoy's codec never hands such a status to a callout, so
-/// this is defence in depth. Fixed in e65c947.
-pub(super) const SECONDARY_STATUS_CHECKED: bool = true;
-/// Whether the fallback chain takes the mode a request was really forwarded in. It took the
-/// upstream's configured `forward` instead: a request that callout mode does not take (gRPC,
-/// upgrade, CONNECT) goes through the router, and when its answer fails the chain runs as
-/// if in callout mode — a `cluster` (or `queue`) entry pauses the *response* for a callout;
-/// if that fails too the flow says `Continue`, the host resumes the request, and a response
-/// without a body (nothing else resumes it) hangs; with a body, the secondary is still called
-/// after the primary's answer went out. `the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_response`
-/// pins it. Fixed in 11f4652.
-pub(super) const ROUTER_FALLBACK_MODE_FIXED: bool = true;
-/// Whether a request the `cluster` fallback sends to the secondary keeps its idempotency
-/// key claimed and records the secondary's answer. It did not: the key was released
-/// (breaker open: before the chain ran; after a failed attempt: by the primary's outcome),
-/// so a same-key retry executed again. `a_keyed_request_the_secondary_cluster_executes_keeps_its_key`
-/// pins it (with `false`, the simulator does not count a secondary call as an execution).
-/// Fixed in 93ee820.
-pub(super) const SECONDARY_KEEPS_KEY_FIXED: bool = true;
 /// No timer levee sets may be further away than this (longest configured wait here: 5 s).
 pub(super) const MAX_WAIT_NS: u64 = 60 * SEC;
 

@@ -1,13 +1,12 @@
-//! What the fuzzers found, as plain deterministic tests (all fixed on main; the matching
-//! flags in [`super::flow`] are `true`, so the simulator checks them too). A new finding
-//! whose fix is pending gets an `#[ignore]`d test here and a `false` flag there, so that the
-//! fuzzer can keep looking for others meanwhile.
+//! What the fuzzers found, as plain deterministic tests: each one pins a behaviour the flow
+//! fuzzer's simulator also checks on every random run.
 
 use serde_json::json;
 
 use super::flow::{plugin, T0};
 use crate::metrics::Recorder;
-use crate::pipeline::flow::{Await, RequestFlow, Step, UpstreamAnswer};
+use crate::pipeline::flow::{Await, RequestFlow, Step};
+use crate::pipeline::step::UpstreamAnswer;
 use crate::pipeline::Env;
 use crate::random::SplitMix64;
 use crate::request::fake::FakeRequest;
@@ -16,7 +15,7 @@ use crate::timer_queue::TimerPurpose;
 
 /// Found by the flow fuzzer: a shaped request that needs its body (idempotency fingerprint,
 /// callout mode) and whose body arrived during the delay must not wait for it again after
-/// its release (Envoy sends no second callback); fixed in bc097dd.
+/// its release (Envoy sends no second callback).
 #[test]
 fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     let doc = json!({
@@ -76,7 +75,7 @@ fn a_body_that_arrives_while_the_shaper_holds_the_request_is_not_lost() {
     );
 }
 
-/// Found by the flow fuzzer (see `ROUTER_FALLBACK_MODE_FIXED`): a gRPC request cannot go by
+/// Found by the flow fuzzer: a gRPC request cannot go by
 /// callout, so it goes through the router even though its upstream says `callout`; when the
 /// upstream's answer fails, the chain must run as router mode does after response headers
 /// (stale cache or static only) — never pause the response for a secondary callout.
@@ -125,9 +124,9 @@ fn the_fallback_chain_of_a_grpc_request_to_a_callout_upstream_never_pauses_its_r
     }
 }
 
-/// Found by the flow fuzzer (see `SECONDARY_KEEPS_KEY_FIXED`): with the breaker open, a keyed
-/// request is answered by the `cluster` fallback — the request *is* executed, on the
-/// secondary — but its key was released first, so a retry with the same key executes again.
+/// Found by the flow fuzzer: with the breaker open, a keyed request answered by the `cluster`
+/// fallback *is* executed, on the secondary, so its key stays claimed and the secondary's
+/// answer is recorded: a retry with the same key replays it instead of executing again.
 #[test]
 fn a_keyed_request_the_secondary_cluster_executes_keeps_its_key() {
     let mut executed_twice = Vec::new();

@@ -12,7 +12,7 @@ use crate::problem::{grpc_message, LocalReply};
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 use crate::timer_queue::ContextId;
-use crate::worker::{Callout, Host, MetricIds, RequestReads};
+use crate::worker::{Callout, DispatchRefused, GrpcCall, Host, MetricIds, RequestReads};
 
 use super::abi;
 use super::metrics::HostMetrics;
@@ -139,6 +139,24 @@ impl Host for EnvoyHost<'_> {
 
     fn callout_body(&mut self, len: usize) -> Vec<u8> {
         abi::get_buffer(BufferType::HttpCallResponseBody, 0, len)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn dispatch_grpc_call(&mut self, call: GrpcCall<'_>) -> Result<u32, DispatchRefused> {
+        abi::dispatch_grpc_call(
+            call.cluster,
+            call.service,
+            call.method,
+            call.message,
+            call.timeout,
+        )
+        .map_err(|_| DispatchRefused)
+    }
+
+    fn grpc_response_body(&mut self, len: usize) -> Vec<u8> {
+        abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, len)
             .ok()
             .flatten()
             .unwrap_or_default()

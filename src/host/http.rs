@@ -9,7 +9,7 @@ use proxy_wasm::types::Action;
 use crate::worker::{self, LazyAttributes, Stream};
 
 use super::envoy::{EnvoyHost, EnvoyRequest};
-use super::root::Shared;
+use super::shared::Shared;
 
 pub(crate) struct LeveeHttp {
     id: u32,
@@ -49,6 +49,11 @@ impl Context for LeveeHttp {
     ) {
         let worker = &self.shared.worker;
         worker.on_callout_response(&mut self.host(), token_id, num_headers, body_size);
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let worker = &self.shared.worker;
+        worker.on_grpc_response(&mut self.host(), token_id, status_code, response_size);
     }
 
     fn on_done(&mut self) -> bool {

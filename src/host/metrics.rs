@@ -54,4 +54,16 @@ impl Metrics for HostMetrics<'_> {
             let _ = abi::record_metric(histogram, u64::from(attempts));
         }
     }
+
+    fn backend_latency(&mut self, backend: usize, ms: u64) {
+        if let Some(histogram) = self.0.backend_latency_histogram(backend) {
+            let _ = abi::record_metric(histogram, ms);
+        }
+    }
+
+    fn backend_breaker_state(&mut self, backend: usize, state: u8) {
+        if let Some(gauge) = self.0.backend_breaker_gauge(backend) {
+            let _ = abi::record_metric(gauge, u64::from(state));
+        }
+    }
 }

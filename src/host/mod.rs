@@ -13,6 +13,7 @@ mod http;
 mod logger;
 mod metrics;
 mod root;
+mod shared;
 mod store;
 
 use proxy_wasm::types::LogLevel;

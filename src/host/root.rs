@@ -6,21 +6,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::random::entropy_bytes;
-use crate::worker::{self, MetricIds, Worker};
+use crate::worker::{self, Worker};
 
 use super::abi;
 use super::envoy::EnvoyHost;
 use super::http::LeveeHttp;
 use super::log;
 use super::metrics;
+use super::shared::Shared;
 use super::store::EnvoyStore;
-
-/// What the root context shares with its HTTP contexts: the worker and the metric ids its
-/// host adapter counts into.
-pub(crate) struct Shared {
-    pub(crate) worker: Worker,
-    pub(crate) metrics: MetricIds,
-}
 
 pub(crate) struct LeveeRoot {
     id: u32,
@@ -66,6 +60,16 @@ impl Context for LeveeRoot {
             shared
                 .worker
                 .on_callout_response(host, token_id, num_headers, body_size);
+        }
+    }
+
+    /// gRPC calls sent from a timer (a request resumed by a tick) answer here.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Some(shared) = &self.shared {
+            let host = &mut EnvoyHost::new(&shared.metrics);
+            shared
+                .worker
+                .on_grpc_response(host, token_id, status_code, response_size);
         }
     }
 }

@@ -135,7 +135,7 @@ impl IdempotencyLayer {
             Err(e) => return KeyCheck::Invalid(e),
         };
         let mut scope = Vec::new();
-        let _ = extract_key(&cfg.scope, client_ip, req, &mut scope);
+        extract_key(&cfg.scope, client_ip, req, &mut scope);
         let scoped = scoped_key(&[&scope], &key);
         KeyCheck::Keyed {
             hash: hasher.hash(b"idem", &scoped),

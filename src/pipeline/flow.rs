@@ -20,16 +20,18 @@ use crate::idempotency::request_key::RequestKey;
 use crate::outcome::UpstreamResult;
 use crate::problem::LocalReply;
 use crate::ratelimit::admission::{self, RateAdmission};
+use crate::request::saved::SavedRequest;
 use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
-pub use super::step::{Answer, Await, Enqueue, Step, UpstreamAnswer};
+pub use super::step::{Answer, Await, Enqueue, RemoteAnswer, RemoteCall, Step};
 use super::{Env, Plugin};
 
 mod body;
 mod callout;
 mod fallback;
+mod global_limit;
 mod response;
 
 /// Where the request is, with what that stage needs.
@@ -51,6 +53,8 @@ enum Stage {
     Secondary(FallbackRun),
     /// The fallback chain handed the request to the queue.
     Enqueuing(FallbackRun),
+    /// Waiting for the rate limit service (mesh-wide limits).
+    RateLimitRemote(Box<global_limit::GlobalWait>),
     /// Answered by levee.
     Answered,
 }
@@ -109,16 +113,24 @@ impl RequestFlow {
             .as_ref()
             .map(|l| l.config.header.as_str());
         if let Some((index, upstream)) = routed(plugin, self.upstream) {
-            if upstream.forward == Forward::Callout && callout_eligible(req) {
-                self.intake = Some(Intake::of(req, key_header));
-            }
             let cache = plugin.caches.get(index).and_then(Option::as_ref);
             let client_ip = &plugin.config.client_ip;
             self.kept = KeptRequest::of(upstream, cache, client_ip, req, end_of_stream);
+            if upstream.forward == Forward::Callout && callout_eligible(req) {
+                // One copy of the head, shared with the fallbacks' when they keep one.
+                let head = self
+                    .kept
+                    .as_ref()
+                    .map_or_else(|| SavedRequest::of(req), |k| k.saved.clone());
+                self.intake = Some(Intake::of(req, head, key_header));
+            }
         }
         if let Some(layer) = &plugin.idempotency {
             let ip = &plugin.config.client_ip;
             self.key = RequestKey::of(layer, &plugin.hasher, ip, req, self.owner);
+        }
+        if plugin.limiter.has_global() {
+            return self.global_limits(env, req);
         }
         if !plugin.limiter.is_empty() {
             let (store, now) = (env.store, env.now);
@@ -155,6 +167,7 @@ impl RequestFlow {
         matches!(
             self.stage,
             Stage::Shaped
+                | Stage::RateLimitRemote(_)
                 | Stage::AwaitBody
                 | Stage::WaitForKey
                 | Stage::Callout(_)
@@ -174,6 +187,15 @@ impl RequestFlow {
             Answer::Timer(purpose) => self.timer_fired(env, purpose),
             Answer::Callout { headers, body } => self.callout_answered(env, headers, body),
             Answer::Enqueued(result) => Some(self.enqueued(env, result)),
+            Answer::Remote(answer) => self.remote_answered(env, answer),
+        }
+    }
+
+    /// A backend call this request made has ended: the stage that awaits it reads the answer.
+    fn remote_answered(&mut self, env: &mut Env<'_>, answer: RemoteAnswer) -> Option<Step> {
+        match self.stage {
+            Stage::RateLimitRemote(_) => Some(self.global_answered(env, answer)),
+            _ => None,
         }
     }
 

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use crate::config::{Forward, KeyPart, LeveeConfig, RequestMatch};
+use crate::header_names::{METHOD, PATH, X_FORWARDED_FOR};
 
 /// Distinct headers the common path may read, at most, for reading them one by one.
 pub const FEW: usize = 2;
@@ -37,7 +38,7 @@ pub fn few_header_reads(config: &LeveeConfig) -> bool {
         match_names(&route.matcher, &mut names);
     }
     if let Some(idem) = &config.idempotency {
-        names.insert(":method".to_owned());
+        names.insert(METHOD.to_owned());
         names.insert(idem.header.clone());
         match_names(&idem.matcher, &mut names);
         key_names(&idem.scope, &mut names);
@@ -47,10 +48,10 @@ pub fn few_header_reads(config: &LeveeConfig) -> bool {
 
 fn match_names(m: &RequestMatch, names: &mut BTreeSet<String>) {
     if !m.methods.is_empty() {
-        names.insert(":method".to_owned());
+        names.insert(METHOD.to_owned());
     }
     if m.path_prefix.as_deref().is_some_and(|p| p != "/") {
-        names.insert(":path".to_owned());
+        names.insert(PATH.to_owned());
     }
     names.extend(m.headers.iter().map(|(name, _)| name.clone()));
 }
@@ -59,16 +60,16 @@ fn key_names(parts: &[KeyPart], names: &mut BTreeSet<String>) {
     for part in parts {
         match part {
             KeyPart::Method => {
-                names.insert(":method".to_owned());
+                names.insert(METHOD.to_owned());
             }
             KeyPart::Path | KeyPart::Query(_) => {
-                names.insert(":path".to_owned());
+                names.insert(PATH.to_owned());
             }
             KeyPart::Header(name) => {
                 names.insert(name.clone());
             }
             KeyPart::ClientIp => {
-                names.insert("x-forwarded-for".to_owned());
+                names.insert(X_FORWARDED_FOR.to_owned());
             }
             KeyPart::SourceIp | KeyPart::RouteName | KeyPart::Metadata { .. } => {}
         }

@@ -12,8 +12,6 @@ pub mod flow;
 pub mod header_reads;
 pub mod step;
 
-pub use crate::breaker::gate as breaker_gate;
-pub use crate::idempotency::layer as idempotency_gate;
 pub use env::Env;
 pub use step::Enqueue;
 
@@ -21,10 +19,6 @@ use crate::config::LeveeConfig;
 use crate::ratelimit::engine::RateLimiter;
 use crate::store::hash::KeyHasher;
 use crate::store::slots::SlotTable;
-
-/// Key of the keyed-hash secret in shared data: created once, read by every worker VM and
-/// every later configuration, so all of them place a client key in the same slot.
-pub const HASH_SECRET_KEY: &str = "levee:v1:meta:hash_secret";
 
 /// Everything derived from one plugin configuration.
 #[derive(Debug)]
@@ -42,7 +36,16 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn new(config: LeveeConfig, secret: [u8; 16]) -> Self {
-        let limiter = RateLimiter::new(&config.rate_limits, config.limits.max_tracked_keys);
+        Self::with_hasher(config, KeyHasher::new(secret))
+    }
+
+    /// With the hasher every worker VM shares ([`KeyHasher::load_or_create`]).
+    pub fn with_hasher(config: LeveeConfig, hasher: KeyHasher) -> Self {
+        let limiter = RateLimiter::with_backends(
+            &config.rate_limits,
+            &config.backends,
+            config.limits.max_tracked_keys,
+        );
         let idempotency = config.idempotency.as_ref().map(|c| {
             crate::idempotency::layer::IdempotencyLayer::new(c, config.limits.max_tracked_keys)
         });
@@ -61,7 +64,7 @@ impl Plugin {
             .collect();
         Self {
             few_header_reads: header_reads::few_header_reads(&config),
-            hasher: KeyHasher::new(secret),
+            hasher,
             limiter,
             idempotency,
             caches,
@@ -81,12 +84,12 @@ impl Plugin {
         self.limiter
             .limits
             .iter()
-            .map(|l| &l.table)
+            .flat_map(|l| std::iter::once(&l.table).chain(l.global.as_ref().map(|g| &g.pools)))
             .chain(self.idempotency.as_ref().map(|i| &i.table))
             .chain(self.caches.iter().flatten().flat_map(|c| c.tables()))
     }
 
-    /// Plain shared-data keys (one per upstream breaker) to pre-create at configure time.
+    /// Plain shared-data keys (one per upstream or backend breaker, …) to pre-create at configure time.
     pub fn plain_keys(&self) -> Vec<String> {
         let breakers = self
             .config
@@ -102,10 +105,16 @@ impl Plugin {
             .map(|u| crate::forward::budget_key(&u.name));
         let idempotency = self.idempotency.iter().flat_map(|i| i.plain_keys());
         let caches = self.caches.iter().flatten().flat_map(|c| c.body_keys());
+        let backends = self
+            .config
+            .backends
+            .iter()
+            .map(|b| crate::breaker::backend::backend_breaker_key(&b.name));
         breakers
             .chain(budgets)
             .chain(idempotency)
             .chain(caches)
+            .chain(backends)
             .collect()
     }
 

@@ -7,10 +7,11 @@
 //! waiting with. A new kind of remote call is a new [`Await`] and [`Answer`] pair: the host
 //! learns to send it, the stage that asked for it reads the answer; nothing else changes.
 
-use crate::fallback::queue::{QueueFull, QueueId, QueuedRequest};
+use crate::fallback::queue::{QueueFull, QueueId};
 use crate::forward::CalloutRequest;
 use crate::idempotency::layer::HeldKey;
 use crate::problem::LocalReply;
+use crate::request::saved::SavedRequest;
 use crate::time::UnixNanos;
 use crate::timer_queue::TimerPurpose;
 
@@ -40,6 +41,9 @@ pub enum Await {
     Callout(CalloutRequest),
     /// A place on its upstream's queue: try, answer [`Answer::Enqueued`].
     Enqueue(Enqueue),
+    /// A unary gRPC call to a backend: send it (unless the backend's breaker is open),
+    /// answer [`Answer::Remote`].
+    Remote(RemoteCall),
 }
 
 /// What came back for a paused request.
@@ -55,13 +59,64 @@ pub enum Answer {
     },
     /// The queue took it (its id), or was full.
     Enqueued(Result<QueueId, QueueFull>),
+    /// How its gRPC call to a backend ended.
+    Remote(RemoteAnswer),
+}
+
+/// One unary gRPC call to a configured backend (`backends` entry), through its Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCall {
+    /// Index into the config's `backends`: the cluster, the breaker and the metrics.
+    pub backend: usize,
+    /// The fully-qualified service, e.g. `etcdserverpb.KV`.
+    pub service: &'static str,
+    /// The method, e.g. `Txn`.
+    pub method: &'static str,
+    /// The serialized request message (protobuf, without gRPC framing).
+    pub message: Vec<u8>,
+    /// The call's timeout (normally the backend's `timeout`).
+    pub timeout_ms: u64,
+}
+
+/// How a [`RemoteCall`] ended. Envoy reports a refused connection, a reset, no healthy host
+/// and a timeout all as UNAVAILABLE (14): only `elapsed_ns` tells a timeout apart. A call the
+/// backend's open breaker refused, or that Envoy would not send at all, is answered at once
+/// with UNAVAILABLE and `elapsed_ns` 0 — so the caller never waits on a known-bad backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAnswer {
+    /// gRPC status: 0 OK, else the failure (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 2 UNKNOWN, …).
+    pub status: u32,
+    /// The response message (protobuf, without gRPC framing); empty unless `status` is 0.
+    pub message: Vec<u8>,
+    /// From dispatch to answer, by the host's clock.
+    pub elapsed_ns: u64,
+}
+
+impl RemoteAnswer {
+    /// gRPC's OK.
+    pub const OK: u32 = 0;
+    /// gRPC's UNAVAILABLE: what Envoy reports for every transport failure.
+    pub const UNAVAILABLE: u32 = 14;
+
+    /// A failure answered without a call (open breaker, refused dispatch).
+    pub fn unavailable() -> Self {
+        Self {
+            status: Self::UNAVAILABLE,
+            message: Vec::new(),
+            elapsed_ns: 0,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == Self::OK
+    }
 }
 
 /// A request to put on the upstream's queue (the host owns the queues).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueue {
     pub upstream: usize,
-    pub request: QueuedRequest,
+    pub request: SavedRequest,
     /// The idempotency record the delivered answer completes.
     pub key: Option<HeldKey>,
 }

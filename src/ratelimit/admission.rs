@@ -14,7 +14,7 @@ use crate::store::hash::KeyHasher;
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
-use super::engine::{RateLimiter, Verdict};
+use super::engine::{Check, RateLimiter, Verdict};
 use super::headers::rate_limit_headers;
 
 /// What the limits decided for one request.
@@ -40,8 +40,18 @@ pub fn admit(
     now: UnixNanos,
     metrics: &mut dyn Metrics,
 ) -> RateAdmission {
-    let style = config.rate_limit_headers;
     let check = limiter.check(store, hasher, &config.client_ip, req, now, metrics);
+    decide(limiter, config, &check, now)
+}
+
+/// What the request sees of the limits' `check`.
+pub fn decide(
+    limiter: &RateLimiter,
+    config: &LeveeConfig,
+    check: &Check,
+    now: UnixNanos,
+) -> RateAdmission {
+    let style = config.rate_limit_headers;
     match check.verdict {
         Verdict::Reject { limit, .. } => {
             let Some(cfg) = limiter.limits.get(limit).map(|l| &l.config) else {

@@ -9,9 +9,11 @@
 //! request leaves no trace. Exactness holds while the `levee_internal_errors` counter is 0:
 //! when retries run out, the limit's `on_internal_error` decides and the event is counted.
 
-use crate::config::{ClientIpConfig, Mode, OnInternalError, RateLimitConfig};
+use crate::config::{BackendConfig, ClientIpConfig, Mode, OnInternalError, RateLimitConfig};
 use crate::metrics::{Event, GlobalEvent, Metrics, RateLimitEvent};
 use crate::ratelimit::algorithm;
+use crate::ratelimit::global::pool::POOL_BYTES;
+use crate::ratelimit::global::GlobalLimit;
 use crate::ratelimit::{Decision, Evaluation, Params};
 use crate::request::keys::extract_key;
 use crate::request::matcher::matches;
@@ -21,8 +23,10 @@ use crate::store::slots::{Eviction, Lookup, SlotStep, SlotTable};
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos};
 
+use super::commit::{commit, read_and_evaluate};
+
 /// How a rate-limit table makes room for a new client key: the entry written longest ago goes.
-const EVICTION: Eviction = Eviction::LeastRecentlyTouched;
+pub(crate) const EVICTION: Eviction = Eviction::LeastRecentlyTouched;
 
 /// One configured limit with its shared table.
 #[derive(Debug)]
@@ -30,10 +34,12 @@ pub struct Limit {
     pub config: RateLimitConfig,
     pub params: Params,
     pub table: SlotTable,
+    /// The mesh-wide side, when the limit is also kept by a rate limit service.
+    pub global: Option<GlobalLimit>,
 }
 
 impl Limit {
-    pub fn new(config: &RateLimitConfig, slots: u32) -> Self {
+    pub fn new(config: &RateLimitConfig, backends: &[BackendConfig], slots: u32) -> Self {
         let params = Params {
             algorithm: config.algorithm,
             limit: config.limit,
@@ -45,12 +51,18 @@ impl Limit {
             config: config.clone(),
             params,
             table: SlotTable::new("rl", &config.name, slots),
+            global: GlobalLimit::from_config(config, backends, slots),
         }
     }
 
     pub fn memory_bound(&self) -> u64 {
+        let pools = self
+            .global
+            .as_ref()
+            .map_or(0, |g| g.pools.memory_bound(POOL_BYTES));
         self.table
             .memory_bound(algorithm::max_state_bytes(&self.params))
+            .saturating_add(pools)
     }
 }
 
@@ -90,24 +102,48 @@ pub struct RateLimiter {
 }
 
 /// An admission read and evaluated in phase 1, waiting for its commit.
-struct Pending {
-    index: usize,
-    hash: KeyHash,
-    lookup: Lookup,
-    evaluation: Evaluation,
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub index: usize,
+    pub hash: KeyHash,
+    pub lookup: Lookup,
+    pub evaluation: Evaluation,
+    /// The request's key for the limit, kept when a rate limit service must hear it.
+    pub key: Option<Vec<u8>>,
+}
+
+/// What phase 1 leaves for phase 2: the admissions to commit, and the limits that admitted
+/// the request without counting it (their store or their service failed open).
+#[derive(Debug, Default)]
+pub(crate) struct Phase1 {
+    pub pending: Vec<Pending>,
+    pub failed_open: Vec<usize>,
 }
 
 /// A limit whose admission (or re-evaluated verdict) phase 2 settled.
-struct Settled {
-    index: usize,
-    hash: KeyHash,
-    evaluation: Evaluation,
+pub(crate) struct Settled {
+    pub index: usize,
+    pub hash: KeyHash,
+    pub evaluation: Evaluation,
 }
 
 impl RateLimiter {
+    /// Limits kept in this Envoy only.
     pub fn new(configs: &[RateLimitConfig], slots: u32) -> Self {
+        Self::with_backends(configs, &[], slots)
+    }
+
+    /// Limits whose `global` names one of `backends` are also kept by that service.
+    pub fn with_backends(
+        configs: &[RateLimitConfig],
+        backends: &[BackendConfig],
+        slots: u32,
+    ) -> Self {
         Self {
-            limits: configs.iter().map(|c| Limit::new(c, slots)).collect(),
+            limits: configs
+                .iter()
+                .map(|c| Limit::new(c, backends, slots))
+                .collect(),
         }
     }
 
@@ -125,6 +161,23 @@ impl RateLimiter {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Check {
+        match self.phase1(store, hasher, client_ip, req, now, metrics) {
+            Ok(phase1) => self.phase2(store, phase1, now, metrics),
+            Err(check) => check,
+        }
+    }
+
+    /// Phase 1: reads and evaluates every matching limit, writing nothing. `Err`: the request
+    /// is decided already (rejected).
+    pub(crate) fn phase1(
+        &self,
+        store: &dyn SharedStore,
+        hasher: &KeyHasher,
+        client_ip: &ClientIpConfig,
+        req: &dyn RequestAttributes,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Result<Phase1, Check> {
         let mut key = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut shadow_rejected: Vec<usize> = Vec::new();
@@ -145,7 +198,7 @@ impl RateLimiter {
                 match limit.config.on_internal_error {
                     OnInternalError::Allow => failed_open.push(index),
                     OnInternalError::Deny => {
-                        return self.reject_internal(index, metrics);
+                        return Err(self.reject_internal(index, metrics));
                     }
                 }
                 continue;
@@ -166,6 +219,10 @@ impl RateLimiter {
                 hash,
                 lookup,
                 evaluation,
+                key: limit
+                    .global
+                    .as_ref()
+                    .map(|_| crate::ratelimit::global::limit::service_key(&key).to_vec()),
             });
         }
 
@@ -176,10 +233,27 @@ impl RateLimiter {
             });
         }
         if let Some((index, evaluation)) = rejection {
-            return self.rejected(index, evaluation, metrics);
+            return Err(self.rejected(index, evaluation, metrics));
         }
+        Ok(Phase1 {
+            pending,
+            failed_open,
+        })
+    }
 
-        // Phase 2: commit each admission; on conflict re-evaluate that limit.
+    /// Phase 2: commits each admission; on conflict re-evaluates that limit, and if it now
+    /// rejects, refunds what was committed.
+    pub(crate) fn phase2(
+        &self,
+        store: &dyn SharedStore,
+        phase1: Phase1,
+        now: UnixNanos,
+        metrics: &mut dyn Metrics,
+    ) -> Check {
+        let Phase1 {
+            pending,
+            mut failed_open,
+        } = phase1;
         let mut committed: Vec<Settled> = Vec::with_capacity(pending.len());
         for p in pending {
             let limit = &self.limits[p.index];
@@ -253,7 +327,12 @@ impl RateLimiter {
         Check { verdict, headline }
     }
 
-    fn rejected(&self, index: usize, evaluation: Evaluation, metrics: &mut dyn Metrics) -> Check {
+    pub(crate) fn rejected(
+        &self,
+        index: usize,
+        evaluation: Evaluation,
+        metrics: &mut dyn Metrics,
+    ) -> Check {
         metrics.count(Event::RateLimit {
             limit: index,
             what: RateLimitEvent::Rejected,
@@ -270,7 +349,7 @@ impl RateLimiter {
         }
     }
 
-    fn reject_internal(&self, index: usize, metrics: &mut dyn Metrics) -> Check {
+    pub(crate) fn reject_internal(&self, index: usize, metrics: &mut dyn Metrics) -> Check {
         metrics.count(Event::RateLimit {
             limit: index,
             what: RateLimitEvent::Rejected,
@@ -311,54 +390,4 @@ impl RateLimiter {
             }
         }
     }
-}
-
-/// Commits one limit's admission, starting from phase 1's lookup and evaluation; after a
-/// conflict the limit is read and evaluated again, and may now reject. `Err(index)` when the
-/// store failed or every attempt lost its race.
-fn commit(
-    limit: &Limit,
-    store: &dyn SharedStore,
-    p: Pending,
-    now: UnixNanos,
-) -> Result<Settled, usize> {
-    // Phase 1 already evaluated exactly the state `p.lookup` holds, at this `now`.
-    let mut evaluated = Some(p.evaluation);
-    let committed =
-        limit
-            .table
-            .update_lookup(store, p.hash, now, EVICTION, Some(p.lookup), |lookup| {
-                let evaluation = evaluated.take().unwrap_or_else(|| {
-                    let state = lookup.state.as_deref().unwrap_or(&[]);
-                    algorithm::evaluate(&limit.params, state, now)
-                });
-                if evaluation.decision == Decision::Reject {
-                    return SlotStep::Keep(evaluation);
-                }
-                SlotStep::Write {
-                    state: evaluation.new_state.clone().unwrap_or_default(),
-                    at_rest_at: evaluation.at_rest_at,
-                    result: evaluation,
-                }
-            });
-    match committed {
-        Ok((evaluation, _)) => Ok(Settled {
-            index: p.index,
-            hash: p.hash,
-            evaluation,
-        }),
-        Err(_) => Err(p.index),
-    }
-}
-
-fn read_and_evaluate(
-    limit: &Limit,
-    store: &dyn SharedStore,
-    hash: KeyHash,
-    now: UnixNanos,
-) -> Option<(Lookup, Evaluation)> {
-    let lookup = limit.table.lookup(store, hash, now, EVICTION).ok()?;
-    let evaluation =
-        algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
-    Some((lookup, evaluation))
 }

@@ -10,11 +10,13 @@ pub mod admission;
 pub mod algorithm;
 mod aligned;
 pub mod codec;
+mod commit;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod fixed_window;
 mod gcra;
+pub mod global;
 pub mod headers;
 pub mod leaky_bucket;
 pub mod sliding_window_counter;

@@ -10,6 +10,7 @@
 
 use std::cell::OnceCell;
 
+use crate::header_names::{METHOD, PATH};
 use crate::request::RequestAttributes;
 
 type Bytes = Vec<u8>;
@@ -90,11 +91,11 @@ impl<R: RequestReads> LazyAttributes<R> {
 
 impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
     fn method(&self) -> &str {
-        self.pseudo(":method")
+        self.pseudo(METHOD)
     }
 
     fn path_and_query(&self) -> &str {
-        self.pseudo(":path")
+        self.pseudo(PATH)
     }
 
     fn header(&self, name: &str) -> Option<&[u8]> {

@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::pipeline::flow::{Step, UpstreamAnswer};
+use crate::header_names::{CONTENT_TYPE, STATUS};
+use crate::pipeline::flow::Step;
+use crate::pipeline::step::UpstreamAnswer;
 use crate::request::RequestAttributes;
 use crate::timer_queue::ContextId;
 
@@ -50,7 +52,7 @@ impl Worker {
             if !matches!(step, Step::Continue) {
                 // levee may answer this request itself, now or later: note whether it is gRPC
                 // while its headers are at hand.
-                stream.set_grpc(attrs.header("content-type"));
+                stream.set_grpc(attrs.header(CONTENT_TYPE));
             }
             step
         };
@@ -194,7 +196,7 @@ fn upstream_answer(
         let all = host.response_headers();
         let status = all
             .iter()
-            .find(|(k, _)| k == ":status")
+            .find(|(k, _)| k == STATUS)
             .and_then(|(_, v)| parse_status(v))
             .unwrap_or(0);
         let headers = all
@@ -206,7 +208,7 @@ fn upstream_answer(
     } else {
         // The breaker needs only the status: one small host call instead of the whole map.
         let status = host
-            .response_header(":status")
+            .response_header(STATUS)
             .and_then(|v| parse_status(&v))
             .unwrap_or(0);
         (status, Vec::new())

@@ -6,9 +6,9 @@ use crate::breaker::gate;
 use crate::config;
 use crate::footprint::Footprint;
 use crate::metrics::Metrics;
-use crate::pipeline::{Plugin, HASH_SECRET_KEY};
+use crate::pipeline::Plugin;
 use crate::provision::provision;
-use crate::store::cas::get_or_create;
+use crate::store::hash::KeyHasher;
 use crate::store::SharedStore;
 
 /// Builds the [`Plugin`] for the raw configuration `raw`, with its footprint; `fresh_secret`
@@ -20,8 +20,9 @@ pub fn configure(
     fresh_secret: Option<[u8; 16]>,
 ) -> Result<(Plugin, Footprint), String> {
     let config = config::parse(raw).map_err(|e| e.to_string())?;
-    let secret = load_secret(store, fresh_secret)?;
-    let plugin = Plugin::new(config, secret);
+    let fresh = fresh_secret.ok_or("levee: the host refused random bytes")?;
+    let hasher = KeyHasher::load_or_create(store, fresh).map_err(|e| format!("levee: {e}"))?;
+    let plugin = Plugin::with_hasher(config, hasher);
     // Refused before a single key is created: over the ceiling, creating the tables is
     // what would take the time and the memory.
     let footprint = Footprint::of(&plugin);
@@ -57,23 +58,10 @@ pub fn summary(plugin: &Plugin, footprint: &Footprint) -> String {
     )
 }
 
-/// The keyed-hash secret: created once in shared data, so every worker VM and every later
-/// configuration agree on it.
-fn load_secret(store: &dyn SharedStore, fresh: Option<[u8; 16]>) -> Result<[u8; 16], String> {
-    let fresh = fresh.ok_or("levee: the host refused random bytes")?;
-    let stored = get_or_create(store, HASH_SECRET_KEY, &fresh)
-        .map_err(|e| format!("levee: cannot read or create {HASH_SECRET_KEY}: {e:?}"))?;
-    stored.as_slice().try_into().map_err(|_| {
-        format!(
-            "levee: {HASH_SECRET_KEY} holds {} bytes, expected 16",
-            stored.len()
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::hash::HASH_SECRET_KEY;
     use crate::store::MemoryStore;
 
     #[test]

@@ -10,7 +10,7 @@ use crate::store::{MemoryStore, SharedStore};
 use crate::time::UnixNanos;
 use crate::timer_queue::ContextId;
 
-use super::host::{Callout, Host};
+use super::host::{Callout, DispatchRefused, GrpcCall, Host};
 
 /// One action the worker asked of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,16 @@ pub(crate) enum Call {
         timeout_ms: u128,
     },
     DispatchRefused,
+    /// A gRPC call sent to a backend's cluster.
+    Grpc {
+        token: u32,
+        cluster: String,
+        service: String,
+        method: String,
+        message: Vec<u8>,
+        timeout_ms: u128,
+    },
+    GrpcRefused,
     SetResponseHeader(String, String),
     Log(String),
 }
@@ -59,6 +69,10 @@ pub(crate) struct FakeHost<'a> {
     pub(crate) callout_answer: (Option<HeaderPairs>, Vec<u8>),
     /// Refuse the next dispatches (a cluster that does not exist, for instance).
     pub(crate) refuse_dispatch: bool,
+    /// Clusters the scripted gRPC peer knows: a call to another is refused, as Envoy does.
+    pub(crate) grpc_clusters: HashSet<String>,
+    /// The message of the gRPC answer being delivered.
+    pub(crate) grpc_answer: Vec<u8>,
     pub(crate) next_token: u32,
     pub(crate) tick_ms: Option<u64>,
     pub(crate) held: i64,
@@ -79,6 +93,8 @@ impl<'a> FakeHost<'a> {
             response: FakeResponse::default(),
             callout_answer: (None, Vec::new()),
             refuse_dispatch: false,
+            grpc_clusters: HashSet::new(),
+            grpc_answer: Vec::new(),
             next_token: 1,
             tick_ms: None,
             held: 0,
@@ -197,6 +213,30 @@ impl Host for FakeHost<'_> {
     fn callout_body(&mut self, len: usize) -> Vec<u8> {
         self.reads += 1;
         let body = &self.callout_answer.1;
+        body[..len.min(body.len())].to_vec()
+    }
+
+    fn dispatch_grpc_call(&mut self, call: GrpcCall<'_>) -> Result<u32, DispatchRefused> {
+        if !self.grpc_clusters.contains(call.cluster) {
+            self.record(Call::GrpcRefused);
+            return Err(DispatchRefused);
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.record(Call::Grpc {
+            token,
+            cluster: call.cluster.to_string(),
+            service: call.service.to_string(),
+            method: call.method.to_string(),
+            message: call.message.to_vec(),
+            timeout_ms: call.timeout.as_millis(),
+        });
+        Ok(token)
+    }
+
+    fn grpc_response_body(&mut self, len: usize) -> Vec<u8> {
+        self.reads += 1;
+        let body = &self.grpc_answer;
         body[..len.min(body.len())].to_vec()
     }
 

@@ -29,6 +29,21 @@ pub struct Callout<'a> {
     pub timeout: std::time::Duration,
 }
 
+/// One unary gRPC call to send: the cluster, the fully-qualified service and method, the
+/// serialized message, the timeout.
+#[derive(Debug)]
+pub struct GrpcCall<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub method: &'a str,
+    pub message: &'a [u8],
+    pub timeout: std::time::Duration,
+}
+
+/// The host would not send a gRPC call (unknown cluster, no client): nothing went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchRefused;
+
 /// Envoy's side of one worker, as the worker sees it.
 pub trait Host {
     /// The host's clock, in Unix nanoseconds.
@@ -62,6 +77,11 @@ pub trait Host {
     fn callout_headers(&mut self) -> Option<Vec<(String, Vec<u8>)>>;
     /// The first `len` bytes of the callout answer's body.
     fn callout_body(&mut self, len: usize) -> Vec<u8>;
+    /// Sends a unary gRPC call; its token (gRPC tokens are their own space, apart from
+    /// callout tokens), or [`DispatchRefused`].
+    fn dispatch_grpc_call(&mut self, call: GrpcCall<'_>) -> Result<u32, DispatchRefused>;
+    /// The first `len` bytes of the gRPC answer being delivered.
+    fn grpc_response_body(&mut self, len: usize) -> Vec<u8>;
     /// Asks for a tick every `ms` milliseconds, or none (`None`).
     fn set_tick_period(&mut self, ms: Option<u64>);
     /// Moves the held-requests gauge.

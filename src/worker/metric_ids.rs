@@ -2,7 +2,8 @@
 //! defined once per configuration, and the id each event counts into.
 
 use crate::metrics::{
-    fallback_metric, rate_limit_metric, upstream_attempts_histogram_metric, upstream_metric,
+    backend_breaker_state_metric, backend_latency_metric, backend_metric, fallback_metric,
+    rate_limit_metric, upstream_attempts_histogram_metric, upstream_metric, BackendEvent,
     BreakerEvent, Event, FallbackEvent, GlobalEvent, IdempotencyEvent, RateLimitEvent,
     UpstreamEvent, HELD_REQUESTS_METRIC, MEMORY_BOUND_METRIC,
 };
@@ -27,6 +28,8 @@ pub struct MetricIds {
     /// Per upstream: the [`UpstreamEvent`] counters and the attempts histogram.
     upstreams: Vec<([u32; 4], u32)>,
     fallbacks: Vec<[u32; 6]>,
+    /// Per backend: the [`BackendEvent`] counters, the latency histogram, the breaker gauge.
+    backends: Vec<([u32; 8], u32, u32)>,
     pub memory_bound: u32,
     pub held_requests: u32,
 }
@@ -105,6 +108,19 @@ impl MetricIds {
                     .map(|e| define(MetricKind::Counter, &fallback_metric(&u.name, e)))
             })
             .collect();
+        let backends = plugin
+            .config
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    BackendEvent::ALL
+                        .map(|e| define(MetricKind::Counter, &backend_metric(&b.name, e))),
+                    define(MetricKind::Histogram, &backend_latency_metric(&b.name)),
+                    define(MetricKind::Gauge, &backend_breaker_state_metric(&b.name)),
+                )
+            })
+            .collect();
         let memory_bound = define(MetricKind::Gauge, MEMORY_BOUND_METRIC);
         let held_requests = define(MetricKind::Gauge, HELD_REQUESTS_METRIC);
         Self {
@@ -114,6 +130,7 @@ impl MetricIds {
             breakers,
             upstreams,
             fallbacks,
+            backends,
             memory_bound,
             held_requests,
         }
@@ -149,6 +166,10 @@ impl MetricIds {
                 .upstreams
                 .get(upstream)
                 .map(|(ids, _)| ids[position(&UpstreamEvent::ALL, &what)]),
+            Event::Backend { backend, what } => self
+                .backends
+                .get(backend)
+                .map(|(ids, _, _)| ids[position(&BackendEvent::ALL, &what)]),
         };
         id.filter(|id| *id != NO_METRIC)
     }
@@ -166,6 +187,22 @@ impl MetricIds {
         self.breakers
             .get(upstream)
             .map(|(_, _, gauge)| *gauge)
+            .filter(|g| *g != NO_METRIC)
+    }
+
+    /// The call-latency histogram of backend `backend`.
+    pub fn backend_latency_histogram(&self, backend: usize) -> Option<u32> {
+        self.backends
+            .get(backend)
+            .map(|(_, h, _)| *h)
+            .filter(|h| *h != NO_METRIC)
+    }
+
+    /// The breaker-state gauge of backend `backend`.
+    pub fn backend_breaker_gauge(&self, backend: usize) -> Option<u32> {
+        self.backends
+            .get(backend)
+            .map(|(_, _, g)| *g)
             .filter(|g| *g != NO_METRIC)
     }
 

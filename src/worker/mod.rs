@@ -16,6 +16,7 @@ mod host;
 mod metric_ids;
 mod queues;
 mod registry;
+mod remote;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -31,7 +32,7 @@ use crate::timer_queue::{ContextId, TimerPurpose};
 
 pub use attributes::{LazyAttributes, RequestReads};
 pub use configure::{configure, reconcile_breakers, summary};
-pub use host::{Action, Callout, Host};
+pub use host::{Action, Callout, DispatchRefused, GrpcCall, Host};
 pub use metric_ids::{MetricIds, MetricKind, NO_METRIC};
 pub use stream::Stream;
 
@@ -247,6 +248,13 @@ impl Worker {
             Step::Await(Await::Callout(req)) => {
                 self.dispatch(host, id, stream, req, now);
                 Action::Pause
+            }
+            Step::Await(Await::Remote(call)) => {
+                self.registry.borrow_mut().hold(host, id, stream);
+                match self.call_remote(host, id, stream, call, now) {
+                    Some(next) => self.apply(host, id, stream, next, now, moment),
+                    None => Action::Pause,
+                }
             }
             Step::Await(Await::Enqueue(e)) => {
                 let next = self.enqueue(host, stream, e, now);

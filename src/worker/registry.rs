@@ -20,6 +20,18 @@ use super::stream::Stream;
 /// The timer-queue owner id used for the root's own wake-ups (queue deliveries).
 pub(super) const ROOT_WAKE: ContextId = 0;
 
+/// A gRPC call in flight: whose it is, and what its answer is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PendingCall {
+    pub(super) owner: ContextId,
+    pub(super) backend: usize,
+    pub(super) sent_at: UnixNanos,
+    pub(super) timeout_ns: u64,
+    pub(super) ticket: crate::breaker::Ticket,
+    /// The breaker was quiet at admission (a success needs no shared-data write).
+    pub(super) quiet: bool,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     timers: TimerQueue,
@@ -27,6 +39,8 @@ pub(super) struct Registry {
     /// Outstanding callouts: token → the request they belong to.
     callouts: HashMap<u32, ContextId>,
     held: HashSet<ContextId>,
+    /// Outstanding gRPC calls: token → what the answer needs (their own token space).
+    grpc_calls: HashMap<u32, PendingCall>,
     /// The tick period last asked of the host, to avoid redundant host calls.
     armed_ms: Option<u64>,
 }
@@ -91,6 +105,9 @@ impl Registry {
         if !self.callouts.is_empty() {
             self.callouts.retain(|_, owner| *owner != id);
         }
+        if !self.grpc_calls.is_empty() {
+            self.grpc_calls.retain(|_, call| call.owner != id);
+        }
         self.streams.remove(&id);
         self.unhold(host, id);
         self.rearm(host, now);
@@ -103,6 +120,19 @@ impl Registry {
     /// The request a callout belongs to, forgetting the callout.
     pub(super) fn take_callout(&mut self, token: u32) -> Option<ContextId> {
         self.callouts.remove(&token)
+    }
+
+    pub(super) fn add_grpc_call(&mut self, token: u32, call: PendingCall) {
+        self.grpc_calls.insert(token, call);
+    }
+
+    /// The gRPC call `token` belongs to, forgetting it.
+    pub(super) fn take_grpc_call(&mut self, token: u32) -> Option<PendingCall> {
+        self.grpc_calls.remove(&token)
+    }
+
+    pub(super) fn has_grpc_call(&self, id: ContextId) -> bool {
+        self.grpc_calls.values().any(|c| c.owner == id)
     }
 
     pub(super) fn stream(&self, id: ContextId) -> Option<Rc<RefCell<Stream>>> {

@@ -1,5 +1,6 @@
 //! One request as the worker keeps it: its pipeline flow, and whether it is gRPC.
 
+use crate::header_names::CONTENT_TYPE;
 use crate::pipeline::flow::RequestFlow;
 use crate::problem::is_grpc;
 
@@ -31,6 +32,6 @@ impl Stream {
     pub(super) fn grpc(&mut self, host: &mut impl Host) -> bool {
         *self
             .grpc
-            .get_or_insert_with(|| is_grpc(host.request_header("content-type").as_deref()))
+            .get_or_insert_with(|| is_grpc(host.request_header(CONTENT_TYPE).as_deref()))
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn root() -> Value {
                 "type": "object", "propertyNames": def("name"), "additionalProperties": def("upstream"),
             }), "Named upstreams with retry, circuit breaker, cache and fallbacks; referenced by `routes`.").default(json!({}))),
             ("routes", Prop::new(list(def("route")), "Which requests go through which upstream; the first matching route wins.").default(json!([]))),
+            ("backends", super::backends::backends_prop()),
         ],
         &[],
     )
@@ -54,6 +55,9 @@ pub(super) fn defs() -> Vec<(&'static str, Value)> {
         ("static", static_answer()),
         ("route", route()),
     ]
+    .into_iter()
+    .chain(super::backends::defs())
+    .collect()
 }
 
 fn client_ip() -> Value {
@@ -107,6 +111,7 @@ fn rate_limit() -> Value {
         ("mode", Prop::new(choice(MODES), "\"shadow\" counts and reports but never rejects.").default("enforce")),
         ("status", Prop::new(def("status"), "The status of a rejection.").default(d::RATE_LIMIT_STATUS)),
         ("on_internal_error", Prop::new(choice(ON_INTERNAL_ERROR), "What to do when shared state cannot be updated.").default("allow")),
+        ("global", super::backends::global_prop()),
     ], &["name", "limit", "window"]);
     // The validator refuses knobs an algorithm would ignore.
     let non_bucket: Vec<&str> = ALGORITHMS
@@ -150,5 +155,5 @@ fn idempotency() -> Value {
         ("max_stored_bytes", Prop::new(int(1, d::MAX_TOTAL_BYTES_CAP), "All stored responses together; >= max_body_bytes.")
             .default(d::MAX_STORED_BYTES)),
         ("on_internal_error", Prop::new(choice(ON_INTERNAL_ERROR), "What to do when shared state cannot be updated.").default("deny")),
-    ], &[])
+    ].into_iter().chain(super::backends::idempotency_props()).collect(), &[])
 }

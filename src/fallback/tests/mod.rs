@@ -3,4 +3,5 @@
 mod cache;
 mod cacheable;
 mod chain;
+mod deliveries;
 mod queue;

@@ -5,6 +5,7 @@ use crate::fallback::delivery::*;
 use crate::fallback::queue::*;
 use crate::fallback::{FALLBACK_HEADER, MARK_QUEUED};
 use crate::random::SplitMix64;
+use crate::request::saved::SavedRequest;
 use crate::retry::backoff::Backoff;
 use crate::time::{NANOS_PER_MILLI, NANOS_PER_SEC};
 
@@ -34,16 +35,16 @@ fn queue(max_items: u32, max_bytes: u64) -> RequestQueue {
     )
 }
 
-fn post(body: &[u8], headers: &[(&str, &str)]) -> QueuedRequest {
-    QueuedRequest {
+fn post(body: &[u8], headers: &[(&str, &str)]) -> SavedRequest {
+    SavedRequest {
         method: "POST".into(),
         path: "/orders?x=1".into(),
         authority: "orders.internal".into(),
         headers: headers
             .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
             .collect(),
-        body: body.to_vec(),
+        body: std::rc::Rc::new(body.to_vec()),
     }
 }
 

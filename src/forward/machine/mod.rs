@@ -23,6 +23,7 @@ use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
 use crate::metrics::{Event, Metrics, UpstreamEvent};
 use crate::outcome::{classify_callout, AttemptOutcome};
 use crate::random::RandomSource;
+use crate::request::saved::SavedRequest;
 use crate::retry::policy::{
     attempt_timeout, should_retry, DelaySource, GiveUp, RetryDecision, RetryInput,
 };
@@ -34,7 +35,7 @@ use super::budget_gate;
 
 mod ending;
 use super::headers::{callout_headers, header_str, HeaderList};
-use super::step::{BufferedRequest, CalloutAnswer, CalloutRequest, FailureInfo, ForwardStep};
+use super::step::{CalloutAnswer, CalloutRequest, FailureInfo, ForwardStep};
 
 /// How much of a response body the outcome classifier looks at.
 const BODY_HINT_LEN: usize = 256;
@@ -96,7 +97,7 @@ impl CalloutForward {
     pub fn new(
         upstream_index: usize,
         upstream: &UpstreamConfig,
-        request: BufferedRequest,
+        request: SavedRequest,
         has_idempotency_key: bool,
         now: UnixNanos,
     ) -> Self {
@@ -112,7 +113,7 @@ impl CalloutForward {
             method: request.method,
             has_idempotency_key,
             headers: Rc::new(headers),
-            body: Rc::new(request.body),
+            body: request.body,
             started_at: now,
             attempts: 0,
             backoff: upstream.retry.as_ref().map(Backoff::from_config),

@@ -13,6 +13,7 @@ use crate::config::{
 };
 use crate::metrics::{Event, Recorder, UpstreamEvent};
 use crate::random::SplitMix64;
+use crate::request::saved::SavedRequest;
 use crate::store::{MemoryStore, SharedStore};
 use crate::time::UnixNanos;
 
@@ -72,11 +73,8 @@ pub(super) fn upstream(retry: Option<RetryConfig>) -> UpstreamConfig {
     }
 }
 
-pub(super) fn request(method: &str, extra: &[(&str, &str)]) -> BufferedRequest {
+pub(super) fn request(method: &str, extra: &[(&str, &str)]) -> SavedRequest {
     let mut headers = vec![
-        (":method".to_string(), method.as_bytes().to_vec()),
-        (":path".to_string(), b"/pay".to_vec()),
-        (":authority".to_string(), b"shop.example".to_vec()),
         ("x-request-id".to_string(), b"req-1".to_vec()),
         ("connection".to_string(), b"keep-alive".to_vec()),
         ("content-length".to_string(), b"7".to_vec()),
@@ -86,12 +84,12 @@ pub(super) fn request(method: &str, extra: &[(&str, &str)]) -> BufferedRequest {
             .iter()
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
     );
-    BufferedRequest {
+    SavedRequest {
         method: method.into(),
         path: "/pay".into(),
         authority: "shop.example".into(),
-        headers,
-        body: b"{\"a\":1}".to_vec(),
+        headers: headers.into(),
+        body: std::rc::Rc::new(b"{\"a\":1}".to_vec()),
     }
 }
 

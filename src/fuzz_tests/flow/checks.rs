@@ -9,16 +9,7 @@ use crate::pipeline::Plugin;
 use crate::request::fake::FakeRequest;
 use crate::time::{NANOS_PER_MILLI as MS, NANOS_PER_SEC as SEC};
 
-use super::world::{tracing, World};
-
-/// Where an upstream answer came from (for the stale-cache check).
-#[derive(Debug, Clone)]
-pub(super) struct Origin {
-    pub(super) method: String,
-    pub(super) path: String,
-    pub(super) user: Option<Vec<u8>>,
-    pub(super) vary_user: bool,
-}
+use super::world::{tracing, Origin, World};
 
 impl World<'_> {
     pub(super) fn check_reply(

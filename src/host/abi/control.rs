@@ -159,3 +159,30 @@ pub(crate) fn dispatch_http_call(
 ) -> Result<u32, Status> {
     proxy_wasm::hostcalls::dispatch_http_call(upstream, headers, body, trailers, timeout)
 }
+
+/// Sends a unary gRPC call; its token is registered with the SDK's dispatcher, which routes the
+/// answer (`on_grpc_call_response`) to the context that was active here.
+///
+/// Made through the SDK for the same reason as [`dispatch_http_call`]: only its
+/// `dispatch_grpc_call` registers the token (an unregistered gRPC token's answer is dropped).
+/// The SDK panics on a status other than Ok, `ParseFailure` and `InternalFailure`. Envoy's
+/// `proxy_grpc_call` returns `ParseFailure` for an unknown cluster, `InternalFailure` when the
+/// request cannot start, and `BadArgument` only when it cannot build a gRPC client for a plain
+/// cluster name, which it does without checking the cluster (so in practice never);
+/// `InvalidMemoryAccess` needs pointers outside the VM's memory, which live slices never are.
+pub(crate) fn dispatch_grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    proxy_wasm::hostcalls::dispatch_grpc_call(
+        cluster,
+        service,
+        method,
+        Vec::new(),
+        Some(message),
+        timeout,
+    )
+}

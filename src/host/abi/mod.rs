@@ -13,8 +13,9 @@
 //! means. The SDK stays for what it does well: `proxy_wasm::main!`, the context traits and
 //! the dispatcher that routes host callbacks to them.
 //!
-//! One exception: [`dispatch_http_call`] goes through the SDK, because the SDK's dispatcher
-//! must register the callout's token or it panics when the answer arrives (see there).
+//! Two exceptions: [`dispatch_http_call`] and [`dispatch_grpc_call`] go through the SDK,
+//! because the SDK's dispatcher must register the call's token to route its answer (an
+//! unknown HTTP token panics, an unknown gRPC token is dropped; see there).
 //!
 //! Memory the host returns was allocated by calling the SDK's exported
 //! `proxy_on_memory_allocate` (the Rust global allocator, a boxed slice of exactly `size`
@@ -27,8 +28,8 @@ mod control;
 mod data;
 
 pub(crate) use control::{
-    define_metric, dispatch_http_call, get_current_time, get_log_level, get_metric,
-    increment_metric, log, record_metric, resume_http_request, send_local_response,
+    define_metric, dispatch_grpc_call, dispatch_http_call, get_current_time, get_log_level,
+    get_metric, increment_metric, log, record_metric, resume_http_request, send_local_response,
     set_effective_context, set_tick_period,
 };
 pub(crate) use data::{

@@ -25,5 +25,7 @@ pub(super) fn cfg() -> IdempotencyConfig {
         max_body_bytes: 1000,
         max_stored_bytes: 10_000,
         on_internal_error: OnInternalError::Deny,
+        backend: None,
+        on_backend_error: crate::config::IdempotencyOnBackendError::Deny,
     }
 }

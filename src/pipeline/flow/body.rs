@@ -53,7 +53,7 @@ impl RequestFlow {
             k.update_fingerprint(chunk);
         }
         if let Some(intake) = self.intake.as_mut() {
-            intake.request.body.extend_from_slice(chunk);
+            intake.body.extend_from_slice(chunk);
         }
         if !end_of_stream {
             return Step::Await(Await::Body);

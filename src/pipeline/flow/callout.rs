@@ -20,11 +20,12 @@ impl RequestFlow {
         else {
             return Step::Continue;
         };
-        if let Some(kept) = self.kept.as_mut().filter(|_| !upstream.fallback.is_empty()) {
-            kept.body = intake.request.body.clone();
-        }
         let has_key = self.key.keyed().is_some() || intake.has_key_header;
-        let mut forward = CalloutForward::new(index, upstream, intake.request, has_key, env.now);
+        let request = intake.finish();
+        if let Some(kept) = self.kept.as_mut().filter(|_| !upstream.fallback.is_empty()) {
+            kept.saved.body = std::rc::Rc::clone(&request.body);
+        }
+        let mut forward = CalloutForward::new(index, upstream, request, has_key, env.now);
         let step = forward.next(env.store, env.now, env.rng, env.metrics);
         self.stage = Stage::Callout(Box::new(forward));
         self.carry_out(env, step)

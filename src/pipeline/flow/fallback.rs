@@ -10,10 +10,11 @@ use crate::fallback::run::{
 use crate::idempotency::request::{AnswerCopy, KeyedRequest};
 use crate::metrics::{Event, FallbackEvent};
 use crate::outcome::UpstreamResult;
+use crate::pipeline::step::Enqueue;
 use crate::pipeline::Env;
 use crate::problem::LocalReply;
 
-use super::{key_env, routed, Await, Enqueue, RequestFlow, Stage, Step};
+use super::{key_env, routed, Await, RequestFlow, Stage, Step};
 
 impl RequestFlow {
     /// Keeps how a forward ended for the key's record, until the fallback chain decides.
@@ -33,7 +34,7 @@ impl RequestFlow {
         breaker_open: bool,
         default: Option<LocalReply>,
     ) -> Step {
-        let has_body = self.kept.as_ref().is_some_and(|k| k.saved.has_body);
+        let has_body = self.kept.as_ref().is_some_and(|k| k.has_body);
         let run = FallbackRun::start(mode, breaker_open, has_body, default);
         self.next_fallback(env, run)
     }

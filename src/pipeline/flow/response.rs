@@ -7,9 +7,10 @@ use crate::fallback::kept::KeptRequest;
 use crate::idempotency::outcome::AnswerParts;
 use crate::idempotency::request::KeyedRequest;
 use crate::outcome::is_failure;
-
-use super::{key_env, routed, RequestFlow, Stage, Step, UpstreamAnswer};
+use crate::pipeline::step::UpstreamAnswer;
 use crate::pipeline::Env;
+
+use super::{key_env, routed, RequestFlow, Stage, Step};
 
 impl RequestFlow {
     /// The upstream's response headers arrived: feed the breaker and the idempotency record,

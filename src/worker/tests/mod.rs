@@ -1,6 +1,8 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
+mod global_limit;
 mod queue;
+mod remote;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -41,7 +41,7 @@ pub(super) fn contexts() -> Vec<Ctx> {
     let leaky = json!({ "name": "a", "limit": 10, "window": "1s", "algorithm": "leaky_bucket" });
     let mut rate_limit = ctx(
         "rate_limit",
-        |o| json!({ "rate_limits": [o] }),
+        |o| json!({ "backends": { "limits": { "rls": { "cluster": "rl", "domain": "levee" } } }, "rate_limits": [o] }),
         "/rate_limits/0",
         rl,
         leaky.clone(),
@@ -55,6 +55,22 @@ pub(super) fn contexts() -> Vec<Ctx> {
         json!({ "static": {} }),
     );
     fallback.exclusive = crate::config::upstream::FALLBACK_KINDS;
+    let mut idempotency = ctx(
+        "idempotency",
+        |o| json!({ "backends": { "records": { "etcd": { "cluster": "etcd" } } }, "idempotency": o }),
+        "/idempotency",
+        json!({}),
+        json!({ "max_body_bytes": 1, "backend": "records" }),
+    );
+    idempotency.bases.push(json!({ "backend": "records" }));
+    let mut backend = ctx(
+        "backend",
+        |o| json!({ "backends": { "records": o } }),
+        "/backends/records",
+        json!({ "etcd": { "cluster": "etcd" } }),
+        json!({ "etcd": { "cluster": "etcd" } }),
+    );
+    backend.exclusive = crate::config::backend::KINDS;
     vec![
         ctx("root", |o| o, "", json!({}), json!({})),
         ctx(
@@ -79,12 +95,31 @@ pub(super) fn contexts() -> Vec<Ctx> {
             json!({}),
         ),
         rate_limit,
+        idempotency,
+        backend,
         ctx(
-            "idempotency",
-            |o| json!({ "idempotency": o }),
-            "/idempotency",
-            json!({}),
-            json!({ "max_body_bytes": 1 }),
+            "etcd_backend",
+            |o| json!({ "backends": { "records": { "etcd": o } } }),
+            "/backends/records/etcd",
+            json!({ "cluster": "etcd" }),
+            json!({ "cluster": "etcd" }),
+        ),
+        ctx(
+            "rls_backend",
+            |o| json!({ "backends": { "limits": { "rls": o } } }),
+            "/backends/limits/rls",
+            json!({ "cluster": "rl", "domain": "levee" }),
+            json!({ "cluster": "rl", "domain": "levee" }),
+        ),
+        ctx(
+            "global_limit",
+            |o| {
+                json!({ "backends": { "limits": { "rls": { "cluster": "rl", "domain": "levee" } } },
+                        "rate_limits": [{ "name": "a", "limit": 10, "window": "1m", "global": o }] })
+            },
+            "/rate_limits/0/global",
+            json!({ "backend": "limits" }),
+            json!({ "backend": "limits" }),
         ),
         ctx(
             "upstream",
@@ -203,12 +238,17 @@ pub(super) fn spec_example() -> Value {
       "rate_limits": [{ "name": "per-user", "match": { "path_prefix": "/api/", "methods": ["POST"], "route_name": "orders",
           "headers": { "x-tenant": "acme" } }, "key": ["header:x-user-id"], "algorithm": "token_bucket",
           "limit": 100, "window": "1m", "burst": 100, "mode": "enforce", "status": 429, "on_internal_error": "allow" },
-        { "name": "shaper", "algorithm": "leaky_bucket", "limit": 10, "window": "1s", "max_delay": "500ms", "key": ["client_ip"] }],
+        { "name": "shaper", "algorithm": "leaky_bucket", "limit": 10, "window": "1s", "max_delay": "500ms", "key": ["client_ip"] },
+        { "name": "per-api-key", "key": ["header:x-api-key"], "limit": 100, "window": "1m",
+          "global": { "backend": "limits", "mode": "reserve", "on_backend_error": "local" } }],
       "rate_limit_headers": "x-ratelimit",
       "idempotency": { "methods": ["POST", "PATCH"], "match": { "path_prefix": "/" }, "header": "Idempotency-Key",
           "required": false, "scope": ["header:x-user-id"], "ttl": "24h", "lock_timeout": "30s", "fingerprint": true,
           "on_concurrent": "reject", "release_on": [408, 425, 429, 503], "max_key_length": 255, "max_body_bytes": 262144,
-          "max_stored_bytes": 67108864, "on_internal_error": "deny" },
+          "max_stored_bytes": 67108864, "on_internal_error": "deny", "backend": "records", "on_backend_error": "deny" },
+      "backends": {
+        "records": { "etcd": { "cluster": "etcd", "prefix": "levee/", "timeout": "250ms" } },
+        "limits": { "rls": { "cluster": "ratelimit", "domain": "levee", "timeout": "20ms" } } },
       "upstreams": { "payments": { "forward": "callout", "cluster": "payments", "authority": "payments.internal",
           "timeout": "2s", "max_body_bytes": 1048576,
           "retry": { "max_retries": 3, "base_delay": "100ms", "max_delay": "2s", "jitter": "full", "deadline": "5s",
