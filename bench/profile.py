@@ -7,12 +7,13 @@
 
 Counts the instructions Envoy executes per request under callgrind (bench/benchlib/callgrind.py):
 deterministic, so a change to levee's request path can be measured on a busy machine, where
-`make bench`'s req/s move by ±10 %. Three parts:
+`make bench`'s req/s move by ±10 %. Four parts:
 
 - calls: what each kind of host call costs, from bench/hostcall-probe (the same call made
   20 times per request; the difference to the probe making none, divided by 20);
 - s1: the scenario-1 filter chains of `make bench` (direct_response);
-- s2: router vs. levee router mode vs. levee callout mode through a real upstream.
+- s2: router vs. levee router mode vs. levee callout mode through a real upstream;
+- headers: one per-IP limit under each `rate_limit_headers` mode (none, x-ratelimit, ietf, both).
 
 Writes bench/results/profile.md and profile.json. Slow: Envoy compiles levee.wasm under
 valgrind (2–5 min per part). Needs valgrind (installed from Debian when missing).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,9 @@ from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RELEASE = REPO / "target/wasm32-wasip1/release"
+# LEVEE_WASM / NOOP_WASM override the built files (as for `make bench`): profile another build.
+LEVEE_WASM = Path(os.environ.get("LEVEE_WASM", RELEASE / "levee.wasm"))
+NOOP_WASM = Path(os.environ.get("NOOP_WASM", RELEASE / "noop_filter.wasm"))
 CALLS = 20
 PROBE_KINDS = ["none", "property", "header_map", "header", "shared_get", "shared_set", "metric",
                "response_header", "time"]
@@ -79,7 +84,7 @@ def part_calls(envoy_bin: str, work: Path, n: int) -> dict:
 
 
 def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
-    wasm = {"levee": RELEASE / "levee.wasm", "noop": RELEASE / "noop_filter.wasm"}
+    wasm = {"levee": LEVEE_WASM, "noop": NOOP_WASM}
     listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in V.scenario1()]
     env = CallgrindEnvoy(envoy_bin, work / "s1", listeners)
     env.start()
@@ -91,10 +96,31 @@ def part_s1(envoy_bin: str, work: Path, n: int) -> dict:
     return {"rows": rows}
 
 
+HEADER_MODES = ["none", "x-ratelimit", "ietf", "both"]
+
+
+def part_headers(envoy_bin: str, work: Path, n: int) -> dict:
+    """One per-IP token bucket that never rejects, once per `rate_limit_headers` mode: what
+    each mode's response headers cost (the difference to "none")."""
+    variants = [V.Variant(f"headers_{m}", f"per-IP bucket, rate_limit_headers \"{m}\"", "levee",
+                          {"rate_limit_headers": m, "rate_limits": V.LEVEE_TYPICAL["rate_limits"]})
+                for m in HEADER_MODES]
+    wasm = {"levee": LEVEE_WASM, "noop": None}
+    listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in variants]
+    env = CallgrindEnvoy(envoy_bin, work / "headers", listeners)
+    env.start()
+    try:
+        rows = {v.key: dict(env.per_request(v.key, n, headers=v.request.headers), label=v.label)
+                for v in variants}
+    finally:
+        env.stop()
+    return {"rows": rows}
+
+
 def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
     upstream = E.Envoy("s2-upstream", E.bootstrap([E.listener("up", E.direct_route(), [])]),
                        work, envoy_bin, None).start()
-    wasm = {"levee": RELEASE / "levee.wasm", "noop": None}
+    wasm = {"levee": LEVEE_WASM, "noop": None}
     variants = [v for v in V.scenario2() if v.key in ("router", "levee_router", "levee_callout")]
     listeners = [E.listener(v.key, E.cluster_route("upstream"), named(v.filters(wasm), v.key)) for v in variants]
     env = CallgrindEnvoy(envoy_bin, work / "s2", listeners, [E.cluster("upstream", upstream.port)])
@@ -127,7 +153,8 @@ def markdown(res: dict) -> str:
         out += [f"| {r['label']} | {r['instructions_per_call'] / 1000:.1f} k |" for r in c["rows"]]
         out.append("")
     for part, title, bases in (("s1", "Scenario 1 (direct_response)", ("none", "native", "noop")),
-                               ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router"))):
+                               ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router")),
+                               ("headers", "Rate-limit header modes (direct_response)", ("headers_none",))):
         if part not in res:
             continue
         rows = res[part]["rows"]
@@ -147,7 +174,7 @@ def markdown(res: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="calls,s1,s2", help="calls, s1, s2 (default all)")
+    p.add_argument("--parts", default="calls,s1,s2,headers", help="calls, s1, s2, headers (default all)")
     p.add_argument("--requests", type=int, default=300, help="requests per variant (default 300)")
     p.add_argument("--out", default=str(BENCH / "results"))
     a = p.parse_args()
@@ -162,7 +189,7 @@ def main() -> int:
                           "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
                           "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,
                                                      text=True).stdout.strip()}}
-    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2)):
+    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("headers", part_headers)):
         if name in parts:
             print(f"profile part {name}: starting Envoy under callgrind (minutes)…", flush=True)
             res[name] = fn(envoy_bin, work, a.requests)

@@ -304,6 +304,14 @@ pub trait Metrics {
     fn backend_latency(&mut self, _backend: usize, _ms: u64) {}
     /// Breaker state per backend: 0 closed, 1 open, 2 half-open.
     fn backend_breaker_state(&mut self, _backend: usize, _state: u8) {}
+    /// The process-wide *unsettled* gauge of an upstream's breaker (see
+    /// [`crate::breaker::gate`]): 0 only while its breaker is CLOSED with no failure streak.
+    /// `None` when the sink cannot read it (the breaker then reads its shared state).
+    fn breaker_unsettled(&mut self, _upstream: usize) -> Option<u64> {
+        None
+    }
+    /// Moves the unsettled gauge of an upstream's breaker by `by`.
+    fn move_breaker_unsettled(&mut self, _upstream: usize, _by: i64) {}
 }
 
 /// Metric names for a rate limit event.
@@ -318,6 +326,11 @@ pub fn breaker_metric(upstream: &str, what: BreakerEvent) -> String {
 
 pub fn breaker_state_metric(upstream: &str) -> String {
     format!("levee_breaker.{upstream}.state")
+}
+
+/// The gauge that lets a worker see a quiet breaker without reading its shared state.
+pub fn breaker_unsettled_metric(upstream: &str) -> String {
+    format!("levee_breaker.{upstream}.unsettled")
 }
 
 /// Metric names for an upstream (callout) event.
@@ -346,6 +359,9 @@ pub struct Recorder {
     pub backend_latencies: Vec<(usize, u64)>,
     /// `(backend, state)` of [`Metrics::backend_breaker_state`].
     pub backend_states: Vec<(usize, u8)>,
+    /// The unsettled gauge per upstream index (absent: 0), as [`Metrics::breaker_unsettled`]
+    /// reads it.
+    pub unsettled: std::collections::HashMap<usize, i64>,
 }
 
 impl Metrics for Recorder {
@@ -363,6 +379,14 @@ impl Metrics for Recorder {
     }
     fn backend_breaker_state(&mut self, backend: usize, state: u8) {
         self.backend_states.push((backend, state));
+    }
+    fn breaker_unsettled(&mut self, upstream: usize) -> Option<u64> {
+        let value = self.unsettled.get(&upstream).copied().unwrap_or(0);
+        // Envoy's gauges are unsigned: a value below 0 would wrap to a huge one.
+        Some(u64::try_from(value).unwrap_or(u64::MAX))
+    }
+    fn move_breaker_unsettled(&mut self, upstream: usize, by: i64) {
+        *self.unsettled.entry(upstream).or_insert(0) += by;
     }
 }
 

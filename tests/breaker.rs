@@ -201,3 +201,47 @@ fn a_probe_whose_client_vanishes_does_not_leave_it_stuck_half_open() {
     assert_eq!(get(&envoy, 200).status, 200);
     assert!(up.count() >= 2);
 }
+
+/// A closed, quiet breaker is admitted from a process-wide gauge instead of the shared state;
+/// the gauge is raised before any write that unsettles the breaker lands, so once a storm of
+/// concurrent failures on 4 workers has opened it, every worker refuses — nothing slips
+/// through on a stale "closed".
+#[test]
+fn under_concurrent_failures_on_four_workers_an_open_breaker_lets_nothing_through() {
+    let (up, envoy) = start(
+        serde_json::json!({ "failure_threshold": 3, "reset_timeout": "30s" }),
+        serde_json::json!({}),
+    );
+    // Quiet traffic on every worker: admitted from the gauge, which stays at 0.
+    let quiet = burst(16, |_| get(&envoy, 200));
+    assert!(quiet.iter().all(|r| r.status == 200));
+    assert_eq!(envoy.stat("levee_breaker.svc.unsettled"), 0);
+    for round in 0..3 {
+        // Failures and successes at once, from 32 connections spread over the workers.
+        let storm = burst(32, |i| get(&envoy, if i % 4 == 0 { 200 } else { 503 }));
+        assert!(storm.iter().all(|r| r.status == 200 || r.status == 503));
+        if envoy.stat("levee_breaker.svc.state") != 1 {
+            continue;
+        }
+        assert!(
+            envoy.stat("levee_breaker.svc.unsettled") >= 1,
+            "open, so unsettled (round {round})"
+        );
+        let before = up.count();
+        let rejected_before = envoy.stat("levee_breaker.svc.rejected");
+        let after = burst(32, |_| get(&envoy, 200));
+        assert!(
+            after.iter().all(is_circuit_open),
+            "every worker refuses: {:?}",
+            after.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        assert_eq!(up.count(), before, "the upstream sees nothing while open");
+        assert_eq!(
+            envoy.stat("levee_breaker.svc.rejected") - rejected_before,
+            32
+        );
+        assert_eq!(envoy.stat("levee_breaker.svc.opened"), 1);
+        return;
+    }
+    panic!("three storms of 24 failures each never opened the breaker");
+}

@@ -27,6 +27,10 @@ from pathlib import Path
 
 from . import envoy as E
 
+# Seconds to wait for callgrind to write a counter dump. Under valgrind on a loaded machine a
+# dump can take minutes; LEVEE_CALLGRIND_DUMP_TIMEOUT overrides the default.
+DUMP_TIMEOUT = float(os.environ.get("LEVEE_CALLGRIND_DUMP_TIMEOUT", "600"))
+
 
 class CallgrindEnvoy:
     def __init__(self, envoy_bin: str, workdir: Path, listeners: list[dict], clusters: list[dict] | None = None):
@@ -84,7 +88,7 @@ class CallgrindEnvoy:
         """Dumps the counters gathered since the last dump; returns their instruction total."""
         before = set(glob.glob(str(self.out) + ".*"))
         subprocess.run(["callgrind_control", "-d", str(self.proc.pid)], capture_output=True, check=False)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + DUMP_TIMEOUT
         while time.monotonic() < deadline:
             new = set(glob.glob(str(self.out) + ".*")) - before
             for f in new:
@@ -93,7 +97,7 @@ class CallgrindEnvoy:
                     if line.startswith("totals:") or line.startswith("summary:"):
                         return int(line.split()[1])
             time.sleep(0.3)
-        raise RuntimeError("callgrind dump did not appear")
+        raise RuntimeError(f"callgrind dump did not appear within {DUMP_TIMEOUT:.0f}s")
 
     def per_request(self, listener: str, n: int, headers: dict, warmup: int = 50) -> dict:
         """`GET /` with `headers`, `n` times on one connection after `warmup` requests."""

@@ -5,12 +5,29 @@
 //! so every worker sees one state. When the CAS loop cannot finish (contention or a host
 //! error), the breaker fails open — letting a request through is safer than refusing all
 //! traffic because of levee — and `levee_internal_errors` counts it.
+//!
+//! **The unsettled gauge.** Reading the shared state costs a data-returning host call on every
+//! request; reading an Envoy gauge does not (a u64 through a pointer). So each breaker has a
+//! process-wide gauge, `levee_breaker.<upstream>.unsettled`, that is 0 only while the state is
+//! *settled* — CLOSED with no failure streak — and every writer of the state keeps it *ahead*
+//! of the state: a write that unsettles the breaker (a first failure, a transition out of
+//! CLOSED) raises the gauge by 1 *before* its CAS, and takes the raise back after if the CAS
+//! lost; a write that settles it lowers the gauge by 1 *after* its CAS. Gauge moves are atomic
+//! additions, so their order does not matter: at every instant the gauge is at least the
+//! number of unsettled states (0 or 1) — it can be high for a moment, never low. A request
+//! that reads 0 is admitted without reading the state, with [`Ticket::UNREAD_CLOSED`]; as if it
+//! had read the state at that instant, so an OPEN breaker admits nothing it would not have
+//! admitted by reading the state. Any other value (or a failure-rate rule, whose window must
+//! see every call) reads the state as before, and a success admitted on 0 is only counted.
+//! A gauge recreated at 0 while the state survived (a new VM whose stats were freed) is
+//! raised at configure time ([`reconcile`]).
 
+use crate::breaker::state::State;
 use crate::breaker::{self, Admission, Ticket, Transition};
 use crate::config::UpstreamConfig;
 use crate::metrics::{BreakerEvent, Event, GlobalEvent, Metrics};
 use crate::outcome::AttemptOutcome;
-use crate::store::cas::{update_key, Step};
+use crate::store::cas::{update_key_announcing, Step, UpdateError};
 use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 
@@ -52,17 +69,13 @@ pub fn admit_noting_quiet(
         };
         return (Admission::Allow(ticket), true);
     };
+    if cfg.failure_rate.is_none() && metrics.breaker_unsettled(index) == Some(0) {
+        return (Admission::Allow(Ticket::UNREAD_CLOSED), true);
+    }
     let lease = probe_lease_ns(upstream);
-    let result = update_key(store, &breaker_key(&upstream.name), |current| {
-        let state = current.value.as_slice();
+    let result = update_breaker(upstream, index, store, metrics, |state| {
         let a = breaker::admit(cfg, state, now, lease);
-        match a.new_state {
-            Some(value) => Step::Write {
-                value,
-                result: (a.admission, a.transition, a.quiet),
-            },
-            None => Step::Keep((a.admission, a.transition, a.quiet)),
-        }
+        (a.new_state, (a.admission, a.transition, a.quiet))
     });
     match result {
         Ok((admission, transition, quiet)) => {
@@ -142,21 +155,70 @@ pub fn record(
         upstream: index,
         what,
     });
-    let result = update_key(store, &breaker_key(&upstream.name), |current| {
-        let state = current.value.as_slice();
+    let result = update_breaker(upstream, index, store, metrics, |state| {
         let r = breaker::record(cfg, state, ticket, failed, now);
-        match r.new_state {
-            Some(value) => Step::Write {
-                value,
-                result: r.transition,
-            },
-            None => Step::Keep(r.transition),
-        }
+        (r.new_state, r.transition)
     });
     match result {
         Ok(Some(t)) => report_transition(upstream, index, t, metrics),
         Ok(None) => {}
         Err(_) => metrics.count(Event::Global(GlobalEvent::InternalError)),
+    }
+}
+
+/// Read-compute-CAS on the breaker's key with `f` (state bytes → bytes to write, if any, and a
+/// result), keeping the unsettled gauge ahead of the state (see the module docs).
+fn update_breaker<T>(
+    upstream: &UpstreamConfig,
+    index: usize,
+    store: &dyn SharedStore,
+    metrics: &mut dyn Metrics,
+    mut f: impl FnMut(&[u8]) -> (Option<Vec<u8>>, T),
+) -> Result<T, UpdateError> {
+    let mut raised: i64 = 0;
+    let result = update_key_announcing(
+        store,
+        &breaker_key(&upstream.name),
+        |current| {
+            let seen = current.value.as_slice();
+            match f(seen) {
+                (Some(value), result) => {
+                    let change =
+                        i64::from(State::unsettled(&value)) - i64::from(State::unsettled(seen));
+                    Step::Write {
+                        value,
+                        result: (result, change),
+                    }
+                }
+                (None, result) => Step::Keep((result, 0)),
+            }
+        },
+        |seen, next| {
+            if !State::unsettled(seen) && State::unsettled(next) {
+                metrics.move_breaker_unsettled(index, 1);
+                raised += 1;
+            }
+        },
+    );
+    // What the landed write changed, minus the raises made ahead of writes (a raise for the
+    // write that landed and unsettled the breaker stays: it is that write's +1).
+    let (result, change) = match result {
+        Ok((result, change)) => (Ok(result), change),
+        Err(e) => (Err(e), 0),
+    };
+    if change != raised {
+        metrics.move_breaker_unsettled(index, change - raised);
+    }
+    result
+}
+
+/// Makes sure the unsettled gauge of upstream `index` is not below its state (configure
+/// time): a gauge at 0 beside an unsettled state — stats recreated at 0 while shared data
+/// survived — is raised by 1. Raising is always safe (the request path then reads the state);
+/// a raise a concurrent writer made unnecessary only keeps that path on reads.
+pub fn reconcile(index: usize, state: &[u8], metrics: &mut dyn Metrics) {
+    if State::unsettled(state) && metrics.breaker_unsettled(index) == Some(0) {
+        metrics.move_breaker_unsettled(index, 1);
     }
 }
 

@@ -36,6 +36,19 @@ pub struct Ticket {
     pub probe: Option<u32>,
 }
 
+/// The epoch of [`Ticket::UNREAD_CLOSED`].
+const UNREAD_EPOCH: u32 = u32::MAX - 1;
+
+impl Ticket {
+    /// The ticket of an attempt admitted without reading the state, because the breaker was
+    /// known to be CLOSED with no failure streak (its unsettled gauge read 0, see
+    /// [`crate::breaker::gate`]): [`record`] takes it for the current epoch while CLOSED.
+    pub const UNREAD_CLOSED: Ticket = Ticket {
+        epoch: UNREAD_EPOCH,
+        probe: None,
+    };
+}
+
 /// Whether an attempt may go to the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -253,7 +266,8 @@ pub fn record(
         new_state: None,
     };
     let mut s = State::decode(cfg, state);
-    if ticket.epoch != s.epoch {
+    let unread_closed = ticket == Ticket::UNREAD_CLOSED && s.phase == Phase::Closed;
+    if ticket.epoch != s.epoch && !unread_closed {
         return unchanged;
     }
     let before = s.clone();

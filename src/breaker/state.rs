@@ -156,6 +156,24 @@ impl State {
         })
     }
 
+    /// Whether the encoded state `bytes` is *unsettled*: not CLOSED, or CLOSED with a failure
+    /// streak. Garbage reads as the fresh CLOSED state it decodes to (settled). Needs no
+    /// config: phase and streak do not depend on it.
+    pub fn unsettled(bytes: &[u8]) -> bool {
+        let valid = bytes.first() == Some(&VERSION)
+            && bytes
+                .get(2)
+                .is_some_and(|n| bytes.len() == HEADER_LEN + usize::from(*n) * LEASE_LEN);
+        if !valid {
+            return false;
+        }
+        match bytes.get(1).copied().and_then(Phase::from_byte) {
+            Some(Phase::Closed) => read_u32(bytes, 16).is_some_and(|streak| streak > 0),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let n = self.leases.len().min(MAX_LEASES);
         let mut out = Vec::with_capacity(HEADER_LEN + n * LEASE_LEN);

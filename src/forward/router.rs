@@ -17,6 +17,8 @@ pub struct RouterForward {
     ticket: Option<(Ticket, UnixNanos)>,
     /// The breaker was quiet when it admitted the request (a success changes nothing).
     quiet: bool,
+    /// When the request was admitted.
+    sent_at: UnixNanos,
 }
 
 impl RouterForward {
@@ -33,9 +35,28 @@ impl RouterForward {
             Admission::Allow(ticket) | Admission::Probe { ticket, .. } => Ok(Self {
                 ticket: upstream.circuit_breaker.is_some().then_some((ticket, now)),
                 quiet,
+                sent_at: now,
             }),
             Admission::Reject { retry_after_ns } => Err(retry_after_ns),
         }
+    }
+
+    /// The time [`RouterForward::on_answer`] may take for "now" when recording this answer
+    /// needs no fresh clock: no breaker waits for it, or a breaker that was quiet at admission
+    /// (and has no slow-call rule) sees a success, which it only counts. `None`: read the clock.
+    pub fn clock_free(
+        &self,
+        upstream: Option<&UpstreamConfig>,
+        status: u16,
+        flags: u64,
+    ) -> Option<UnixNanos> {
+        let Some((ticket, sent_at)) = self.ticket else {
+            return Some(self.sent_at);
+        };
+        let cfg = upstream?.circuit_breaker.as_ref()?;
+        let success = !crate::breaker::is_failure(cfg, &classify_router(status, flags, 0));
+        (self.quiet && ticket.probe.is_none() && cfg.slow_call.is_none() && success)
+            .then_some(sent_at)
     }
 
     /// The breaker still waits for this request's outcome.

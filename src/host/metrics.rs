@@ -39,6 +39,16 @@ impl Metrics for HostMetrics<'_> {
         }
     }
 
+    fn breaker_unsettled(&mut self, upstream: usize) -> Option<u64> {
+        abi::get_metric(self.0.breaker_unsettled_gauge(upstream)?).ok()
+    }
+
+    fn move_breaker_unsettled(&mut self, upstream: usize, by: i64) {
+        if let Some(gauge) = self.0.breaker_unsettled_gauge(upstream) {
+            let _ = abi::increment_metric(gauge, by);
+        }
+    }
+
     fn attempts_per_request(&mut self, upstream: usize, attempts: u32) {
         if let Some(histogram) = self.0.attempts_histogram(upstream) {
             let _ = abi::record_metric(histogram, u64::from(attempts));

@@ -35,6 +35,7 @@ impl LeveeRoot {
             .unwrap_or_default();
         let (plugin, footprint) = worker::configure(&raw, &EnvoyStore, entropy_bytes())?;
         let metrics = metrics::define_all(&plugin, footprint.bytes());
+        worker::reconcile_breakers(&plugin, &EnvoyStore, &mut metrics::HostMetrics(&metrics));
         log(LogLevel::Info, &worker::summary(&plugin, &footprint));
         let rng = crate::random::SplitMix64::from_entropy();
         self.shared = Some(Rc::new(Shared {

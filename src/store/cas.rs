@@ -170,10 +170,25 @@ pub fn update_key<T>(
     key: &str,
     f: impl FnMut(&Versioned) -> Step<T>,
 ) -> Result<T, UpdateError> {
+    update_key_announcing(store, key, f, |_, _| {})
+}
+
+/// [`update_key`] that calls `announce(seen, next)` right before every write attempt, with the
+/// value the attempt read and the value it is about to write: for a mirror of the key that must
+/// never lag behind a write, so it is moved before the write lands.
+pub fn update_key_announcing<T>(
+    store: &dyn SharedStore,
+    key: &str,
+    f: impl FnMut(&Versioned) -> Step<T>,
+    mut announce: impl FnMut(&[u8], &[u8]),
+) -> Result<T, UpdateError> {
     read_compute_cas(
         || read(store, key)?.ok_or(UpdateError::Missing),
         f,
-        |current, value| conditional_set(store, key, &value, current.cas),
+        |current, value| {
+            announce(&current.value, &value);
+            conditional_set(store, key, &value, current.cas)
+        },
     )
     .map(|(result, ())| result)
 }

@@ -2,8 +2,10 @@
 //! secret agreed with every other worker VM, its footprint checked against the ceiling, every
 //! shared-data table and key created.
 
+use crate::breaker::gate;
 use crate::config;
 use crate::footprint::Footprint;
+use crate::metrics::Metrics;
 use crate::pipeline::Plugin;
 use crate::provision::provision;
 use crate::store::hash::KeyHasher;
@@ -27,6 +29,19 @@ pub fn configure(
     footprint.check(&plugin.config).map_err(|e| e.to_string())?;
     provision(&plugin, store)?;
     Ok((plugin, footprint))
+}
+
+/// Raises each breaker's unsettled gauge that is below its shared state (see
+/// [`crate::breaker::gate::reconcile`]); once per VM, after its metrics are defined.
+pub fn reconcile_breakers(plugin: &Plugin, store: &dyn SharedStore, metrics: &mut dyn Metrics) {
+    for (index, upstream) in plugin.config.upstreams.iter().enumerate() {
+        if upstream.circuit_breaker.is_none() {
+            continue;
+        }
+        if let Ok(Some(state)) = store.get(&gate::breaker_key(&upstream.name)) {
+            gate::reconcile(index, &state.value, metrics);
+        }
+    }
 }
 
 /// The line logged once a configuration is in place.

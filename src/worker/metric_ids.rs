@@ -23,7 +23,8 @@ pub struct MetricIds {
     global: Vec<u32>,
     idempotency: Vec<u32>,
     rate_limits: Vec<[u32; 4]>,
-    breakers: Vec<([u32; 8], u32)>,
+    /// Per upstream: the [`BreakerEvent`] counters, the state gauge and the unsettled gauge.
+    breakers: Vec<([u32; 8], u32, u32)>,
     /// Per upstream: the [`UpstreamEvent`] counters and the attempts histogram.
     upstreams: Vec<([u32; 4], u32)>,
     fallbacks: Vec<[u32; 6]>,
@@ -63,7 +64,7 @@ impl MetricIds {
             .map(|u| {
                 if u.circuit_breaker.is_none() {
                     // No breaker, no series: unused metrics only clutter Prometheus.
-                    return ([NO_METRIC; 8], NO_METRIC);
+                    return ([NO_METRIC; 8], NO_METRIC, NO_METRIC);
                 }
                 (
                     BreakerEvent::ALL.map(|e| {
@@ -75,6 +76,10 @@ impl MetricIds {
                     define(
                         MetricKind::Gauge,
                         &crate::metrics::breaker_state_metric(&u.name),
+                    ),
+                    define(
+                        MetricKind::Gauge,
+                        &crate::metrics::breaker_unsettled_metric(&u.name),
                     ),
                 )
             })
@@ -152,7 +157,7 @@ impl MetricIds {
             Event::Breaker { upstream, what } => self
                 .breakers
                 .get(upstream)
-                .map(|(ids, _)| ids[position(&BreakerEvent::ALL, &what)]),
+                .map(|(ids, _, _)| ids[position(&BreakerEvent::ALL, &what)]),
             Event::Fallback { upstream, what } => self
                 .fallbacks
                 .get(upstream)
@@ -173,7 +178,15 @@ impl MetricIds {
     pub fn breaker_gauge(&self, upstream: usize) -> Option<u32> {
         self.breakers
             .get(upstream)
-            .map(|(_, gauge)| *gauge)
+            .map(|(_, gauge, _)| *gauge)
+            .filter(|g| *g != NO_METRIC)
+    }
+
+    /// The unsettled gauge of upstream `upstream`'s breaker, if it has one.
+    pub fn breaker_unsettled_gauge(&self, upstream: usize) -> Option<u32> {
+        self.breakers
+            .get(upstream)
+            .map(|(_, _, gauge)| *gauge)
             .filter(|g| *g != NO_METRIC)
     }
 

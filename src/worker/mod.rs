@@ -31,7 +31,7 @@ use crate::time::{UnixNanos, NANOS_PER_SEC};
 use crate::timer_queue::{ContextId, TimerPurpose};
 
 pub use attributes::{LazyAttributes, RequestReads};
-pub use configure::{configure, summary};
+pub use configure::{configure, reconcile_breakers, summary};
 pub use host::{Action, Callout, DispatchRefused, GrpcCall, Host};
 pub use metric_ids::{MetricIds, MetricKind, NO_METRIC};
 pub use stream::Stream;

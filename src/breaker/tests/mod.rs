@@ -2,6 +2,7 @@
 
 mod probes_prop;
 mod rate;
+mod unsettled;
 
 use std::time::Duration;
 

@@ -113,7 +113,7 @@ fn every_attempt_feeds_the_breaker_and_its_opening_stops_further_attempts() {
 }
 
 #[test]
-fn a_success_on_a_quiet_breaker_reads_its_state_once_and_a_failure_streak_is_recorded() {
+fn a_success_on_a_quiet_breaker_reads_no_state_and_a_failure_streak_is_recorded() {
     let mut u = upstream(None);
     u.circuit_breaker = Some(breaker_cfg(3));
     let mut d = Driver::new(1);
@@ -124,8 +124,8 @@ fn a_success_on_a_quiet_breaker_reads_its_state_once_and_a_failure_streak_is_rec
     d.reply(&mut f, answer(200, &[], "ok"), MS);
     assert_eq!(
         gets(&d) - before,
-        1,
-        "admission only: a quiet success is just counted"
+        0,
+        "the unsettled gauge at 0 admits, and a quiet success is just counted"
     );
     // A failure starts a streak: the breaker is no longer quiet, so the next success is
     // recorded (it ends the streak) — one read to admit, one to record.

@@ -29,7 +29,7 @@ mod data;
 
 pub(crate) use control::{
     define_metric, dispatch_grpc_call, dispatch_http_call, get_current_time, get_log_level,
-    increment_metric, log, record_metric, resume_http_request, send_local_response,
+    get_metric, increment_metric, log, record_metric, resume_http_request, send_local_response,
     set_effective_context, set_tick_period,
 };
 pub(crate) use data::{

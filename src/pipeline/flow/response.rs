@@ -64,6 +64,36 @@ impl RequestFlow {
         (std::mem::take(&mut self.response_headers), None)
     }
 
+    /// The headers levee adds to an answer it has nothing to learn from (the router did not
+    /// forward this request for levee: no breaker, record or cache waits for it), or `None`
+    /// when [`RequestFlow::on_response_headers`] must see the answer.
+    pub fn response_headers_unobserved(&mut self) -> Option<Vec<(String, String)>> {
+        (!matches!(self.stage, Stage::Forwarded(_)))
+            .then(|| std::mem::take(&mut self.response_headers))
+    }
+
+    /// The time [`RequestFlow::on_response_headers`] may take for "now" when `answer` needs no
+    /// fresh clock: a router-mode answer with no idempotency record, no stale-cache copy and no
+    /// fallbacks, whose breaker needs no time either ([`crate::forward::router::RouterForward::clock_free`]).
+    /// `None`: read the clock.
+    pub fn clock_free_answer(
+        &self,
+        plugin: &crate::pipeline::Plugin,
+        answer: &UpstreamAnswer,
+    ) -> Option<crate::time::UnixNanos> {
+        let Stage::Forwarded(router) = &self.stage else {
+            return None;
+        };
+        let upstream = routed(plugin, self.upstream);
+        if self.key.keyed().is_some()
+            || self.kept.is_some()
+            || upstream.is_some_and(|(_, u)| !u.fallback.is_empty())
+        {
+            return None;
+        }
+        router.clock_free(upstream.map(|(_, u)| u), answer.status, answer.flags)
+    }
+
     /// Whether the response callback needs the upstream's status, flags and headers.
     pub fn wants_response_headers(&self) -> bool {
         let Stage::Forwarded(router) = &self.stage else {

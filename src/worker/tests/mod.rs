@@ -116,6 +116,30 @@ fn an_allowed_request_costs_one_clock_read_and_a_limited_one_is_answered_429() {
 }
 
 #[test]
+fn an_answer_levee_does_not_observe_reads_no_clock() {
+    let store = MemoryStore::new();
+    let doc = json!({ "rate_limits": [{ "name": "rl", "limit": 5, "window": "1s", "key": [] }] });
+    let w = worker(doc, &store);
+    let mut host = FakeHost::new(&store, T0);
+    let (stream, _) = open(&w, &mut host, 2, &FakeRequest::new("GET", "/"), true);
+    let reads = host.reads;
+    w.on_response_headers(&mut host, 2, &stream, true);
+    assert_eq!(host.reads, reads, "no clock, no status");
+    let written: Vec<_> = host
+        .take_calls()
+        .into_iter()
+        .filter_map(|(_, c)| match c {
+            Call::SetResponseHeader(name, _) => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        written.contains(&"x-ratelimit-remaining".to_string()),
+        "{written:?}"
+    );
+}
+
+#[test]
 fn a_shaped_request_is_held_then_resumed_by_the_tick_and_the_tick_stops() {
     let store = MemoryStore::new();
     let doc = json!({ "rate_limits": [{ "name": "shaper", "algorithm": "leaky_bucket",
@@ -288,4 +312,52 @@ fn a_refused_dispatch_is_an_upstream_failure_and_a_gone_request_is_forgotten() {
         "no reply to a request the host forgot"
     );
     assert!(!w.holds(3) && host.held == 0);
+}
+
+#[test]
+fn a_quiet_breaker_costs_no_shared_data_read_until_a_failure_unsettles_it() {
+    let store = MemoryStore::new();
+    let doc = json!({
+        "upstreams": { "backend": { "forward": "router",
+            "circuit_breaker": { "failure_threshold": 2 } } },
+        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "backend" }],
+    });
+    let w = worker(doc, &store);
+    let mut host = FakeHost::new(&store, T0);
+    let get = FakeRequest::new("GET", "/");
+    let request = |host: &mut FakeHost<'_>, id: ContextId, status: &str| {
+        let gets = store.stats().gets;
+        let (stream, action) = open(&w, host, id, &get, true);
+        assert_eq!(action, Action::Continue, "request {id}");
+        host.response.headers = vec![(":status".into(), status.as_bytes().to_vec())];
+        w.on_response_headers(host, id, &stream, true);
+        w.on_done(host, id, &stream);
+        store.stats().gets - gets
+    };
+    assert_eq!(
+        request(&mut host, 2, "200"),
+        0,
+        "settled: the gauge answers"
+    );
+    assert_eq!(host.metrics.unsettled.get(&0).copied().unwrap_or(0), 0);
+    assert_eq!(request(&mut host, 3, "503"), 1, "a failure is recorded");
+    assert_eq!(host.metrics.unsettled.get(&0), Some(&1));
+    assert_eq!(
+        request(&mut host, 4, "200"),
+        2,
+        "unsettled: read to admit and record"
+    );
+    assert_eq!(
+        host.metrics.unsettled.get(&0),
+        Some(&0),
+        "the success settled it"
+    );
+    request(&mut host, 5, "503");
+    request(&mut host, 6, "503");
+    let (_, action) = open(&w, &mut host, 7, &get, true);
+    assert_eq!(action, Action::Pause, "open: refused");
+    assert_eq!(
+        replies(&mut host),
+        vec![(7, 503, "levee_circuit_open", false)]
+    );
 }
