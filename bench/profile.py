@@ -7,12 +7,14 @@
 
 Counts the instructions Envoy executes per request under callgrind (bench/benchlib/callgrind.py):
 deterministic, so a change to levee's request path can be measured on a busy machine, where
-`make bench`'s req/s move by ±10 %. Three parts:
+`make bench`'s req/s move by ±10 %. Four parts:
 
 - calls: what each kind of host call costs, from bench/hostcall-probe (the same call made
   20 times per request; the difference to the probe making none, divided by 20);
 - s1: the scenario-1 filter chains of `make bench` (direct_response);
-- s2: router vs. levee router mode vs. levee callout mode through a real upstream.
+- s2: router vs. levee router mode vs. levee callout mode through a real upstream;
+- global (only when asked: `--parts global`): a hot-key token bucket local only, and global in
+  `exact` and `reserve` mode against the rate limit service (needs redis-server, `make peers`).
 
 Writes bench/results/profile.md and profile.json. Slow: Envoy compiles levee.wasm under
 valgrind (2–5 min per part). Needs valgrind (installed from Debian when missing).
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import envoy as E  # noqa: E402
 from benchlib import variants as V  # noqa: E402
 from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
+from benchlib.peers import RateLimitService  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -108,6 +111,28 @@ def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
     return {"rows": rows}
 
 
+def part_global(envoy_bin: str, work: Path, n: int) -> dict:
+    """A hot-key token bucket: local only, and kept mesh-wide in `exact` and `reserve` mode
+    against the rate limit service (Redis + tests/peers/rls_peer.py on free loopback ports)."""
+    wasm = {"levee": RELEASE / "levee.wasm", "noop": None}
+    service = RateLimitService(REPO, work / "global-peer").start()
+    variants = V.global_limits()
+    listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in variants]
+    env = CallgrindEnvoy(envoy_bin, work / "global", listeners, [E.h2_cluster(V.RLS_CLUSTER, service.grpc_port)])
+    try:
+        env.start()
+        rows = {}
+        for v in variants:
+            before = service.calls() or 0
+            rows[v.key] = dict(env.per_request(v.key, n, headers=v.request.headers), label=v.label)
+            # Calls during warm-up and measured requests together: an upper bound for the run.
+            rows[v.key]["service_calls"] = (service.calls() or 0) - before
+    finally:
+        env.stop()
+        service.stop()
+    return {"rows": rows}
+
+
 def k(x: float) -> str:
     return f"{x / 1000:.1f} k"
 
@@ -127,7 +152,8 @@ def markdown(res: dict) -> str:
         out += [f"| {r['label']} | {r['instructions_per_call'] / 1000:.1f} k |" for r in c["rows"]]
         out.append("")
     for part, title, bases in (("s1", "Scenario 1 (direct_response)", ("none", "native", "noop")),
-                               ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router"))):
+                               ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router")),
+                               ("global", "Global limits on a hot key (direct_response)", ("local_only",))):
         if part not in res:
             continue
         rows = res[part]["rows"]
@@ -141,13 +167,16 @@ def markdown(res: dict) -> str:
             over = " | ".join(k(ir - rows[b]["instructions_per_request"]) for b in bases if b in rows)
             ratio = " | ".join(f"{rows[b]['instructions_per_request'] / ir:.3f}" for b in bases if b in rows)
             out.append(f"| {r['label']} | {k(ir)} | {over} | {ratio} |")
+        if part == "global":
+            out += ["", "Service calls (warm-up and measured requests) and statuses: " + "; ".join(
+                f"{key} {r.get('service_calls')} calls, {r['statuses']}" for key, r in rows.items())]
         out.append("")
     return "\n".join(out)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="calls,s1,s2", help="calls, s1, s2 (default all)")
+    p.add_argument("--parts", default="calls,s1,s2", help="calls, s1, s2, global (default calls,s1,s2)")
     p.add_argument("--requests", type=int, default=300, help="requests per variant (default 300)")
     p.add_argument("--out", default=str(BENCH / "results"))
     a = p.parse_args()
@@ -162,7 +191,7 @@ def main() -> int:
                           "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
                           "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,
                                                      text=True).stdout.strip()}}
-    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2)):
+    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("global", part_global)):
         if name in parts:
             print(f"profile part {name}: starting Envoy under callgrind (minutes)…", flush=True)
             res[name] = fn(envoy_bin, work, a.requests)

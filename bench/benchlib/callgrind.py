@@ -84,7 +84,8 @@ class CallgrindEnvoy:
         """Dumps the counters gathered since the last dump; returns their instruction total."""
         before = set(glob.glob(str(self.out) + ".*"))
         subprocess.run(["callgrind_control", "-d", str(self.proc.pid)], capture_output=True, check=False)
-        deadline = time.monotonic() + 60
+        # A loaded machine can take minutes to write a dump: CALLGRIND_DUMP_TIMEOUT seconds (60).
+        deadline = time.monotonic() + float(os.environ.get("CALLGRIND_DUMP_TIMEOUT") or 60)
         while time.monotonic() < deadline:
             new = set(glob.glob(str(self.out) + ".*")) - before
             for f in new:
