@@ -14,6 +14,8 @@ deterministic, so a change to levee's request path can be measured on a busy mac
 - s1: the scenario-1 filter chains of `make bench` (direct_response);
 - s2: router vs. levee router mode vs. levee callout mode through a real upstream;
 - headers: one per-IP limit under each `rate_limit_headers` mode (none, x-ratelimit, ietf, both).
+- global (only when asked: `--parts global`): a hot-key token bucket local only, and global in
+  `exact` and `reserve` mode against the rate limit service (needs redis-server, `make peers`).
 
 Writes bench/results/profile.md and profile.json. Slow: Envoy compiles levee.wasm under
 valgrind (2–5 min per part). Needs valgrind (installed from Debian when missing).
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import envoy as E  # noqa: E402
 from benchlib import variants as V  # noqa: E402
 from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
+from benchlib.peers import RateLimitService  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -134,6 +137,28 @@ def part_s2(envoy_bin: str, work: Path, n: int) -> dict:
     return {"rows": rows}
 
 
+def part_global(envoy_bin: str, work: Path, n: int) -> dict:
+    """A hot-key token bucket: local only, and kept mesh-wide in `exact` and `reserve` mode
+    against the rate limit service (Redis + tests/peers/rls_peer.py on free loopback ports)."""
+    wasm = {"levee": RELEASE / "levee.wasm", "noop": None}
+    service = RateLimitService(REPO, work / "global-peer").start()
+    variants = V.global_limits()
+    listeners = [E.listener(v.key, E.direct_route(), named(v.filters(wasm), v.key)) for v in variants]
+    env = CallgrindEnvoy(envoy_bin, work / "global", listeners, [E.h2_cluster(V.RLS_CLUSTER, service.grpc_port)])
+    try:
+        env.start()
+        rows = {}
+        for v in variants:
+            before = service.calls() or 0
+            rows[v.key] = dict(env.per_request(v.key, n, headers=v.request.headers), label=v.label)
+            # Calls during warm-up and measured requests together: an upper bound for the run.
+            rows[v.key]["service_calls"] = (service.calls() or 0) - before
+    finally:
+        env.stop()
+        service.stop()
+    return {"rows": rows}
+
+
 def k(x: float) -> str:
     return f"{x / 1000:.1f} k"
 
@@ -154,7 +179,8 @@ def markdown(res: dict) -> str:
         out.append("")
     for part, title, bases in (("s1", "Scenario 1 (direct_response)", ("none", "native", "noop")),
                                ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router")),
-                               ("headers", "Rate-limit header modes (direct_response)", ("headers_none",))):
+                               ("headers", "Rate-limit header modes (direct_response)", ("headers_none",)),
+                               ("global", "Global limits on a hot key (direct_response)", ("local_only",))):
         if part not in res:
             continue
         rows = res[part]["rows"]
@@ -168,13 +194,16 @@ def markdown(res: dict) -> str:
             over = " | ".join(k(ir - rows[b]["instructions_per_request"]) for b in bases if b in rows)
             ratio = " | ".join(f"{rows[b]['instructions_per_request'] / ir:.3f}" for b in bases if b in rows)
             out.append(f"| {r['label']} | {k(ir)} | {over} | {ratio} |")
+        if part == "global":
+            out += ["", "Service calls (warm-up and measured requests) and statuses: " + "; ".join(
+                f"{key} {r.get('service_calls')} calls, {r['statuses']}" for key, r in rows.items())]
         out.append("")
     return "\n".join(out)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="calls,s1,s2,headers", help="calls, s1, s2, headers (default all)")
+    p.add_argument("--parts", default="calls,s1,s2,headers", help="calls, s1, s2, headers, global (default calls,s1,s2,headers; global needs redis-server and `make peers`)")
     p.add_argument("--requests", type=int, default=300, help="requests per variant (default 300)")
     p.add_argument("--out", default=str(BENCH / "results"))
     a = p.parse_args()
@@ -189,7 +218,7 @@ def main() -> int:
                           "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
                           "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,
                                                      text=True).stdout.strip()}}
-    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("headers", part_headers)):
+    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("headers", part_headers), ("global", part_global)):
         if name in parts:
             print(f"profile part {name}: starting Envoy under callgrind (minutes)…", flush=True)
             res[name] = fn(envoy_bin, work, a.requests)

@@ -4,6 +4,7 @@
     python3 bench/run.py            # full run (5 rounds × 10 s per variant, ~20 min)
     python3 bench/run.py --quick    # smoke run (3 rounds × 2 s, fewer memory keys, ~4 min)
     python3 bench/run.py --scenarios 1,3 --rounds 7
+    python3 bench/run.py --scenarios g  # global limits (exact / reserve) vs. local only
 
 Environment: ENVOY_BIN (else .venv/bin/envoy, else `envoy` on PATH), LEVEE_WASM (else
 target/wasm32-wasip1/release/levee.wasm), NOOP_WASM (else target/wasm32-wasip1/release/
@@ -38,7 +39,8 @@ REPO = BENCH.parent
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: 3 rounds × 2 s, memory to 300k keys")
-    p.add_argument("--scenarios", default="1,2,3,4", help="which scenarios to run (default 1,2,3,4)")
+    p.add_argument("--scenarios", default="1,2,3,4", help="which scenarios to run (default 1,2,3,4; g: global limits, "
+                   "only when named, needs redis-server and `make peers`)")
     p.add_argument("--rounds", type=int, help="interleaved rounds for throughput (default 5; quick 3)")
     p.add_argument("--seconds", type=float, help="seconds per variant per round (default 10; quick 2)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections for throughput (default 16)")
@@ -131,6 +133,8 @@ def main() -> int:
             res["scenario2"] = scenarios.scenario2(ctx)
         if "3" in which:
             res["scenario3"] = scenarios.scenario3(ctx)
+        if "g" in which:
+            res["scenario_g"] = scenarios.scenario_global(ctx, REPO)
     except KeyboardInterrupt:
         print("interrupted: reporting what was measured", file=sys.stderr)
         res["meta"]["warning"] = "Interrupted run: incomplete."

@@ -67,6 +67,18 @@ def cluster(name: str, port: int) -> dict:
     }
 
 
+def h2_cluster(name: str, port: int) -> dict:
+    """A cluster speaking HTTP/2 (gRPC), e.g. to the rate limit service."""
+    c = cluster(name, port)
+    c["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        },
+    }
+    return c
+
+
 def bootstrap(listeners: list[dict], clusters: list[dict] | None = None) -> dict:
     return {
         "node": {"id": "levee-bench", "cluster": "levee-bench"},

@@ -168,8 +168,24 @@ def markdown(res: dict) -> str:
             rel = f"{row['p99_us'] / base['p99_us']:.2f} ×" if base and base["p99_us"] else "—"
             out.append(f"| {row['label']} | {row['p50_us']:.0f} µs | {row['p99_us']:.0f} µs | "
                        f"{row['p999_us']:.0f} µs | {_k(row['rps_median'])} | {rel} |")
+    sg = res.get("scenario_g")
+    if sg:
+        out += ["", "## Global limits on a hot key (latency)", "",
+                f"Method: {sg['method']}. Medians over rounds of wrk's per-run percentiles. "
+                f"Calls the rate limit service answered during the measured rounds: {sg.get('service_calls')}.", "",
+                "| variant | p50 | p99 | p99.9 | req/s achieved | p50 / p99 vs. local only | errors |",
+                "|---|---|---|---|---|---|---|"]
+        base = next((r for r in sg["rows"] if r["key"] == "local_only" and not r.get("na")), None)
+        for row in sg["rows"]:
+            if row.get("na"):
+                out.append(f"| {row['label']} | n/a: {row['na'][:150]} | | | | | |")
+                continue
+            rel = (f"{row['p50_us'] / base['p50_us']:.2f} × / {row['p99_us'] / base['p99_us']:.2f} ×"
+                   if base and base["p50_us"] and base["p99_us"] else "—")
+            out.append(f"| {row['label']} | {row['p50_us']:.0f} µs | {row['p99_us']:.0f} µs | "
+                       f"{row['p999_us']:.0f} µs | {_k(row['rps_median'])} | {rel} | {row['errors']} |")
     plugins = {}
-    for sec in ("scenario1", "scenario2", "scenario3"):
+    for sec in ("scenario1", "scenario2", "scenario3", "scenario_g"):
         for row in (res.get(sec) or {}).get("rows", []):
             if row.get("plugin") and row["plugin"] != "{}":
                 plugins.setdefault(row["plugin"], []).append(f"{sec[-1]}:{row['key']}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import envoy as E
+from . import peers
 from . import variants as V
 from .load import Request, probe, run_wrk
 
@@ -248,3 +249,26 @@ def scenario3(ctx: Ctx) -> dict:
         finally:
             stop_all(envs)
     return out
+
+
+def scenario_global(ctx: Ctx, repo: Path) -> dict:
+    """Latency per request of a hot-key limit local only vs. global `exact` / `reserve`, at the
+    scenario-4 load (paced, far below saturation), against the rate limit service."""
+    ctx.say("scenario g: global limits — starting Redis, the rate limit service and the Envoys")
+    service = peers.RateLimitService(repo, ctx.workdir / "global-peer").start()
+    variants = V.global_limits()
+    envs: dict[str, E.Envoy] = {}
+    try:
+        envs = start_variants(ctx, "g", variants, E.direct_route(), [E.h2_cluster(V.RLS_CLUSTER, service.grpc_port)])
+        calls0 = service.calls()
+        runs = interleaved(ctx, variants, envs, rounds=ctx.lat_rounds, seconds=ctx.seconds,
+                           connections=ctx.lat_connections, kind="paced",
+                           extra=[f"delay_ms={ctx.lat_delay_ms}"], tag="sg ")
+        calls1 = service.calls()
+        return {"rows": summarize(variants, runs, ["local_only"]), "checks": filter_checks(envs),
+                "service_calls": (calls1 - calls0) if calls0 is not None and calls1 is not None else None,
+                "method": f"wrk, {ctx.lat_connections} connections each waiting {ctx.lat_delay_ms} ms "
+                          "between requests; every request carries the same key"}
+    finally:
+        stop_all(envs)
+        service.stop()

@@ -63,6 +63,23 @@ def levee_memory(max_tracked_keys: int) -> dict:
             "rate_limits": [_limit("per-user", [f"header:{USER_HEADER}"])]}
 
 
+# Global limits: one hot key (every request carries the same `x-user`), a token bucket so
+# large that nothing is rejected during a run (1,000,000 per hour, also the service's
+# window), local-only vs. kept mesh-wide by the rate limit service in `exact` / `reserve` mode.
+RLS_CLUSTER = "ratelimit"
+GLOBAL_LIMIT = 1_000_000
+
+
+def levee_hot_key(mode: str | None) -> dict:
+    limit = {"name": "hot", "key": [f"header:{USER_HEADER}"], "algorithm": "token_bucket",
+             "limit": GLOBAL_LIMIT, "window": "1h"}
+    if mode is None:
+        return {"rate_limits": [limit]}
+    limit["global"] = {"backend": "limits", "mode": mode, "on_backend_error": "local"}
+    return {"backends": {"limits": {"rls": {"cluster": RLS_CLUSTER, "domain": "levee", "timeout": "1s"}}},
+            "rate_limits": [limit]}
+
+
 @dataclass
 class Variant:
     key: str
@@ -125,4 +142,14 @@ def scenario3(max_tracked_keys: int) -> list[Variant]:
                 max_dynamic=max_tracked_keys),
         Variant("levee", f"levee per-user token bucket, max_tracked_keys {max_tracked_keys}", "levee",
                 levee_memory(max_tracked_keys)),
+    ]
+
+
+def global_limits() -> list[Variant]:
+    return [
+        Variant("local_only", "levee token bucket, hot key, local only", "levee", levee_hot_key(None)),
+        Variant("global_exact", "same limit, global `exact` (one service call per request)", "levee",
+                levee_hot_key("exact")),
+        Variant("global_reserve", "same limit, global `reserve` (one call per batch)", "levee",
+                levee_hot_key("reserve")),
     ]
