@@ -9,6 +9,7 @@
 //! prefix) or a gRPC status. So no gRPC framing lives here: [`wire`] encodes and decodes the
 //! message bytes themselves, [`etcd`] and [`rls`] the messages.
 
+pub mod call;
 pub mod etcd;
 pub mod rls;
 pub mod wire;

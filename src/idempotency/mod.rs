@@ -56,6 +56,7 @@ mod answers;
 pub mod capture;
 pub mod fingerprint;
 pub mod key;
+pub mod key_env;
 pub mod layer;
 pub mod machine;
 pub mod outcome;

@@ -10,7 +10,7 @@
 //! ```
 
 use crate::config::{OnConcurrent, OnInternalError};
-use crate::metrics::{Event, GlobalEvent, IdempotencyEvent, Metrics};
+use crate::metrics::{Event, GlobalEvent, IdempotencyEvent};
 use crate::outcome::{AttemptOutcome, UpstreamResult};
 use crate::problem::LocalReply;
 use crate::store::hash::KeyHash;
@@ -18,6 +18,7 @@ use crate::store::SharedStore;
 use crate::time::{duration_nanos, UnixNanos, NANOS_PER_MILLI};
 
 use super::capture::Capture;
+pub use super::key_env::KeyEnv;
 use super::layer::{HeldKey, IdempotencyLayer};
 use super::machine::{renew_interval_ns, Begin, Outcome};
 use super::outcome::{classify, ending, event_of, secondary_ending, AnswerParts, OutcomeKind};
@@ -33,14 +34,6 @@ pub const WAIT_POLL_NS: u64 = 50 * NANOS_PER_MILLI;
 
 /// An answer as the record keeps it: status, headers, body.
 pub type AnswerCopy = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// What the layer sees of the world while it acts for one request.
-pub struct KeyEnv<'a> {
-    pub layer: &'a IdempotencyLayer,
-    pub store: &'a dyn SharedStore,
-    pub now: UnixNanos,
-    pub metrics: &'a mut dyn Metrics,
-}
 
 /// Where the request stands with its key's record.
 #[derive(Debug)]
@@ -167,7 +160,7 @@ impl KeyedRequest {
             }
         };
         if claim.evicted {
-            count(ke, IdempotencyEvent::Evicted);
+            ke.count(IdempotencyEvent::Evicted);
         }
         match claim.begin {
             Begin::Execute { .. } => {
@@ -182,15 +175,15 @@ impl KeyedRequest {
             Begin::Replay { record } => {
                 match layer.replay(ke.store, &record, &self.key.header_value()) {
                     Replay::Answer(stored) => {
-                        count(ke, IdempotencyEvent::Replayed);
+                        ke.count(IdempotencyEvent::Replayed);
                         Claimed::Replay(replies::replayed(stored))
                     }
-                    Replay::Gone { status } => Claimed::Refuse(completed_conflict(ke, status)),
+                    Replay::Gone { status } => Claimed::Refuse(ke.completed_conflict(status)),
                 }
             }
-            Begin::CompletedTooLarge { status } => Claimed::Refuse(completed_conflict(ke, status)),
+            Begin::CompletedTooLarge { status } => Claimed::Refuse(ke.completed_conflict(status)),
             Begin::Mismatch => {
-                count(ke, IdempotencyEvent::Mismatch);
+                ke.count(IdempotencyEvent::Mismatch);
                 Claimed::Refuse(replies::mismatch())
             }
             Begin::Conflict { retry_after_ns } => self.conflict(ke, retry_after_ns),
@@ -204,7 +197,7 @@ impl KeyedRequest {
             _ => 0,
         };
         if wait_until == 0 {
-            count(ke, IdempotencyEvent::Conflict);
+            ke.count(IdempotencyEvent::Conflict);
         }
         if ke.layer.config.on_concurrent == OnConcurrent::Wait {
             if wait_until == 0 {
@@ -241,7 +234,7 @@ impl KeyedRequest {
             _ => None,
         };
         let event = event_of(outcome);
-        count(ke, event);
+        ke.count(event);
         if event == IdempotencyEvent::TooLarge {
             log::warn!("levee idempotency: an answer over max_body_bytes was passed through; only its status is kept");
         }
@@ -394,13 +387,4 @@ impl KeyedRequest {
         };
         self.complete(ke, outcome);
     }
-}
-
-fn count(ke: &mut KeyEnv<'_>, event: IdempotencyEvent) {
-    ke.metrics.count(Event::Idempotency(event));
-}
-
-fn completed_conflict(ke: &mut KeyEnv<'_>, status: u16) -> LocalReply {
-    count(ke, IdempotencyEvent::Conflict);
-    replies::completed(status)
 }

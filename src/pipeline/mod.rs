@@ -8,6 +8,7 @@
 //! natively with an in-memory store and a fake clock.
 
 pub mod env;
+pub mod etcd_records;
 pub mod flow;
 pub mod header_reads;
 pub mod step;
@@ -33,7 +34,7 @@ pub struct Plugin {
     /// adapter reads them one by one instead of fetching the whole map.
     pub few_header_reads: bool,
     /// Records in etcd (`idempotency.backend`): this worker's leases and completions.
-    pub etcd_records: Option<crate::idempotency::remote::EtcdRecords>,
+    pub etcd_records: Option<etcd_records::EtcdRecords>,
 }
 
 impl Plugin {
@@ -64,8 +65,8 @@ impl Plugin {
                 })
             })
             .collect();
-        let etcd_records = crate::idempotency::remote::EtcdTarget::of(&config)
-            .map(crate::idempotency::remote::EtcdRecords::new);
+        let etcd_records =
+            etcd_records::EtcdTarget::of(&config).map(etcd_records::EtcdRecords::new);
         Self {
             etcd_records,
             few_header_reads: header_reads::few_header_reads(&config),

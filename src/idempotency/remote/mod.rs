@@ -9,7 +9,6 @@
 
 pub mod calls;
 pub mod claim;
-pub mod client;
 pub mod completions;
 pub mod key;
 pub mod lease;
@@ -20,7 +19,6 @@ pub use calls::{
     backend_unavailable, failure_of, grant_answer, on_backend_error, Call, EtcdAnswer, Failure,
 };
 pub use claim::{RemoteEnv, RemoteKey, Step};
-pub use client::{complete_in_background, EtcdRecords, EtcdTarget};
 pub use completions::{Completions, Ended, Todo};
 pub use key::record_key;
 pub use lease::LeaseCache;

@@ -7,11 +7,11 @@
 //! any other transport failure may have been. An answer that does not decode is treated as a
 //! failure of unknown fate: etcd may have applied the write it answers.
 
+use crate::backend::call::{RemoteAnswer, RemoteCall};
 use crate::backend::etcd::{
     TxnResponse, KV_SERVICE, LEASE_GRANT_METHOD, LEASE_SERVICE, TXN_METHOD,
 };
 use crate::backend::Message;
-use crate::pipeline::step::{RemoteAnswer, RemoteCall};
 
 use super::calls::{failure_of, grant_answer, Call, EtcdAnswer, Failure};
 

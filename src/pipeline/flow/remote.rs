@@ -9,13 +9,13 @@
 
 use crate::config::IdempotencyOnBackendError;
 use crate::idempotency::remote::{
-    complete_in_background, etcd_answer, on_backend_error, record_key, RemoteKey, Step as Machine,
-    FENCE_HEADER,
+    etcd_answer, on_backend_error, record_key, RemoteKey, Step as Machine, FENCE_HEADER,
 };
 use crate::idempotency::request::Claimed;
 use crate::metrics::{BackendEvent, Event};
 
 use super::{Await, RemoteAnswer, RequestFlow, Stage, Step};
+use crate::pipeline::etcd_records::complete_in_background;
 use crate::pipeline::Env;
 
 impl RequestFlow {

@@ -4,13 +4,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::pool::{self, Granted, Pool, Settle, Spend, Tuning};
+use super::view::{view_of, ServiceView};
 use super::{BackendFailure, GlobalMode, OnBackendError};
 use crate::backend::rls::{
     limit_descriptor, unit_for_window_secs, verdict, RateLimitRequest, RateLimitResponse, Unit,
 };
 use crate::config::{BackendConfig, BackendKind, RateLimitConfig};
 use crate::metrics::{BackendEvent, Event, Metrics};
-use crate::ratelimit::{Decision, Evaluation};
 use crate::store::hash::KeyHash;
 use crate::store::slots::{Eviction, SlotStep, SlotTable, TableError};
 use crate::store::SharedStore;
@@ -19,34 +19,6 @@ use crate::time::{duration_nanos, UnixNanos, NANOS_PER_SEC};
 /// A pool that must make room for a new key drops the one written longest ago: its unspent
 /// units are lost (admitting less, never more).
 const EVICTION: Eviction = Eviction::LeastRecentlyTouched;
-
-/// The numbers behind the rate-limit headers, as the service stated them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceView {
-    pub limit: u32,
-    /// Left in the window mesh-wide, plus what this Envoy holds unspent.
-    pub remaining: u32,
-    pub reset_at: UnixNanos,
-}
-
-impl ServiceView {
-    /// The view as an [`Evaluation`], so the usual header code writes the headers.
-    pub fn evaluation(&self, now: UnixNanos, rejected: bool) -> Evaluation {
-        Evaluation {
-            decision: Decision::admit_if(!rejected),
-            new_state: None,
-            at_rest_at: self.reset_at,
-            limit: u64::from(self.limit),
-            remaining: if rejected {
-                0
-            } else {
-                u64::from(self.remaining)
-            },
-            reset_at: self.reset_at,
-            retry_after_ns: self.reset_at.saturating_sub(now).max(NANOS_PER_SEC),
-        }
-    }
-}
 
 /// An ask on its way to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,16 +361,4 @@ pub fn service_key(encoded: &[u8]) -> &[u8] {
         }
     }
     encoded
-}
-
-/// Headers' numbers from a pool: the service's last word plus the units held here.
-fn view_of(p: &Pool) -> Option<ServiceView> {
-    (p.service_limit > 0).then(|| ServiceView {
-        limit: p.service_limit,
-        remaining: p
-            .service_remaining
-            .saturating_add(p.units)
-            .min(p.service_limit),
-        reset_at: p.window_end,
-    })
 }

@@ -30,9 +30,11 @@ pub mod request;
 mod sim_tests;
 #[cfg(test)]
 mod tests;
+pub mod view;
 
-pub use limit::{Asked, Begin, Finish, GlobalLimit, ServiceView};
+pub use limit::{Asked, Begin, Finish, GlobalLimit};
 pub use request::{Deferred, Prepared, RemoteAsk};
+pub use view::ServiceView;
 
 pub use crate::config::{GlobalMode, GlobalOnBackendError as OnBackendError};
 

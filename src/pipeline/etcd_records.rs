@@ -9,17 +9,17 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use super::step::{BackgroundCall, RemoteAnswer, RemoteCall};
+use super::Env;
 use crate::config::{BackendKind, IdempotencyConfig, LeveeConfig};
 use crate::idempotency::machine::Outcome;
 use crate::idempotency::response::StoredResponse;
-use crate::pipeline::step::{BackgroundCall, RemoteAnswer, RemoteCall};
-use crate::pipeline::Env;
 
-use super::calls::Call;
-use super::claim::{RemoteEnv, RemoteKey};
-use super::completions::{Completions, Todo};
-use super::lease::LeaseCache;
-use super::wire::{etcd_answer, remote_call};
+use crate::idempotency::remote::calls::Call;
+use crate::idempotency::remote::claim::{RemoteEnv, RemoteKey};
+use crate::idempotency::remote::completions::{Completions, Todo};
+use crate::idempotency::remote::lease::LeaseCache;
+use crate::idempotency::remote::wire::{etcd_answer, remote_call};
 
 /// Where one configuration's records live.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ fn follow(env: &mut Env<'_>, todo: Todo) {
             });
         }
         Todo::Ended(ended) => {
-            if ended != super::completions::Ended::Written {
+            if ended != crate::idempotency::remote::completions::Ended::Written {
                 log::info!("levee idempotency: a record in etcd was not completed ({ended:?})");
             }
         }
