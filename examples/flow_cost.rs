@@ -11,36 +11,21 @@ use levee::pipeline::flow::{Await, RequestFlow, Step};
 use levee::pipeline::step::UpstreamAnswer;
 use levee::pipeline::{Env, Plugin};
 use levee::random::SplitMix64;
-use levee::request::RequestAttributes;
+use levee::request::plain::{PlainHead, PlainRequest};
 use levee::store::{ensure_key, MemoryStore};
 
 struct Req {
     headers: Vec<(String, Vec<u8>)>,
 }
-impl RequestAttributes for Req {
-    fn method(&self) -> &str {
-        "GET"
-    }
-    fn path_and_query(&self) -> &str {
-        "/"
-    }
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
-    fn header_lines(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k == name).count()
-    }
-    fn source_address(&self) -> Option<&str> {
-        Some("127.0.0.1:40000")
-    }
-    fn route_name(&self) -> Option<&str> {
-        None
-    }
-    fn metadata(&self, _: &str, _: &[String]) -> Option<Vec<u8>> {
-        None
+impl PlainRequest for Req {
+    fn plain_head(&self) -> PlainHead<'_> {
+        PlainHead {
+            method: "GET",
+            path: "/",
+            headers: &self.headers,
+            source: Some("127.0.0.1:40000"),
+            route: None,
+        }
     }
 }
 

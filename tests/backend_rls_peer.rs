@@ -11,21 +11,13 @@ mod harness;
 use harness::grpc_web;
 use harness::raw_envoy::*;
 use harness::redis::Redis;
-use harness::rls::{rule, RlsPeer};
+use harness::rls::{rule, unique, RlsPeer};
 use harness::{send, Request, Upstream};
 use levee::backend::rls::*;
 use levee::backend::rls::{METHOD as RLS_METHOD, SERVICE as RLS_SERVICE};
 use levee::backend::Message;
 use serde_json::json;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{nanos}")
-}
+use std::time::{Duration, Instant};
 
 /// Envoy with two listeners: `native` runs Envoy's rate limit filter against the peer in front
 /// of `upstream` (descriptor `("levee_limit", "api"), ("key", <x-key>)`); `grpc` is a gRPC-Web

@@ -18,12 +18,11 @@
 //! `target/wasm32-wasip1/release/levee.wasm`), as in every integration test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod markdown;
+
+use markdown::{doc_files, root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN").map_or_else(|| root().join(".venv/bin/envoy"), PathBuf::from)
@@ -34,24 +33,6 @@ fn levee_wasm() -> PathBuf {
         || root().join("target/wasm32-wasip1/release/levee.wasm"),
         PathBuf::from,
     )
-}
-
-/// `README.md` and every Markdown file of the book, sorted.
-fn doc_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = vec![root().join("README.md")];
-    walk(&root().join("docs/src"), &mut files);
-    files.sort();
-    files
 }
 
 /// One fenced code block: where it starts, its info string split at commas, its text.

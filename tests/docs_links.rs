@@ -3,29 +3,10 @@
 //! renaming a section breaks `make test`, not a reader's click.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod markdown;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `README.md` and every Markdown file of the book, sorted.
-fn doc_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = vec![root().join("README.md")];
-    walk(&root().join("docs/src"), &mut files);
-    files.sort();
-    files
-}
+use markdown::{doc_files, root};
+use std::path::Path;
 
 /// mdBook's id of a heading: its text lower-cased, spaces to `-`, only alphanumerics, `_`
 /// and `-` kept (inline code marks and link targets dropped first).

@@ -13,19 +13,11 @@ mod harness;
 use harness::envoy_config::default_wasm_path;
 use harness::raw_envoy::*;
 use harness::redis::Redis;
-use harness::rls::{rule, RlsPeer};
+use harness::rls::{rule, unique, RlsPeer};
 use harness::{send, Request};
 use serde_json::json;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{nanos}")
-}
+use std::time::{Duration, Instant};
 
 /// The peer, knowing the `levee` domain (levee's descriptors carry their own limits).
 fn peer(redis: &Redis) -> RlsPeer {

@@ -1,19 +1,9 @@
 //! `backends` and the fields that reference one: what is accepted, each default, and that every
 //! refusal names the JSON path and the fix.
 
+use super::tests::{error, ok};
 use super::*;
 use std::time::Duration;
-
-fn ok(json: &str) -> LeveeConfig {
-    parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn error(json: &str) -> String {
-    match parse(json.as_bytes()) {
-        Ok(c) => panic!("accepted: {c:?}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 const BACKENDS: &str = r#""backends": {
     "records": { "etcd": { "cluster": "etcd" } },

@@ -49,43 +49,33 @@ fn int_error(json: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn a_huge_number_is_out_of_range_not_a_fraction() {
-    let range = "is out of range (use 1..=16777216: slots per table)";
+/// `json`'s `n` is refused as out of range, shown as `shown`.
+fn assert_out_of_range(json: &str, shown: &str) {
     assert_eq!(
-        int_error(r#"{"n": 1e30}"#),
-        format!("levee config: limits.n: 1e30 {range}")
-    );
-    assert_eq!(
-        int_error(r#"{"n": -1e30}"#),
-        format!("levee config: limits.n: -1e30 {range}")
-    );
-    // Past u64, serde_json reads an integer literal as a float.
-    assert_eq!(
-        int_error(r#"{"n": 123456789012345678901234567890}"#),
-        format!("levee config: limits.n: 1.2345678901234568e29 {range}")
-    );
-    assert_eq!(
-        int_error(r#"{"n": 16777217}"#),
-        format!("levee config: limits.n: 16777217 {range}")
-    );
-    assert_eq!(
-        int_error(r#"{"n": 2.5e7}"#),
-        format!("levee config: limits.n: 25000000 {range}")
+        int_error(json),
+        format!(
+            "levee config: limits.n: {shown} is out of range (use 1..=16777216: slots per table)"
+        )
     );
 }
 
 #[test]
+fn a_huge_number_is_out_of_range_not_a_fraction() {
+    assert_out_of_range(r#"{"n": 1e30}"#, "1e30");
+    assert_out_of_range(r#"{"n": -1e30}"#, "-1e30");
+    // Past u64, serde_json reads an integer literal as a float.
+    assert_out_of_range(
+        r#"{"n": 123456789012345678901234567890}"#,
+        "1.2345678901234568e29",
+    );
+    assert_out_of_range(r#"{"n": 16777217}"#, "16777217");
+    assert_out_of_range(r#"{"n": 2.5e7}"#, "25000000");
+}
+
+#[test]
 fn a_negative_number_is_out_of_range() {
-    let range = "is out of range (use 1..=16777216: slots per table)";
-    assert_eq!(
-        int_error(r#"{"n": -5}"#),
-        format!("levee config: limits.n: -5 {range}")
-    );
-    assert_eq!(
-        int_error(r#"{"n": -5.0}"#),
-        format!("levee config: limits.n: -5 {range}")
-    );
+    assert_out_of_range(r#"{"n": -5}"#, "-5");
+    assert_out_of_range(r#"{"n": -5.0}"#, "-5");
 }
 
 #[test]

@@ -4,11 +4,13 @@
 use super::*;
 use std::time::Duration;
 
-fn ok(json: &str) -> LeveeConfig {
+/// The config `json` parses to (the test fails with the refusal otherwise).
+pub(super) fn ok(json: &str) -> LeveeConfig {
     parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn error(json: &str) -> String {
+/// The refusal of `json` (the test fails if it is accepted).
+pub(super) fn error(json: &str) -> String {
     match parse(json.as_bytes()) {
         Ok(c) => panic!("accepted: {c:?}"),
         Err(e) => e.to_string(),

@@ -1,7 +1,7 @@
-//! An in-memory [`RequestAttributes`] for tests (here and in other modules): build a request
+//! An in-memory [`crate::request::RequestAttributes`] for tests (here and in other modules): build a request
 //! with a few chained calls instead of a host.
 
-use super::RequestAttributes;
+use super::plain::{PlainHead, PlainRequest};
 
 /// A request made of plain fields. Header names are stored lower-case.
 #[derive(Debug, Clone, Default)]
@@ -46,29 +46,17 @@ impl FakeRequest {
     }
 }
 
-impl RequestAttributes for FakeRequest {
-    fn method(&self) -> &str {
-        &self.method
+impl PlainRequest for FakeRequest {
+    fn plain_head(&self) -> PlainHead<'_> {
+        PlainHead {
+            method: &self.method,
+            path: &self.path,
+            headers: &self.headers,
+            source: self.source.as_deref(),
+            route: self.route.as_deref(),
+        }
     }
-    fn path_and_query(&self) -> &str {
-        &self.path
-    }
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-    fn header_lines(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n == name).count()
-    }
-    fn source_address(&self) -> Option<&str> {
-        self.source.as_deref()
-    }
-    fn route_name(&self) -> Option<&str> {
-        self.route.as_deref()
-    }
-    fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
+    fn plain_metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
         self.metadata
             .iter()
             .find(|(f, p, _)| f == filter && p == path)

@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod fake;
 pub mod keys;
 pub mod matcher;
+pub mod plain;
 pub mod saved;
 
 /// Read access to one request's attributes.

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use crate::header_names::AUTHORITY;
 
+use super::plain::{PlainHead, PlainRequest};
 use super::RequestAttributes;
 
 /// A request's head and (once buffered) its body.
@@ -54,30 +55,15 @@ impl SavedRequest {
     }
 }
 
-impl RequestAttributes for SavedRequest {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn path_and_query(&self) -> &str {
-        &self.path
-    }
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
-    fn header_lines(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k == name).count()
-    }
-    fn source_address(&self) -> Option<&str> {
-        None
-    }
-    fn route_name(&self) -> Option<&str> {
-        None
-    }
-    fn metadata(&self, _filter: &str, _path: &[String]) -> Option<Vec<u8>> {
-        None
+impl PlainRequest for SavedRequest {
+    fn plain_head(&self) -> PlainHead<'_> {
+        PlainHead {
+            method: &self.method,
+            path: &self.path,
+            headers: &self.headers,
+            source: None,
+            route: None,
+        }
     }
 }
 

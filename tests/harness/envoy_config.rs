@@ -8,6 +8,7 @@
 //! survives a config reload. Files are JSON (a subset of YAML) so that serde_json does all the
 //! quoting.
 
+use super::raw_envoy::{h1_cluster, socket_address};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -112,7 +113,7 @@ pub fn bootstrap(opts: &EnvoyOptions, lds_path: &Path) -> Value {
     let clusters: Vec<Value> = opts
         .clusters
         .iter()
-        .map(|(n, p)| cluster(n, *p))
+        .map(|(n, p)| h1_cluster(n, *p))
         .chain(opts.extra_clusters.iter().cloned())
         .collect();
     let tags: Vec<Value> = opts
@@ -221,22 +222,6 @@ fn wasm_filter(opts: &EnvoyOptions) -> Value {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": plugin,
     })
-}
-
-fn cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(port) } }] }],
-        },
-    })
-}
-
-fn socket_address(port: u16) -> Value {
-    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
 }
 
 /// A protobuf JSON `Duration` (`"1.500s"`).

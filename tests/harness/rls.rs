@@ -22,6 +22,15 @@ pub struct RlsPeer {
     control_port: u16,
 }
 
+/// `prefix` made unique to this moment, so tests sharing one Redis never share counters.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
 /// One configured limit: `entries` are `(key, Some(value))` or `(key, None)` for any value
 /// (each value counted apart); `unit` is `SECOND`, `MINUTE`, `HOUR`, `DAY` or `WEEK`.
 pub fn rule(
