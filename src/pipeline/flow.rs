@@ -147,7 +147,7 @@ impl RequestFlow {
             let (store, now) = (env.store, env.now);
             let limiter = &plugin.limiter;
             let hasher = &plugin.hasher;
-            match admission::admit(
+            let admission = admission::admit(
                 limiter,
                 &plugin.config,
                 store,
@@ -155,20 +155,8 @@ impl RequestFlow {
                 req,
                 now,
                 env.metrics,
-            ) {
-                RateAdmission::Refuse(reply) => return self.answer(env, reply),
-                RateAdmission::Pass {
-                    headers,
-                    hold_until,
-                } => {
-                    self.response_headers = headers;
-                    if let Some(wake_at) = hold_until {
-                        self.stage = Stage::Shaped;
-                        let purpose = TimerPurpose::Release;
-                        return Step::Await(Await::Timer { wake_at, purpose });
-                    }
-                }
-            }
+            );
+            return self.on_rate_admission(env, admission);
         }
         self.after_rate_limits(env)
     }
@@ -265,6 +253,25 @@ impl RequestFlow {
 
     /// Rate limits passed: bad keys are refused; a request whose body levee needs (the
     /// idempotency fingerprint, callout mode) is held until the body is complete.
+    /// Local and mesh-wide limits end here: refuse now, hold for the shaper, or go on.
+    fn on_rate_admission(&mut self, env: &mut Env<'_>, admission: RateAdmission) -> Step {
+        match admission {
+            RateAdmission::Refuse(reply) => self.answer(env, reply),
+            RateAdmission::Pass {
+                headers,
+                hold_until,
+            } => {
+                self.response_headers = headers;
+                if let Some(wake_at) = hold_until {
+                    self.stage = Stage::Shaped;
+                    let purpose = TimerPurpose::Release;
+                    return Step::Await(Await::Timer { wake_at, purpose });
+                }
+                self.after_rate_limits(env)
+            }
+        }
+    }
+
     fn after_rate_limits(&mut self, env: &mut Env<'_>) -> Step {
         if let Some(reply) = self.key.take_refusal(env.metrics) {
             return self.answer(env, reply);

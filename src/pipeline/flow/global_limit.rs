@@ -10,12 +10,11 @@
 use super::{Await, Env, RemoteAnswer, RemoteCall, RequestFlow, Stage, Step};
 use crate::backend::rls::{RateLimitResponse, METHOD, SERVICE};
 use crate::backend::wire::Message;
-use crate::ratelimit::admission::{self, RateAdmission};
+use crate::ratelimit::admission;
 use crate::ratelimit::engine::Check;
 use crate::ratelimit::global::{BackendFailure, Deferred, Prepared, RemoteAsk};
 use crate::request::RequestAttributes;
 use crate::time::{duration_nanos, NANOS_PER_MILLI};
-use crate::timer_queue::TimerPurpose;
 
 /// A request between its rate limits and the rate limit service.
 #[derive(Debug, Default)]
@@ -117,21 +116,8 @@ impl RequestFlow {
             return self.after_rate_limits(env);
         };
         let plugin = env.plugin;
-        match admission::decide(&plugin.limiter, &plugin.config, &check, env.now) {
-            RateAdmission::Refuse(reply) => self.answer(env, reply),
-            RateAdmission::Pass {
-                headers,
-                hold_until,
-            } => {
-                self.response_headers = headers;
-                if let Some(wake_at) = hold_until {
-                    self.stage = Stage::Shaped;
-                    let purpose = TimerPurpose::Release;
-                    return Step::Await(Await::Timer { wake_at, purpose });
-                }
-                self.after_rate_limits(env)
-            }
-        }
+        let admission = admission::decide(&plugin.limiter, &plugin.config, &check, env.now);
+        self.on_rate_admission(env, admission)
     }
 
     fn await_remote(&mut self, wait: GlobalWait, call: RemoteCall) -> Step {
