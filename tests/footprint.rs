@@ -32,14 +32,7 @@ fn envoy_refuses_a_config_over_the_memory_ceiling_with_the_path_named() {
     let up = Upstream::start();
     let config = r#"{"limits": {"max_tracked_keys": 16777216}, "idempotency": {}}"#;
     let started = Instant::now();
-    let log = match Envoy::try_start(options(config, &up)) {
-        Ok(_) => panic!("Envoy accepted a config over the memory ceiling"),
-        Err(log) => log,
-    };
-    let line = log
-        .lines()
-        .find(|l| l.contains("levee config"))
-        .unwrap_or_else(|| panic!("no levee config error line; log:\n{log}"));
+    let line = Envoy::refused_config_line(options(config, &up));
     assert!(
         line.contains("levee config: limits.max_memory_bytes: this config's shared-data tables can take 5.1 GiB (5582618624 bytes), over the ceiling of 512 MiB (536870912 bytes)"),
         "{line}"

@@ -147,6 +147,19 @@ impl Envoy {
             .filter(|p| *p != 0)
     }
 
+    /// Starts Envoy expecting levee to refuse its plugin config; returns levee's one
+    /// `levee config: …` error line from Envoy's log (panics if Envoy started, or no such line).
+    pub fn refused_config_line(opts: EnvoyOptions) -> String {
+        let log = match Envoy::try_start(opts) {
+            Ok(_) => panic!("Envoy accepted a config levee must refuse"),
+            Err(log) => log,
+        };
+        log.lines()
+            .find(|l| l.contains("levee config"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no levee config error line; log:\n{log}"))
+    }
+
     /// Swaps in a new plugin JSON through LDS, as a control plane would; waits until Envoy
     /// applied it. `Err` (with the log) if Envoy rejected it.
     pub fn reload(&mut self, plugin_config: &str) -> Result<(), String> {
