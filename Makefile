@@ -22,7 +22,7 @@ NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/noop_filter.wasm
 NOOP_MANIFEST := bench/noop-filter/Cargo.toml
 ENVOY_PATH_FILE := target/envoy-$(ENVOY_VERSION).path
 
-.PHONY: all build noop envoy peers test unit integration lint lint-tools fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
+.PHONY: all build noop envoy etcd peers run-mesh test unit integration lint lint-tools fmt run validate-configs check-ops test-compat bench profile clean distclean wasm-target soak docs
 
 all: build
 
@@ -144,6 +144,50 @@ run: envoy build
 	echo; echo "levee demo: Envoy $$("$$bin" --version | awk 'NF {print $$NF}' | cut -d/ -f2) on http://localhost:10000 (admin http://localhost:9901); Ctrl-C stops it"; \
 	echo; sed -e 's/^./  &/' envoy/demo.sh; echo; \
 	wait $$pid
+
+## etcd: Debian's etcd-server (apt-get, root or sudo) when `etcd` is not on PATH; run-mesh and
+## the etcd parts of bench and profile start it themselves
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  sudo=''; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing etcd-server (apt-get)"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
+
+## run-mesh: the mesh demo in envoy/mesh/ — one etcd (127.0.0.1:12379, data in target/mesh-demo/),
+## two Envoys with levee keeping idempotency records in it (localhost:10001, admin :9902;
+## localhost:10002, admin :9903) and one payments service behind both (:10090, admin :9904);
+## prints envoy/mesh/demo.sh once all are ready. Ctrl-C stops them all.
+MESH_DIR := target/mesh-demo
+run-mesh: envoy build etcd
+	@set -e; bin="$$(cat $(ENVOY_PATH_FILE))"; dir='$(MESH_DIR)'; pids=''; \
+	rm -rf "$$dir"; mkdir -p "$$dir"; \
+	stop() { for p in $$pids; do kill $$p 2>/dev/null || true; done; \
+	  for p in $$pids; do wait $$p 2>/dev/null || true; done; rm -rf "$$dir/etcd.data"; }; \
+	trap stop EXIT; trap 'exit 0' INT TERM; \
+	died() { for p in $$pids; do kill -0 $$p 2>/dev/null || return 0; done; return 1; }; \
+	until_ok() { what="$$1"; shift; for i in $$(seq 150); do "$$@" && return 0; \
+	  died && { echo "run-mesh: a process exited while waiting for $$what; logs in $$dir/" >&2; \
+	    tail -n 5 "$$dir"/*.log >&2; exit 1; }; sleep 0.2; done; \
+	  echo "run-mesh: $$what not ready after 30 s; logs in $$dir/" >&2; exit 1; }; \
+	etcd --name levee-demo --data-dir "$$dir/etcd.data" \
+	  --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+	  --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+	  --initial-cluster levee-demo=http://127.0.0.1:12380 --logger zap --log-level warn \
+	  >/dev/null 2>"$$dir/etcd.log" & pids="$$pids $$!"; \
+	until_ok etcd curl -sf -o /dev/null http://127.0.0.1:12379/health; \
+	"$$bin" -c envoy/mesh/payments.yaml --concurrency 1 --disable-hot-restart --log-level warn \
+	  2>"$$dir/payments.log" & pids="$$pids $$!"; \
+	for n in 1 2; do \
+	  "$$bin" -c envoy/mesh/envoy-$$n.yaml --concurrency 2 --disable-hot-restart \
+	    --log-level warn --component-log-level wasm:info 2>"$$dir/envoy-$$n.log" & pids="$$pids $$!"; \
+	done; \
+	for admin in 9904 9902 9903; do until_ok "the Envoy with admin :$$admin" curl -sf -o /dev/null localhost:$$admin/ready; done; \
+	for admin in 9902 9903; do until_ok "etcd's health check in the Envoy with admin :$$admin" \
+	  sh -c "curl -s localhost:$$admin/clusters | grep -q '^etcd::127.0.0.1:12379::health_flags::healthy$$'"; done; \
+	echo; echo "levee mesh demo: Envoy $$("$$bin" --version | awk 'NF {print $$NF}' | cut -d/ -f2) with levee on http://localhost:10001 and http://localhost:10002,"; \
+	echo "records in etcd on 127.0.0.1:12379, payments service on :10090; logs in $$dir/; Ctrl-C stops it all"; \
+	echo; sed -e 's/^./  &/' envoy/mesh/demo.sh; echo; \
+	wait
 
 ## validate-configs: the shipped configs — envoy --mode validate on envoy/envoy.yaml (as is and
 ## as docker-compose.yaml runs it), every embedded levee JSON (envoy/, envoy/istio/) through
