@@ -218,14 +218,16 @@ test-compat: build noop
 	  cargo test $(COMPAT_TESTS)
 
 ## bench: throughput, latency and memory ratios side by side (a benchmark, never fails);
-## results in bench/results/. BENCH_ARGS=--quick for a short smoke run.
-bench: envoy build noop
+## results in bench/results/. BENCH_ARGS=--quick for a short smoke run; BENCH_ARGS="--scenarios e"
+## for keyed POSTs with records in shared data vs. in etcd (it starts etcd itself).
+bench: envoy build noop etcd
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) NOOP_WASM=$(NOOP_WASM) \
 	  python3 bench/run.py $(BENCH_ARGS)
 
 ## profile: instructions per request under callgrind (host-call costs, scenario 1 and 2
 ## variants); deterministic on a busy machine. Results in bench/results/profile.md.
-profile: envoy build noop
+## PROFILE_ARGS="--parts etcd": keyed POSTs, records in shared data vs. in etcd.
+profile: envoy build noop etcd
 	cargo build --release --target $(WASM_TARGET) --manifest-path bench/hostcall-probe/Cargo.toml --target-dir target
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" python3 bench/profile.py $(PROFILE_ARGS)
 

@@ -16,6 +16,9 @@ deterministic, so a change to levee's request path can be measured on a busy mac
 - headers: one per-IP limit under each `rate_limit_headers` mode (none, x-ratelimit, ietf, both).
 - global (only when asked: `--parts global`): a hot-key token bucket local only, and global in
   `exact` and `reserve` mode against the rate limit service (needs redis-server, `make peers`).
+- etcd (only when asked: `--parts etcd`): keyed POSTs through an upstream, each with a distinct
+  Idempotency-Key, with levee's records in shared data vs. in etcd, and the same key over and
+  over (replays) in both (needs etcd: `make etcd`).
 
 Writes bench/results/profile.md and profile.json. Slow: Envoy compiles levee.wasm under
 valgrind (2–5 min per part). Needs valgrind (installed from Debian when missing).
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import envoy as E  # noqa: E402
 from benchlib import variants as V  # noqa: E402
 from benchlib.callgrind import CallgrindEnvoy, ensure_valgrind  # noqa: E402
-from benchlib.peers import RateLimitService  # noqa: E402
+from benchlib.peers import Etcd, RateLimitService  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -159,6 +162,52 @@ def part_global(envoy_bin: str, work: Path, n: int) -> dict:
     return {"rows": rows}
 
 
+def part_etcd(envoy_bin: str, work: Path, n: int) -> dict:
+    """Keyed POSTs through an upstream: no filter, levee with its records in shared data, and in
+    etcd (one member on loopback), a distinct key per request; then one key over and over
+    (replays). Under valgrind the completion that follows each answer needs a moment to land:
+    each dump waits 3 s for it (idle Envoy: ~0.1 k instructions per request of noise)."""
+    wasm = {"levee": LEVEE_WASM, "noop": None}
+    etcd = Etcd(work / "etcd").start()
+    upstream = E.Envoy("etcd-upstream", E.bootstrap([E.listener("up", E.direct_route(), [])]),
+                       work, envoy_bin, None).start()
+    variants = V.keyed_posts()
+    listeners = [E.listener(v.key, E.cluster_route("upstream"), named(v.filters(wasm), v.key)) for v in variants]
+    env = CallgrindEnvoy(envoy_bin, work / "etcd-envoy", listeners,
+                         [E.cluster("upstream", upstream.port), E.h2_cluster(V.ETCD_CLUSTER, etcd.client_port)])
+    try:
+        env.start()
+        rows = {}
+        for v in variants:
+            r = v.request
+            rows[v.key] = dict(env.per_request(v.key, n, headers=r.headers, method=r.method, body=r.body,
+                                               unique=r.unique, settle=3.0), label=v.label)
+            rows[v.key]["levee_counters"] = {name.split("wasmcustom.")[-1]: value for name, value in
+                                             env_stats(env, v.key).items() if value}
+    finally:
+        env.stop()
+        upstream.stop()
+        etcd.stop()
+    return {"rows": rows}
+
+
+def env_stats(env: CallgrindEnvoy, key: str) -> dict[str, int]:
+    """levee's counters of the Envoy under callgrind (all listeners share them: cumulative)."""
+    import urllib.request
+    try:
+        admin = (env.dir / "admin.txt").read_text().strip()
+        with urllib.request.urlopen(f"http://{admin}/stats?filter=levee_(idempotency|backend)", timeout=60) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            out[name.strip()] = int(value)
+    return out
+
+
 def k(x: float) -> str:
     return f"{x / 1000:.1f} k"
 
@@ -180,7 +229,9 @@ def markdown(res: dict) -> str:
     for part, title, bases in (("s1", "Scenario 1 (direct_response)", ("none", "native", "noop")),
                                ("s2", "Scenario 2 (through an upstream)", ("router", "levee_router")),
                                ("headers", "Rate-limit header modes (direct_response)", ("headers_none",)),
-                               ("global", "Global limits on a hot key (direct_response)", ("local_only",))):
+                               ("global", "Global limits on a hot key (direct_response)", ("local_only",)),
+                               ("etcd", "Keyed POSTs: records in shared data vs. in etcd (through an upstream)",
+                                ("router_post", "shared_post"))):
         if part not in res:
             continue
         rows = res[part]["rows"]
@@ -194,6 +245,9 @@ def markdown(res: dict) -> str:
             over = " | ".join(k(ir - rows[b]["instructions_per_request"]) for b in bases if b in rows)
             ratio = " | ".join(f"{rows[b]['instructions_per_request'] / ir:.3f}" for b in bases if b in rows)
             out.append(f"| {r['label']} | {k(ir)} | {over} | {ratio} |")
+        if part == "etcd":
+            out += ["", "levee's counters after each variant (cumulative over the variants) and statuses: " + "; ".join(
+                f"{key} {r['statuses']} {r.get('levee_counters')}" for key, r in rows.items())]
         if part == "global":
             out += ["", "Service calls (warm-up and measured requests) and statuses: " + "; ".join(
                 f"{key} {r.get('service_calls')} calls, {r['statuses']}" for key, r in rows.items())]
@@ -203,7 +257,8 @@ def markdown(res: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="calls,s1,s2,headers", help="calls, s1, s2, headers, global (default calls,s1,s2,headers; global needs redis-server and `make peers`)")
+    p.add_argument("--parts", default="calls,s1,s2,headers", help="calls, s1, s2, headers, global, etcd (default calls,s1,s2,headers; global needs "
+                   "redis-server and `make peers`, etcd needs `make etcd`)")
     p.add_argument("--requests", type=int, default=300, help="requests per variant (default 300)")
     p.add_argument("--out", default=str(BENCH / "results"))
     a = p.parse_args()
@@ -218,7 +273,8 @@ def main() -> int:
                           "envoy_version": E.envoy_version(envoy_bin), "requests": a.requests,
                           "valgrind": subprocess.run([valgrind, "--version"], capture_output=True,
                                                      text=True).stdout.strip()}}
-    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("headers", part_headers), ("global", part_global)):
+    for name, fn in (("calls", part_calls), ("s1", part_s1), ("s2", part_s2), ("headers", part_headers), ("global", part_global),
+                     ("etcd", part_etcd)):
         if name in parts:
             print(f"profile part {name}: starting Envoy under callgrind (minutes)…", flush=True)
             res[name] = fn(envoy_bin, work, a.requests)

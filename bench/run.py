@@ -5,6 +5,7 @@
     python3 bench/run.py --quick    # smoke run (3 rounds × 2 s, fewer memory keys, ~4 min)
     python3 bench/run.py --scenarios 1,3 --rounds 7
     python3 bench/run.py --scenarios g  # global limits (exact / reserve) vs. local only
+    python3 bench/run.py --scenarios e  # keyed POSTs: records in shared data vs. in etcd
 
 Environment: ENVOY_BIN (else .venv/bin/envoy, else `envoy` on PATH), LEVEE_WASM (else
 target/wasm32-wasip1/release/levee.wasm), NOOP_WASM (else target/wasm32-wasip1/release/
@@ -40,7 +41,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: 3 rounds × 2 s, memory to 300k keys")
     p.add_argument("--scenarios", default="1,2,3,4", help="which scenarios to run (default 1,2,3,4; g: global limits, "
-                   "only when named, needs redis-server and `make peers`)")
+                   "only when named, needs redis-server and `make peers`; e: keyed POSTs with records in "
+                   "shared data vs. etcd, only when named, needs etcd: `make etcd`)")
     p.add_argument("--rounds", type=int, help="interleaved rounds for throughput (default 5; quick 3)")
     p.add_argument("--seconds", type=float, help="seconds per variant per round (default 10; quick 2)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections for throughput (default 16)")
@@ -135,6 +137,8 @@ def main() -> int:
             res["scenario3"] = scenarios.scenario3(ctx)
         if "g" in which:
             res["scenario_g"] = scenarios.scenario_global(ctx, REPO)
+        if "e" in which:
+            res["scenario_e"] = scenarios.scenario_etcd(ctx)
     except KeyboardInterrupt:
         print("interrupted: reporting what was measured", file=sys.stderr)
         res["meta"]["warning"] = "Interrupted run: incomplete."

@@ -99,24 +99,33 @@ class CallgrindEnvoy:
             time.sleep(0.3)
         raise RuntimeError(f"callgrind dump did not appear within {DUMP_TIMEOUT:.0f}s")
 
-    def per_request(self, listener: str, n: int, headers: dict, warmup: int = 50) -> dict:
-        """`GET /` with `headers`, `n` times on one connection after `warmup` requests."""
+    def per_request(self, listener: str, n: int, headers: dict, warmup: int = 50, method: str = "GET",
+                    body: str | None = None, unique: str | None = None, settle: float = 0.0) -> dict:
+        """`method /` with `headers` (and `body`), `n` times on one connection after `warmup`
+        requests. `unique` names a header given a fresh value per request (an Idempotency-Key);
+        `settle` seconds are waited before each dump, for work the filter does after the answer
+        (a record completed in the background) to land in the dump of its own requests."""
         port = self.ports[listener]
         statuses: dict[int, int] = {}
+        sent = [0]
 
         def drive(count: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             for _ in range(count):
-                conn.request("GET", "/", headers=headers)
+                sent[0] += 1
+                h = {**headers, unique: f"{listener}-{sent[0]}"} if unique else headers
+                conn.request(method, "/", body=body, headers=h)
                 resp = conn.getresponse()
                 resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
             conn.close()
 
         drive(warmup)
+        time.sleep(settle)
         self._dump()
         statuses.clear()
         drive(n)
+        time.sleep(settle)
         total = self._dump()
         return {"instructions_per_request": total / n, "requests": n, "statuses": statuses}
 

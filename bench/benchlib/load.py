@@ -72,6 +72,8 @@ def run_wrk(wrk: str, port: int, req: Request, workdir: Path, *, seconds: float,
             cpu: int | None, kind: str | None = None, extra: list[str] | None = None) -> dict:
     """One wrk run; returns the JSON summary plus `rps` (requests per second) and `errors`."""
     kind = kind or ("unique" if req.unique else "static")
+    if kind == "paced" and req.unique:
+        kind = "paced_unique"
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
            "-s", str(script(workdir, kind)), f"http://127.0.0.1:{port}{req.path}", "--",
            *req.wrk_args(next(_RUNS)), *(extra or [])]

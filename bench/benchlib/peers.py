@@ -1,9 +1,13 @@
-"""The rate limit service for the global-limit variants: a Redis and the RLS v3 test peer.
+"""The backends the mesh-wide variants talk to, on free loopback ports.
 
-Global limits need a service to ask. The benchmark runs the same one the integration tests run
-(tests/peers/rls_peer.py: RLS v3 on Redis with envoyproxy/ratelimit's semantics) on free
-loopback ports, so `exact` and `reserve` are measured against a real gRPC round trip.
-Needs `redis-server` and the peers' virtualenv (`make peers`).
+- The rate limit service for the global-limit variants: a Redis and the RLS v3 test peer.
+  Global limits need a service to ask. The benchmark runs the same one the integration tests
+  run (tests/peers/rls_peer.py: RLS v3 on Redis with envoyproxy/ratelimit's semantics), so
+  `exact` and `reserve` are measured against a real gRPC round trip. Needs `redis-server` and
+  the peers' virtualenv (`make peers`).
+- One etcd member for the idempotency records of the keyed-POST variants (Debian's
+  `etcd-server`, `make etcd`), as the integration tests start it: data in RAM (`/dev/shm`),
+  so the numbers are levee's and the round trip's, not a disk's fsync.
 """
 
 from __future__ import annotations
@@ -37,6 +41,59 @@ def peers_python(repo: Path) -> Path | None:
     if common:
         cands.append(Path(common).parent / ".venv-peers/bin/python")
     return next((Path(c) for c in cands if c and Path(c).is_file()), None)
+
+
+class Etcd:
+    """`start()` one etcd member on free loopback ports; `client_port`, `stop()` (data removed)."""
+
+    def __init__(self, workdir: Path, cpu: int | None = None):
+        shm = Path("/dev/shm")
+        base = shm if shm.is_dir() and os.access(shm, os.W_OK) else workdir
+        self.dir = base / f"levee-bench-etcd-{os.getpid()}-{time.monotonic_ns()}"
+        self.log = workdir / "etcd.log"
+        self.cpu = cpu
+        self.proc: subprocess.Popen | None = None
+        self.client_port = 0
+
+    def start(self, timeout: float = 30.0) -> "Etcd":
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise PeerStartError("needs etcd (`make etcd`: Debian's etcd-server)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.client_port, peer = _free_port(), _free_port()
+        client, peer_url = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{peer}"
+        cmd = [etcd, "--name", "bench", "--data-dir", str(self.dir / "data"),
+               "--listen-client-urls", client, "--advertise-client-urls", client,
+               "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+               "--initial-cluster", f"bench={peer_url}", "--logger", "zap", "--log-level", "warn"]
+        if self.cpu is not None and shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(self.cpu), *cmd]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{client}/health", timeout=2) as r:
+                    if json.loads(r.read()).get("health") == "true":
+                        return self
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise PeerStartError(f"etcd did not start: {self.log.read_text(errors='replace')[-400:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RateLimitService:

@@ -114,6 +114,28 @@ def _counters(section: dict) -> list[str]:
     return ["", "Filter counters after the run:", "", *lines] if lines else []
 
 
+def _keyed_posts(se: dict) -> list[str]:
+    """Scenario e: latency (with what levee adds over the router) and throughput of keyed
+    POSTs, records in shared data vs. in etcd."""
+    out = ["", "## Keyed POSTs: records in shared data vs. in etcd", "", f"Method: {se['method']}. "
+           "Medians over rounds of wrk's per-run percentiles; *added* is over the router alone (no filter).", "",
+           "| variant | p50 | p99 | added p50 / p99 | req/s achieved | errors |", "|---|---|---|---|---|---|"]
+    base = next((r for r in se["latency"] if r["key"] == "router_post" and not r.get("na")), None)
+    for row in se["latency"]:
+        if row.get("na"):
+            out.append(f"| {row['label']} | n/a: {row['na'][:150]} | | | | |")
+            continue
+        added = (f"{row['p50_us'] - base['p50_us']:+.0f} / {row['p99_us'] - base['p99_us']:+.0f} µs"
+                 if base and row is not base else "—")
+        out.append(f"| {row['label']} | {row['p50_us']:.0f} µs | {row['p99_us']:.0f} µs | {added} | "
+                   f"{_k(row['rps_median'])} | {row['errors']} |")
+    out += ["", "Throughput:", ""]
+    out += _throughput_table(se, [("router_post", "router POST"), ("shared_post", "shared data"),
+                                  ("shared_replay", "shared-data replay")])
+    out += ["", f"Requests the upstream received during the runs: {se.get('upstream_requests')}"]
+    return out + _counters(se)
+
+
 def markdown(res: dict) -> str:
     m = res["meta"]
     out = [f"# levee benchmark — {m['date']}", "",
@@ -184,8 +206,10 @@ def markdown(res: dict) -> str:
                    if base and base["p50_us"] and base["p99_us"] else "—")
             out.append(f"| {row['label']} | {row['p50_us']:.0f} µs | {row['p99_us']:.0f} µs | "
                        f"{row['p999_us']:.0f} µs | {_k(row['rps_median'])} | {rel} | {row['errors']} |")
+    if res.get("scenario_e"):
+        out += _keyed_posts(res["scenario_e"])
     plugins = {}
-    for sec in ("scenario1", "scenario2", "scenario3", "scenario_g"):
+    for sec in ("scenario1", "scenario2", "scenario3", "scenario_g", "scenario_e"):
         for row in (res.get(sec) or {}).get("rows", []):
             if row.get("plugin") and row["plugin"] != "{}":
                 plugins.setdefault(row["plugin"], []).append(f"{sec[-1]}:{row['key']}")

@@ -153,3 +153,39 @@ def global_limits() -> list[Variant]:
         Variant("global_reserve", "same limit, global `reserve` (one call per batch)", "levee",
                 levee_hot_key("reserve")),
     ]
+
+
+# Keyed POSTs with the records in this Envoy's shared data vs. in etcd (one member on
+# loopback). Each request carries a distinct Idempotency-Key, so each is a real claim and
+# completion; the replay variants send one key over and over (every request after the first
+# is answered from the record). The etcd timeout is generous so a busy 2-CPU machine measures
+# latency, not timeouts.
+ETCD_CLUSTER = "etcd"
+KEY_HEADER = "Idempotency-Key"
+
+
+def levee_keyed(backend: str) -> dict:
+    idem = {"methods": ["POST"]}
+    if backend == "shared":
+        return {"idempotency": idem}
+    return {"backends": {"records": {"etcd": {"cluster": ETCD_CLUSTER, "timeout": "2s"}}},
+            "idempotency": {**idem, "backend": "records"}}
+
+
+def keyed_posts() -> list[Variant]:
+    unique = Request(method="POST", headers={"content-type": "application/json"}, body=POST_BODY,
+                     unique=KEY_HEADER, prefix="key-")
+    same = Request(method="POST", headers={"content-type": "application/json", KEY_HEADER: "replayed-key"},
+                   body=POST_BODY)
+    return [
+        Variant("router_post", "Envoy router, POST with a distinct Idempotency-Key (no filter)", "none",
+                request=unique),
+        Variant("shared_post", "levee, records in shared data, a distinct key each", "levee",
+                levee_keyed("shared"), request=unique, expect_header="x-idempotency-key"),
+        Variant("etcd_post", "levee, records in etcd, a distinct key each", "levee", levee_keyed("etcd"),
+                request=unique, expect_header="x-idempotency-key"),
+        Variant("shared_replay", "levee, records in shared data, the same key (replays)", "levee",
+                levee_keyed("shared"), request=same, expect_header="x-idempotency-key"),
+        Variant("etcd_replay", "levee, records in etcd, the same key (replays)", "levee", levee_keyed("etcd"),
+                request=same, expect_header="x-idempotency-key"),
+    ]
