@@ -35,6 +35,12 @@ DUMP_TIMEOUT = float(os.environ.get("LEVEE_CALLGRIND_DUMP_TIMEOUT", "600"))
 class CallgrindEnvoy:
     def __init__(self, envoy_bin: str, workdir: Path, listeners: list[dict], clusters: list[dict] | None = None):
         self.envoy_bin = os.path.realpath(envoy_bin)
+        with open(self.envoy_bin, "rb") as f:
+            if f.read(2) == b"#!":
+                # valgrind would measure the interpreter, which then execs Envoy uninstrumented:
+                # every counter dump would wait out its timeout.
+                raise E.EnvoyStartError(f"{envoy_bin} is a script, not Envoy: point ENVOY_BIN at the binary "
+                                        "(`make envoy` writes its path to target/envoy-<version>.path)")
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = E.bootstrap(listeners, clusters)
