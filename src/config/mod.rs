@@ -154,18 +154,12 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
     })
 }
 
-/// Records in a backend are claimed and completed around Envoy's router only: levee's own
-/// callouts (callout mode, the secondary-cluster fallback) and the queue fallback complete
-/// records on paths not wired to a backend yet, so such configs are refused, not half-served.
+/// Records in a backend are claimed and completed on every forwarding path but the fallbacks
+/// that answer later (the secondary cluster, the queue), which are not wired to a backend
+/// yet: such configs are refused, not half-served.
 fn remote_records_supported(upstreams: &[UpstreamConfig]) -> Result<(), ConfigError> {
     for u in upstreams {
         let path = reader::join("upstreams", &u.name);
-        if u.forward == Forward::Callout {
-            return Err(reader::err(
-                &reader::join(&path, "forward"),
-                "idempotency.backend is not supported with callout-mode upstreams yet",
-            ));
-        }
         for (j, f) in u.fallback.iter().enumerate() {
             let unsupported = match f.kind {
                 FallbackKind::Queue { .. } => "queue",

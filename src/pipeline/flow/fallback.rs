@@ -79,6 +79,7 @@ impl RequestFlow {
         if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
             k.flush(&mut ke);
         }
+        self.write_remote_ending(env);
         self.finish_reply(reply)
     }
 

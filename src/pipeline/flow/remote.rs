@@ -83,8 +83,7 @@ impl RequestFlow {
             }
             Machine::Claimed(Claimed::Execute { .. }) => {
                 if let Some(fence) = self.remote.as_ref().and_then(|rk| rk.fence()) {
-                    self.request_headers
-                        .push((FENCE_HEADER.into(), fence.to_string()));
+                    self.forward_fence(&fence.to_string());
                 }
                 if let Some(k) = self.key.keyed_mut() {
                     k.held_in_backend();
@@ -104,6 +103,21 @@ impl RequestFlow {
                 self.remote = None;
                 self.claimed(env, on_backend_error(policy))
             }
+        }
+    }
+
+    /// Every copy of the request that may reach an upstream carries the fence: the router's
+    /// (request headers set before it goes on), callout mode's buffered request, and the copy
+    /// kept for the secondary cluster and the queue.
+    fn forward_fence(&mut self, fence: &str) {
+        if let Some(intake) = self.intake.as_mut() {
+            intake.head.set_header(FENCE_HEADER, fence.as_bytes());
+        } else {
+            let header = (FENCE_HEADER.to_string(), fence.to_string());
+            self.request_headers.push(header);
+        }
+        if let Some(kept) = self.kept.as_mut() {
+            kept.saved.set_header(FENCE_HEADER, fence.as_bytes());
         }
     }
 
