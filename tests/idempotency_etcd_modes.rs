@@ -163,3 +163,44 @@ fn callout_mode_executes_a_key_once_across_two_envoys_with_the_fence_on_every_at
     assert!(r.header("idempotent-replayed").is_none(), "executed again");
     assert_eq!(fences(&up, "pay-2").len(), 4);
 }
+
+#[test]
+fn a_slow_request_keeps_its_lock_by_renewing_it_so_the_other_envoy_refuses_the_retry() {
+    let etcd = Etcd::single();
+    let up = Upstream::start();
+    let config = records("2s");
+    let envoys = two_envoys(&etcd, &up, &config, None);
+    let (port0, port1) = (envoys[0].port(), envoys[1].port());
+
+    // The upstream stalls 5 s, well past the 2 s lock: the lock is renewed meanwhile.
+    let slow = keyed("slow", "a").header("x-upstream-delay-ms", "5000");
+    let first = std::thread::spawn(move || send(port0, &slow));
+    let start = Instant::now();
+    for at in [2_500, 4_000] {
+        std::thread::sleep(Duration::from_millis(at).saturating_sub(start.elapsed()));
+        let retry = send(port1, &keyed("slow", "a"));
+        assert_eq!(retry.status, 409, "at ~{at} ms: {}", retry.text());
+        assert!(retry.header("retry-after").is_some());
+    }
+    assert_eq!(
+        up.count_for("idempotency-key", "slow"),
+        1,
+        "not executed twice"
+    );
+    let first = first.join().expect("client thread");
+    assert_eq!(first.status, 200, "{}", first.text());
+
+    // Then both Envoys replay the slow request's answer.
+    for (i, port) in [port0, port1].into_iter().enumerate() {
+        let r = settled(port, &keyed("slow", "a"));
+        assert_eq!(r.status, 200, "envoy {i}: {}", r.text());
+        assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
+        assert_eq!(r.body, first.body, "envoy {i}");
+    }
+    assert_eq!(up.count_for("idempotency-key", "slow"), 1);
+    let renewals_fenced: u64 = envoys
+        .iter()
+        .map(|e| e.stat("levee_backend.records.renewals_fenced"))
+        .sum();
+    assert_eq!(renewals_fenced, 0);
+}

@@ -21,7 +21,7 @@ use super::super::fake_host::{Call, FakeHost};
 use super::super::{Action, Stream, Worker};
 use super::{worker, ROOT, T0};
 
-fn doc(policy: &str) -> Value {
+pub(super) fn doc(policy: &str) -> Value {
     json!({
         "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "250ms" } } },
         "idempotency": { "backend": "records", "on_backend_error": policy, "fingerprint": true },
@@ -71,7 +71,7 @@ pub(super) fn serve(
 }
 
 /// A keyed POST with `body` on context `id`; returns its stream and what the host did.
-fn post(
+pub(super) fn post(
     w: &Worker,
     host: &mut FakeHost<'_>,
     etcd: &mut FakeEtcd,
@@ -90,7 +90,7 @@ fn post(
 
 /// The upstream answers `status` with `body`; the stream ends; the root's ticks write the
 /// record.
-fn upstream_answers(
+pub(super) fn upstream_answers(
     w: &Worker,
     host: &mut FakeHost<'_>,
     etcd: &mut FakeEtcd,

@@ -2,6 +2,7 @@
 
 mod etcd;
 mod etcd_modes;
+mod etcd_renewal;
 mod global_limit;
 mod queue;
 mod remote;
