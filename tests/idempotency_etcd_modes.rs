@@ -10,13 +10,13 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use harness::callout_upstream;
 use harness::client::{send, Request, Response};
 use harness::envoy::Envoy;
 use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
 use harness::raw_envoy::h2_cluster;
 use harness::upstream::{Reply, Upstream};
-use harness::{callout_upstream, single_upstream};
 use serde_json::{json, Value};
 
 /// Records in etcd, with `lock_timeout`.
@@ -203,4 +203,47 @@ fn a_slow_request_keeps_its_lock_by_renewing_it_so_the_other_envoy_refuses_the_r
         .map(|e| e.stat("levee_backend.records.renewals_fenced"))
         .sum();
     assert_eq!(renewals_fenced, 0);
+}
+
+#[test]
+fn the_secondary_clusters_answer_completes_the_record_and_the_other_envoy_replays_it() {
+    let etcd = Etcd::single();
+    let up = Upstream::start();
+    let secondary = Upstream::start();
+    let svc = json!({ "timeout": "5s", "retry": { "max_retries": 0 },
+        "fallback": [{ "cluster": "secondary" }] });
+    let config = callout_upstream(&svc, &records("10s"));
+    let envoys = two_envoys(&etcd, &up, &config, Some(&secondary));
+    let (port0, port1) = (envoys[0].port(), envoys[1].port());
+
+    up.script("sec-1", vec![Reply::status(503)]);
+    let r = send(
+        port0,
+        &keyed("sec-1", "amount=5").header("x-script-key", "sec-1"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-levee-fallback").as_deref(), Some("secondary"));
+    let served = r.body.clone();
+    let at_secondary: Vec<_> = secondary
+        .requests()
+        .into_iter()
+        .filter(|q| q.header("idempotency-key").as_deref() == Some("sec-1"))
+        .collect();
+    assert_eq!(at_secondary.len(), 1);
+    assert_eq!(
+        at_secondary[0].header("x-levee-fence"),
+        fences(&up, "sec-1")[0],
+        "the secondary sees the claim's fence"
+    );
+
+    // The other Envoy replays what the client got from the secondary; nothing runs again.
+    let r = settled(
+        port1,
+        &keyed("sec-1", "amount=5").header("x-script-key", "sec-1"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(r.body, served, "byte for byte");
+    assert_eq!(fences(&up, "sec-1").len(), 1);
+    assert_eq!(secondary.count_for("idempotency-key", "sec-1"), 1);
 }

@@ -154,16 +154,14 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
     })
 }
 
-/// Records in a backend are claimed and completed on every forwarding path but the fallbacks
-/// that answer later (the secondary cluster, the queue), which are not wired to a backend
-/// yet: such configs are refused, not half-served.
+/// Records in a backend are claimed and completed on every forwarding path but the queue
+/// fallback, which is not wired to a backend yet: such configs are refused, not half-served.
 fn remote_records_supported(upstreams: &[UpstreamConfig]) -> Result<(), ConfigError> {
     for u in upstreams {
         let path = reader::join("upstreams", &u.name);
         for (j, f) in u.fallback.iter().enumerate() {
             let unsupported = match f.kind {
                 FallbackKind::Queue { .. } => "queue",
-                FallbackKind::Cluster { .. } => "cluster",
                 _ => continue,
             };
             return Err(reader::err(

@@ -185,3 +185,50 @@ fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
     assert!(dispatches(&seen).is_empty(), "not executed twice");
 }
+
+#[test]
+fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too() {
+    let store = MemoryStore::new();
+    let fallback = json!([{ "cluster": "sec" }]);
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    let fence = sent[0].1.clone().expect("fenced");
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    let secondary: Vec<_> = seen
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Call::Dispatch {
+                token,
+                cluster,
+                headers,
+                ..
+            } => Some((
+                *token,
+                cluster.clone(),
+                header(headers, "x-levee-fence").map(str::to_string),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(secondary.len(), 1, "{seen:?}");
+    assert_eq!(secondary[0].1, "sec");
+    assert_eq!(
+        secondary[0].2.as_deref(),
+        Some(fence.as_str()),
+        "the secondary sees the fence"
+    );
+    let seen = answer(&w, &mut host, secondary[0].0, Some(200), b"from-secondary");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (200, &b"from-secondary"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
