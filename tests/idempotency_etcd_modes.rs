@@ -247,3 +247,62 @@ fn the_secondary_clusters_answer_completes_the_record_and_the_other_envoy_replay
     assert_eq!(fences(&up, "sec-1").len(), 1);
     assert_eq!(secondary.count_for("idempotency-key", "sec-1"), 1);
 }
+
+#[test]
+fn a_queued_request_keeps_its_key_on_both_envoys_and_its_delivery_is_replayed_everywhere() {
+    let etcd = Etcd::single();
+    let up = Upstream::start();
+    let svc = json!({ "timeout": "1s",
+        "retry": { "max_retries": 0, "base_delay": "100ms", "max_delay": "300ms" },
+        "circuit_breaker": { "failure_threshold": 3, "reset_timeout": "1s" },
+        "fallback": [{ "queue": { "max_items": 10, "max_bytes": 1048576 }, "methods": ["POST"] }] });
+    let config = callout_upstream(&svc, &records("2s"));
+    let envoys = two_envoys(&etcd, &up, &config, None);
+    let (port0, port1) = (envoys[0].port(), envoys[1].port());
+    up.set_default(Some(Reply::status(503)));
+
+    let queued = send(port0, &keyed("order-1", "sku=1"));
+    assert_eq!(queued.status, 202, "{}", queued.text());
+    assert_eq!(queued.header("x-levee-fallback").as_deref(), Some("queued"));
+    // Past the 2 s lock, the queued copy still holds the key: the other Envoy refuses a retry.
+    std::thread::sleep(Duration::from_millis(3_000));
+    let retry = send(port1, &keyed("order-1", "sku=1"));
+    assert_eq!(retry.status, 409, "{}", retry.text());
+
+    let recovered_at = Instant::now();
+    up.set_default(None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while envoys[0].stat("levee_fallback.svc.queue_delivered") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(envoys[0].stat("levee_fallback.svc.queue_delivered"), 1);
+    let seen = fences(&up, "order-1");
+    let after: Vec<_> = up
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.at >= recovered_at && r.header("idempotency-key").as_deref() == Some("order-1")
+        })
+        .collect();
+    assert_eq!(after.len(), 1, "delivered once after recovery");
+    assert_eq!(
+        after[0].header("x-levee-fence"),
+        seen[0],
+        "the delivery carries the fence"
+    );
+
+    // The delivered answer, not the 202, is what both Envoys replay.
+    let first = settled(port1, &keyed("order-1", "sku=1"));
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("idempotent-replayed").as_deref(), Some("true"));
+    let again = settled(port0, &keyed("order-1", "sku=1"));
+    assert_eq!(again.body, first.body, "byte for byte on both Envoys");
+    let executed_after = up
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.at >= recovered_at && r.header("idempotency-key").as_deref() == Some("order-1")
+        })
+        .count();
+    assert_eq!(executed_after, 1);
+}

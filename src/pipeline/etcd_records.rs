@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::step::{BackgroundCall, RemoteAnswer, RemoteCall};
 use super::Env;
 use crate::config::{BackendKind, IdempotencyConfig, LeveeConfig};
-use crate::idempotency::machine::Outcome;
+use crate::idempotency::machine::{renew_interval_ns, Outcome};
 use crate::idempotency::response::StoredResponse;
 
 use crate::idempotency::remote::calls::Call;
@@ -123,6 +123,23 @@ pub fn renew_in_background(env: &mut Env<'_>, id: u64) -> bool {
     records.completions.borrow().holds(id)
 }
 
+/// Held key `id` outlives its request (the queue took the request): the worker renews its
+/// lock from now on, until the delivery completes it or the queue gives it up.
+pub fn park_in_background(env: &Env<'_>, id: u64) {
+    if let (Some(records), Some(layer)) = (&env.plugin.etcd_records, &env.plugin.idempotency) {
+        let at = env.now.saturating_add(renew_interval_ns(&layer.config));
+        records.completions.borrow_mut().park(id, at);
+    }
+}
+
+/// Held key `id` is given up (a queued request dropped): it is left to expire, its outcome
+/// unknown, as with shared data.
+pub fn abandon_in_background(env: &Env<'_>, id: u64) {
+    if let Some(records) = &env.plugin.etcd_records {
+        records.completions.borrow_mut().abandon(id);
+    }
+}
+
 /// Writes the ending of held key `id` in the background (after a renewal still outstanding).
 pub fn complete_in_background(
     env: &mut Env<'_>,
@@ -143,7 +160,8 @@ pub fn complete_in_background(
     follow(env, todo);
 }
 
-/// Sends again the completions whose retry time has come (the worker's root, on its timer).
+/// Sends again the completions whose retry time has come, and renews the locks of keys whose
+/// request is queued (the worker's root, on its timer).
 pub fn retry_due(env: &mut Env<'_>) {
     let plugin = env.plugin;
     let (Some(records), Some(layer)) = (&plugin.etcd_records, &plugin.idempotency) else {

@@ -181,6 +181,7 @@ impl Worker {
                 queues.deliver_due(host, &self.plugin, &mut *rng, now);
             }
         }
+        self.write_queued_endings(host, now);
         if self
             .plugin
             .etcd_records
@@ -359,6 +360,7 @@ impl Worker {
             )
         };
         if handled {
+            self.write_queued_endings(host, now);
             self.wake_root(host, now);
             return;
         }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::idempotency::machine::Outcome;
+use crate::idempotency::machine::{renew_interval_ns, Outcome};
 use crate::idempotency::response::StoredResponse;
 use crate::time::UnixNanos;
 
@@ -39,6 +39,9 @@ struct Pending {
     completing: bool,
     /// A renewal was refused by the fence: the lock is another owner's.
     lost: bool,
+    /// When the worker renews the lock itself next (its request is queued; 0: the request's
+    /// own timer renews it).
+    renew_at: UnixNanos,
 }
 
 /// The keys one worker holds or is completing.
@@ -75,6 +78,7 @@ impl Completions {
             retry_at: 0,
             completing: false,
             lost: false,
+            renew_at: 0,
         };
         self.pending.insert(id, pending);
         id
@@ -94,6 +98,18 @@ impl Completions {
         self.pending
             .get(&id)
             .is_some_and(|p| !p.completing && !p.lost && p.key.owns())
+    }
+
+    /// Key `id` outlives its request (queued): renew its lock from `at` on, in [`Self::due`].
+    pub fn park(&mut self, id: u64, at: UnixNanos) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.renew_at = at.max(1);
+        }
+    }
+
+    /// Forgets key `id` without completing it: its lock expires, its outcome unknown.
+    pub fn abandon(&mut self, id: u64) {
+        self.pending.remove(&id);
     }
 
     /// The lock renewal of `id` is due.
@@ -118,6 +134,7 @@ impl Completions {
             return Todo::Wait;
         };
         p.completing = true;
+        p.renew_at = 0;
         let step = p.key.complete(env, outcome, answer);
         self.follow(id, step)
     }
@@ -131,15 +148,16 @@ impl Completions {
         self.follow(id, step)
     }
 
-    /// Completions whose retry time has come: the calls to make now.
+    /// Completions whose retry time has come, and renewals of parked keys that are due: the
+    /// calls to make now.
     pub fn due(&mut self, env: &mut RemoteEnv<'_>) -> Vec<Todo> {
+        let mut todo = self.renewals_due(env);
         let ids: Vec<u64> = self
             .pending
             .iter()
             .filter(|(_, p)| p.retry_at != 0 && p.retry_at <= env.now)
             .map(|(&id, _)| id)
             .collect();
-        let mut todo = Vec::new();
         for id in ids {
             let Some(p) = self.pending.get_mut(&id) else {
                 continue;
@@ -151,11 +169,37 @@ impl Completions {
         todo
     }
 
-    /// The earliest time a postponed completion is sent again.
+    fn renewals_due(&mut self, env: &mut RemoteEnv<'_>) -> Vec<Todo> {
+        let ids: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.renew_at != 0 && p.renew_at <= env.now && !p.completing)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut todo = Vec::new();
+        for id in ids {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            p.renew_at = env.now.saturating_add(renew_interval_ns(env.cfg));
+            let step = p.key.renew(env);
+            let next = self.follow(id, step);
+            if next == Todo::LockLost {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.renew_at = 0;
+                }
+            }
+            todo.push(next);
+        }
+        todo
+    }
+
+    /// The earliest time the worker must act: a postponed completion sent again, or a parked
+    /// key's renewal.
     pub fn next_retry(&self) -> Option<UnixNanos> {
         self.pending
             .values()
-            .map(|p| p.retry_at)
+            .flat_map(|p| [p.retry_at, p.renew_at])
             .filter(|&at| at != 0)
             .min()
     }

@@ -17,8 +17,10 @@ use crate::metrics::{BackendEvent, Event};
 use crate::time::UnixNanos;
 
 use super::{Await, RemoteAnswer, RequestFlow, Stage, Step};
+use crate::fallback::deliveries::QueuedKey;
+use crate::idempotency::request::KeyedRequest;
 use crate::pipeline::etcd_records::{
-    complete_in_background, hold_in_background, renew_in_background,
+    complete_in_background, hold_in_background, park_in_background, renew_in_background,
 };
 use crate::pipeline::Env;
 
@@ -154,6 +156,27 @@ impl RequestFlow {
         };
         if let Some(RemoteRecord::Held(id)) = self.remote.take() {
             complete_in_background(env, id, ending.0, ending.1);
+        }
+    }
+
+    /// The record the queue's delivery completes: this request's key, in etcd or shared data.
+    pub(super) fn queued_key(&self) -> Option<QueuedKey> {
+        match self.remote {
+            Some(RemoteRecord::Held(id)) => Some(QueuedKey::Remote(id)),
+            Some(RemoteRecord::Claiming { .. }) => None,
+            None => self
+                .key
+                .keyed()
+                .and_then(KeyedRequest::held)
+                .map(QueuedKey::Shared),
+        }
+    }
+
+    /// The queue took the request: a key held in etcd is renewed by the worker from now on,
+    /// and completed by the delivery.
+    pub(super) fn hand_key_to_queue(&mut self, env: &mut Env<'_>) {
+        if let Some(RemoteRecord::Held(id)) = self.remote.take() {
+            park_in_background(env, id);
         }
     }
 

@@ -232,3 +232,74 @@ fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too(
     assert_eq!((status, body.as_slice()), (200, &b"from-secondary"[..]));
     assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
 }
+
+/// Fires the worker's timers up to `to`, answering etcd; returns the callouts the root sent
+/// (queue deliveries).
+fn run_root(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, to: u64) -> Vec<u32> {
+    let mut sent = Vec::new();
+    while let Some(at) = w.next_deadline().filter(|at| *at <= to) {
+        host.now = host.now.max(at);
+        host.current = ROOT;
+        w.on_tick(host);
+        let seen = serve(w, host, etcd);
+        sent.extend(dispatches(&seen).into_iter().map(|(token, _)| token));
+        if !sent.is_empty() {
+            return sent;
+        }
+    }
+    host.now = to;
+    sent
+}
+
+#[test]
+fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() {
+    let store = MemoryStore::new();
+    let fallback = json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]);
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(202), "queued");
+    w.on_done(&mut host, 2, &stream);
+    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+
+    // Deliveries fail for 5 s (the lock is 3 s): the worker renews the queued key's lock.
+    let end = T0 + 5_000 * MS;
+    while host.now < end {
+        let tokens = run_root(&w, &mut host, &mut etcd, end);
+        for token in tokens {
+            host.current = ROOT;
+            let _ = answer(&w, &mut host, token, Some(503), b"still busy");
+        }
+    }
+    assert!(
+        etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed,
+        "renewed while queued"
+    );
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
+
+    // The next delivery succeeds: its answer completes the record in etcd.
+    let mut delivered = false;
+    for _ in 0..50 {
+        let to = w.next_deadline().unwrap_or(host.now);
+        let tokens = run_root(&w, &mut host, &mut etcd, to);
+        if let Some(token) = tokens.first() {
+            host.current = ROOT;
+            let _ = answer(&w, &mut host, *token, Some(201), b"delivered");
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "a delivery went out");
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (201, &b"delivered"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}

@@ -15,7 +15,7 @@ use crate::time::NANOS_PER_MILLI as MS;
 use super::super::fake_host::{Call, FakeHost};
 use super::super::Worker;
 use super::etcd::{doc, post, reply_of, serve, upstream_answers};
-use super::{advance, worker, ROOT, T0};
+use super::{worker, ROOT, T0};
 
 /// Records in etcd with a 3 s lock (renewed every second).
 fn held_worker(store: &MemoryStore) -> Worker {
