@@ -303,3 +303,31 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
     assert_eq!((status, body.as_slice()), (201, &b"delivered"[..]));
     assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
 }
+
+#[test]
+fn callout_mode_renews_the_lock_while_an_attempt_is_outstanding() {
+    let store = MemoryStore::new();
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+    // The attempt takes 5 s; the lock is 3 s.
+    let _ = run_root(&w, &mut host, &mut etcd, T0 + 5_000 * MS);
+    assert!(etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed);
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(200), b"slow");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert!(!w.has_timer(2));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    assert_eq!(
+        reply_of(&seen).map(|r| (r.0, r.2)),
+        Some((200, b"slow".to_vec()))
+    );
+}
