@@ -207,10 +207,12 @@ impl Worker {
             let mut rng = self.rng.borrow_mut();
             self.queues.borrow_mut().enqueue(e, &mut *rng, now)
         };
-        self.wake_root(host, now);
-        self.with_env(host, now, |env| {
+        let step = self.with_env(host, now, |env| {
             stream.borrow_mut().flow.on_enqueued(env, result)
-        })
+        });
+        // After the flow: a key held in etcd, handed to the worker, is renewed on its timer.
+        self.wake_root(host, now);
+        step
     }
 
     /// Schedules the timer the flow asked for without pausing (lock renewal), if any.
