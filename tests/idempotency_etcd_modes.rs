@@ -87,6 +87,18 @@ fn settled(port: u16, req: &Request) -> Response {
     }
 }
 
+/// Waits until the upstream has seen `n` requests with key `key` (so the key is claimed).
+fn wait_seen(up: &Upstream, key: &str, n: usize) {
+    let start = Instant::now();
+    while fences(up, key).len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{key} never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The fences the upstream saw on requests with key `key`, in order.
 fn fences(up: &Upstream, key: &str) -> Vec<Option<String>> {
     up.requests()
@@ -122,7 +134,7 @@ fn callout_mode_executes_a_key_once_across_two_envoys_with_the_fence_on_every_at
             &keyed("pay-1", "amount=10").header("x-script-key", "pay-1"),
         )
     });
-    std::thread::sleep(Duration::from_millis(700));
+    wait_seen(&up, "pay-1", 2);
     let during = send(
         port1,
         &keyed("pay-1", "amount=10").header("x-script-key", "pay-1"),
@@ -175,8 +187,9 @@ fn a_slow_request_keeps_its_lock_by_renewing_it_so_the_other_envoy_refuses_the_r
     // The upstream stalls 5 s, well past the 2 s lock: the lock is renewed meanwhile.
     let slow = keyed("slow", "a").header("x-upstream-delay-ms", "5000");
     let first = std::thread::spawn(move || send(port0, &slow));
+    wait_seen(&up, "slow", 1);
     let start = Instant::now();
-    for at in [2_500, 4_000] {
+    for at in [2_300, 3_800] {
         std::thread::sleep(Duration::from_millis(at).saturating_sub(start.elapsed()));
         let retry = send(port1, &keyed("slow", "a"));
         assert_eq!(retry.status, 409, "at ~{at} ms: {}", retry.text());
