@@ -5,7 +5,8 @@
 //! the key moves to this worker's table: lock renewals (asked by the request's timer) and the
 //! completion are background calls from the root, so their answers arrive even when the
 //! request's context is gone — the response has gone to the client before etcd answers. A
-//! completion postponed by a failure is sent again on the root's timer ([`retry_due`]).
+//! completion postponed by a failure is sent again on the root's timer ([`retry_due`]), which
+//! also renews the locks of keys whose request the queue took over.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -93,7 +94,8 @@ impl EtcdRecords {
         self.completions.borrow().len()
     }
 
-    /// The earliest time a postponed completion is to be sent again.
+    /// The earliest time the worker must act for its held keys: a postponed completion sent
+    /// again, or the lock renewal of a key whose request is queued.
     pub fn next_retry(&self) -> Option<crate::time::UnixNanos> {
         self.completions.borrow().next_retry()
     }

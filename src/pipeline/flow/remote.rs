@@ -1,6 +1,9 @@
 //! A keyed request whose record lives in etcd (`idempotency.backend`): the claim as backend
-//! calls the request waits for, the fence forwarded upstream, and the ending written in the
-//! background once the request reached one.
+//! calls the request waits for, the fence forwarded upstream (router, callout attempts, the
+//! secondary cluster, the queue), and then the key handed to the worker's table: its lock
+//! renewed from the request's timer, its ending written in the background once the request
+//! reached one — or, when the queue takes the request, renewed by the worker until the
+//! delivery completes it.
 //!
 //! The claim's decisions are the shared-data store's ([`Claimed`]), so everything after the
 //! claim — forwarding, capturing the answer, releasing — is the same code. When etcd cannot be
