@@ -223,10 +223,20 @@ pub enum BackendEvent {
     DecisionLocal,
     /// A reservation of quota was refilled from the backend (global limits, `reserve` mode).
     ReserveRefill,
+    /// An idempotency lock renewal was refused by the fencing revision: another owner took
+    /// the key while its request ran.
+    RenewalFenced,
+    /// An idempotency record's completion was refused by the fencing revision.
+    CompletionFenced,
+    /// An idempotency record's completion could not be written and is sent again later.
+    CompletionRetried,
+    /// An idempotency record's completion could not be written before its lock would expire:
+    /// the key's outcome is left unknown.
+    CompletionUnknown,
 }
 
 impl BackendEvent {
-    pub const ALL: [BackendEvent; 8] = [
+    pub const ALL: [BackendEvent; 12] = [
         Self::CallOk,
         Self::CallError,
         Self::CallTimeout,
@@ -235,6 +245,10 @@ impl BackendEvent {
         Self::DecisionAllow,
         Self::DecisionLocal,
         Self::ReserveRefill,
+        Self::RenewalFenced,
+        Self::CompletionFenced,
+        Self::CompletionRetried,
+        Self::CompletionUnknown,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -246,6 +260,10 @@ impl BackendEvent {
             Self::DecisionAllow => "decisions.allow",
             Self::DecisionLocal => "decisions.local",
             Self::ReserveRefill => "reserve_refills",
+            Self::RenewalFenced => "renewals_fenced",
+            Self::CompletionFenced => "completions_fenced",
+            Self::CompletionRetried => "completions_retried",
+            Self::CompletionUnknown => "completions_unknown",
         }
     }
 }

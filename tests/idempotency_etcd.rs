@@ -80,6 +80,15 @@ fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
     }
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -195,12 +204,16 @@ fn an_expired_lock_is_retaken_with_a_higher_fence_and_allow_forwards_when_etcd_i
         assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
     }
 
-    // Envoy 0's request outlives its 1 s lock; a retry on Envoy 1 retakes the key.
+    // Envoy 0 is paused while its request runs, so its 1 s lock is not renewed and expires; a
+    // retry on Envoy 1 retakes the key.
     let (port0, port1) = (envoys[0].port(), envoys[1].port());
     let slow = keyed("slow", "a").header("x-upstream-delay-ms", "2500");
     let first = std::thread::spawn(move || send(port0, &slow));
+    std::thread::sleep(Duration::from_millis(300));
+    signal(envoys[0].pid(), "-STOP");
     std::thread::sleep(Duration::from_millis(1500));
     let retry = send(port1, &keyed("slow", "a"));
+    signal(envoys[0].pid(), "-CONT");
     assert_eq!(retry.status, 200, "{}", retry.text());
     assert!(retry.header("idempotent-replayed").is_none(), "executed");
     assert_eq!(up.count_for("idempotency-key", "slow"), 2);
@@ -215,6 +228,10 @@ fn an_expired_lock_is_retaken_with_a_higher_fence_and_allow_forwards_when_etcd_i
     let r = settled(port0, &keyed("slow", "a"));
     assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
     assert_eq!(r.body, retry.body, "the newest owner's answer is kept");
+    assert_eq!(
+        envoys[0].stat("levee_backend.records.completions_fenced"),
+        1
+    );
 
     // etcd down with allow: forwarded without a record (and without a fence).
     etcd.kill(0);

@@ -139,9 +139,6 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
         Some(items) => upstream::routes(items, &top.at("routes"), &upstreams)?,
         None => Vec::new(),
     };
-    if idempotency.as_ref().is_some_and(|i| i.backend.is_some()) {
-        remote_records_supported(&upstreams)?;
-    }
     Ok(LeveeConfig {
         client_ip,
         limits,
@@ -152,35 +149,6 @@ pub fn parse(json: &[u8]) -> Result<LeveeConfig, ConfigError> {
         routes,
         backends,
     })
-}
-
-/// Records in a backend are claimed and completed around Envoy's router only: levee's own
-/// callouts (callout mode, the secondary-cluster fallback) and the queue fallback complete
-/// records on paths not wired to a backend yet, so such configs are refused, not half-served.
-fn remote_records_supported(upstreams: &[UpstreamConfig]) -> Result<(), ConfigError> {
-    for u in upstreams {
-        let path = reader::join("upstreams", &u.name);
-        if u.forward == Forward::Callout {
-            return Err(reader::err(
-                &reader::join(&path, "forward"),
-                "idempotency.backend is not supported with callout-mode upstreams yet",
-            ));
-        }
-        for (j, f) in u.fallback.iter().enumerate() {
-            let unsupported = match f.kind {
-                FallbackKind::Queue { .. } => "queue",
-                FallbackKind::Cluster { .. } => "cluster",
-                _ => continue,
-            };
-            return Err(reader::err(
-                &format!("{path}.fallback[{j}]"),
-                format!(
-                    "idempotency.backend is not supported with the \"{unsupported}\" fallback yet"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -43,6 +43,26 @@ pub struct DeliveryEnv<'a> {
     pub now: UnixNanos,
 }
 
+/// The idempotency record a queued request holds, which its delivered answer completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedKey {
+    /// In shared data: renewed and completed here.
+    Shared(HeldKey),
+    /// In etcd, held in the worker's table under this id: renewed there, and completed by the
+    /// caller with the [`RemoteEnding`]s it takes.
+    Remote(u64),
+}
+
+/// What the caller must write for a queued key whose record lives in etcd (backend calls this
+/// machine cannot make).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteEnding {
+    /// The delivered answer completes held key `id`.
+    Complete { id: u64, answer: StoredResponse },
+    /// The item was given up: held key `id` is left to expire (its outcome unknown).
+    Abandon(u64),
+}
+
 /// Which delivery a callout carries; handed back to [`QueueDeliveries::sent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryId {
@@ -83,8 +103,10 @@ struct InFlight {
 #[derive(Debug, Default)]
 pub struct QueueDeliveries {
     queues: Vec<Option<RequestQueue>>,
-    keys: HashMap<(usize, QueueId), HeldKey>,
+    keys: HashMap<(usize, QueueId), QueuedKey>,
     in_flight: HashMap<u32, InFlight>,
+    /// Endings of keys in etcd, for the caller to write.
+    remote_endings: Vec<RemoteEnding>,
     /// When the queued keyed requests' locks are renewed next (so that a client's retry gets
     /// `409` while its queued copy waits, rather than executing a second time).
     next_renew: UnixNanos,
@@ -122,7 +144,7 @@ impl QueueDeliveries {
         &mut self,
         upstream: usize,
         request: SavedRequest,
-        key: Option<HeldKey>,
+        key: Option<QueuedKey>,
         rng: &mut dyn RandomSource,
         now: UnixNanos,
     ) -> Result<QueueId, QueueFull> {
@@ -147,7 +169,7 @@ impl QueueDeliveries {
             .flatten()
             .filter_map(RequestQueue::next_wake)
             .min();
-        let renewals = (!self.keys.is_empty()).then_some(self.next_renew);
+        let renewals = self.has_shared_keys().then_some(self.next_renew);
         deliveries.into_iter().chain(renewals).min()
     }
 
@@ -163,7 +185,9 @@ impl QueueDeliveries {
                 let ticket = match due {
                     Due::GiveUp { id, attempts } => {
                         log::warn!("levee: queued request {id} for \"{}\" given up after {attempts} attempt(s)", config.name);
-                        self.keys.remove(&(upstream, id));
+                        if let Some(QueuedKey::Remote(held)) = self.keys.remove(&(upstream, id)) {
+                            self.remote_endings.push(RemoteEnding::Abandon(held));
+                        }
                         continue;
                     }
                     Due::Deliver(t) => t,
@@ -271,7 +295,14 @@ impl QueueDeliveries {
             });
             let key = self.keys.remove(&(id.upstream, id.ticket.id));
             if let (Some(key), Some(status)) = (key, status) {
-                complete_key(key, status, headers.unwrap_or_default(), body, env);
+                let answer = stored_answer(status, headers.unwrap_or_default(), body);
+                match key {
+                    QueuedKey::Shared(key) => complete_key(key, status, &answer, env),
+                    QueuedKey::Remote(id) => {
+                        self.remote_endings
+                            .push(RemoteEnding::Complete { id, answer });
+                    }
+                }
             }
         }
         Some(settled)
@@ -283,13 +314,26 @@ impl QueueDeliveries {
         let Some(layer) = env.idempotency else {
             return;
         };
-        if self.keys.is_empty() || env.now < self.next_renew {
+        if !self.has_shared_keys() || env.now < self.next_renew {
             return;
         }
         let (store, now) = (env.store, env.now);
-        self.keys
-            .retain(|_, key| layer.renew(store, key.hash, key.owner, now));
+        self.keys.retain(|_, key| match key {
+            QueuedKey::Shared(key) => layer.renew(store, key.hash, key.owner, now),
+            QueuedKey::Remote(_) => true,
+        });
         self.next_renew = now.saturating_add(renew_interval_ns(&layer.config));
+    }
+
+    fn has_shared_keys(&self) -> bool {
+        self.keys
+            .values()
+            .any(|k| matches!(k, QueuedKey::Shared(_)))
+    }
+
+    /// The endings of keys in etcd reached since the last call, for the caller to write.
+    pub fn take_remote_endings(&mut self) -> Vec<RemoteEnding> {
+        std::mem::take(&mut self.remote_endings)
     }
 
     fn settle(
@@ -306,18 +350,9 @@ impl QueueDeliveries {
     }
 }
 
-/// Stores the delivered answer as the key's record.
-fn complete_key(
-    key: HeldKey,
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-    body: &[u8],
-    env: &mut DeliveryEnv<'_>,
-) {
-    let Some(layer) = env.idempotency else {
-        return;
-    };
-    let response = StoredResponse {
+/// A delivered answer as the key's record keeps it.
+fn stored_answer(status: u16, headers: &[(String, Vec<u8>)], body: &[u8]) -> StoredResponse {
+    StoredResponse {
         status,
         headers: headers
             .iter()
@@ -325,10 +360,17 @@ fn complete_key(
             .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
             .collect(),
         body: body.to_vec(),
+    }
+}
+
+/// Stores the delivered answer as the key's record.
+fn complete_key(key: HeldKey, status: u16, response: &StoredResponse, env: &mut DeliveryEnv<'_>) {
+    let Some(layer) = env.idempotency else {
+        return;
     };
     let outcome = Outcome::Stored { status, body: None };
     if layer
-        .complete(env.store, key, outcome, Some(&response), env.now)
+        .complete(env.store, key, outcome, Some(response), env.now)
         .is_err()
     {
         env.metrics.count(Event::Global(GlobalEvent::InternalError));

@@ -86,9 +86,7 @@ pub struct RequestFlow {
     /// A timer for the host to schedule without pausing (lock renewal).
     timer: Option<(UnixNanos, TimerPurpose)>,
     /// The key's record in etcd, while the request claims or holds it there.
-    remote: Option<Box<crate::idempotency::remote::RemoteKey>>,
-    /// The etcd call the claim awaits (its answer is read against it).
-    remote_call: Option<crate::idempotency::remote::Call>,
+    remote: Option<remote::RemoteRecord>,
     /// Request headers to set before the request goes on (the fencing token).
     request_headers: Vec<(String, String)>,
 }
@@ -240,11 +238,7 @@ impl RequestFlow {
             }
             (Stage::WaitForKey, TimerPurpose::Poll) => Some(self.claim_key(env)),
             (_, TimerPurpose::Renew) => {
-                let (Some(layer), Some(k)) = (&env.plugin.idempotency, self.key.keyed_mut()) else {
-                    return None;
-                };
-                let next = k.renew(layer, env.store, env.now);
-                self.timer = next.map(|at| (at, TimerPurpose::Renew));
+                self.timer = self.renew_lock(env).map(|at| (at, TimerPurpose::Renew));
                 None
             }
             _ => None,

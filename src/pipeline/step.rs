@@ -8,9 +8,9 @@
 //! learns to send it, the stage that asked for it reads the answer; nothing else changes.
 
 pub use crate::backend::call::{RemoteAnswer, RemoteCall};
+use crate::fallback::deliveries::QueuedKey;
 use crate::fallback::queue::{QueueFull, QueueId};
 use crate::forward::CalloutRequest;
-use crate::idempotency::layer::HeldKey;
 use crate::problem::LocalReply;
 use crate::request::saved::SavedRequest;
 use crate::time::UnixNanos;
@@ -86,7 +86,7 @@ pub struct Enqueue {
     pub upstream: usize,
     pub request: SavedRequest,
     /// The idempotency record the delivered answer completes.
-    pub key: Option<HeldKey>,
+    pub key: Option<QueuedKey>,
 }
 
 /// What the upstream answered, as seen in `on_http_response_headers` (router mode).

@@ -46,6 +46,18 @@ impl SavedRequest {
         }
     }
 
+    /// Sets header `name` (lower case) to `value`, replacing any the client sent.
+    pub fn set_header(&mut self, name: &str, value: &[u8]) {
+        let mut headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect();
+        headers.push((name.to_string(), value.to_vec()));
+        self.headers = headers.into();
+    }
+
     /// The headers with their values as text (invalid UTF-8 replaced).
     pub fn header_strings(&self) -> Vec<(String, String)> {
         self.headers

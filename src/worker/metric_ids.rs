@@ -29,7 +29,7 @@ pub struct MetricIds {
     upstreams: Vec<([u32; 4], u32)>,
     fallbacks: Vec<[u32; 6]>,
     /// Per backend: the [`BackendEvent`] counters, the latency histogram, the breaker gauge.
-    backends: Vec<([u32; 8], u32, u32)>,
+    backends: Vec<([u32; BackendEvent::ALL.len()], u32, u32)>,
     pub memory_bound: u32,
     pub held_requests: u32,
 }

@@ -170,8 +170,8 @@ impl Worker {
         self.registry.borrow_mut().rearm_after_tick(host, now);
     }
 
-    /// Sends due queue deliveries and background calls from the root context and schedules
-    /// the next wake-up.
+    /// Sends due queue deliveries, etcd completions due again and background calls from the
+    /// root context, and schedules the next wake-up.
     fn deliver_queued(&self, host: &mut impl Host, now: UnixNanos) {
         {
             let mut queues = self.queues.borrow_mut();
@@ -180,6 +180,16 @@ impl Worker {
                 let mut rng = self.rng.borrow_mut();
                 queues.deliver_due(host, &self.plugin, &mut *rng, now);
             }
+        }
+        self.write_queued_endings(host, now);
+        if self
+            .plugin
+            .etcd_records
+            .as_ref()
+            .and_then(|r| r.next_retry())
+            .is_some_and(|at| at <= now)
+        {
+            self.with_env(host, now, crate::pipeline::etcd_records::retry_due);
         }
         self.send_background(host, now);
         self.wake_root(host, now);
@@ -197,10 +207,12 @@ impl Worker {
             let mut rng = self.rng.borrow_mut();
             self.queues.borrow_mut().enqueue(e, &mut *rng, now)
         };
-        self.wake_root(host, now);
-        self.with_env(host, now, |env| {
+        let step = self.with_env(host, now, |env| {
             stream.borrow_mut().flow.on_enqueued(env, result)
-        })
+        });
+        // After the flow: a key held in etcd, handed to the worker, is renewed on its timer.
+        self.wake_root(host, now);
+        step
     }
 
     /// Schedules the timer the flow asked for without pausing (lock renewal), if any.
@@ -350,6 +362,7 @@ impl Worker {
             )
         };
         if handled {
+            self.write_queued_endings(host, now);
             self.wake_root(host, now);
             return;
         }

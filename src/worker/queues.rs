@@ -3,13 +3,16 @@
 //! decides what is due, what the breaker allows, and what an answer settles.
 
 use crate::config::defaults::IDEMPOTENCY_HEADER;
-use crate::fallback::deliveries::{DeliveryEnv, DeliveryStep, QueueDeliveries};
+use crate::fallback::deliveries::{DeliveryEnv, DeliveryStep, QueueDeliveries, RemoteEnding};
 use crate::fallback::queue::{QueueFull, QueueId};
+use crate::idempotency::machine::Outcome;
+use crate::pipeline::etcd_records::{abandon_in_background, complete_in_background};
 use crate::pipeline::{Enqueue, Plugin};
 use crate::random::RandomSource;
 use crate::time::UnixNanos;
 
 use super::host::{Callout, Host};
+use super::Worker;
 
 /// A callout's answer as the host delivered it.
 pub(crate) struct CalloutReply<'a> {
@@ -109,5 +112,30 @@ impl Queues {
         self.deliveries
             .on_response(token, answer.headers, answer.body, env)
             .is_some()
+    }
+}
+
+impl Worker {
+    /// Writes the endings the queues reached for keys held in etcd (a delivered answer, an
+    /// item given up), from the root: their calls go out at its next tick.
+    pub(super) fn write_queued_endings(&self, host: &mut impl Host, now: UnixNanos) {
+        let endings = self.queues.borrow_mut().deliveries.take_remote_endings();
+        if endings.is_empty() {
+            return;
+        }
+        self.with_env(host, now, |env| {
+            for ending in endings {
+                match ending {
+                    RemoteEnding::Complete { id, answer } => {
+                        let outcome = Outcome::Stored {
+                            status: answer.status,
+                            body: None,
+                        };
+                        complete_in_background(env, id, outcome, Some(answer));
+                    }
+                    RemoteEnding::Abandon(id) => abandon_in_background(env, id),
+                }
+            }
+        });
     }
 }

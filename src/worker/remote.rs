@@ -81,9 +81,17 @@ impl Worker {
         }
     }
 
-    /// The root's next wake-up: the earliest queue delivery, or now for background calls.
+    /// The root's next wake-up: the earliest queue delivery or postponed etcd completion, or
+    /// now for background calls.
     pub(super) fn wake_root(&self, host: &mut impl Host, now: UnixNanos) {
-        let queued = self.queues.borrow().next_wake();
+        let records = self.plugin.etcd_records.as_ref();
+        let queued = match (
+            self.queues.borrow().next_wake(),
+            records.and_then(|r| r.next_retry()),
+        ) {
+            (Some(q), Some(r)) => Some(q.min(r)),
+            (q, r) => q.or(r),
+        };
         let background = (!self.background.borrow().is_empty()).then_some(now);
         let wake = match (queued, background) {
             (Some(q), Some(b)) => Some(q.min(b)),
@@ -176,6 +184,9 @@ impl Worker {
             Owner::Request(id) => id,
             Owner::Root { tag, on_answer } => {
                 self.with_env(host, now, |env| on_answer(env, tag, answer));
+                // The handler may have postponed something to a later wake-up (a completion
+                // etcd refused is sent again on the root's timer).
+                self.wake_root(host, now);
                 return;
             }
         };

@@ -199,3 +199,44 @@ fn an_open_breaker_holds_deliveries_back_until_it_lets_a_probe_through() {
         DeliveryStep::Dispatch(_)
     ));
 }
+
+#[test]
+fn a_key_held_in_etcd_is_handed_back_completed_by_the_delivery_or_abandoned_when_given_up() {
+    use crate::fallback::deliveries::{QueuedKey, RemoteEnding};
+    use crate::fallback::delivery::DEFAULT_MAX_AGE;
+    let mut b = Bench::new(json!({}));
+    let mut m = QueueDeliveries::for_upstreams(&b.config.upstreams, "idempotency-key");
+    m.enqueue(0, post(), Some(QueuedKey::Remote(7)), &mut b.rng, T0)
+        .unwrap();
+    assert_eq!(
+        m.next_wake(),
+        Some(T0),
+        "only the delivery wakes the worker: no shared-data renewals"
+    );
+    let DeliveryStep::Dispatch(d) = m.next(&mut b.env(T0)) else {
+        panic!("due at once");
+    };
+    m.sent(d.id, Some(1), &mut b.env(T0));
+    let headers = answer("201", &[("content-type", "text/plain")]);
+    m.on_response(1, Some(&headers), b"done", &mut b.env(T0 + 1));
+    let endings = m.take_remote_endings();
+    let [RemoteEnding::Complete { id: 7, answer }] = endings.as_slice() else {
+        panic!("the delivered answer completes key 7: {endings:?}");
+    };
+    assert_eq!((answer.status, answer.body.as_slice()), (201, &b"done"[..]));
+    assert_eq!(
+        answer.headers,
+        vec![("content-type".to_string(), "text/plain".to_string())]
+    );
+    assert!(m.take_remote_endings().is_empty(), "taken once");
+
+    // An item never delivered is given up after its maximum age: its key is abandoned.
+    let mut m = QueueDeliveries::for_upstreams(&b.config.upstreams, "idempotency-key");
+    m.enqueue(0, post(), Some(QueuedKey::Remote(8)), &mut b.rng, T0)
+        .unwrap();
+    let late = T0 + u64::try_from(DEFAULT_MAX_AGE.as_nanos()).unwrap() + SEC;
+    while let DeliveryStep::Dispatch(d) = m.next(&mut b.env(late)) {
+        m.sent(d.id, None, &mut b.env(late));
+    }
+    assert_eq!(m.take_remote_endings(), vec![RemoteEnding::Abandon(8)]);
+}

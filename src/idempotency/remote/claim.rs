@@ -35,8 +35,11 @@ mod answers;
 
 /// Conditioned writes one step may send before giving up (each lost race reads the winner).
 const MAX_WRITES: u32 = 4;
-/// Pause between two attempts to write a completion.
+/// First pause between two attempts to write a completion; it doubles after each failure,
+/// up to [`COMPLETE_RETRY_MAX_NS`].
 pub const COMPLETE_RETRY_NS: u64 = 100_000_000;
+/// The longest pause between two attempts to write a completion.
+pub const COMPLETE_RETRY_MAX_NS: u64 = 2_000_000_000;
 
 /// What the machine sees of the world for one step.
 pub struct RemoteEnv<'a> {
@@ -90,6 +93,8 @@ struct Write {
     granting: Option<u64>,
     sends: u32,
     resent: bool,
+    /// Times a completion was postponed (the pause before the next doubles each time).
+    retries: u32,
 }
 
 /// The record this request holds.
@@ -156,6 +161,7 @@ impl RemoteKey {
             granting: None,
             sends: 0,
             resent: false,
+            retries: 0,
         };
         self.send(env, write)
     }
@@ -182,6 +188,7 @@ impl RemoteKey {
             granting: None,
             sends: 0,
             resent: false,
+            retries: 0,
         };
         self.send(env, write)
     }
@@ -228,6 +235,7 @@ impl RemoteKey {
             granting: None,
             sends: 0,
             resent: false,
+            retries: 0,
         };
         self.send(env, write)
     }

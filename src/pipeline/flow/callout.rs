@@ -87,6 +87,7 @@ impl RequestFlow {
             k.record(&mut ke, result, Some(parts));
         }
         self.keep_in_cache(env, parts);
+        self.write_remote_ending(env);
         self.finish_reply(reply)
     }
 

@@ -7,7 +7,7 @@ use crate::fallback::queue::{accepted_reply, QueueFull, QueueId};
 use crate::fallback::run::{
     secondary_answer, to_reply, Chain, FallbackRun, FallbackStep, SecondaryAnswer,
 };
-use crate::idempotency::request::{AnswerCopy, KeyedRequest};
+use crate::idempotency::request::AnswerCopy;
 use crate::metrics::{Event, FallbackEvent};
 use crate::outcome::UpstreamResult;
 use crate::pipeline::step::Enqueue;
@@ -63,7 +63,7 @@ impl RequestFlow {
                 Step::Await(Await::Callout(req))
             }
             FallbackStep::Enqueue(request) => {
-                let key = self.key.keyed().and_then(KeyedRequest::held);
+                let key = self.queued_key();
                 self.stage = Stage::Enqueuing(run);
                 let upstream = index;
                 Step::Await(Await::Enqueue(Enqueue {
@@ -79,6 +79,7 @@ impl RequestFlow {
         if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
             k.flush(&mut ke);
         }
+        self.write_remote_ending(env);
         self.finish_reply(reply)
     }
 
@@ -141,6 +142,7 @@ impl RequestFlow {
                 if let Some(k) = self.key.keyed_mut() {
                     k.queued();
                 }
+                self.hand_key_to_queue(env);
                 self.fallback_answer(env, to_reply(accepted_reply(id), "levee_fallback_queued"))
             }
             Err(full) => {

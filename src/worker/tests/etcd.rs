@@ -21,7 +21,7 @@ use super::super::fake_host::{Call, FakeHost};
 use super::super::{Action, Stream, Worker};
 use super::{worker, ROOT, T0};
 
-fn doc(policy: &str) -> Value {
+pub(super) fn doc(policy: &str) -> Value {
     json!({
         "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "250ms" } } },
         "idempotency": { "backend": "records", "on_backend_error": policy, "fingerprint": true },
@@ -30,7 +30,11 @@ fn doc(policy: &str) -> Value {
 
 /// Answers every gRPC call the host recorded from `etcd` (1 ms each), until none is left;
 /// returns the other host calls, in order.
-fn serve(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd) -> Vec<(ContextId, Call)> {
+pub(super) fn serve(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+) -> Vec<(ContextId, Call)> {
     let mut seen = Vec::new();
     loop {
         let calls = host.take_calls();
@@ -67,7 +71,7 @@ fn serve(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd) -> Vec<(Conte
 }
 
 /// A keyed POST with `body` on context `id`; returns its stream and what the host did.
-fn post(
+pub(super) fn post(
     w: &Worker,
     host: &mut FakeHost<'_>,
     etcd: &mut FakeEtcd,
@@ -86,7 +90,7 @@ fn post(
 
 /// The upstream answers `status` with `body`; the stream ends; the root's ticks write the
 /// record.
-fn upstream_answers(
+pub(super) fn upstream_answers(
     w: &Worker,
     host: &mut FakeHost<'_>,
     etcd: &mut FakeEtcd,
@@ -113,9 +117,9 @@ fn upstream_answers(
 }
 
 /// A reply's status, headers and body.
-type Replied = (u16, Vec<(String, String)>, Vec<u8>);
+pub(super) type Replied = (u16, Vec<(String, String)>, Vec<u8>);
 
-fn reply_of(seen: &[(ContextId, Call)]) -> Option<Replied> {
+pub(super) fn reply_of(seen: &[(ContextId, Call)]) -> Option<Replied> {
     seen.iter().find_map(|(_, c)| match c {
         Call::Reply { reply, .. } => {
             Some((reply.status, reply.headers.clone(), reply.body.clone()))
@@ -124,7 +128,7 @@ fn reply_of(seen: &[(ContextId, Call)]) -> Option<Replied> {
     })
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -256,19 +260,6 @@ fn etcd_down_with_allow_forwards_without_a_record_and_counts_it() {
     etcd.down = false;
     upstream_answers(&w, &mut host, &mut etcd, 2, &stream, 200, b"ok");
     assert!(etcd.kvs.is_empty(), "no record for an unprotected request");
-}
-
-#[test]
-fn keyed_records_in_a_backend_refuse_callout_mode_with_the_path() {
-    let mut d = doc("deny");
-    d["upstreams"] = json!({ "svc": { "forward": "callout", "cluster": "c" } });
-    let e = crate::config::parse(d.to_string().as_bytes()).expect_err("refused");
-    let text = e.to_string();
-    assert!(text.contains("upstreams.svc.forward"), "{text}");
-    assert!(
-        text.contains("not supported with callout-mode upstreams"),
-        "{text}"
-    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
 mod etcd;
+mod etcd_modes;
+mod etcd_renewal;
 mod global_limit;
 mod queue;
 mod remote;

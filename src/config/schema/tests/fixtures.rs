@@ -231,8 +231,7 @@ pub(super) fn doc(c: &Ctx, body: &Value, key: &str, value: Value) -> String {
     (c.wrap)(Value::Object(o)).to_string()
 }
 
-/// The full example (its idempotency block keeps records in shared data: records in a backend
-/// are not accepted with callout-mode upstreams, queue or cluster fallbacks yet).
+/// The full example (its idempotency block keeps records in shared data).
 pub(super) fn spec_example() -> Value {
     json!({
       "client_ip": { "xff_trusted_hops": 1, "ipv6_prefix": 56 },

@@ -13,7 +13,9 @@ use crate::idempotency::request::{Claimed, WAIT_POLL_NS};
 use crate::time::duration_nanos;
 
 use super::super::record::StoredRecord;
-use super::{Held, Purpose, RemoteEnv, RemoteKey, Step, Write, COMPLETE_RETRY_NS};
+use super::{
+    Held, Purpose, RemoteEnv, RemoteKey, Step, Write, COMPLETE_RETRY_MAX_NS, COMPLETE_RETRY_NS,
+};
 
 impl RemoteKey {
     pub(super) fn applied(
@@ -169,16 +171,22 @@ impl RemoteKey {
                 self.after(env, step)
             }
             Purpose::Complete => {
+                // Sent again with a growing pause, the last time just before the lock would
+                // expire; after that the key is left to expire as "unknown".
                 let locked_until = self.held.as_ref().map_or(0, |h| h.locked_until);
-                let at = env.now.saturating_add(COMPLETE_RETRY_NS);
-                if at >= locked_until {
+                let last = locked_until.saturating_sub(COMPLETE_RETRY_NS / 2);
+                if env.now >= last {
                     self.held = None;
                     return Step::GaveUp;
                 }
+                let pause = COMPLETE_RETRY_NS
+                    .saturating_mul(1 << write.retries.min(5))
+                    .min(COMPLETE_RETRY_MAX_NS);
                 let mut write = write;
                 write.sends = 0;
+                write.retries = write.retries.saturating_add(1);
                 self.pending = Some(write);
-                Step::RetryAt(at)
+                Step::RetryAt(env.now.saturating_add(pause).min(last))
             }
         }
     }

@@ -1,0 +1,333 @@
+//! Keyed requests with records in etcd on the paths beyond Envoy's router: callout mode (the
+//! fence on every attempt, the ending written from the root after the answer went out), the
+//! lock renewed while the request runs, completions retried on the root's timer, and the
+//! `cluster` and `queue` fallbacks completing the record with what the client got.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::idempotency::remote::fake_etcd::FakeEtcd;
+use crate::request::fake::FakeRequest;
+use crate::store::MemoryStore;
+use crate::time::NANOS_PER_MILLI as MS;
+use crate::timer_queue::ContextId;
+
+use super::super::fake_host::{Call, FakeHost};
+use super::super::{Action, Stream, Worker};
+use super::etcd::{header, reply_of, serve};
+use super::{worker, ROOT, T0};
+
+/// Records in etcd, and a callout-mode upstream `svc` with `retry` and `fallback`.
+fn callout_doc(retry: Value, fallback: Value) -> Value {
+    json!({
+        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "250ms" } } },
+        "idempotency": { "backend": "records", "fingerprint": true, "lock_timeout": "3s" },
+        "upstreams": { "svc": { "forward": "callout", "cluster": "c", "timeout": "500ms",
+            "retry": retry, "fallback": fallback } },
+        "routes": [{ "match": { "path_prefix": "/svc" }, "upstream": "svc" }],
+    })
+}
+
+/// A keyed POST to `/svc/pay` on context `id`, claimed in `etcd`: its stream and the host
+/// calls that followed (the first attempt's dispatch, or a reply).
+fn post(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    id: ContextId,
+    body: &[u8],
+) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
+    let req = FakeRequest::new("POST", "/svc/pay").header("idempotency-key", "k1");
+    let (stream, action) = super::open(w, host, id, &req, false);
+    assert_eq!(action, Action::Pause, "held for the body");
+    host.requests.get_mut(&id).expect("request").1 = body.to_vec();
+    let action = w.on_request_body(host, id, &stream, body.len(), true);
+    assert_eq!(action, Action::Pause, "held for the claim");
+    let seen = serve(w, host, etcd);
+    (stream, seen)
+}
+
+/// The callouts in `seen`: token and the `x-levee-fence` they carry.
+fn dispatches(seen: &[(ContextId, Call)]) -> Vec<(u32, Option<String>)> {
+    seen.iter()
+        .filter_map(|(_, c)| match c {
+            Call::Dispatch { token, headers, .. } => {
+                Some((*token, header(headers, "x-levee-fence").map(str::to_string)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The callout `token` is answered `status` with `body` (`None`: a reset).
+fn answer(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    token: u32,
+    status: Option<u16>,
+    body: &[u8],
+) -> Vec<(ContextId, Call)> {
+    host.callout_answer = (
+        status.map(|s| {
+            vec![
+                (":status".into(), s.to_string().into_bytes()),
+                ("content-type".into(), b"text/plain".to_vec()),
+            ]
+        }),
+        body.to_vec(),
+    );
+    w.on_callout_response(host, token, usize::from(status.is_some()) * 2, body.len());
+    host.take_calls()
+}
+
+/// Ticks the root `n` times, answering what it sends to etcd.
+fn ticks(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, n: usize) {
+    for _ in 0..n {
+        host.current = ROOT;
+        w.on_tick(host);
+        let _ = serve(w, host, etcd);
+    }
+}
+
+#[test]
+fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answer() {
+    let store = MemoryStore::new();
+    let retry = json!({ "max_retries": 2, "base_delay": "10ms", "max_delay": "10ms",
+        "retry_on": ["5xx"], "non_idempotent": "with_key" });
+    let w = worker(callout_doc(retry, json!([])), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
+    let sent = dispatches(&seen);
+    assert_eq!(sent.len(), 1, "the first attempt after the claim: {seen:?}");
+    let fence: i64 = sent[0]
+        .1
+        .as_deref()
+        .expect("fenced")
+        .parse()
+        .expect("a revision");
+    assert!(fence > 0);
+
+    // The first attempt fails with a 503: the retry carries the same fence.
+    host.current = 0;
+    let _ = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    let to = host.now + 50 * MS;
+    super::advance(&w, &mut host, to);
+    let retried = dispatches(&host.take_calls());
+    assert_eq!(retried.len(), 1, "the retry");
+    assert_eq!(retried[0].1, Some(fence.to_string()));
+
+    // Same key meanwhile: 409, nothing sent.
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"amount=10");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409));
+    assert!(dispatches(&seen).is_empty());
+
+    // The retry's answer goes to the client at once; the record is written from the root.
+    host.current = 0;
+    let seen = answer(&w, &mut host, retried[0].0, Some(201), b"paid");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(201));
+    assert!(
+        !seen.iter().any(|(_, c)| matches!(c, Call::Grpc { .. })),
+        "nothing waits for etcd before the answer: {seen:?}"
+    );
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+
+    // Later (on any Envoy): the stored answer, byte for byte, and nothing sent.
+    host.now += 1_000 * MS;
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"amount=10");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (201, &b"paid"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert!(dispatches(&seen).is_empty());
+}
+
+#[test]
+fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
+    let store = MemoryStore::new();
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(503));
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    // Released: the next request with the key executes.
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert!(reply_of(&seen).is_none(), "{seen:?}");
+    assert_eq!(dispatches(&seen).len(), 1, "executed again");
+}
+
+#[test]
+fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
+    let store = MemoryStore::new();
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, None, b"");
+    assert!(reply_of(&seen).is_some_and(|r| r.0 >= 500), "{seen:?}");
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
+    assert!(dispatches(&seen).is_empty(), "not executed twice");
+}
+
+#[test]
+fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too() {
+    let store = MemoryStore::new();
+    let fallback = json!([{ "cluster": "sec" }]);
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    let fence = sent[0].1.clone().expect("fenced");
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    let secondary: Vec<_> = seen
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Call::Dispatch {
+                token,
+                cluster,
+                headers,
+                ..
+            } => Some((
+                *token,
+                cluster.clone(),
+                header(headers, "x-levee-fence").map(str::to_string),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(secondary.len(), 1, "{seen:?}");
+    assert_eq!(secondary[0].1, "sec");
+    assert_eq!(
+        secondary[0].2.as_deref(),
+        Some(fence.as_str()),
+        "the secondary sees the fence"
+    );
+    let seen = answer(&w, &mut host, secondary[0].0, Some(200), b"from-secondary");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (200, &b"from-secondary"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
+
+/// Fires the worker's timers up to `to`, answering etcd; returns the callouts the root sent
+/// (queue deliveries).
+fn run_root(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, to: u64) -> Vec<u32> {
+    let mut sent = Vec::new();
+    while let Some(at) = w.next_deadline().filter(|at| *at <= to) {
+        host.now = host.now.max(at);
+        host.current = ROOT;
+        w.on_tick(host);
+        let seen = serve(w, host, etcd);
+        sent.extend(dispatches(&seen).into_iter().map(|(token, _)| token));
+        if !sent.is_empty() {
+            return sent;
+        }
+    }
+    host.now = to;
+    sent
+}
+
+#[test]
+fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() {
+    let store = MemoryStore::new();
+    let fallback = json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]);
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(202), "queued");
+    w.on_done(&mut host, 2, &stream);
+    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+
+    // Deliveries fail for 5 s (the lock is 3 s): the worker renews the queued key's lock.
+    let end = T0 + 5_000 * MS;
+    while host.now < end {
+        let tokens = run_root(&w, &mut host, &mut etcd, end);
+        for token in tokens {
+            host.current = ROOT;
+            let _ = answer(&w, &mut host, token, Some(503), b"still busy");
+        }
+    }
+    assert!(
+        etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed,
+        "renewed while queued"
+    );
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
+
+    // The next delivery succeeds: its answer completes the record in etcd.
+    let mut delivered = false;
+    for _ in 0..50 {
+        let to = w.next_deadline().unwrap_or(host.now);
+        let tokens = run_root(&w, &mut host, &mut etcd, to);
+        if let Some(token) = tokens.first() {
+            host.current = ROOT;
+            let _ = answer(&w, &mut host, *token, Some(201), b"delivered");
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "a delivery went out");
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    let (status, headers, body) = reply_of(&seen).expect("replayed");
+    assert_eq!((status, body.as_slice()), (201, &b"delivered"[..]));
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
+
+#[test]
+fn callout_mode_renews_the_lock_while_an_attempt_is_outstanding() {
+    let store = MemoryStore::new();
+    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    let mut etcd = FakeEtcd::default();
+    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let sent = dispatches(&seen);
+    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+    // The attempt takes 5 s; the lock is 3 s.
+    let _ = run_root(&w, &mut host, &mut etcd, T0 + 5_000 * MS);
+    assert!(etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed);
+    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
+    host.current = 0;
+    let seen = answer(&w, &mut host, sent[0].0, Some(200), b"slow");
+    assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
+    w.on_done(&mut host, 2, &stream);
+    ticks(&w, &mut host, &mut etcd, 4);
+    assert!(!w.has_timer(2));
+    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    assert_eq!(
+        reply_of(&seen).map(|r| (r.0, r.2)),
+        Some((200, b"slow".to_vec()))
+    );
+}
