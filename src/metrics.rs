@@ -209,8 +209,12 @@ pub fn fallback_metric(upstream: &str, what: FallbackEvent) -> String {
 pub enum BackendEvent {
     /// The call answered with gRPC status OK.
     CallOk,
-    /// The call failed before its timeout (refused, reset, no healthy host, a non-OK status).
+    /// The call failed before its timeout (refused, reset, no healthy host, a non-OK status
+    /// other than a refusal below).
     CallError,
+    /// The backend answered and refused the request itself (a bad argument, a failed
+    /// precondition such as etcd's "lease already exists"): it is reachable and working.
+    CallRefused,
     /// The call failed after its timeout had elapsed (Envoy reports it as UNAVAILABLE too).
     CallTimeout,
     /// The backend's breaker was open: answered at once, nothing sent.
@@ -236,9 +240,10 @@ pub enum BackendEvent {
 }
 
 impl BackendEvent {
-    pub const ALL: [BackendEvent; 12] = [
+    pub const ALL: [BackendEvent; 13] = [
         Self::CallOk,
         Self::CallError,
+        Self::CallRefused,
         Self::CallTimeout,
         Self::CallRejectedOpen,
         Self::DecisionDeny,
@@ -254,6 +259,7 @@ impl BackendEvent {
         match self {
             Self::CallOk => "calls.ok",
             Self::CallError => "calls.error",
+            Self::CallRefused => "calls.refused",
             Self::CallTimeout => "calls.timeout",
             Self::CallRejectedOpen => "calls.rejected_open",
             Self::DecisionDeny => "decisions.deny",

@@ -30,6 +30,8 @@ use super::{Moment, Worker};
 fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
     if answer.is_ok() {
         BackendEvent::CallOk
+    } else if is_verdict(answer.status) {
+        BackendEvent::CallRefused
     } else if answer.elapsed_ns >= timeout_ns {
         BackendEvent::CallTimeout
     } else {
@@ -209,7 +211,7 @@ impl Worker {
             return;
         };
         self.count(host, p.backend, result, now);
-        let failed = result != BackendEvent::CallOk && !is_verdict(answer.status);
+        let failed = !matches!(result, BackendEvent::CallOk | BackendEvent::CallRefused);
         self.with_env(host, now, |env| {
             env.metrics
                 .backend_latency(p.backend, answer.elapsed_ns / NANOS_PER_MILLI);

@@ -25,6 +25,7 @@ use crate::idempotency::record::Record;
 use crate::idempotency::request::Claimed;
 use crate::idempotency::response::StoredResponse;
 use crate::idempotency::Fingerprint;
+use crate::metrics::IdempotencyEvent;
 use crate::time::UnixNanos;
 
 use super::calls::{Call, EtcdAnswer, Failure};
@@ -118,6 +119,9 @@ pub struct RemoteKey {
     /// A completion asked for while a renewal was outstanding.
     queued: Option<(Outcome, Option<StoredResponse>)>,
     wait_until: UnixNanos,
+    /// What the last claim decision counts as (replay, mismatch, conflict), for the caller's
+    /// metrics: the same events as the shared-data store counts.
+    counted: Option<IdempotencyEvent>,
 }
 
 impl RemoteKey {
@@ -133,7 +137,13 @@ impl RemoteKey {
             pending: None,
             queued: None,
             wait_until: 0,
+            counted: None,
         }
+    }
+
+    /// The event the last claim decision counts as, taken once.
+    pub fn take_counted(&mut self) -> Option<IdempotencyEvent> {
+        self.counted.take()
     }
 
     /// The claim's revision, forwarded upstream as `x-levee-fence`, while the key is ours.

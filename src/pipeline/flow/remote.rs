@@ -96,6 +96,11 @@ impl RequestFlow {
         let (Some(records), Some(layer)) = (&plugin.etcd_records, &plugin.idempotency) else {
             return self.forward(env);
         };
+        if let Some(RemoteRecord::Claiming { key, .. }) = self.remote.as_mut() {
+            if let Some(event) = key.take_counted() {
+                env.metrics.count(Event::Idempotency(event));
+            }
+        }
         match step {
             Machine::Send(sent) => {
                 let remote = records.target.call(&sent);

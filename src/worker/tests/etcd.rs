@@ -11,7 +11,7 @@ use crate::backend::etcd::{LeaseGrantRequest, TxnRequest};
 use crate::backend::Message;
 use crate::idempotency::remote::fake_etcd::FakeEtcd;
 use crate::idempotency::remote::{Call as EtcdCall, EtcdAnswer};
-use crate::metrics::{BackendEvent, Event};
+use crate::metrics::{BackendEvent, Event, IdempotencyEvent};
 use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
 use crate::time::NANOS_PER_MILLI as MS;
@@ -183,6 +183,18 @@ fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() 
     // The same key with another body: 422.
     let (_, seen) = post(&w, &mut host, &mut etcd, 5, b"amount=99");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(422));
+
+    // Counted as the shared-data store counts them.
+    let counted = |e| host.metrics.count_of(Event::Idempotency(e));
+    assert_eq!(
+        [
+            counted(IdempotencyEvent::Conflict),
+            counted(IdempotencyEvent::Stored),
+            counted(IdempotencyEvent::Replayed),
+            counted(IdempotencyEvent::Mismatch),
+        ],
+        [1, 1, 1, 1]
+    );
 }
 
 #[test]

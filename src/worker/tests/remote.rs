@@ -115,6 +115,29 @@ fn a_dispatch_envoy_refuses_is_answered_at_once_and_counted_as_an_error() {
 }
 
 #[test]
+fn a_refusal_by_the_backend_itself_is_counted_apart_and_never_opens_its_breaker() {
+    let store = MemoryStore::new();
+    let w = worker(backends(), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    // Ten "lease already exists" (FAILED_PRECONDITION): twice the breaker's failure threshold.
+    for i in 0..10u32 {
+        let _s = call(&w, &mut host, 2 + i, txn());
+        let tokens = sent_tokens(&mut host);
+        assert_eq!(
+            tokens.len(),
+            1,
+            "call {i} was sent, not refused by a breaker"
+        );
+        host.now += MS;
+        w.on_grpc_response(&mut host, tokens[0], 9, 0);
+    }
+    assert_eq!(count(&host, 1, BackendEvent::CallRefused), 10);
+    assert_eq!(count(&host, 1, BackendEvent::CallError), 0);
+    assert_eq!(count(&host, 1, BackendEvent::CallRejectedOpen), 0);
+}
+
+#[test]
 fn a_failure_after_the_timeout_counts_as_a_timeout_and_one_before_as_an_error() {
     let store = MemoryStore::new();
     let w = worker(backends(), &store);

@@ -10,6 +10,7 @@ use crate::idempotency::record::Record;
 use crate::idempotency::replay::Replay;
 use crate::idempotency::replies;
 use crate::idempotency::request::{Claimed, WAIT_POLL_NS};
+use crate::metrics::IdempotencyEvent;
 use crate::time::duration_nanos;
 
 use super::super::record::StoredRecord;
@@ -130,19 +131,33 @@ impl RemoteKey {
                     |s| s.replay(&record, &self.key_echo),
                 );
                 Step::Claimed(match replay {
-                    Replay::Answer(a) => Claimed::Replay(replies::replayed(a)),
-                    Replay::Gone { status } => Claimed::Refuse(replies::completed(status)),
+                    Replay::Answer(a) => {
+                        self.counted = Some(IdempotencyEvent::Replayed);
+                        Claimed::Replay(replies::replayed(a))
+                    }
+                    Replay::Gone { status } => {
+                        self.counted = Some(IdempotencyEvent::Conflict);
+                        Claimed::Refuse(replies::completed(status))
+                    }
                 })
             }
             Begin::CompletedTooLarge { status } => {
+                self.counted = Some(IdempotencyEvent::Conflict);
                 Step::Claimed(Claimed::Refuse(replies::completed(status)))
             }
-            Begin::Mismatch => Step::Claimed(Claimed::Refuse(replies::mismatch())),
+            Begin::Mismatch => {
+                self.counted = Some(IdempotencyEvent::Mismatch);
+                Step::Claimed(Claimed::Refuse(replies::mismatch()))
+            }
             Begin::Conflict { retry_after_ns } => Step::Claimed(self.busy(env, retry_after_ns)),
         }
     }
 
     fn busy(&mut self, env: &mut RemoteEnv<'_>, retry_after_ns: u64) -> Claimed {
+        if self.wait_until == 0 {
+            // Counted once per request, whether it is refused or waits.
+            self.counted = Some(IdempotencyEvent::Conflict);
+        }
         if env.cfg.on_concurrent == OnConcurrent::Wait {
             if self.wait_until == 0 {
                 self.wait_until = env.now.saturating_add(duration_nanos(env.cfg.lock_timeout));
