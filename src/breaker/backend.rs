@@ -22,8 +22,11 @@ use std::time::Duration;
 
 /// Failed calls in a row that open a backend's breaker.
 pub const FAILURE_THRESHOLD: u32 = 5;
-/// How long an open backend breaker refuses calls before it lets one probe through.
-pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an open backend breaker refuses calls before it lets one probe through: about one
+/// etcd leader election (etcd's default election timeout is 1 s), so that a lost leader, which
+/// fails every call until its successor is elected, costs the clients no more than the
+/// election itself; in a longer outage it is one probe per second per Envoy.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared-data key of a backend's breaker (upstream names cannot hold `:`, so it never
 /// meets an upstream's key).
@@ -173,11 +176,12 @@ mod tests {
             assert!(a.ticket().is_some(), "call {i} refused too early");
         }
         assert_eq!(m.backend_states, vec![(0, 1)], "opened once");
-        let a = admit_call("records", 0, TIMEOUT, &store, T0 + NANOS_PER_SEC, &mut m);
+        let half = duration_nanos(RESET_TIMEOUT) / 2;
+        let a = admit_call("records", 0, TIMEOUT, &store, T0 + half, &mut m);
         match a.admission {
-            Admission::Reject { retry_after_ns } => {
-                assert!(retry_after_ns > 3 * NANOS_PER_SEC && retry_after_ns <= 5 * NANOS_PER_SEC)
-            }
+            Admission::Reject { retry_after_ns } => assert!(
+                retry_after_ns > half / 2 && retry_after_ns <= duration_nanos(RESET_TIMEOUT)
+            ),
             other => panic!("open breaker admitted {other:?}"),
         }
     }
@@ -235,12 +239,13 @@ mod tests {
             call(&store, T0 + i, true, &mut m);
         }
         let later = T0 + duration_nanos(RESET_TIMEOUT) + 10;
+        let half = duration_nanos(RESET_TIMEOUT) / 2;
         assert!(matches!(
             call(&store, later, true, &mut m),
             Admission::Probe { .. }
         ));
         assert!(matches!(
-            admit_call("records", 0, TIMEOUT, &store, later + NANOS_PER_SEC, &mut m).admission,
+            admit_call("records", 0, TIMEOUT, &store, later + half, &mut m).admission,
             Admission::Reject { .. }
         ));
         assert_eq!(m.backend_states.last(), Some(&(0, 1)));

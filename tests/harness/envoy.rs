@@ -194,6 +194,13 @@ impl Envoy {
         }
     }
 
+    /// Kills Envoy with SIGKILL, as a crashed or evicted pod: no drain, no goodbye to its
+    /// upstreams or backends. The temp dir stays until the [`Envoy`] is dropped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The listener port on `127.0.0.1`.
     pub fn port(&self) -> u16 {
         self.port
