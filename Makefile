@@ -196,16 +196,17 @@ validate-configs: envoy build
 	ENVOY_BIN="$$(cat $(ENVOY_PATH_FILE))" LEVEE_WASM=$(LEVEE_WASM) cargo test --test configs
 
 ## check-ops: the operator files in envoy/ — `promtool check rules` and `promtool test rules` on
-## envoy/prometheus/levee-alerts.yaml (promtool from Debian's `prometheus` package, installed
-## with apt-get when missing: run as root, as CI does) and tests/ops.rs (every dashboard and
-## alert query names a metric levee or Envoy exports; the demo test in tests/configs.rs checks
-## them against a real Envoy's /stats/prometheus)
+## envoy/prometheus/levee-alerts.yaml and levee-backend-alerts.yaml (promtool from Debian's
+## `prometheus` package, installed with apt-get when missing: run as root, as CI does) and
+## tests/ops.rs (every dashboard and alert query names a metric levee, Envoy or etcd exports;
+## the demo test in tests/configs.rs checks levee-alerts.yaml's against a real Envoy's
+## /stats/prometheus, tests/idempotency_etcd_quota.rs the backend rules' against Envoy and etcd)
 check-ops:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "promtool not found: installing Debian's prometheus package (apt-get)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; }
-	promtool check rules envoy/prometheus/levee-alerts.yaml
-	cd envoy/prometheus && promtool test rules levee-alerts.test.yaml
+	promtool check rules envoy/prometheus/levee-alerts.yaml envoy/prometheus/levee-backend-alerts.yaml
+	cd envoy/prometheus && promtool test rules levee-alerts.test.yaml levee-backend-alerts.test.yaml
 	cargo test --test ops
 
 ## test-compat: a representative subset of the integration tests against the oldest supported

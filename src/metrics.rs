@@ -215,6 +215,11 @@ pub enum BackendEvent {
     /// The backend answered and refused the request itself (a bad argument, a failed
     /// precondition such as etcd's "lease already exists"): it is reachable and working.
     CallRefused,
+    /// The backend answered `RESOURCE_EXHAUSTED`: it is reachable but takes no more writes —
+    /// etcd's "database space exceeded" once its `--quota-backend-bytes` is reached (its NOSPACE
+    /// alarm), or "too many requests". A failure for the backend's breaker: it lasts until an
+    /// operator frees space.
+    CallExhausted,
     /// The call failed after its timeout had elapsed (Envoy reports it as UNAVAILABLE too).
     CallTimeout,
     /// The backend's breaker was open: answered at once, nothing sent.
@@ -240,10 +245,11 @@ pub enum BackendEvent {
 }
 
 impl BackendEvent {
-    pub const ALL: [BackendEvent; 13] = [
+    pub const ALL: [BackendEvent; 14] = [
         Self::CallOk,
         Self::CallError,
         Self::CallRefused,
+        Self::CallExhausted,
         Self::CallTimeout,
         Self::CallRejectedOpen,
         Self::DecisionDeny,
@@ -260,6 +266,7 @@ impl BackendEvent {
             Self::CallOk => "calls.ok",
             Self::CallError => "calls.error",
             Self::CallRefused => "calls.refused",
+            Self::CallExhausted => "calls.exhausted",
             Self::CallTimeout => "calls.timeout",
             Self::CallRejectedOpen => "calls.rejected_open",
             Self::DecisionDeny => "decisions.deny",

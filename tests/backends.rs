@@ -87,7 +87,14 @@ fn a_backend_whose_cluster_envoy_does_not_know_leaves_other_requests_alone_and_e
     };
     for backend in ["records", "limits"] {
         let b = format!("levee_backend=\"{backend}\"");
-        for result in ["ok", "error", "refused", "timeout", "rejected_open"] {
+        for result in [
+            "ok",
+            "error",
+            "refused",
+            "exhausted",
+            "timeout",
+            "rejected_open",
+        ] {
             let r = format!("levee_result=\"{result}\"");
             assert!(
                 has("levee_backend_calls", &[&b, &r]),

@@ -93,3 +93,42 @@ fn the_alert_rules_cover_what_operators_page_on() {
         assert!(alerts.contains(name), "{name} missing from {alerts:?}");
     }
 }
+
+#[test]
+fn the_backend_alert_rules_name_levee_backend_and_etcd_series_and_cover_a_full_etcd() {
+    let families = backend_families();
+    for f in [
+        "levee_backend_calls",
+        "levee_backend_decisions",
+        "levee_backend_breaker_state",
+    ] {
+        assert!(families.contains(f), "{f} not in {families:?}");
+    }
+    let known: BTreeSet<String> = families
+        .into_iter()
+        .chain(ENVOY_NAMES.iter().chain(ETCD_NAMES).map(|s| s.to_string()))
+        .collect();
+    let rules = backend_alert_exprs();
+    for (alert, expr) in &rules {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {alert}: {expr}");
+        for name in names {
+            assert!(
+                known.contains(&name),
+                "{name} (in {alert}) is not a backend or etcd series"
+            );
+        }
+    }
+    let full = rules
+        .iter()
+        .find(|(a, _)| a == "LeveeBackendFull")
+        .map(|(_, e)| e.as_str());
+    assert!(
+        full.is_some_and(|e| e.contains(r#"levee_result="exhausted""#)),
+        "{full:?}"
+    );
+    let alerts: BTreeSet<&str> = rules.iter().map(|(a, _)| a.as_str()).collect();
+    for name in ["LeveeBackendDecisions", "LeveeEtcdQuotaNearlyFull"] {
+        assert!(alerts.contains(name), "{name} missing from {alerts:?}");
+    }
+}

@@ -32,12 +32,17 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
         BackendEvent::CallOk
     } else if is_verdict(answer.status) {
         BackendEvent::CallRefused
+    } else if answer.status == RESOURCE_EXHAUSTED {
+        BackendEvent::CallExhausted
     } else if answer.elapsed_ns >= timeout_ns {
         BackendEvent::CallTimeout
     } else {
         BackendEvent::CallError
     }
 }
+
+/// gRPC `RESOURCE_EXHAUSTED`: etcd's "database space exceeded" (or "too many requests").
+const RESOURCE_EXHAUSTED: u32 = 8;
 
 /// A status by which the backend answered the request itself (a bad argument, a failed
 /// precondition such as etcd's "lease already exists"): the backend is reachable, so its

@@ -13,6 +13,12 @@ use ::levee::metrics::*;
 /// Envoy's own series the files use (its cluster stats, tagged by Envoy's default tags).
 pub const ENVOY_NAMES: &[&str] = &["envoy_cluster_upstream_rq_xx"];
 
+/// etcd's own series the backend alert rules use (from scraping etcd's /metrics, 3.4+).
+pub const ETCD_NAMES: &[&str] = &[
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_server_quota_backend_bytes",
+];
+
 pub fn dashboard_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy/grafana/levee-dashboard.json")
 }
@@ -47,10 +53,25 @@ pub fn dashboard_exprs() -> Vec<String> {
     out
 }
 
-/// `(alert name, expr)` for every rule of the alerts file. A small reader for the file's
-/// own shape: `- alert: X` then `expr: <one line>` or `expr: |` with an indented block.
+/// The alert rules for levee's backends (etcd, a rate limit service).
+pub fn backend_alerts_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy/prometheus/levee-backend-alerts.yaml")
+}
+
+/// `(alert name, expr)` for every rule of levee-alerts.yaml.
 pub fn alert_exprs() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(alerts_path()).unwrap();
+    alert_exprs_in(&alerts_path())
+}
+
+/// `(alert name, expr)` for every rule of levee-backend-alerts.yaml.
+pub fn backend_alert_exprs() -> Vec<(String, String)> {
+    alert_exprs_in(&backend_alerts_path())
+}
+
+/// `(alert name, expr)` for every rule of an alerts file. A small reader for the files' own
+/// shape: `- alert: X` then `expr: <one line>` or `expr: |` with an indented block.
+pub fn alert_exprs_in(path: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut alert = None;
@@ -190,6 +211,33 @@ pub fn names_in_ops_files() -> BTreeSet<String> {
 /// envoy/envoy.yaml take the `<name>.` segment out as a label, dots become underscores.
 fn family(dotted: &str, name: &str) -> String {
     dotted.replace(&format!(".{name}."), ".").replace('.', "_")
+}
+
+/// The Prometheus families of a backend's metrics (only defined when `backends` names one):
+/// the `stats_tags` of envoy/envoy.yaml take the backend's name out as `levee_backend` and,
+/// for calls and decisions, the result as `levee_result`.
+pub fn backend_families() -> BTreeSet<String> {
+    let n = "x";
+    let mut out: BTreeSet<String> = BackendEvent::ALL
+        .iter()
+        .map(|e| {
+            let name = family(&backend_metric(n, *e), n);
+            match name
+                .split_once("_calls_")
+                .or(name.split_once("_decisions_"))
+            {
+                Some((head, _)) if name.contains("_calls_") => format!("{head}_calls"),
+                Some((head, _)) => format!("{head}_decisions"),
+                None => name,
+            }
+        })
+        .collect();
+    out.insert(family(&backend_breaker_state_metric(n), n));
+    let histogram = family(&backend_latency_metric(n), n);
+    for suffix in ["_bucket", "_count", "_sum"] {
+        out.insert(format!("{histogram}{suffix}"));
+    }
+    out
 }
 
 /// Every Prometheus family levee defines (histograms as their `_bucket`, `_count`, `_sum`).

@@ -138,6 +138,25 @@ fn a_refusal_by_the_backend_itself_is_counted_apart_and_never_opens_its_breaker(
 }
 
 #[test]
+fn a_full_etcd_is_counted_as_exhausted_and_opens_the_breaker() {
+    let store = MemoryStore::new();
+    let w = worker(backends(), &store);
+    let mut host = FakeHost::new(&store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    // "database space exceeded" (RESOURCE_EXHAUSTED) six times: the sixth finds the breaker open.
+    for i in 0..6u32 {
+        let _s = call(&w, &mut host, 2 + i, txn());
+        if let [token] = sent_tokens(&mut host)[..] {
+            host.now += MS;
+            w.on_grpc_response(&mut host, token, 8, 0);
+        }
+    }
+    assert_eq!(count(&host, 1, BackendEvent::CallExhausted), 5);
+    assert_eq!(count(&host, 1, BackendEvent::CallError), 0);
+    assert_eq!(count(&host, 1, BackendEvent::CallRejectedOpen), 1);
+}
+
+#[test]
 fn a_failure_after_the_timeout_counts_as_a_timeout_and_one_before_as_an_error() {
     let store = MemoryStore::new();
     let w = worker(backends(), &store);

@@ -1,0 +1,251 @@
+//! etcd's quota reached by a flood of distinct idempotency keys: etcd started with a small
+//! `--quota-backend-bytes` fills up, raises its NOSPACE alarm and refuses every write with
+//! "database space exceeded". Through the real levee.wasm in a real Envoy (two workers), keyed
+//! requests then get a clear `503` problem+json with `Retry-After` under `on_backend_error:
+//! deny` — never an execution without a record — and the refusal is counted as
+//! `levee_backend_calls{levee_result="exhausted"}`, the series the shipped alert rule
+//! `LeveeBackendFull` watches. Compaction does not free live records; once an operator raises
+//! the quota and disarms the alarm, the same Envoy serves keyed requests again. On the way it
+//! measures what one keyed request costs in etcd, for the sizing the docs give.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::collections::HashMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::client::{send, try_send, Request, Response};
+use harness::envoy::Envoy;
+use harness::envoy_config::EnvoyOptions;
+use harness::etcd::Etcd;
+use harness::raw_envoy::h2_cluster;
+use harness::upstream::Upstream;
+use serde_json::json;
+
+/// etcd's quota in this test: a few thousand keyed requests with 1 KiB answers.
+const QUOTA: u64 = 4 << 20;
+/// The upstream's answer body size.
+const ANSWER_BYTES: usize = 1000;
+
+fn keyed(key: &str) -> Request {
+    keyed_answered(key, ANSWER_BYTES)
+}
+
+/// A keyed POST whose answer body has `answer_bytes` bytes.
+fn keyed_answered(key: &str, answer_bytes: usize) -> Request {
+    Request::post("/pay", key.to_string())
+        .header("idempotency-key", key)
+        .header("x-upstream-body", "a".repeat(answer_bytes))
+        .timeout(Duration::from_secs(5))
+}
+
+/// What keyed requests with `answer_bytes`-byte answers cost in etcd: sends 200 under keys
+/// `<tag>-<n>` and returns (etcd key bytes, completed record bytes, database bytes per request).
+fn cost_in_etcd(envoy: &Envoy, etcd: &Etcd, tag: &str, answer_bytes: usize) -> (usize, usize, u64) {
+    const SAMPLE: usize = 200;
+    let before = etcd.db_size(0).expect("db size");
+    for n in 0..SAMPLE {
+        let r = send(
+            envoy.port(),
+            &keyed_answered(&format!("{tag}-{n}"), answer_bytes),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    thread::sleep(Duration::from_millis(500));
+    let after = etcd.db_size(0).expect("db size");
+    let records = etcd.sizes_under(0, "levee/");
+    let (key, value) = records
+        .iter()
+        .find(|(k, _)| k.ends_with(&format!("/{tag}-0")))
+        .expect("the record of a sampled key");
+    let per_request = (after - before) / SAMPLE as u64;
+    eprintln!(
+        "keyed requests with {answer_bytes}-byte answers: etcd key {} bytes ({key}), completed \
+         record {value} bytes; database +{per_request} bytes per request over {SAMPLE} requests",
+        key.len(),
+    );
+    (key.len(), *value, per_request)
+}
+
+/// The value of an unlabelled series in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+}
+
+/// Sends keyed POSTs with fresh keys until one is served, within `within`.
+fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = send(envoy.port(), &keyed(&format!("{tag}-{n}")));
+        if r.status == 200 || start.elapsed() > within {
+            return r;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_refused_without_forwarding(up: &Upstream, key: &str, r: &Response) {
+    assert_eq!(r.status, 503, "{key}: {}", r.text());
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"), "{key}");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/problem+json"),
+        "{key}"
+    );
+    assert_eq!(
+        up.count_for("idempotency-key", key),
+        0,
+        "{key} was forwarded"
+    );
+}
+
+/// The backend tags of envoy/envoy.yaml, so that /stats/prometheus shows the series the
+/// alert rules of envoy/prometheus/levee-backend-alerts.yaml query.
+fn stats_tags() -> Vec<(String, String)> {
+    vec![
+        (
+            "levee_backend".into(),
+            r"^wasmcustom\.levee_backend\.(([^.]+)\.)[\w.]+$".into(),
+        ),
+        (
+            "levee_result".into(),
+            r"^wasmcustom\.levee_backend\.[^.]+\.(?:calls|decisions)(\.(\w+))$".into(),
+        ),
+    ]
+}
+
+#[test]
+fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_freed() {
+    let mut etcd = Etcd::single_with_quota(QUOTA);
+    let up = Upstream::start();
+    let config = json!({
+        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
+        "idempotency": { "backend": "records", "lock_timeout": "5s", "on_backend_error": "deny" },
+    });
+    let envoy = Envoy::start(EnvoyOptions {
+        concurrency: 2,
+        extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
+        stats_tags: stats_tags(),
+        ..EnvoyOptions::levee(&config.to_string(), up.port())
+    });
+    let r = until_served(&envoy, "warm", Duration::from_secs(15));
+    assert_eq!(r.status, 200, "never served: {}", r.text());
+
+    // What a keyed request costs in etcd (the sizing the docs give), with small and 1 KiB
+    // answers.
+    let (_, small_record, small_db) = cost_in_etcd(&envoy, &etcd, "small", 100);
+    let (key_len, record, db) = cost_in_etcd(&envoy, &etcd, "size", ANSWER_BYTES);
+    assert!(key_len <= "levee/".len() + 70, "{key_len}");
+    assert!(
+        record > ANSWER_BYTES && record < ANSWER_BYTES + 300,
+        "{record}"
+    );
+    assert!(small_record < record && small_db < db, "{small_db} {db}");
+    let stored = send(envoy.port(), &keyed("size-0"));
+    assert_eq!(
+        stored.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+
+    // A flood of distinct keys until etcd refuses.
+    let mut fates: HashMap<String, u16> = HashMap::new();
+    let start = Instant::now();
+    let first_refused = loop {
+        let key = format!("flood-{}", fates.len());
+        let r = send(envoy.port(), &keyed(&key));
+        fates.insert(key.clone(), r.status);
+        if r.status != 200 {
+            break (key, r);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "etcd took {} keys without refusing; db size {:?}",
+            fates.len(),
+            etcd.db_size(0)
+        );
+    };
+    let (key, r) = &first_refused;
+    assert_refused_without_forwarding(&up, key, r);
+    assert_eq!(etcd.alarms(0), vec!["NOSPACE".to_string()]);
+    eprintln!(
+        "etcd refused after {} flood keys ({:?}); db size {:?} of a {QUOTA}-byte quota",
+        fates.len() - 1,
+        start.elapsed(),
+        etcd.db_size(0)
+    );
+
+    // Every keyed request is now refused, none forwarded; a stored key is not executed again.
+    for n in 0..10 {
+        let key = format!("after-{n}");
+        assert_refused_without_forwarding(&up, &key, &send(envoy.port(), &keyed(&key)));
+    }
+    let r = send(envoy.port(), &keyed("size-0"));
+    eprintln!("a stored key under NOSPACE: {}", r.status);
+    assert!(
+        r.status == 503 || r.header("idempotent-replayed").as_deref() == Some("true"),
+        "a stored key under NOSPACE: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(up.count_for("idempotency-key", "size-0"), 1);
+    for (key, status) in &fates {
+        let expected = usize::from(*status == 200);
+        assert_eq!(
+            up.count_for("idempotency-key", key),
+            expected,
+            "{key}: {status}"
+        );
+    }
+
+    // Counted as the backend being full, and as deny decisions.
+    let exhausted = envoy.stat("levee_backend.records.calls.exhausted");
+    let denied = envoy.stat("levee_backend.records.decisions.deny");
+    eprintln!(
+        "levee_backend_calls{{levee_result=\"exhausted\"}} {exhausted}, decisions deny {denied}"
+    );
+    assert!(exhausted >= 1);
+    assert!(denied >= 11, "{denied}");
+    // The series the backend alert rules query: LeveeBackendFull's, and the etcd quota's.
+    let prom = envoy.admin("/stats/prometheus").expect("prometheus stats");
+    let full = r#"levee_backend_calls{levee_backend="records",levee_result="exhausted"}"#;
+    assert_eq!(sample(&prom, full), Some(exhausted as f64), "{prom}");
+    let metrics = try_send(etcd.client_port(0), &Request::get("/metrics")).expect("etcd /metrics");
+    let metrics = metrics.text();
+    let used = sample(&metrics, "etcd_mvcc_db_total_size_in_bytes").expect("db size series");
+    let quota = sample(&metrics, "etcd_server_quota_backend_bytes").expect("quota series");
+    assert_eq!(quota, QUOTA as f64);
+    assert!(
+        used / quota > 0.8,
+        "LeveeEtcdQuotaNearlyFull would not fire: {used} / {quota}"
+    );
+
+    // Compaction and defragmentation free the claims' old revisions, not the live records:
+    // with records this large the database stays full.
+    etcd.compact_and_defragment(0);
+    let compacted = etcd.db_size(0).expect("db size");
+    eprintln!("after compaction and defragmentation: db size {compacted}");
+    // The operator raises the quota (a restart) and disarms the alarm: served again.
+    etcd.restart_with(0, &[&format!("--quota-backend-bytes={}", 4 * QUOTA)]);
+    etcd.wait_for_leader(Duration::from_secs(20));
+    assert_eq!(
+        etcd.alarms(0),
+        vec!["NOSPACE".to_string()],
+        "the alarm outlives a restart"
+    );
+    etcd.disarm(0);
+    assert!(etcd.alarms(0).is_empty());
+    let r = until_served(&envoy, "back", Duration::from_secs(15));
+    assert_eq!(r.status, 200, "after the alarm was disarmed: {}", r.text());
+    let replay = send(envoy.port(), &keyed("size-0"));
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replay.body, stored.body, "replayed byte for byte");
+    assert_eq!(up.count_for("idempotency-key", "size-0"), 1);
+}
