@@ -21,10 +21,12 @@
 // Each test file uses a different part of the harness; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod client;
 pub mod envoy;
 pub mod envoy_config;
 pub mod etcd;
+pub mod etcd_admin;
 pub mod grpc_web;
 pub mod levee;
 pub mod peers;
