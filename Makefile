@@ -61,18 +61,19 @@ envoy:
 	echo "$$bin" > $(ENVOY_PATH_FILE); \
 	echo "envoy ($$why): $$bin — $$("$$bin" --version | awk 'NF {print $$NF}')"
 
-## peers: what the backend tests run against — Debian's etcd and redis-server (apt-get, when
-## missing) and $(PEERS_VENV) with the official protobuf classes (xds-protos for the rate limit
-## service, etcd3's generated etcdserverpb), grpcio and redis, pinned together: the etcd3
-## package's old generated code imports only with pure-Python protobuf, which the peers select.
+## peers: what the backend tests run against — Debian's etcd, redis-server and openssl (a test
+## CA for etcd over TLS) (apt-get, when missing) and $(PEERS_VENV) with the official protobuf
+## classes (xds-protos for the rate limit service, etcd3's generated etcdserverpb), grpcio and
+## redis, pinned together: the etcd3 package's old generated code imports only with
+## pure-Python protobuf, which the peers select.
 PEERS_VENV := .venv-peers
 PEERS_PY_PACKAGES := xds-protos==1.85.0 etcd3==0.12.0 protobuf==7.36.2 grpcio==1.85.3 redis==8.2.0
 peers:
 	@set -e; \
-	if ! command -v etcd >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	if ! command -v etcd >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
 	  sudo=''; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  echo "installing etcd-server and redis-server (apt-get)"; \
-	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server redis-server >/dev/null; \
+	  echo "installing etcd-server, redis-server and openssl (apt-get)"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server redis-server openssl >/dev/null; \
 	fi; \
 	want='$(PEERS_PY_PACKAGES)'; \
 	if [ "$$(cat $(PEERS_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
