@@ -201,6 +201,17 @@ impl Envoy {
         let _ = self.child.wait();
     }
 
+    /// Freezes Envoy (SIGSTOP), as a long pause of the whole process (a stalled node, a
+    /// frozen container): its timers and callbacks wait; the kernel still accepts connections.
+    pub fn pause(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    /// Lets a [`Envoy::pause`]d Envoy run again (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
+    }
+
     /// The listener port on `127.0.0.1`.
     pub fn port(&self) -> u16 {
         self.port
@@ -320,6 +331,16 @@ impl Drop for Envoy {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid` with `kill(1)`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill ({e})"));
+    assert!(status.success(), "kill {signal} {pid} failed");
 }
 
 fn admin_get(port: u16, path: &str) -> std::io::Result<String> {
