@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod ops_files;
 
 use std::collections::HashMap;
 use std::thread;
@@ -214,6 +215,31 @@ fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_f
     let prom = envoy.admin("/stats/prometheus").expect("prometheus stats");
     let full = r#"levee_backend_calls{levee_backend="records",levee_result="exhausted"}"#;
     assert_eq!(sample(&prom, full), Some(exhausted as f64), "{prom}");
+    // Every levee_backend_* series the shipped dashboard and alert rules query (histograms
+    // reach /stats/prometheus at Envoy's stats flush, every 5 s).
+    let wanted: Vec<String> = ops_files::names_in_ops_files()
+        .into_iter()
+        .chain(
+            ops_files::backend_alert_exprs()
+                .iter()
+                .flat_map(|(_, e)| ops_files::metric_names(e)),
+        )
+        .filter(|n| n.starts_with("levee_backend_"))
+        .collect();
+    assert!(wanted.len() >= 8, "{wanted:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let missing = loop {
+        let prom = envoy.admin("/stats/prometheus").expect("prometheus stats");
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|n| !prom.lines().any(|l| l.starts_with(&format!("{n}{{"))))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert!(missing.is_empty(), "not in /stats/prometheus: {missing:?}");
     let metrics = try_send(etcd.client_port(0), &Request::get("/metrics")).expect("etcd /metrics");
     let metrics = metrics.text();
     let used = sample(&metrics, "etcd_mvcc_db_total_size_in_bytes").expect("db size series");

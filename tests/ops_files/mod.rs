@@ -195,7 +195,8 @@ fn tokenize(s: &str) -> Vec<String> {
     out
 }
 
-/// Every metric name of the dashboard and of the alert rules.
+/// Every metric name of the dashboard and of levee-alerts.yaml (not the backend rules, whose
+/// etcd series no Envoy exports).
 pub fn names_in_ops_files() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for e in dashboard_exprs() {
@@ -273,5 +274,6 @@ pub fn levee_families() -> BTreeSet<String> {
     }
     out.insert(MEMORY_BOUND_METRIC.to_string());
     out.insert(HELD_REQUESTS_METRIC.to_string());
+    out.extend(backend_families());
     out
 }
