@@ -8,6 +8,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use harness::keyed::keyed_since;
 use harness::*;
 
 const STATIC: &str = r#"{ "static": { "status": 200, "headers": { "content-type": "application/json" }, "body": "{\"items\":[]}" } }"#;
@@ -205,18 +206,13 @@ fn a_queued_post_is_delivered_once_the_upstream_recovers_and_its_answer_is_repla
     assert_eq!(retry.status, 409, "{}", retry.text());
     let recovered_at = Instant::now();
     up.set_default(None);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while envoy.stat("levee_fallback.svc.queue_delivered") == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(envoy.stat("levee_fallback.svc.queue_delivered"), 1);
-    let after: Vec<_> = up
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.at >= recovered_at && r.header("idempotency-key").as_deref() == Some("order-1")
-        })
-        .collect();
+    let delivered = envoy.wait_for_stat(
+        "levee_fallback.svc.queue_delivered",
+        1,
+        Duration::from_secs(15),
+    );
+    assert_eq!(delivered, 1);
+    let after = keyed_since(&up, "order-1", recovered_at);
     assert_eq!(after.len(), 1, "delivered once after recovery");
     assert_eq!(after[0].body, b"{\"sku\":1}");
     // The delivered answer, not the 202, is what the idempotency record keeps.

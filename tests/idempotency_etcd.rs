@@ -8,76 +8,23 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::client::{send, Request, Response};
 use harness::envoy::Envoy;
-use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
-use harness::raw_envoy::h2_cluster;
+use harness::idempotency_etcd::{etcd_cluster, levee_envoy as start_envoy, records};
+use harness::keyed::{assert_all_served, fence_of, keyed, settled, until_served};
 use harness::upstream::Upstream;
-use serde_json::json;
+use serde_json::{json, Value};
 
-fn config(lock_timeout: &str, on_backend_error: &str) -> String {
-    json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": lock_timeout,
-            "fingerprint": true, "on_backend_error": on_backend_error },
-    })
-    .to_string()
+fn config(lock_timeout: &str, on_backend_error: &str) -> Value {
+    records(json!({ "lock_timeout": lock_timeout, "fingerprint": true,
+        "on_backend_error": on_backend_error }))
 }
 
-fn levee_envoy(etcd: &Etcd, up: &Upstream, config: &str) -> Envoy {
-    Envoy::start(EnvoyOptions {
-        concurrency: 2,
-        extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
-        ..EnvoyOptions::levee(config, up.port())
-    })
-}
-
-/// The fence the upstream saw on the `n`-th request with key `key`.
-fn fence_of(up: &Upstream, key: &str, n: usize) -> i64 {
-    up.requests()
-        .into_iter()
-        .filter(|r| r.header("idempotency-key").as_deref() == Some(key))
-        .nth(n)
-        .and_then(|r| r.header("x-levee-fence"))
-        .expect("the fence is forwarded")
-        .parse()
-        .expect("a revision")
-}
-
-/// Retries `req` while it is answered `409` (a completion still being written), up to 3 s.
-fn settled(port: u16, req: &Request) -> Response {
-    let start = Instant::now();
-    loop {
-        let r = send(port, req);
-        if r.status != 409 || start.elapsed() > Duration::from_secs(3) {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn keyed(key: &str, body: &str) -> Request {
-    Request::post("/pay", body.to_string())
-        .header("idempotency-key", key)
-        .timeout(Duration::from_secs(5))
-}
-
-/// Sends keyed POSTs with fresh keys until one is served (the etcd cluster's first health
-/// check has passed), within `within`.
-fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
-    let start = Instant::now();
-    let mut n = 0;
-    loop {
-        n += 1;
-        let r = send(envoy.port(), &keyed(&format!("{tag}-{n}"), "x"));
-        if r.status == 200 || start.elapsed() > within {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn levee_envoy(etcd: &Etcd, up: &Upstream, config: &Value) -> Envoy {
+    start_envoy(etcd_cluster(etcd), up, config)
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
@@ -100,10 +47,7 @@ fn a_key_executes_once_across_two_envoys_replays_everywhere_and_an_etcd_outage_d
     let up = Upstream::start();
     let cfg = config("5s", "deny");
     let envoys = [levee_envoy(&etcd, &up, &cfg), levee_envoy(&etcd, &up, &cfg)];
-    for (i, e) in envoys.iter().enumerate() {
-        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(10));
-        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
-    }
+    assert_all_served(&[&envoys[0], &envoys[1]], "warm", Duration::from_secs(10));
 
     // 16 concurrent same-key POSTs over both Envoys: one execution, the rest 409 or replays.
     let slow = || keyed("pay-1", "amount=10").header("x-upstream-delay-ms", "300");
@@ -141,7 +85,11 @@ fn a_key_executes_once_across_two_envoys_replays_everywhere_and_an_etcd_outage_d
 
     // Later, both Envoys replay it byte for byte (the completion is written in the background).
     for (i, e) in envoys.iter().enumerate() {
-        let r = settled(e.port(), &keyed("pay-1", "amount=10"));
+        let r = settled(
+            e.port(),
+            &keyed("pay-1", "amount=10"),
+            Duration::from_secs(3),
+        );
         assert_eq!(r.status, 200, "envoy {i}: {}", r.text());
         assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
         assert_eq!(r.body, original, "envoy {i} replays byte for byte");
@@ -199,10 +147,7 @@ fn an_expired_lock_is_retaken_with_a_higher_fence_and_allow_forwards_when_etcd_i
     let up = Upstream::start();
     let cfg = config("1s", "allow");
     let envoys = [levee_envoy(&etcd, &up, &cfg), levee_envoy(&etcd, &up, &cfg)];
-    for (i, e) in envoys.iter().enumerate() {
-        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(10));
-        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
-    }
+    assert_all_served(&[&envoys[0], &envoys[1]], "warm", Duration::from_secs(10));
 
     // Envoy 0 is paused while its request runs, so its 1 s lock is not renewed and expires; a
     // retry on Envoy 1 retakes the key.
@@ -225,7 +170,7 @@ fn an_expired_lock_is_retaken_with_a_higher_fence_and_allow_forwards_when_etcd_i
     assert_eq!(first.status, 200);
     // The old owner's late completion is refused: the record keeps the retry's answer.
     std::thread::sleep(Duration::from_millis(300));
-    let r = settled(port0, &keyed("slow", "a"));
+    let r = settled(port0, &keyed("slow", "a"), Duration::from_secs(3));
     assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
     assert_eq!(r.body, retry.body, "the newest owner's answer is kept");
     assert_eq!(

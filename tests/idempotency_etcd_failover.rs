@@ -17,21 +17,17 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::client::{send, try_send, Request, Response};
+use harness::client::{send, try_send, Response};
 use harness::envoy::Envoy;
-use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
-use harness::raw_envoy::h2_cluster;
+use harness::idempotency_etcd::{self, etcd_cluster, records};
+use harness::keyed::{assert_all_served, fence_of, keyed, settled};
 use harness::upstream::Upstream;
-use serde_json::json;
+use serde_json::{json, Value};
 
-fn config(lock_timeout: &str) -> String {
-    json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": lock_timeout,
-            "fingerprint": true, "on_backend_error": "deny" },
-    })
-    .to_string()
+fn config(lock_timeout: &str) -> Value {
+    records(json!({ "lock_timeout": lock_timeout, "fingerprint": true,
+        "on_backend_error": "deny" }))
 }
 
 /// The etcd cluster as the docs ship it: every member an endpoint, HTTP/2, a TCP health check
@@ -39,8 +35,8 @@ fn config(lock_timeout: &str) -> String {
 /// member after two failed calls in a row (at most one of the three). Measured with the leader
 /// killed mid-storm: 503s for about 1.5 s with the health check, the outlier detection or both;
 /// without either, a third of the calls keep going to the dead member and 503s go on.
-fn etcd_cluster(etcd: &Etcd) -> serde_json::Value {
-    let mut cluster = h2_cluster("etcd", &etcd.client_ports(), true);
+fn outlier_cluster(etcd: &Etcd) -> Value {
+    let mut cluster = etcd_cluster(etcd);
     cluster["outlier_detection"] = json!({
         "consecutive_5xx": 2,
         "consecutive_gateway_failure": 2,
@@ -52,57 +48,8 @@ fn etcd_cluster(etcd: &Etcd) -> serde_json::Value {
 }
 
 /// An Envoy with levee (two workers) whose records live in `etcd`.
-fn levee_envoy(etcd: &Etcd, up: &Upstream, config: &str) -> Envoy {
-    Envoy::start(EnvoyOptions {
-        concurrency: 2,
-        extra_clusters: vec![etcd_cluster(etcd)],
-        ..EnvoyOptions::levee(config, up.port())
-    })
-}
-
-fn keyed(key: &str, body: &str) -> Request {
-    Request::post("/pay", body.to_string())
-        .header("idempotency-key", key)
-        .timeout(Duration::from_secs(5))
-}
-
-/// Sends keyed POSTs with fresh keys until one is served (the etcd cluster's first health
-/// check has passed), within `within`.
-fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
-    let start = Instant::now();
-    let mut n = 0;
-    loop {
-        n += 1;
-        let r = send(envoy.port(), &keyed(&format!("{tag}-{n}"), "x"));
-        if r.status == 200 || start.elapsed() > within {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Retries `req` while it is answered `409` (a completion still being written), up to `within`.
-fn settled(port: u16, req: &Request, within: Duration) -> Response {
-    let start = Instant::now();
-    loop {
-        let r = send(port, req);
-        if r.status != 409 || start.elapsed() > within {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The fence the upstream saw on the `n`-th request with key `key`.
-fn fence_of(up: &Upstream, key: &str, n: usize) -> i64 {
-    up.requests()
-        .into_iter()
-        .filter(|r| r.header("idempotency-key").as_deref() == Some(key))
-        .nth(n)
-        .and_then(|r| r.header("x-levee-fence"))
-        .expect("the fence is forwarded")
-        .parse()
-        .expect("a revision")
+fn levee_envoy(etcd: &Etcd, up: &Upstream, config: &Value) -> Envoy {
+    idempotency_etcd::levee_envoy(outlier_cluster(etcd), up, config)
 }
 
 /// One attempt of the storm: when it was answered, and how (`0`: no HTTP answer).
@@ -147,10 +94,7 @@ fn the_etcd_leader_killed_mid_storm_loses_no_record_and_executes_no_key_twice() 
     let up = Upstream::start();
     let cfg = config("30s");
     let envoys = [levee_envoy(&etcd, &up, &cfg), levee_envoy(&etcd, &up, &cfg)];
-    for (i, e) in envoys.iter().enumerate() {
-        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(15));
-        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
-    }
+    assert_all_served(&[&envoys[0], &envoys[1]], "warm", Duration::from_secs(15));
     let ports = [envoys[0].port(), envoys[1].port()];
 
     // Six clients send distinct keys over both Envoys; the leader dies about 1.5 s in.
@@ -288,10 +232,7 @@ fn a_lock_held_by_a_killed_envoy_is_refused_until_lock_timeout_then_retaken_with
     let cfg = config("2s");
     let mut envoy_a = levee_envoy(&etcd, &up, &cfg);
     let envoy_b = levee_envoy(&etcd, &up, &cfg);
-    for (i, e) in [&envoy_a, &envoy_b].iter().enumerate() {
-        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(15));
-        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
-    }
+    assert_all_served(&[&envoy_a, &envoy_b], "warm", Duration::from_secs(15));
 
     // Envoy A claims the key and forwards it to an upstream that stalls; A dies with the lock.
     let before = up.count();

@@ -14,50 +14,22 @@ mod harness;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::client::{send, try_send, Request, Response};
-use harness::envoy::Envoy;
-use harness::envoy_config::EnvoyOptions;
+use harness::client::{send, try_send, Request};
 use harness::etcd::Etcd;
-use harness::raw_envoy::h2_cluster;
+use harness::idempotency_etcd::{etcd_cluster, levee_envoy, records};
+use harness::keyed::{self, settled};
 use harness::upstream::Upstream;
 use serde_json::json;
 
-fn levee_envoy(etcd: &Etcd, up: &Upstream) -> Envoy {
-    let config = json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": "2s", "on_backend_error": "deny" },
-    });
-    Envoy::start(EnvoyOptions {
-        concurrency: 2,
-        extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
-        ..EnvoyOptions::levee(&config.to_string(), up.port())
-    })
-}
-
 fn keyed(key: &str) -> Request {
-    Request::post("/pay", "amount=10")
-        .header("idempotency-key", key)
-        .timeout(Duration::from_secs(30))
-}
-
-/// Sends `req` until it is answered something else than 409, within `within`.
-fn settled(port: u16, req: &Request, within: Duration) -> Response {
-    let start = Instant::now();
-    loop {
-        let r = send(port, req);
-        if r.status != 409 || start.elapsed() > within {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    keyed::keyed(key, "amount=10").timeout(Duration::from_secs(30))
 }
 
 /// The fences the upstream saw with key `key`, in arrival order.
 fn fences(up: &Upstream, key: &str) -> Vec<i64> {
-    up.requests()
+    keyed::fences(up, key)
         .into_iter()
-        .filter(|r| r.header("idempotency-key").as_deref() == Some(key))
-        .filter_map(|r| r.header("x-levee-fence")?.parse().ok())
+        .filter_map(|f| f?.parse().ok())
         .collect()
 }
 
@@ -65,7 +37,9 @@ fn fences(up: &Upstream, key: &str) -> Vec<i64> {
 fn an_owner_frozen_past_its_lock_is_fenced_out_and_the_record_keeps_its_successors_answer() {
     let etcd = Etcd::single();
     let up = Upstream::start();
-    let (envoy_a, envoy_b) = (levee_envoy(&etcd, &up), levee_envoy(&etcd, &up));
+    let config = records(json!({ "lock_timeout": "2s", "on_backend_error": "deny" }));
+    let start = || levee_envoy(etcd_cluster(&etcd), &up, &config);
+    let (envoy_a, envoy_b) = (start(), start());
     for (name, e) in [("A", &envoy_a), ("B", &envoy_b)] {
         let r = settled(
             e.port(),

@@ -13,18 +13,15 @@ use std::time::{Duration, Instant};
 use harness::callout_upstream;
 use harness::client::{send, Request, Response};
 use harness::envoy::Envoy;
-use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
-use harness::raw_envoy::h2_cluster;
+use harness::idempotency_etcd::{etcd_cluster, etcd_options};
+use harness::keyed::{self, assert_all_served, fences, keyed_since};
 use harness::upstream::{Reply, Upstream};
 use serde_json::{json, Value};
 
 /// Records in etcd, with `lock_timeout`.
 fn records(lock_timeout: &str) -> Value {
-    json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": lock_timeout, "fingerprint": true },
-    })
+    harness::idempotency_etcd::records(json!({ "lock_timeout": lock_timeout, "fingerprint": true }))
 }
 
 /// Two Envoys (two workers each) with `config`, the etcd cluster, and `secondary` if any.
@@ -35,56 +32,25 @@ fn two_envoys(
     secondary: Option<&Upstream>,
 ) -> [Envoy; 2] {
     let start = || {
-        let mut o = EnvoyOptions {
-            concurrency: 2,
-            extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
-            route_timeout: Duration::from_secs(20),
-            ..EnvoyOptions::levee(&config.to_string(), up.port())
-        };
+        let mut o = etcd_options(etcd_cluster(etcd), up, config);
+        o.route_timeout = Duration::from_secs(20);
         if let Some(s) = secondary {
             o.clusters.push(("secondary".into(), s.port()));
         }
         Envoy::start(o)
     };
     let envoys = [start(), start()];
-    for (i, e) in envoys.iter().enumerate() {
-        let r = until_served(e, &format!("warm{i}"), Duration::from_secs(15));
-        assert_eq!(r.status, 200, "envoy {i} never served: {}", r.text());
-    }
+    assert_all_served(&[&envoys[0], &envoys[1]], "warm", Duration::from_secs(15));
     envoys
 }
 
 fn keyed(key: &str, body: &str) -> Request {
-    Request::post("/pay", body.to_string())
-        .header("idempotency-key", key)
-        .timeout(Duration::from_secs(15))
-}
-
-/// Sends keyed POSTs with fresh keys until one is served (the etcd cluster's first health
-/// check has passed), within `within`.
-fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
-    let start = Instant::now();
-    let mut n = 0;
-    loop {
-        n += 1;
-        let r = send(envoy.port(), &keyed(&format!("{tag}-{n}"), "x"));
-        if r.status == 200 || start.elapsed() > within {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    keyed::keyed(key, body).timeout(Duration::from_secs(15))
 }
 
 /// Retries `req` while it is answered `409` (a completion still being written), up to 5 s.
 fn settled(port: u16, req: &Request) -> Response {
-    let start = Instant::now();
-    loop {
-        let r = send(port, req);
-        if r.status != 409 || start.elapsed() > Duration::from_secs(5) {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    keyed::settled(port, req, Duration::from_secs(5))
 }
 
 /// Waits until the upstream has seen `n` requests with key `key` (so the key is claimed).
@@ -97,15 +63,6 @@ fn wait_seen(up: &Upstream, key: &str, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The fences the upstream saw on requests with key `key`, in order.
-fn fences(up: &Upstream, key: &str) -> Vec<Option<String>> {
-    up.requests()
-        .into_iter()
-        .filter(|r| r.header("idempotency-key").as_deref() == Some(key))
-        .map(|r| r.header("x-levee-fence"))
-        .collect()
 }
 
 #[test]
@@ -284,19 +241,14 @@ fn a_queued_request_keeps_its_key_on_both_envoys_and_its_delivery_is_replayed_ev
 
     let recovered_at = Instant::now();
     up.set_default(None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while envoys[0].stat("levee_fallback.svc.queue_delivered") == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(envoys[0].stat("levee_fallback.svc.queue_delivered"), 1);
+    let delivered = envoys[0].wait_for_stat(
+        "levee_fallback.svc.queue_delivered",
+        1,
+        Duration::from_secs(20),
+    );
+    assert_eq!(delivered, 1);
     let seen = fences(&up, "order-1");
-    let after: Vec<_> = up
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.at >= recovered_at && r.header("idempotency-key").as_deref() == Some("order-1")
-        })
-        .collect();
+    let after = keyed_since(&up, "order-1", recovered_at);
     assert_eq!(after.len(), 1, "delivered once after recovery");
     assert_eq!(
         after[0].header("x-levee-fence"),
@@ -310,12 +262,6 @@ fn a_queued_request_keeps_its_key_on_both_envoys_and_its_delivery_is_replayed_ev
     assert_eq!(first.header("idempotent-replayed").as_deref(), Some("true"));
     let again = settled(port0, &keyed("order-1", "sku=1"));
     assert_eq!(again.body, first.body, "byte for byte on both Envoys");
-    let executed_after = up
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.at >= recovered_at && r.header("idempotency-key").as_deref() == Some("order-1")
-        })
-        .count();
+    let executed_after = keyed_since(&up, "order-1", recovered_at).len();
     assert_eq!(executed_after, 1);
 }

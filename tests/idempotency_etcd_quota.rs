@@ -21,7 +21,8 @@ use harness::client::{send, try_send, Request, Response};
 use harness::envoy::Envoy;
 use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
-use harness::raw_envoy::h2_cluster;
+use harness::idempotency_etcd::{etcd_cluster, etcd_options, records};
+use harness::keyed::{self, until_served_with};
 use harness::upstream::Upstream;
 use serde_json::json;
 
@@ -36,10 +37,7 @@ fn keyed(key: &str) -> Request {
 
 /// A keyed POST whose answer body has `answer_bytes` bytes.
 fn keyed_answered(key: &str, answer_bytes: usize) -> Request {
-    Request::post("/pay", key.to_string())
-        .header("idempotency-key", key)
-        .header("x-upstream-body", "a".repeat(answer_bytes))
-        .timeout(Duration::from_secs(5))
+    keyed::keyed(key, key).header("x-upstream-body", "a".repeat(answer_bytes))
 }
 
 /// What keyed requests with `answer_bytes`-byte answers cost in etcd: sends 200 under keys
@@ -78,16 +76,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// Sends keyed POSTs with fresh keys until one is served, within `within`.
 fn until_served(envoy: &Envoy, tag: &str, within: Duration) -> Response {
-    let start = Instant::now();
-    let mut n = 0;
-    loop {
-        n += 1;
-        let r = send(envoy.port(), &keyed(&format!("{tag}-{n}")));
-        if r.status == 200 || start.elapsed() > within {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    until_served_with(envoy.port(), within, |n| keyed(&format!("{tag}-{n}")))
 }
 
 fn assert_refused_without_forwarding(up: &Upstream, key: &str, r: &Response) {
@@ -124,15 +113,10 @@ fn stats_tags() -> Vec<(String, String)> {
 fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_freed() {
     let mut etcd = Etcd::single_with_quota(QUOTA);
     let up = Upstream::start();
-    let config = json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "lock_timeout": "5s", "on_backend_error": "deny" },
-    });
+    let config = records(json!({ "lock_timeout": "5s", "on_backend_error": "deny" }));
     let envoy = Envoy::start(EnvoyOptions {
-        concurrency: 2,
-        extra_clusters: vec![h2_cluster("etcd", &etcd.client_ports(), true)],
         stats_tags: stats_tags(),
-        ..EnvoyOptions::levee(&config.to_string(), up.port())
+        ..etcd_options(etcd_cluster(&etcd), &up, &config)
     });
     let r = until_served(&envoy, "warm", Duration::from_secs(15));
     assert_eq!(r.status, 200, "never served: {}", r.text());

@@ -8,13 +8,14 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::certs::Certs;
-use harness::client::{send, Request, Response};
+use harness::client::{send, Request};
 use harness::envoy::Envoy;
-use harness::envoy_config::EnvoyOptions;
 use harness::etcd::Etcd;
+use harness::idempotency_etcd::records;
+use harness::keyed::{self, settled, until_served_with};
 use harness::raw_envoy::h2_cluster;
 use harness::upstream::Upstream;
 use serde_json::{json, Value};
@@ -49,33 +50,12 @@ fn tls_cluster(etcd: &Etcd, certs: &Certs, client_cert: bool) -> Value {
 }
 
 fn levee_envoy(cluster: Value, up: &Upstream) -> Envoy {
-    let config = json!({
-        "backends": { "records": { "etcd": { "cluster": "etcd", "timeout": "500ms" } } },
-        "idempotency": { "backend": "records", "on_backend_error": "deny" },
-    });
-    Envoy::start(EnvoyOptions {
-        concurrency: 2,
-        extra_clusters: vec![cluster],
-        ..EnvoyOptions::levee(&config.to_string(), up.port())
-    })
+    let config = records(json!({ "on_backend_error": "deny" }));
+    harness::idempotency_etcd::levee_envoy(cluster, up, &config)
 }
 
 fn keyed(key: &str) -> Request {
-    Request::post("/pay", "amount=10")
-        .header("idempotency-key", key)
-        .timeout(Duration::from_secs(5))
-}
-
-/// Sends `key` until it is answered 200 or `within` passed (the first health check).
-fn until_served(envoy: &Envoy, key: &str, within: Duration) -> Response {
-    let start = Instant::now();
-    loop {
-        let r = send(envoy.port(), &keyed(key));
-        if r.status == 200 || start.elapsed() > within {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    keyed::keyed(key, "amount=10")
 }
 
 #[test]
@@ -87,18 +67,12 @@ fn records_live_in_an_etcd_that_requires_a_client_certificate() {
 
     // With the client certificate: executed once, replayed byte for byte.
     let envoy = levee_envoy(tls_cluster(&etcd, &certs, true), &up);
-    let first = until_served(&envoy, "tls-1", Duration::from_secs(15));
+    // Sent until the first health check passed.
+    let first = until_served_with(envoy.port(), Duration::from_secs(15), |_| keyed("tls-1"));
     assert_eq!(first.status, 200, "{}", first.text());
     assert!(first.header("idempotent-replayed").is_none());
     // The completion is written after the answer went out: a moment of 409 first.
-    let start = Instant::now();
-    let replay = loop {
-        let r = send(envoy.port(), &keyed("tls-1"));
-        if r.status != 409 || start.elapsed() > Duration::from_secs(3) {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let replay = settled(envoy.port(), &keyed("tls-1"), Duration::from_secs(3));
     assert_eq!(replay.status, 200, "{}", replay.text());
     assert_eq!(
         replay.header("idempotent-replayed").as_deref(),

@@ -28,6 +28,8 @@ pub mod envoy_config;
 pub mod etcd;
 pub mod etcd_admin;
 pub mod grpc_web;
+pub mod idempotency_etcd;
+pub mod keyed;
 pub mod levee;
 pub mod peers;
 pub mod raw_envoy;
