@@ -70,7 +70,14 @@ pub(super) fn serve(
     }
 }
 
-/// A keyed POST with `body` on context `id`; returns its stream and what the host did.
+/// A host whose cluster `etcd` takes gRPC calls, at `T0`, and an empty etcd behind it.
+pub(super) fn etcd_host(store: &MemoryStore) -> (FakeHost<'_>, FakeEtcd) {
+    let mut host = FakeHost::new(store, T0);
+    host.grpc_clusters.insert("etcd".into());
+    (host, FakeEtcd::default())
+}
+
+/// A keyed POST to `/pay` with `body` on context `id`; returns its stream and what the host did.
 pub(super) fn post(
     w: &Worker,
     host: &mut FakeHost<'_>,
@@ -78,7 +85,20 @@ pub(super) fn post(
     id: ContextId,
     body: &[u8],
 ) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
-    let req = FakeRequest::new("POST", "/pay").header("idempotency-key", "k1");
+    post_to(w, host, etcd, id, "/pay", body)
+}
+
+/// A keyed POST (key `k1`) with `body` to `path` on context `id`, claimed in `etcd`: its
+/// stream and the host calls that followed.
+pub(super) fn post_to(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    id: ContextId,
+    path: &str,
+    body: &[u8],
+) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
+    let req = FakeRequest::new("POST", path).header("idempotency-key", "k1");
     let (stream, action) = super::open(w, host, id, &req, false);
     assert_eq!(action, Action::Pause, "held for the body");
     host.requests.get_mut(&id).expect("request").1 = body.to_vec();
@@ -86,6 +106,25 @@ pub(super) fn post(
     assert_eq!(action, Action::Pause, "held for the claim");
     let seen = serve(w, host, etcd);
     (stream, seen)
+}
+
+/// Ticks the root `n` times, answering what it sends to etcd.
+pub(super) fn ticks(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, n: usize) {
+    for _ in 0..n {
+        host.current = ROOT;
+        w.on_tick(host);
+        let _ = serve(w, host, etcd);
+    }
+}
+
+/// How many completions the worker's etcd lease cache is still writing.
+pub(super) fn writing(w: &Worker) -> Option<usize> {
+    w.plugin.etcd_records.as_ref().map(|r| r.writing())
+}
+
+/// The one record's mod revision (0: none).
+pub(super) fn revision(etcd: &FakeEtcd) -> i64 {
+    etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision)
 }
 
 /// The upstream answers `status` with `body`; the stream ends; the root's ticks write the
@@ -109,11 +148,7 @@ pub(super) fn upstream_answers(
     w.on_response_body(host, stream, body.len(), true);
     w.on_done(host, id, stream);
     // Each call of the completion goes out at the root's next tick (a lease grant, the Txn).
-    for _ in 0..4 {
-        host.current = ROOT;
-        w.on_tick(host);
-        let _ = serve(w, host, etcd);
-    }
+    ticks(w, host, etcd, 4);
 }
 
 /// A reply's status, headers and body.
@@ -135,13 +170,24 @@ pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<
         .map(|(_, v)| v.as_str())
 }
 
+/// Asserts that `seen` holds a reply with `status` and `body`.
+pub(super) fn assert_answered(seen: &[(ContextId, Call)], status: u16, body: &[u8]) {
+    let (got, _, got_body) = reply_of(seen).expect("replayed");
+    assert_eq!((got, got_body.as_slice()), (status, body));
+}
+
+/// Asserts that `seen` holds a replay: `status` and `body`, marked `idempotent-replayed`.
+pub(super) fn assert_replayed(seen: &[(ContextId, Call)], status: u16, body: &[u8]) {
+    assert_answered(seen, status, body);
+    let (_, headers, _) = reply_of(seen).expect("replayed");
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+}
+
 #[test]
 fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() {
     let store = MemoryStore::new();
     let w = worker(doc("deny"), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
 
     let (first, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
     let fence = seen.iter().find_map(|(id, c)| match c {
@@ -170,7 +216,7 @@ fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() 
     assert!(!seen.iter().any(|(_, c)| *c == Call::Resume));
 
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 201, b"paid");
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
 
     // Another request later (another Envoy would read the same etcd): the replay.
     host.now += 1_000 * MS;
@@ -201,9 +247,7 @@ fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() 
 fn a_server_error_releases_the_key_for_the_next_attempt() {
     let store = MemoryStore::new();
     let w = worker(doc("deny"), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 503, b"busy");
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
@@ -215,12 +259,8 @@ fn a_server_error_releases_the_key_for_the_next_attempt() {
 fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
     let store = MemoryStore::new();
     let w = worker(doc("deny"), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd {
-        down: true,
-        ..FakeEtcd::default()
-    };
+    let (mut host, mut etcd) = etcd_host(&store);
+    etcd.down = true;
     let (_, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let (status, headers, body) = reply_of(&seen).expect("answered");
     assert_eq!(status, 503);
@@ -252,12 +292,8 @@ fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
 fn etcd_down_with_allow_forwards_without_a_record_and_counts_it() {
     let store = MemoryStore::new();
     let w = worker(doc("allow"), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd {
-        down: true,
-        ..FakeEtcd::default()
-    };
+    let (mut host, mut etcd) = etcd_host(&store);
+    etcd.down = true;
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     assert!(reply_of(&seen).is_none());
     assert!(seen.iter().any(|(id, c)| *id == 2 && *c == Call::Resume));
@@ -280,9 +316,7 @@ fn with_on_concurrent_wait_a_second_request_waits_then_gets_the_replay_from_etcd
     let mut d = doc("deny");
     d["idempotency"]["on_concurrent"] = json!("wait");
     let w = worker(d, &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     let (_waiting, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert!(reply_of(&seen).is_none(), "waiting, not refused: {seen:?}");
@@ -293,7 +327,6 @@ fn with_on_concurrent_wait_a_second_request_waits_then_gets_the_replay_from_etcd
     let to = host.now + 100 * MS;
     super::advance(&w, &mut host, to);
     let seen = serve(&w, &mut host, &mut etcd);
-    let (status, headers, body) = reply_of(&seen).unwrap_or_else(|| panic!("{seen:?}"));
-    assert_eq!((status, body.as_slice()), (200, &b"done"[..]));
-    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert!(reply_of(&seen).is_some(), "{seen:?}");
+    assert_replayed(&seen, 200, b"done");
 }

@@ -9,14 +9,15 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::idempotency::remote::fake_etcd::FakeEtcd;
-use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
 use crate::time::NANOS_PER_MILLI as MS;
 use crate::timer_queue::ContextId;
 
 use super::super::fake_host::{Call, FakeHost};
-use super::super::{Action, Stream, Worker};
-use super::etcd::{header, reply_of, serve};
+use super::super::{Stream, Worker};
+use super::etcd::{
+    assert_replayed, etcd_host, header, post_to, reply_of, revision, serve, ticks, writing,
+};
 use super::{worker, ROOT, T0};
 
 /// Records in etcd, and a callout-mode upstream `svc` with `retry` and `fallback`.
@@ -39,14 +40,7 @@ fn post(
     id: ContextId,
     body: &[u8],
 ) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
-    let req = FakeRequest::new("POST", "/svc/pay").header("idempotency-key", "k1");
-    let (stream, action) = super::open(w, host, id, &req, false);
-    assert_eq!(action, Action::Pause, "held for the body");
-    host.requests.get_mut(&id).expect("request").1 = body.to_vec();
-    let action = w.on_request_body(host, id, &stream, body.len(), true);
-    assert_eq!(action, Action::Pause, "held for the claim");
-    let seen = serve(w, host, etcd);
-    (stream, seen)
+    post_to(w, host, etcd, id, "/svc/pay", body)
 }
 
 /// The callouts in `seen`: token and the `x-levee-fence` they carry.
@@ -82,24 +76,13 @@ fn answer(
     host.take_calls()
 }
 
-/// Ticks the root `n` times, answering what it sends to etcd.
-fn ticks(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, n: usize) {
-    for _ in 0..n {
-        host.current = ROOT;
-        w.on_tick(host);
-        let _ = serve(w, host, etcd);
-    }
-}
-
 #[test]
 fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answer() {
     let store = MemoryStore::new();
     let retry = json!({ "max_retries": 2, "base_delay": "10ms", "max_delay": "10ms",
         "retry_on": ["5xx"], "non_idempotent": "with_key" });
     let w = worker(callout_doc(retry, json!([])), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
 
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
     let sent = dispatches(&seen);
@@ -136,14 +119,12 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
     );
     w.on_done(&mut host, 2, &stream);
     ticks(&w, &mut host, &mut etcd, 4);
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
 
     // Later (on any Envoy): the stored answer, byte for byte, and nothing sent.
     host.now += 1_000 * MS;
     let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"amount=10");
-    let (status, headers, body) = reply_of(&seen).expect("replayed");
-    assert_eq!((status, body.as_slice()), (201, &b"paid"[..]));
-    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert_replayed(&seen, 201, b"paid");
     assert!(dispatches(&seen).is_empty());
 }
 
@@ -151,9 +132,7 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
 fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let sent = dispatches(&seen);
     host.current = 0;
@@ -171,9 +150,7 @@ fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
 fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let sent = dispatches(&seen);
     host.current = 0;
@@ -191,9 +168,7 @@ fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too(
     let store = MemoryStore::new();
     let fallback = json!([{ "cluster": "sec" }]);
     let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let sent = dispatches(&seen);
     let fence = sent[0].1.clone().expect("fenced");
@@ -226,11 +201,9 @@ fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too(
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
     w.on_done(&mut host, 2, &stream);
     ticks(&w, &mut host, &mut etcd, 4);
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
-    let (status, headers, body) = reply_of(&seen).expect("replayed");
-    assert_eq!((status, body.as_slice()), (200, &b"from-secondary"[..]));
-    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert_replayed(&seen, 200, b"from-secondary");
 }
 
 /// Fires the worker's timers up to `to`, answering etcd; returns the callouts the root sent
@@ -256,16 +229,14 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
     let store = MemoryStore::new();
     let fallback = json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]);
     let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let sent = dispatches(&seen);
     host.current = 0;
     let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(202), "queued");
     w.on_done(&mut host, 2, &stream);
-    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+    let claimed = revision(&etcd);
 
     // Deliveries fail for 5 s (the lock is 3 s): the worker renews the queued key's lock.
     let end = T0 + 5_000 * MS;
@@ -276,10 +247,7 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
             let _ = answer(&w, &mut host, token, Some(503), b"still busy");
         }
     }
-    assert!(
-        etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed,
-        "renewed while queued"
-    );
+    assert!(revision(&etcd) > claimed, "renewed while queued");
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
 
@@ -297,26 +265,22 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
     }
     assert!(delivered, "a delivery went out");
     ticks(&w, &mut host, &mut etcd, 4);
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
     let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
-    let (status, headers, body) = reply_of(&seen).expect("replayed");
-    assert_eq!((status, body.as_slice()), (201, &b"delivered"[..]));
-    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert_replayed(&seen, 201, b"delivered");
 }
 
 #[test]
 fn callout_mode_renews_the_lock_while_an_attempt_is_outstanding() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let sent = dispatches(&seen);
-    let claimed = etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision);
+    let claimed = revision(&etcd);
     // The attempt takes 5 s; the lock is 3 s.
     let _ = run_root(&w, &mut host, &mut etcd, T0 + 5_000 * MS);
-    assert!(etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision) > claimed);
+    assert!(revision(&etcd) > claimed);
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
     host.current = 0;

@@ -14,7 +14,9 @@ use crate::time::NANOS_PER_MILLI as MS;
 
 use super::super::fake_host::{Call, FakeHost};
 use super::super::Worker;
-use super::etcd::{doc, post, reply_of, serve, upstream_answers};
+use super::etcd::{
+    assert_answered, doc, etcd_host, post, reply_of, revision, serve, upstream_answers, writing,
+};
 use super::{worker, ROOT, T0};
 
 /// Records in etcd with a 3 s lock (renewed every second).
@@ -39,18 +41,11 @@ fn count(host: &FakeHost<'_>, what: BackendEvent) -> usize {
     host.metrics.count_of(Event::Backend { backend: 0, what })
 }
 
-/// The one record's mod revision.
-fn revision(etcd: &FakeEtcd) -> i64 {
-    etcd.kvs.values().next().map_or(0, |kv| kv.mod_revision)
-}
-
 #[test]
 fn a_slow_request_keeps_its_key_past_lock_timeout_by_renewing_it() {
     let store = MemoryStore::new();
     let w = held_worker(&store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     assert!(seen.iter().any(|(id, c)| *id == 2 && *c == Call::Resume));
     assert!(w.has_timer(2), "the renewal timer");
@@ -63,11 +58,10 @@ fn a_slow_request_keeps_its_key_past_lock_timeout_by_renewing_it() {
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
 
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
     assert!(!w.has_timer(2), "no renewal after the end");
     let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
-    let replay = reply_of(&seen).expect("replayed");
-    assert_eq!((replay.0, replay.2.as_slice()), (200, &b"done"[..]));
+    assert_answered(&seen, 200, b"done");
     assert_eq!(count(&host, BackendEvent::RenewalFenced), 0);
 }
 
@@ -75,9 +69,7 @@ fn a_slow_request_keeps_its_key_past_lock_timeout_by_renewing_it() {
 fn a_renewal_refused_by_the_fence_is_counted_and_the_late_completion_is_refused() {
     let store = MemoryStore::new();
     let w = held_worker(&store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
 
     // The key is taken by another owner (say, after this Envoy was paused past the lock).
@@ -105,17 +97,14 @@ fn a_renewal_refused_by_the_fence_is_counted_and_the_late_completion_is_refused(
 
     upstream_answers(&w, &mut host, &mut etcd, 3, &second, 201, b"theirs");
     let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
-    let replay = reply_of(&seen).expect("replayed");
-    assert_eq!((replay.0, replay.2.as_slice()), (201, &b"theirs"[..]));
+    assert_answered(&seen, 201, b"theirs");
 }
 
 #[test]
 fn a_completion_etcd_refuses_is_retried_on_the_root_timer_with_a_growing_pause() {
     let store = MemoryStore::new();
     let w = held_worker(&store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     etcd.down = true;
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
@@ -129,10 +118,9 @@ fn a_completion_etcd_refuses_is_retried_on_the_root_timer_with_a_growing_pause()
     // etcd back (the backend's breaker lets a probe through after its pause): written.
     etcd.down = false;
     run_until(&w, &mut host, &mut etcd, T0 + 2_800 * MS);
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
-    let replay = reply_of(&seen).expect("replayed");
-    assert_eq!((replay.0, replay.2.as_slice()), (200, &b"done"[..]));
+    assert_answered(&seen, 200, b"done");
     assert_eq!(count(&host, BackendEvent::CompletionUnknown), 0);
 }
 
@@ -140,15 +128,13 @@ fn a_completion_etcd_refuses_is_retried_on_the_root_timer_with_a_growing_pause()
 fn a_completion_not_written_before_the_lock_expires_leaves_the_key_unknown() {
     let store = MemoryStore::new();
     let w = held_worker(&store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    let mut etcd = FakeEtcd::default();
+    let (mut host, mut etcd) = etcd_host(&store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     etcd.down = true;
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
     run_until(&w, &mut host, &mut etcd, T0 + 4_000 * MS);
     assert_eq!(count(&host, BackendEvent::CompletionUnknown), 1);
-    assert_eq!(w.plugin.etcd_records.as_ref().map(|r| r.writing()), Some(0));
+    assert_eq!(writing(&w), Some(0));
     assert_eq!(w.next_deadline(), None, "nothing left to wake for");
     // The record is left in flight: once its lock expired, the key is retaken.
     etcd.down = false;
