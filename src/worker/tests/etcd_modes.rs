@@ -31,20 +31,14 @@ fn callout_doc(retry: Value, fallback: Value) -> Value {
     })
 }
 
-/// A keyed POST to `/svc/pay` on context `id`, claimed in `etcd`: its stream and the host
-/// calls that followed (the first attempt's dispatch, or a reply).
-fn post(
-    w: &Worker,
-    host: &mut FakeHost<'_>,
-    etcd: &mut FakeEtcd,
-    id: ContextId,
-    body: &[u8],
-) -> (Rc<RefCell<Stream>>, Vec<(ContextId, Call)>) {
-    post_to(w, host, etcd, id, "/svc/pay", body)
-}
+/// Where the keyed POSTs go: the callout-mode upstream `svc`.
+const SVC: &str = "/svc/pay";
+
+/// Callouts sent: each one's token and the `x-levee-fence` it carries.
+type Sent = Vec<(u32, Option<String>)>;
 
 /// The callouts in `seen`: token and the `x-levee-fence` they carry.
-fn dispatches(seen: &[(ContextId, Call)]) -> Vec<(u32, Option<String>)> {
+fn dispatches(seen: &[(ContextId, Call)]) -> Sent {
     seen.iter()
         .filter_map(|(_, c)| match c {
             Call::Dispatch { token, headers, .. } => {
@@ -76,6 +70,33 @@ fn answer(
     host.take_calls()
 }
 
+/// The keyed POST on context 2, and its first attempt answered `status` with `body` (`None`:
+/// a reset): the stream, the attempt's dispatch, and the host calls that followed the answer.
+fn first_attempt(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    status: Option<u16>,
+    body: &[u8],
+) -> (Rc<RefCell<Stream>>, Sent, Vec<(ContextId, Call)>) {
+    let (stream, seen) = post_to(w, host, etcd, 2, SVC, b"a");
+    let sent = dispatches(&seen);
+    host.current = 0;
+    let seen = answer(w, host, sent[0].0, status, body);
+    (stream, sent, seen)
+}
+
+/// The request on context 2 ends; the root's ticks write its record in etcd.
+fn end_and_write(
+    w: &Worker,
+    host: &mut FakeHost<'_>,
+    etcd: &mut FakeEtcd,
+    stream: &Rc<RefCell<Stream>>,
+) {
+    w.on_done(host, 2, stream);
+    ticks(w, host, etcd, 4);
+}
+
 #[test]
 fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answer() {
     let store = MemoryStore::new();
@@ -84,7 +105,7 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
     let w = worker(callout_doc(retry, json!([])), &store);
     let (mut host, mut etcd) = etcd_host(&store);
 
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
+    let (stream, seen) = post_to(&w, &mut host, &mut etcd, 2, SVC, b"amount=10");
     let sent = dispatches(&seen);
     assert_eq!(sent.len(), 1, "the first attempt after the claim: {seen:?}");
     let fence: i64 = sent[0]
@@ -105,7 +126,7 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
     assert_eq!(retried[0].1, Some(fence.to_string()));
 
     // Same key meanwhile: 409, nothing sent.
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"amount=10");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"amount=10");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409));
     assert!(dispatches(&seen).is_empty());
 
@@ -117,13 +138,12 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
         !seen.iter().any(|(_, c)| matches!(c, Call::Grpc { .. })),
         "nothing waits for etcd before the answer: {seen:?}"
     );
-    w.on_done(&mut host, 2, &stream);
-    ticks(&w, &mut host, &mut etcd, 4);
+    end_and_write(&w, &mut host, &mut etcd, &stream);
     assert_eq!(writing(&w), Some(0));
 
     // Later (on any Envoy): the stored answer, byte for byte, and nothing sent.
     host.now += 1_000 * MS;
-    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"amount=10");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 4, SVC, b"amount=10");
     assert_replayed(&seen, 201, b"paid");
     assert!(dispatches(&seen).is_empty());
 }
@@ -133,15 +153,11 @@ fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
     let (mut host, mut etcd) = etcd_host(&store);
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    let sent = dispatches(&seen);
-    host.current = 0;
-    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(503));
-    w.on_done(&mut host, 2, &stream);
-    ticks(&w, &mut host, &mut etcd, 4);
+    end_and_write(&w, &mut host, &mut etcd, &stream);
     // Released: the next request with the key executes.
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"a");
     assert!(reply_of(&seen).is_none(), "{seen:?}");
     assert_eq!(dispatches(&seen).len(), 1, "executed again");
 }
@@ -151,14 +167,10 @@ fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
     let (mut host, mut etcd) = etcd_host(&store);
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    let sent = dispatches(&seen);
-    host.current = 0;
-    let seen = answer(&w, &mut host, sent[0].0, None, b"");
+    let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, None, b"");
     assert!(reply_of(&seen).is_some_and(|r| r.0 >= 500), "{seen:?}");
-    w.on_done(&mut host, 2, &stream);
-    ticks(&w, &mut host, &mut etcd, 4);
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    end_and_write(&w, &mut host, &mut etcd, &stream);
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"a");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
     assert!(dispatches(&seen).is_empty(), "not executed twice");
 }
@@ -169,11 +181,8 @@ fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too(
     let fallback = json!([{ "cluster": "sec" }]);
     let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
     let (mut host, mut etcd) = etcd_host(&store);
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    let sent = dispatches(&seen);
+    let (stream, sent, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     let fence = sent[0].1.clone().expect("fenced");
-    host.current = 0;
-    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
     let secondary: Vec<_> = seen
         .iter()
         .filter_map(|(_, c)| match c {
@@ -199,10 +208,9 @@ fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too(
     );
     let seen = answer(&w, &mut host, secondary[0].0, Some(200), b"from-secondary");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
-    w.on_done(&mut host, 2, &stream);
-    ticks(&w, &mut host, &mut etcd, 4);
+    end_and_write(&w, &mut host, &mut etcd, &stream);
     assert_eq!(writing(&w), Some(0));
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"a");
     assert_replayed(&seen, 200, b"from-secondary");
 }
 
@@ -230,10 +238,7 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
     let fallback = json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]);
     let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
     let (mut host, mut etcd) = etcd_host(&store);
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    let sent = dispatches(&seen);
-    host.current = 0;
-    let seen = answer(&w, &mut host, sent[0].0, Some(503), b"busy");
+    let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(202), "queued");
     w.on_done(&mut host, 2, &stream);
     let claimed = revision(&etcd);
@@ -248,7 +253,7 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
         }
     }
     assert!(revision(&etcd) > claimed, "renewed while queued");
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"a");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
 
     // The next delivery succeeds: its answer completes the record in etcd.
@@ -266,7 +271,7 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
     assert!(delivered, "a delivery went out");
     ticks(&w, &mut host, &mut etcd, 4);
     assert_eq!(writing(&w), Some(0));
-    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 4, SVC, b"a");
     assert_replayed(&seen, 201, b"delivered");
 }
 
@@ -275,21 +280,20 @@ fn callout_mode_renews_the_lock_while_an_attempt_is_outstanding() {
     let store = MemoryStore::new();
     let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
     let (mut host, mut etcd) = etcd_host(&store);
-    let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
+    let (stream, seen) = post_to(&w, &mut host, &mut etcd, 2, SVC, b"a");
     let sent = dispatches(&seen);
     let claimed = revision(&etcd);
     // The attempt takes 5 s; the lock is 3 s.
     let _ = run_root(&w, &mut host, &mut etcd, T0 + 5_000 * MS);
     assert!(revision(&etcd) > claimed);
-    let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 3, SVC, b"a");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(409), "{seen:?}");
     host.current = 0;
     let seen = answer(&w, &mut host, sent[0].0, Some(200), b"slow");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(200));
-    w.on_done(&mut host, 2, &stream);
-    ticks(&w, &mut host, &mut etcd, 4);
+    end_and_write(&w, &mut host, &mut etcd, &stream);
     assert!(!w.has_timer(2));
-    let (_, seen) = post(&w, &mut host, &mut etcd, 4, b"a");
+    let (_, seen) = post_to(&w, &mut host, &mut etcd, 4, SVC, b"a");
     assert_eq!(
         reply_of(&seen).map(|r| (r.0, r.2)),
         Some((200, b"slow".to_vec()))
