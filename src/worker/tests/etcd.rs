@@ -70,11 +70,13 @@ pub(super) fn serve(
     }
 }
 
-/// A host whose cluster `etcd` takes gRPC calls, at `T0`, and an empty etcd behind it.
-pub(super) fn etcd_host(store: &MemoryStore) -> (FakeHost<'_>, FakeEtcd) {
+/// The worker for `doc`, a host at `T0` whose cluster `etcd` takes gRPC calls, and an empty
+/// etcd behind it.
+pub(super) fn etcd_rig(doc: Value, store: &MemoryStore) -> (Worker, FakeHost<'_>, FakeEtcd) {
+    let w = worker(doc, store);
     let mut host = FakeHost::new(store, T0);
     host.grpc_clusters.insert("etcd".into());
-    (host, FakeEtcd::default())
+    (w, host, FakeEtcd::default())
 }
 
 /// A keyed POST to `/pay` with `body` on context `id`; returns its stream and what the host did.
@@ -186,8 +188,7 @@ pub(super) fn assert_replayed(seen: &[(ContextId, Call)], status: u16, body: &[u
 #[test]
 fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() {
     let store = MemoryStore::new();
-    let w = worker(doc("deny"), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(doc("deny"), &store);
 
     let (first, seen) = post(&w, &mut host, &mut etcd, 2, b"amount=10");
     let fence = seen.iter().find_map(|(id, c)| match c {
@@ -246,8 +247,7 @@ fn a_key_executes_once_with_its_fence_and_is_replayed_from_etcd_byte_for_byte() 
 #[test]
 fn a_server_error_releases_the_key_for_the_next_attempt() {
     let store = MemoryStore::new();
-    let w = worker(doc("deny"), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(doc("deny"), &store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 503, b"busy");
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
@@ -258,8 +258,7 @@ fn a_server_error_releases_the_key_for_the_next_attempt() {
 #[test]
 fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
     let store = MemoryStore::new();
-    let w = worker(doc("deny"), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(doc("deny"), &store);
     etcd.down = true;
     let (_, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     let (status, headers, body) = reply_of(&seen).expect("answered");
@@ -291,8 +290,7 @@ fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
 #[test]
 fn etcd_down_with_allow_forwards_without_a_record_and_counts_it() {
     let store = MemoryStore::new();
-    let w = worker(doc("allow"), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(doc("allow"), &store);
     etcd.down = true;
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     assert!(reply_of(&seen).is_none());
@@ -315,8 +313,7 @@ fn with_on_concurrent_wait_a_second_request_waits_then_gets_the_replay_from_etcd
     let store = MemoryStore::new();
     let mut d = doc("deny");
     d["idempotency"]["on_concurrent"] = json!("wait");
-    let w = worker(d, &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(d, &store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     let (_waiting, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert!(reply_of(&seen).is_none(), "waiting, not refused: {seen:?}");

@@ -16,9 +16,9 @@ use crate::timer_queue::ContextId;
 use super::super::fake_host::{Call, FakeHost};
 use super::super::{Stream, Worker};
 use super::etcd::{
-    assert_replayed, etcd_host, header, post_to, reply_of, revision, serve, ticks, writing,
+    assert_replayed, etcd_rig, header, post_to, reply_of, revision, serve, ticks, writing,
 };
-use super::{worker, ROOT, T0};
+use super::{ROOT, T0};
 
 /// Records in etcd, and a callout-mode upstream `svc` with `retry` and `fallback`.
 fn callout_doc(retry: Value, fallback: Value) -> Value {
@@ -29,6 +29,11 @@ fn callout_doc(retry: Value, fallback: Value) -> Value {
             "retry": retry, "fallback": fallback } },
         "routes": [{ "match": { "path_prefix": "/svc" }, "upstream": "svc" }],
     })
+}
+
+/// [`callout_doc`] without retries.
+fn no_retry(fallback: Value) -> Value {
+    callout_doc(json!({ "max_retries": 0 }), fallback)
 }
 
 /// Where the keyed POSTs go: the callout-mode upstream `svc`.
@@ -102,8 +107,7 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
     let store = MemoryStore::new();
     let retry = json!({ "max_retries": 2, "base_delay": "10ms", "max_delay": "10ms",
         "retry_on": ["5xx"], "non_idempotent": "with_key" });
-    let w = worker(callout_doc(retry, json!([])), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(callout_doc(retry, json!([])), &store);
 
     let (stream, seen) = post_to(&w, &mut host, &mut etcd, 2, SVC, b"amount=10");
     let sent = dispatches(&seen);
@@ -151,8 +155,7 @@ fn callout_mode_claims_in_etcd_fences_every_attempt_and_completes_after_the_answ
 #[test]
 fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
     let store = MemoryStore::new();
-    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(no_retry(json!([])), &store);
     let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(503));
     end_and_write(&w, &mut host, &mut etcd, &stream);
@@ -165,8 +168,7 @@ fn callout_mode_releases_the_key_when_every_attempt_failed_before_acting() {
 #[test]
 fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
     let store = MemoryStore::new();
-    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(no_retry(json!([])), &store);
     let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, None, b"");
     assert!(reply_of(&seen).is_some_and(|r| r.0 >= 500), "{seen:?}");
     end_and_write(&w, &mut host, &mut etcd, &stream);
@@ -179,8 +181,7 @@ fn callout_mode_leaves_the_key_unknown_after_a_reset_so_a_retry_gets_409() {
 fn the_secondary_clusters_answer_completes_the_record_in_etcd_and_is_fenced_too() {
     let store = MemoryStore::new();
     let fallback = json!([{ "cluster": "sec" }]);
-    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(no_retry(fallback), &store);
     let (stream, sent, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     let fence = sent[0].1.clone().expect("fenced");
     let secondary: Vec<_> = seen
@@ -236,8 +237,7 @@ fn run_root(w: &Worker, host: &mut FakeHost<'_>, etcd: &mut FakeEtcd, to: u64) -
 fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() {
     let store = MemoryStore::new();
     let fallback = json!([{ "queue": { "max_items": 4, "max_bytes": 65536 } }]);
-    let w = worker(callout_doc(json!({ "max_retries": 0 }), fallback), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(no_retry(fallback), &store);
     let (stream, _, seen) = first_attempt(&w, &mut host, &mut etcd, Some(503), b"busy");
     assert_eq!(reply_of(&seen).map(|r| r.0), Some(202), "queued");
     w.on_done(&mut host, 2, &stream);
@@ -278,8 +278,7 @@ fn a_queued_request_keeps_its_etcd_lock_and_its_delivery_completes_the_record() 
 #[test]
 fn callout_mode_renews_the_lock_while_an_attempt_is_outstanding() {
     let store = MemoryStore::new();
-    let w = worker(callout_doc(json!({ "max_retries": 0 }), json!([])), &store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(no_retry(json!([])), &store);
     let (stream, seen) = post_to(&w, &mut host, &mut etcd, 2, SVC, b"a");
     let sent = dispatches(&seen);
     let claimed = revision(&etcd);

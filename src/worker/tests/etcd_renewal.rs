@@ -3,7 +3,7 @@
 //! fence (another owner took the key) counted and its completion refused, and a completion
 //! that cannot be written sent again on the root's timer until the lock would expire.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::idempotency::record::Record;
 use crate::idempotency::remote::fake_etcd::FakeEtcd;
@@ -15,15 +15,15 @@ use crate::time::NANOS_PER_MILLI as MS;
 use super::super::fake_host::{Call, FakeHost};
 use super::super::Worker;
 use super::etcd::{
-    assert_answered, doc, etcd_host, post, reply_of, revision, serve, upstream_answers, writing,
+    assert_answered, doc, etcd_rig, post, reply_of, revision, serve, upstream_answers, writing,
 };
-use super::{worker, ROOT, T0};
+use super::{ROOT, T0};
 
 /// Records in etcd with a 3 s lock (renewed every second).
-fn held_worker(store: &MemoryStore) -> Worker {
+fn held() -> Value {
     let mut d = doc("deny");
     d["idempotency"]["lock_timeout"] = json!("3s");
-    worker(d, store)
+    d
 }
 
 /// Moves the clock to `to`, firing timers and answering from `etcd` what the root sends.
@@ -44,8 +44,7 @@ fn count(host: &FakeHost<'_>, what: BackendEvent) -> usize {
 #[test]
 fn a_slow_request_keeps_its_key_past_lock_timeout_by_renewing_it() {
     let store = MemoryStore::new();
-    let w = held_worker(&store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(held(), &store);
     let (first, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
     assert!(seen.iter().any(|(id, c)| *id == 2 && *c == Call::Resume));
     assert!(w.has_timer(2), "the renewal timer");
@@ -68,8 +67,7 @@ fn a_slow_request_keeps_its_key_past_lock_timeout_by_renewing_it() {
 #[test]
 fn a_renewal_refused_by_the_fence_is_counted_and_the_late_completion_is_refused() {
     let store = MemoryStore::new();
-    let w = held_worker(&store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(held(), &store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
 
     // The key is taken by another owner (say, after this Envoy was paused past the lock).
@@ -103,8 +101,7 @@ fn a_renewal_refused_by_the_fence_is_counted_and_the_late_completion_is_refused(
 #[test]
 fn a_completion_etcd_refuses_is_retried_on_the_root_timer_with_a_growing_pause() {
     let store = MemoryStore::new();
-    let w = held_worker(&store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(held(), &store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     etcd.down = true;
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
@@ -127,8 +124,7 @@ fn a_completion_etcd_refuses_is_retried_on_the_root_timer_with_a_growing_pause()
 #[test]
 fn a_completion_not_written_before_the_lock_expires_leaves_the_key_unknown() {
     let store = MemoryStore::new();
-    let w = held_worker(&store);
-    let (mut host, mut etcd) = etcd_host(&store);
+    let (w, mut host, mut etcd) = etcd_rig(held(), &store);
     let (first, _) = post(&w, &mut host, &mut etcd, 2, b"a");
     etcd.down = true;
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 200, b"done");
