@@ -112,7 +112,7 @@ impl RateLimiter {
         metrics: &mut dyn Metrics,
     ) -> Result<Phase1, Check> {
         let mut key = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::with_capacity(self.limits.len());
         let mut shadow_rejected: Vec<usize> = Vec::new();
         let mut failed_open: Vec<usize> = Vec::new();
         let mut rejection: Option<(usize, Evaluation)> = None;
