@@ -2,12 +2,9 @@
 //! not cost the method read when the key is optional (in Envoy each read that returns data
 //! is a round trip into the VM; an absent header is not), and the decisions stay the same.
 
-use std::cell::RefCell;
-
 use crate::config::ClientIpConfig;
 use crate::idempotency::layer::{IdempotencyLayer, KeyCheck};
-use crate::request::fake::FakeRequest;
-use crate::request::RequestAttributes;
+use crate::request::fake::{FakeRequest, Recording};
 use crate::store::hash::KeyHasher;
 
 use super::cfg;
@@ -16,48 +13,6 @@ const CLIENT_IP: ClientIpConfig = ClientIpConfig {
     xff_trusted_hops: 0,
     ipv6_prefix: 64,
 };
-
-/// A request that records which attributes were asked for.
-struct Recording {
-    inner: FakeRequest,
-    asked: RefCell<Vec<String>>,
-}
-
-impl Recording {
-    fn new(inner: FakeRequest) -> Self {
-        Self {
-            inner,
-            asked: RefCell::new(Vec::new()),
-        }
-    }
-}
-
-impl RequestAttributes for Recording {
-    fn method(&self) -> &str {
-        self.asked.borrow_mut().push(":method".into());
-        RequestAttributes::method(&self.inner)
-    }
-    fn path_and_query(&self) -> &str {
-        self.asked.borrow_mut().push(":path".into());
-        RequestAttributes::path_and_query(&self.inner)
-    }
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.asked.borrow_mut().push(name.into());
-        RequestAttributes::header(&self.inner, name)
-    }
-    fn header_lines(&self, name: &str) -> usize {
-        RequestAttributes::header_lines(&self.inner, name)
-    }
-    fn source_address(&self) -> Option<&str> {
-        RequestAttributes::source_address(&self.inner)
-    }
-    fn route_name(&self) -> Option<&str> {
-        RequestAttributes::route_name(&self.inner)
-    }
-    fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
-        RequestAttributes::metadata(&self.inner, filter, path)
-    }
-}
 
 fn check(required: bool, req: &Recording) -> KeyCheck {
     let layer = IdempotencyLayer::new(&crate::config::IdempotencyConfig { required, ..cfg() }, 64);
