@@ -33,29 +33,46 @@ impl HeaderBlock {
         }
     }
 
+    /// The pairs in order, read from bytes [`Self::parse`] checked (so no bound can fail;
+    /// a short read would only end the walk early).
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let raw = self.raw.as_slice();
+        let count = le_u32(raw, 0);
+        let mut data = 4 + count * 8;
+        (0..count).map(move |i| {
+            let name_len = le_u32(raw, 4 + i * 8);
+            let value_len = le_u32(raw, 8 + i * 8);
+            let name = raw.get(data..data + name_len).unwrap_or_default();
+            data += name_len + 1;
+            let value = raw.get(data..data + value_len).unwrap_or_default();
+            data += value_len + 1;
+            (name, value)
+        })
+    }
+
     /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        let mut found = None;
-        // Checked in `parse`: walking again cannot fail.
-        let _ = walk_pairs(&self.raw, |n, v| {
-            if found.is_none() && n == name.as_bytes() {
-                found = Some(v);
-            }
-        });
-        found
+        self.pairs()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// How many lines carry header `name`.
     pub fn lines(&self, name: &str) -> usize {
-        let mut lines = 0;
-        let _ = walk_pairs(&self.raw, |n, _| lines += usize::from(n == name.as_bytes()));
-        lines
+        self.pairs().filter(|(n, _)| *n == name.as_bytes()).count()
     }
 
     /// Every pair, owned (names that are not UTF-8 converted lossily).
     pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
         decode_pairs(&self.raw).unwrap_or_default()
     }
+}
+
+/// The little-endian `u32` at `at` (0 past the end: [`HeaderBlock::parse`] ruled that out).
+fn le_u32(raw: &[u8], at: usize) -> usize {
+    raw.get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u32::from_le_bytes(b) as usize)
 }
 
 #[cfg(test)]
@@ -98,5 +115,20 @@ mod tests {
         let empty = HeaderBlock::parse(Vec::new()).unwrap();
         assert_eq!(empty.get(":method"), None);
         assert!(empty.to_pairs().is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_block_answers_as_the_decoded_pairs(
+            list in proptest::collection::vec(("[a-c:]{1,3}", proptest::collection::vec(0u8..255, 0..6)), 0..8),
+            name in "[a-c:]{1,3}",
+        ) {
+            let borrowed: Vec<(&str, &[u8])> = list.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let block = HeaderBlock::parse(encode_pairs(&borrowed)).unwrap();
+            let first = list.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_slice());
+            proptest::prop_assert_eq!(block.get(&name), first);
+            proptest::prop_assert_eq!(block.lines(&name), list.iter().filter(|(k, _)| *k == name).count());
+            proptest::prop_assert_eq!(block.to_pairs(), list.clone());
+        }
     }
 }
