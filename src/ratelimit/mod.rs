@@ -95,7 +95,7 @@ impl Evaluation {
     /// copying the state (an allocation per request on the hot path).
     pub fn without_state(&self) -> Self {
         Self {
-            decision: self.decision.clone(),
+            decision: self.decision,
             new_state: None,
             at_rest_at: self.at_rest_at,
             limit: self.limit,
