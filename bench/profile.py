@@ -49,16 +49,20 @@ RELEASE = REPO / "target/wasm32-wasip1/release"
 LEVEE_WASM = Path(os.environ.get("LEVEE_WASM", RELEASE / "levee.wasm"))
 NOOP_WASM = Path(os.environ.get("NOOP_WASM", RELEASE / "noop_filter.wasm"))
 CALLS = 20
-PROBE_KINDS = ["none", "property", "header_map", "header", "shared_get", "shared_set", "metric",
-               "response_header", "time"]
+PROBE_KINDS = ["none", "property", "header_map", "header", "absent_header", "shared_get", "shared_set",
+               "metric", "metric_get", "response_header", "response_replace", "response_status", "time"]
 PROBE_LABELS = {
     "property": "get_property(source.address)",
     "header_map": "get_header_map_pairs (whole request map)",
     "header": "get_header_map_value (one request header)",
+    "absent_header": "get_header_map_value (a request header that is not there)",
     "shared_get": "get_shared_data (17-byte value)",
     "shared_set": "set_shared_data (17-byte value)",
     "metric": "increment_metric",
+    "metric_get": "get_metric",
     "response_header": "add_header_map_value (response)",
+    "response_replace": "replace_header_map_value (response)",
+    "response_status": "get_header_map_value (response `:status`)",
     "time": "get_current_time_nanoseconds",
 }
 

@@ -106,11 +106,24 @@ fn field<'a>(bytes: &'a [u8], at: &mut usize, len: u32) -> Result<&'a [u8], Pair
 /// never a panic. Names that are not UTF-8 (Envoy does not let them through) are converted
 /// lossily rather than failing the whole map.
 pub fn decode_pairs(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, PairsError> {
+    let mut pairs = Vec::with_capacity(pair_count(bytes)?);
+    walk_pairs(bytes, |name, value| {
+        let name = match std::str::from_utf8(name) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(name).into_owned(),
+        };
+        pairs.push((name, value.to_vec()));
+    })?;
+    Ok(pairs)
+}
+
+/// The count a serialized map announces, checked against the buffer's length.
+fn pair_count(bytes: &[u8]) -> Result<usize, PairsError> {
     if bytes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(0);
     }
     let count = usize::try_from(read_u32(bytes, 0)?).map_err(|_| PairsError::Truncated)?;
-    // Check the count against the buffer before allocating anything for it.
+    // Check the count against the buffer before anything is sized by it.
     let needed = count
         .checked_mul(MIN_PAIR_BYTES)
         .and_then(|n| n.checked_add(4))
@@ -118,8 +131,20 @@ pub fn decode_pairs(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, PairsError> 
     if needed > bytes.len() {
         return Err(PairsError::Truncated);
     }
-    let mut pairs = Vec::with_capacity(count);
-    // `needed` fits, so neither the size table nor the offsets into it overflow.
+    Ok(count)
+}
+
+/// Calls `f` with each pair of a serialized header map, in order, without copying; the
+/// errors are [`decode_pairs`]'s (pairs before the fault may have been seen).
+pub fn walk_pairs<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<(), PairsError> {
+    let count = pair_count(bytes)?;
+    if count == 0 && bytes.is_empty() {
+        return Ok(());
+    }
+    // `pair_count` checked that the size table and the offsets into it fit.
     let mut data = 4 + count * 8;
     for i in 0..count {
         let sizes = 4 + i * 8;
@@ -127,16 +152,12 @@ pub fn decode_pairs(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, PairsError> 
         let value_len = read_u32(bytes, sizes + 4)?;
         let name = field(bytes, &mut data, name_len)?;
         let value = field(bytes, &mut data, value_len)?;
-        let name = match std::str::from_utf8(name) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(name).into_owned(),
-        };
-        pairs.push((name, value.to_vec()));
+        f(name, value);
     }
     if data != bytes.len() {
         return Err(PairsError::TrailingBytes);
     }
-    Ok(pairs)
+    Ok(())
 }
 
 /// Serializes a header map (for `proxy_send_local_response`). Lengths over `u32::MAX` cannot

@@ -15,6 +15,7 @@ pub mod config;
 pub mod fallback;
 pub mod footprint;
 pub mod forward;
+pub mod header_block;
 pub mod header_names;
 pub mod hop_by_hop;
 pub mod idempotency;

@@ -47,6 +47,7 @@ class CallgrindEnvoy:
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
         self.out = self.dir / "callgrind.out"
+        self.last_dump = ""
 
     def start(self, timeout: float = 1200.0) -> None:
         cfg = self.dir / "envoy.json"
@@ -101,6 +102,7 @@ class CallgrindEnvoy:
                 text = Path(f).read_text(errors="replace")
                 for line in text.splitlines():
                     if line.startswith("totals:") or line.startswith("summary:"):
+                        self.last_dump = f
                         return int(line.split()[1])
             time.sleep(0.3)
         raise RuntimeError(f"callgrind dump did not appear within {DUMP_TIMEOUT:.0f}s")
@@ -133,7 +135,10 @@ class CallgrindEnvoy:
         drive(n)
         time.sleep(settle)
         total = self._dump()
-        return {"instructions_per_request": total / n, "requests": n, "statuses": statuses}
+        # The dump stays in the work directory: bench/callgrind_calls.py reads it for the
+        # instructions of each kind of host call.
+        return {"instructions_per_request": total / n, "requests": n, "statuses": statuses,
+                "dump": self.last_dump}
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -7,6 +7,7 @@
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
+use crate::header_block::HeaderBlock;
 use crate::metrics::Metrics;
 use crate::problem::{grpc_message, LocalReply};
 use crate::store::SharedStore;
@@ -28,8 +29,8 @@ impl RequestReads for EnvoyRequest {
             .flatten()
     }
 
-    fn headers(&self) -> Vec<(String, Vec<u8>)> {
-        abi::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn headers(&self) -> HeaderBlock {
+        abi::get_map_block(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn property(&self, path: Vec<&str>) -> Option<Vec<u8>> {

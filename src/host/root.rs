@@ -98,11 +98,24 @@ impl RootContext for LeveeRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(LeveeHttp::new(context_id, shared)))
+        let shared = self.shared.as_ref()?;
+        if shared.worker.plugin.is_pass_through() {
+            // Nothing configured: every callback would return at once. A context of no size
+            // costs no allocation, no stream and no id per request.
+            return Some(Box::new(PassThrough));
+        }
+        Some(Box::new(LeveeHttp::new(context_id, shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 }
+
+/// The HTTP context of a configuration without layers: every callback lets the request pass
+/// (the SDK's defaults), as the worker would.
+struct PassThrough;
+
+impl Context for PassThrough {}
+
+impl HttpContext for PassThrough {}

@@ -116,7 +116,7 @@ impl RequestFlow {
         let plugin = env.plugin;
         self.end_of_stream = end_of_stream;
         self.upstream = plugin.route(req);
-        self.method = req.method().to_string();
+        self.method = fallback::fallback_method(plugin, self.upstream, req);
         let key_header = plugin
             .idempotency
             .as_ref()

@@ -111,8 +111,8 @@ impl RateLimiter {
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) -> Result<Phase1, Check> {
-        let mut key = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut key = Vec::with_capacity(64);
+        let mut pending: Vec<Pending> = Vec::with_capacity(self.limits.len());
         let mut shadow_rejected: Vec<usize> = Vec::new();
         let mut failed_open: Vec<usize> = Vec::new();
         let mut rejection: Option<(usize, Evaluation)> = None;
@@ -247,7 +247,7 @@ impl RateLimiter {
             {
                 headline = Some(Headline {
                     limit: p.index,
-                    evaluation: p.evaluation.clone(),
+                    evaluation: p.evaluation.without_state(),
                 });
             }
         }

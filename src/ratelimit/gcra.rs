@@ -109,16 +109,21 @@ impl Gcra {
     }
 
     pub fn encode(&self, tat: u128) -> Vec<u8> {
+        // One division (a library call on wasm32): the remainder is what the quotient leaves.
         let whole = tat / self.scale;
+        let frac = tat - whole * self.scale;
         match u64::try_from(whole) {
-            // `tat % scale < scale ≤ u64::MAX`.
-            Ok(w) => encode_u64s(self.tag, &[w, u64::try_from(tat % self.scale).unwrap_or(0)]),
+            // `frac < scale ≤ u64::MAX`.
+            Ok(w) => encode_u64s(self.tag, &[w, u64::try_from(frac).unwrap_or(0)]),
             Err(_) => encode_u64s(self.tag, &[u64::MAX, 0]),
         }
     }
 
     /// Units → nanoseconds, rounded up (so a deadline is never reported early).
     fn ceil_ns(&self, units: u128) -> u64 {
+        if units == 0 {
+            return 0;
+        }
         u64::try_from(units.div_ceil(self.scale)).unwrap_or(u64::MAX)
     }
 
@@ -157,7 +162,7 @@ impl Gcra {
         let after = new_tat.unwrap_or(tat);
         let at_rest_at = self.ceil_ns(after).max(now);
         let remaining = self.room(after, now_u);
-        let reset_at = self.next_room_at(after, remaining, now_u).max(now);
+        let reset_at = self.next_room_at(after, remaining, now, now_u).max(now);
         let retry_after_ns = match decision {
             Decision::Reject => reset_at.saturating_sub(now).max(1),
             _ => 0,
@@ -178,9 +183,10 @@ impl Gcra {
     ///
     /// Remaining is `⌊(now + τ + T − TAT) / T⌋`, so it reaches `r + 1` at `TAT − τ + r·T`.
     /// For a rejected request (`r = 0`) that is the instant it conforms: the retry instant.
-    fn next_room_at(&self, tat: u128, remaining: u64, now: u128) -> u64 {
+    fn next_room_at(&self, tat: u128, remaining: u64, now_ns: UnixNanos, now: u128) -> u64 {
         if remaining >= self.burst || tat <= now {
-            return self.ceil_ns(now);
+            // `now` is `now_ns` whole nanoseconds in units: rounding it up gives `now_ns`.
+            return now_ns;
         }
         let next = tat
             .saturating_sub(self.tau)

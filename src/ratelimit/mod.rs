@@ -90,6 +90,22 @@ pub struct Evaluation {
     pub retry_after_ns: u64,
 }
 
+impl Evaluation {
+    /// This evaluation without the state to write: what the response headers need, without
+    /// copying the state (an allocation per request on the hot path).
+    pub fn without_state(&self) -> Self {
+        Self {
+            decision: self.decision,
+            new_state: None,
+            at_rest_at: self.at_rest_at,
+            limit: self.limit,
+            remaining: self.remaining,
+            reset_at: self.reset_at,
+            retry_after_ns: self.retry_after_ns,
+        }
+    }
+}
+
 /// `exact` (the instant more quota comes back), but no later than one window after `now`
 /// when it lies at most `precision_ns` beyond it.
 ///

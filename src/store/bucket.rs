@@ -55,6 +55,24 @@ impl Entry {
     pub fn is_live(&self, now: UnixNanos) -> bool {
         self.at_rest_at > now
     }
+
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            fingerprint: self.fingerprint,
+            last_touched: self.last_touched,
+            at_rest_at: self.at_rest_at,
+            state: &self.state,
+        }
+    }
+}
+
+/// An [`Entry`] whose state is borrowed: what a write encodes without copying the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub fingerprint: u64,
+    pub last_touched: UnixNanos,
+    pub at_rest_at: UnixNanos,
+    pub state: &'a [u8],
 }
 
 /// A decoded bucket; `ways[i]` is `None` when way `i` is free.
@@ -147,15 +165,37 @@ impl Bucket {
 
     /// The stored form; a bucket without entries encodes as the empty value.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        if self.ways.iter().all(Option::is_none) {
+        self.encode_with(WAYS, None)
+    }
+
+    /// The stored form of this bucket with way `way` holding `entry` instead (`None`: free);
+    /// `way` ≥ [`WAYS`] changes nothing. What a write stores, without first copying the
+    /// written state into an [`Entry`].
+    pub fn encode_with(
+        &self,
+        way: usize,
+        entry: Option<EntryRef<'_>>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let at = |w: usize| -> Option<EntryRef<'_>> {
+            if w == way {
+                entry
+            } else {
+                self.ways[w].as_ref().map(Entry::as_ref)
+            }
+        };
+        let len: usize = (0..WAYS)
+            .filter_map(at)
+            .map(|e| ENTRY_HEADER_BYTES + e.state.len())
+            .sum();
+        if len == 0 {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(self.encoded_len());
+        let mut out = Vec::with_capacity(BUCKET_HEADER_BYTES + len);
         out.push(FORMAT_VERSION);
         out.push(0);
         let mut occupied = 0u8;
-        for (way, entry) in self.ways.iter().enumerate() {
-            let Some(entry) = entry else { continue };
+        for w in 0..WAYS {
+            let Some(entry) = at(w) else { continue };
             if entry.fingerprint == 0 {
                 return Err(CodecError::ZeroFingerprint);
             }
@@ -163,12 +203,12 @@ impl Bucket {
                 .ok()
                 .filter(|&len| len as usize <= MAX_STATE_BYTES)
                 .ok_or(CodecError::StateTooLarge(entry.state.len()))?;
-            occupied |= 1 << way;
+            occupied |= 1 << w;
             out.extend_from_slice(&entry.fingerprint.to_le_bytes());
             out.extend_from_slice(&entry.last_touched.to_le_bytes());
             out.extend_from_slice(&entry.at_rest_at.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&entry.state);
+            out.extend_from_slice(entry.state);
         }
         out[1] = occupied;
         Ok(out)
@@ -291,6 +331,18 @@ mod tests {
             prop_assert_eq!(bytes.len(), bucket.encoded_len());
             prop_assert!(bytes.len() <= Bucket::max_encoded_len(64));
             prop_assert_eq!(Bucket::decode(&bytes), Ok(bucket));
+        }
+
+        #[test]
+        fn encoding_with_a_borrowed_entry_is_encoding_the_bucket_holding_it(
+            ways in proptest::array::uniform4(proptest::option::of(arb_entry())),
+            way in 0..WAYS,
+            written in proptest::option::of(arb_entry()),
+        ) {
+            let bucket = Bucket { ways };
+            let mut holding = bucket.clone();
+            holding.ways[way] = written.clone();
+            prop_assert_eq!(bucket.encode_with(way, written.as_ref().map(Entry::as_ref)), holding.encode());
         }
 
         #[test]

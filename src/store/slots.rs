@@ -36,7 +36,7 @@
 //! shrinks, buckets past the new size are simply unused: shared data has no delete, so their
 //! memory stays until Envoy restarts.
 
-use super::bucket::{Bucket, CodecError, Entry, MAX_STATE_BYTES, WAYS};
+use super::bucket::{Bucket, CodecError, Entry, EntryRef, MAX_STATE_BYTES, WAYS};
 use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
 use super::placement::place;
@@ -134,7 +134,22 @@ impl SlotTable {
 
     /// The shared-data key of bucket `index`.
     pub fn key_of(&self, index: u32) -> String {
-        format!("{}{index}", self.prefix)
+        // Once per table access on the request path: one exact allocation, no formatter.
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut n = index;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut key = String::with_capacity(self.prefix.len() + digits.len() - at);
+        key.push_str(&self.prefix);
+        key.extend(digits[at..].iter().map(|&d| char::from(d)));
+        key
     }
 
     /// The bucket a client key lives in.
@@ -267,13 +282,14 @@ impl SlotTable {
                 }
             }
         }
-        bucket.ways[way] = (at_rest_at > now).then(|| Entry {
+        // The written entry is encoded from the borrowed state: no copy of it in between.
+        let written = (at_rest_at > now).then_some(EntryRef {
             fingerprint: lookup.fingerprint,
             last_touched: now,
             at_rest_at,
-            state: state.to_vec(),
+            state,
         });
-        let bytes = bucket.encode().map_err(|e| match e {
+        let bytes = bucket.encode_with(way, written).map_err(|e| match e {
             CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
             _ => TableError::Store(StoreFault::Write),
         })?;

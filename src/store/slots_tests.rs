@@ -394,3 +394,11 @@ fn a_write_reports_the_at_rest_entries_it_dropped_and_only_the_winner_does() {
         .unwrap();
     assert_eq!(dropped, Vec::<u32>::new(), "already dropped by the winner");
 }
+
+#[test]
+fn bucket_keys_are_the_prefix_and_the_decimal_index() {
+    let t = SlotTable::new("rl", "per-ip", 64);
+    for index in [0, 7, 10, 99, 12_345, u32::MAX] {
+        assert_eq!(t.key_of(index), format!("levee:v1:rl:per-ip:{index}"));
+    }
+}

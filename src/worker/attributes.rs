@@ -10,6 +10,7 @@
 
 use std::cell::OnceCell;
 
+use crate::header_block::HeaderBlock;
 use crate::header_names::{METHOD, PATH};
 use crate::request::RequestAttributes;
 
@@ -19,8 +20,8 @@ type Bytes = Vec<u8>;
 pub trait RequestReads {
     /// One request header.
     fn header(&self, name: &str) -> Option<Bytes>;
-    /// Every request header, pseudo-headers included.
-    fn headers(&self) -> Vec<(String, Bytes)>;
+    /// Every request header, pseudo-headers included, as the host serialized them.
+    fn headers(&self) -> HeaderBlock;
     /// A property such as `source.address`, by its path.
     fn property(&self, path: Vec<&str>) -> Option<Bytes>;
 }
@@ -34,7 +35,7 @@ pub struct LazyAttributes<R> {
     /// Read headers one at a time (until [`SINGLE_READS`] are used up).
     singles_first: bool,
     singles: [OnceCell<(String, Option<Bytes>)>; SINGLE_READS],
-    map: OnceCell<Vec<(String, Bytes)>>,
+    map: OnceCell<HeaderBlock>,
     source: OnceCell<Option<String>>,
     route: OnceCell<Option<String>>,
 }
@@ -59,7 +60,7 @@ impl<R: RequestReads> LazyAttributes<R> {
             .and_then(|b| String::from_utf8(b).ok())
     }
 
-    fn map(&self) -> &[(String, Bytes)] {
+    fn map(&self) -> &HeaderBlock {
         self.map.get_or_init(|| self.reads.headers())
     }
 
@@ -102,15 +103,12 @@ impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
         if let Some(value) = self.single(name) {
             return value;
         }
-        self.map()
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+        self.map().get(name)
     }
 
     fn header_lines(&self, name: &str) -> usize {
         // Envoy's single-header read returns only the first line: count in the whole map.
-        self.map().iter().filter(|(k, _)| k == name).count()
+        self.map().lines(name)
     }
 
     fn source_address(&self) -> Option<&str> {
@@ -126,7 +124,7 @@ impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
     }
 
     fn all_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.map().to_vec()
+        self.map().to_pairs()
     }
 
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
@@ -157,9 +155,9 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         }
-        fn headers(&self) -> Vec<(String, Bytes)> {
+        fn headers(&self) -> HeaderBlock {
             self.log.borrow_mut().push("map".into());
-            self.headers.clone()
+            HeaderBlock::from_pairs(&self.headers)
         }
         fn property(&self, path: Vec<&str>) -> Option<Bytes> {
             self.log.borrow_mut().push(path.join("."));

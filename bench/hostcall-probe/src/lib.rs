@@ -6,8 +6,10 @@
 //! per request under callgrind, and divides the difference to `"none:0"` by `N`.
 //!
 //! Kinds: `none`, `property` (`source.address`), `header_map` (all request headers),
-//! `header` (one request header), `shared_get`, `shared_set`, `metric` (increment),
-//! `response_header` (add one, in the response callback), `time`.
+//! `header` (one request header), `absent_header` (a request header that is not there),
+//! `shared_get`, `shared_set`, `metric` (increment), `metric_get` (read a counter),
+//! `response_header` (add one, in the response callback), `response_replace` (replace one),
+//! `response_status` (read `:status`), `time`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -28,10 +30,14 @@ enum Kind {
     Property,
     HeaderMap,
     Header,
+    AbsentHeader,
     SharedGet,
     SharedSet,
     Metric,
+    MetricGet,
     ResponseHeader,
+    ResponseReplace,
+    ResponseStatus,
     Time,
 }
 
@@ -42,10 +48,14 @@ impl Kind {
             "property" => Kind::Property,
             "header_map" => Kind::HeaderMap,
             "header" => Kind::Header,
+            "absent_header" => Kind::AbsentHeader,
             "shared_get" => Kind::SharedGet,
             "shared_set" => Kind::SharedSet,
             "metric" => Kind::Metric,
             "response_header" => Kind::ResponseHeader,
+            "response_replace" => Kind::ResponseReplace,
+            "response_status" => Kind::ResponseStatus,
+            "metric_get" => Kind::MetricGet,
             "time" => Kind::Time,
             _ => return None,
         })
@@ -110,6 +120,12 @@ impl HttpContext for Probe {
                     .ok()
                     .flatten()
                     .map_or(0, |v| v.len()),
+                Kind::AbsentHeader => {
+                    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-not-sent")
+                        .ok()
+                        .flatten()
+                        .map_or(0, |v| v.len())
+                }
                 Kind::SharedGet => hostcalls::get_shared_data(SHARED_KEY)
                     .ok()
                     .and_then(|(v, _)| v)
@@ -118,8 +134,9 @@ impl HttpContext for Probe {
                     usize::from(hostcalls::set_shared_data(SHARED_KEY, Some(&[8u8; 17]), None).is_ok())
                 }
                 Kind::Metric => usize::from(hostcalls::increment_metric(self.metric, 1).is_ok()),
+                Kind::MetricGet => hostcalls::get_metric(self.metric).map_or(0, |v| v as usize),
                 Kind::Time => usize::from(hostcalls::get_current_time().is_ok()),
-                Kind::None | Kind::ResponseHeader => 0,
+                Kind::None | Kind::ResponseHeader | Kind::ResponseReplace | Kind::ResponseStatus => 0,
             };
         }
         // Keeps the results alive, so no call can be optimised away.
@@ -130,10 +147,24 @@ impl HttpContext for Probe {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.kind == Kind::ResponseHeader {
-            for _ in 0..self.calls {
-                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "x-probe", "1");
-            }
+        let mut bytes = 0usize;
+        for _ in 0..self.calls {
+            bytes += match self.kind {
+                Kind::ResponseHeader => {
+                    usize::from(hostcalls::add_map_value(MapType::HttpResponseHeaders, "x-probe", "1").is_ok())
+                }
+                Kind::ResponseReplace => usize::from(
+                    hostcalls::set_map_value(MapType::HttpResponseHeaders, "x-probe", Some("1")).is_ok(),
+                ),
+                Kind::ResponseStatus => hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+                    .ok()
+                    .flatten()
+                    .map_or(0, |v| v.len()),
+                _ => 0,
+            };
+        }
+        if bytes == usize::MAX {
+            log::info!("hostcall-probe: {bytes}");
         }
         Action::Continue
     }

@@ -5,6 +5,7 @@ use std::ptr::{null, null_mut};
 use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
 
 use crate::abi_wire::{decode_pairs, encode_path};
+use crate::header_block::HeaderBlock;
 
 use super::{check, take};
 
@@ -91,6 +92,20 @@ pub(crate) fn get_map_bytes(map_type: MapType) -> Result<Vec<(String, Bytes)>, S
     match unsafe { take(data, size) } {
         Some(bytes) => decode_pairs(&bytes).map_err(|_| Status::ParseFailure),
         None => Ok(Vec::new()),
+    }
+}
+
+/// A header map kept serialized, checked once and read in place ([`HeaderBlock`]).
+pub(crate) fn get_map_block(map_type: MapType) -> Result<HeaderBlock, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `get_buffer`.
+    let code = unsafe { proxy_get_header_map_pairs(map_type as u32, &mut data, &mut size) };
+    check(code)?;
+    // SAFETY: on Ok, `data` is null or the host's allocation of `size` bytes.
+    match unsafe { take(data, size) } {
+        Some(bytes) => HeaderBlock::parse(bytes).map_err(|_| Status::ParseFailure),
+        None => Ok(HeaderBlock::default()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Behaviour tests for the record machine and classification.
 
 mod classify;
+mod key_reads;
 mod machine;
 mod machine_prop;
 

@@ -11,10 +11,24 @@ use crate::idempotency::request::AnswerCopy;
 use crate::metrics::{Event, FallbackEvent};
 use crate::outcome::UpstreamResult;
 use crate::pipeline::step::Enqueue;
-use crate::pipeline::Env;
+use crate::pipeline::{Env, Plugin};
 use crate::problem::LocalReply;
+use crate::request::RequestAttributes;
 
 use super::{key_env, routed, Await, RequestFlow, Stage, Step};
+
+/// The request's method, for the fallback chain's `methods` filters; empty when the routed
+/// upstream has no chain, since in Envoy reading it is a host call that returns data.
+pub(super) fn fallback_method(
+    plugin: &Plugin,
+    upstream: Option<usize>,
+    req: &dyn RequestAttributes,
+) -> String {
+    match routed(plugin, upstream) {
+        Some((_, u)) if !u.fallback.is_empty() => req.method().to_string(),
+        _ => String::new(),
+    }
+}
 
 impl RequestFlow {
     /// Keeps how a forward ended for the key's record, until the fallback chain decides.

@@ -363,3 +363,39 @@ fn a_quiet_breaker_costs_no_shared_data_read_until_a_failure_unsettles_it() {
         vec![(7, 503, "levee_circuit_open", false)]
     );
 }
+
+#[test]
+fn a_get_without_a_key_under_the_typical_config_never_reads_the_method() {
+    // Per-IP limit, a breaker on a router-mode upstream, idempotency on POST: in Envoy the
+    // method would be one more host call that returns data, and nothing here needs it.
+    let store = MemoryStore::new();
+    let doc = json!({
+        "rate_limits": [{ "name": "per-ip", "key": ["source_ip"], "limit": 100, "window": "1s" }],
+        "idempotency": { "methods": ["POST"] },
+        "upstreams": { "backend": { "forward": "router", "circuit_breaker": {} } },
+        "routes": [{ "match": { "path_prefix": "/" }, "upstream": "backend" }]
+    });
+    let w = worker(doc, &store);
+    let mut host = FakeHost::new(&store, T0);
+    let get = crate::request::fake::Recording::new(FakeRequest::get("/").source("10.0.0.1:5000"));
+    let stream = Rc::new(RefCell::new(Stream::new(w.next_owner_id())));
+    host.current = 2;
+    host.requests.insert(2, (Vec::new(), Vec::new()));
+    assert_eq!(
+        w.on_request_headers(&mut host, 2, &stream, &get, true),
+        Action::Continue
+    );
+    assert!(get.asked_for("source.address") && get.asked_for("idempotency-key"));
+    assert!(!get.asked_for(":method"), "{:?}", get.asked.borrow());
+    // A keyed POST still needs it, and is keyed.
+    let post = crate::request::fake::Recording::new(
+        FakeRequest::new("POST", "/")
+            .source("10.0.0.1:5000")
+            .header("idempotency-key", "k"),
+    );
+    let stream = Rc::new(RefCell::new(Stream::new(w.next_owner_id())));
+    host.current = 3;
+    host.requests.insert(3, (Vec::new(), Vec::new()));
+    let _ = w.on_request_headers(&mut host, 3, &stream, &post, true);
+    assert!(post.asked_for(":method"));
+}
