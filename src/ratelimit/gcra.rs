@@ -26,6 +26,7 @@
 use super::codec::{
     decode_u64s, encode_u64s, u64s_state_bytes, TAG_LEAKY_BUCKET, TAG_TOKEN_BUCKET,
 };
+use super::wide;
 use super::{Decision, Evaluation, Params};
 use crate::time::UnixNanos;
 
@@ -70,6 +71,9 @@ pub struct Gcra {
     max_delay: u128,
     /// The largest number of requests admitted at one instant.
     burst: u64,
+    /// `scale` and `t` as the `u64`s they are, to divide by ([`wide`]).
+    limit: u64,
+    window: u64,
     tag: u8,
 }
 
@@ -93,6 +97,8 @@ impl Gcra {
             tau: u128::from(burst - 1) * t,
             max_delay,
             burst,
+            limit: params.limit,
+            window: params.window_ns.max(1),
             tag: bucket.tag(),
         })
     }
@@ -109,12 +115,9 @@ impl Gcra {
     }
 
     pub fn encode(&self, tat: u128) -> Vec<u8> {
-        // One division (a library call on wasm32): the remainder is what the quotient leaves.
-        let whole = tat / self.scale;
-        let frac = tat - whole * self.scale;
+        let (whole, frac) = wide::div_rem(tat, self.limit);
         match u64::try_from(whole) {
-            // `frac < scale ≤ u64::MAX`.
-            Ok(w) => encode_u64s(self.tag, &[w, u64::try_from(frac).unwrap_or(0)]),
+            Ok(w) => encode_u64s(self.tag, &[w, frac]),
             Err(_) => encode_u64s(self.tag, &[u64::MAX, 0]),
         }
     }
@@ -124,7 +127,7 @@ impl Gcra {
         if units == 0 {
             return 0;
         }
-        u64::try_from(units.div_ceil(self.scale)).unwrap_or(u64::MAX)
+        u64::try_from(wide::div_ceil(units, self.limit)).unwrap_or(u64::MAX)
     }
 
     /// How many requests would be admitted at `now` (units) given `tat` without being held:
@@ -138,7 +141,7 @@ impl Gcra {
     fn room(&self, tat: u128, now: u128) -> u64 {
         let tat = tat.max(now);
         let n = now.saturating_add(self.tau).saturating_add(self.t);
-        u64::try_from((n.saturating_sub(tat) / self.t).min(u128::from(self.burst)))
+        u64::try_from(wide::div_rem(n.saturating_sub(tat), self.window).0.min(u128::from(self.burst)))
             .unwrap_or(u64::MAX)
     }
 

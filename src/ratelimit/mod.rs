@@ -23,6 +23,7 @@ mod limit;
 pub mod sliding_window_counter;
 pub mod sliding_window_log;
 pub mod token_bucket;
+mod wide;
 
 #[cfg(test)]
 mod header_proptests;
