@@ -340,8 +340,23 @@ impl SlotTable {
         now: UnixNanos,
         eviction: Eviction,
         first: Option<Lookup>,
-        mut f: impl FnMut(&Lookup) -> SlotStep<T>,
+        f: impl FnMut(&Lookup) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
+        self.update_lookup_written(store, key, now, eviction, first, f)
+            .map(|(result, (dropped, _))| (result, dropped))
+    }
+
+    /// [`Self::update_lookup`], also handing back the state the successful write stored
+    /// (empty when `f` kept the state): a caller that must remember it needs no copy.
+    pub fn update_lookup_written<T>(
+        &self,
+        store: &dyn SharedStore,
+        key: KeyHash,
+        now: UnixNanos,
+        eviction: Eviction,
+        first: Option<Lookup>,
+        mut f: impl FnMut(&Lookup) -> SlotStep<T>,
+    ) -> Result<(T, (Dropped, Vec<u8>)), TableError> {
         let mut first = first.filter(|l| l.fingerprint == key.fingerprint);
         read_compute_cas(
             || match first.take() {
@@ -362,7 +377,7 @@ impl SlotTable {
             |mut lookup, (state, at_rest_at)| {
                 let bucket = std::mem::take(&mut lookup.bucket);
                 match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
-                    Ok(dropped) => Ok(Attempt::Done(dropped)),
+                    Ok(dropped) => Ok(Attempt::Done((dropped, state))),
                     Err(TableError::Conflict) => Ok(Attempt::Again),
                     Err(e) => Err(e),
                 }
