@@ -79,14 +79,15 @@ pub fn parse_address(s: &str) -> Option<IpAddr> {
             return None;
         }
         IpAddr::V6(inside.parse::<Ipv6Addr>().ok()?)
-    } else if let Ok(ip) = s.parse::<IpAddr>() {
-        ip
-    } else {
-        let (host, port) = s.split_once(':')?;
+    } else if let Some((host, port)) = s.split_once(':').filter(|(_, p)| !p.contains(':')) {
+        // One colon: `ipv4:port` (Envoy's source address), as no IPv6 address has only one.
+        // Checked first, so the common case skips a failed parse as a whole address.
         if !is_port(port) {
             return None;
         }
         IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+    } else {
+        s.parse::<IpAddr>().ok()?
     };
     Some(match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -267,6 +268,38 @@ mod tests {
             let tail = proxies[..=hops as usize].join(", ");
             let spoofed = format!("{prefix},{tail}");
             prop_assert_eq!(xff_client(spoofed.as_bytes(), hops), Some(ip("203.0.113.1")));
+        }
+
+        /// `ipv4:port` is tried before a whole address: the same answers as the other order.
+        #[test]
+        fn the_one_colon_shortcut_parses_as_the_whole_address_first(
+            s in "\\[?[0-9a-f.:]{0,24}\\]?(:[0-9]{0,6})?",
+            v4 in any::<[u8; 4]>(),
+            port in any::<u16>(),
+        ) {
+            let whole_first = |s: &str| -> Option<IpAddr> {
+                if s.starts_with('[') {
+                    return parse_address(s);
+                }
+                let ip = match s.parse::<IpAddr>() {
+                    Ok(ip) => ip,
+                    Err(_) => {
+                        let (host, port) = s.split_once(':')?;
+                        if !is_port(port) {
+                            return None;
+                        }
+                        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+                    }
+                };
+                Some(match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                    v4 => v4,
+                })
+            };
+            let addr = format!("{}:{port}", Ipv4Addr::from(v4));
+            prop_assert_eq!(parse_address(&addr), whole_first(&addr));
+            prop_assert_eq!(parse_address(&addr), Some(IpAddr::V4(Ipv4Addr::from(v4))));
+            prop_assert_eq!(parse_address(&s), whole_first(&s));
         }
     }
 }
