@@ -14,6 +14,27 @@ use levee::random::SplitMix64;
 use levee::request::plain::{PlainHead, PlainRequest};
 use levee::store::{ensure_key, MemoryStore};
 
+/// Counts every allocation (and reallocation), so the request path's allocations per request
+/// can be printed beside its time.
+struct CountingAlloc;
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        std::alloc::System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.realloc(p, l, n)
+    }
+}
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
 struct Req {
     headers: Vec<(String, Vec<u8>)>,
 }
@@ -97,6 +118,7 @@ fn main() -> Result<(), String> {
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect(),
     };
+    let allocs_before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
     let start = std::time::Instant::now();
     let mut now: u64 = 1_700_000_000_000_000_000;
     for i in 0..n {
@@ -132,6 +154,7 @@ fn main() -> Result<(), String> {
         flow.on_done(&mut Env::new(&plugin, store_ref, now, &mut rng, &mut m));
     }
     let el = start.elapsed();
+    let allocs = ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - allocs_before;
     for (k, (g, st)) in counting.seen.borrow().iter() {
         println!("  {k}: gets {g} sets {st}");
     }
@@ -142,5 +165,9 @@ fn main() -> Result<(), String> {
         st.sets as f64 / n as f64
     );
     println!("{:.0} ns/request", el.as_nanos() as f64 / n as f64);
+    println!(
+        "allocations/request {:.2} (reallocations included)",
+        allocs as f64 / n as f64
+    );
     Ok(())
 }

@@ -115,7 +115,11 @@ impl Gcra {
     }
 
     pub fn encode(&self, tat: u128) -> Vec<u8> {
-        let (whole, frac) = wide::div_rem(tat, self.limit);
+        self.encode_split(wide::div_rem(tat, self.limit))
+    }
+
+    /// [`Self::encode`] of a TAT already split into whole nanoseconds and the remainder.
+    fn encode_split(&self, (whole, frac): (u128, u64)) -> Vec<u8> {
         match u64::try_from(whole) {
             Ok(w) => encode_u64s(self.tag, &[w, frac]),
             Err(_) => encode_u64s(self.tag, &[u64::MAX, 0]),
@@ -163,7 +167,11 @@ impl Gcra {
             (Decision::Reject, None)
         };
         let after = new_tat.unwrap_or(tat);
-        let at_rest_at = self.ceil_ns(after).max(now);
+        // One division serves the state written and its at-rest instant (`ceil_ns(after)`).
+        let split = wide::div_rem(after, self.limit);
+        let at_rest_at = u64::try_from(split.0 + u128::from(split.1 > 0))
+            .unwrap_or(u64::MAX)
+            .max(now);
         let remaining = self.room(after, now_u);
         let reset_at = self.next_room_at(after, remaining, now, now_u).max(now);
         let retry_after_ns = match decision {
@@ -172,7 +180,7 @@ impl Gcra {
         };
         Evaluation {
             decision,
-            new_state: new_tat.map(|t| self.encode(t)),
+            new_state: new_tat.map(|_| self.encode_split(split)),
             at_rest_at,
             limit: self.burst,
             remaining,
