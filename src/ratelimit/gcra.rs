@@ -145,8 +145,12 @@ impl Gcra {
     fn room(&self, tat: u128, now: u128) -> u64 {
         let tat = tat.max(now);
         let n = now.saturating_add(self.tau).saturating_add(self.t);
-        u64::try_from(wide::div_rem(n.saturating_sub(tat), self.window).0.min(u128::from(self.burst)))
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            wide::div_rem(n.saturating_sub(tat), self.window)
+                .0
+                .min(u128::from(self.burst)),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     /// One request at `now`: admit, hold (shaping only) or reject.

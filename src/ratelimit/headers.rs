@@ -140,7 +140,18 @@ mod tests {
 
     #[test]
     fn decimal_edges() {
-        for n in [0, 9, 10, 99, 100, 99_999_999, 100_000_000, 10u64.pow(16), 10u64.pow(19), u64::MAX] {
+        for n in [
+            0,
+            9,
+            10,
+            99,
+            100,
+            99_999_999,
+            100_000_000,
+            10u64.pow(16),
+            10u64.pow(19),
+            u64::MAX,
+        ] {
             assert_eq!(decimal(n), n.to_string());
         }
     }

@@ -59,8 +59,23 @@ mod tests {
 
     #[test]
     fn edges_divide_as_u128_does() {
-        let ns = [0, 1, u128::from(u64::MAX), u128::from(u64::MAX) + 1, u128::MAX, u128::MAX - 1];
-        let ds = [1, 2, 3, 1_000_000_000, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX];
+        let ns = [
+            0,
+            1,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            u128::MAX,
+            u128::MAX - 1,
+        ];
+        let ds = [
+            1,
+            2,
+            3,
+            1_000_000_000,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
         for n in ns {
             for d in ds {
                 check(n, d);

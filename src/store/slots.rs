@@ -176,7 +176,12 @@ impl SlotTable {
     /// the largest value is `2 + WAYS × (28 + max_state_bytes)`, for callers whose states never
     /// exceed `max_state_bytes`.
     pub fn memory_bound(&self, max_state_bytes: usize) -> u64 {
-        let key = self.prefix.len() + decimal_digits(self.buckets.saturating_sub(1));
+        let key = self.prefix.len()
+            + self
+                .buckets
+                .saturating_sub(1)
+                .checked_ilog10()
+                .map_or(1, |d| d as usize + 1);
         let value = Bucket::max_encoded_len(max_state_bytes.min(self.max_state_bytes));
         u64::from(self.buckets) * (key as u64 + value as u64 + ENVOY_PER_KEY_OVERHEAD_BYTES)
     }
@@ -400,13 +405,4 @@ impl SlotTable {
         let mut bucket = self.read_bucket(store, slot / WAYS as u32)?;
         Ok(bucket.ways[slot as usize % WAYS].take())
     }
-}
-
-fn decimal_digits(mut n: u32) -> usize {
-    let mut digits = 1;
-    while n >= 10 {
-        n /= 10;
-        digits += 1;
-    }
-    digits
 }
