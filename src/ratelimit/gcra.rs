@@ -173,11 +173,12 @@ impl Gcra {
         let after = new_tat.unwrap_or(tat);
         // One division serves the state written and its at-rest instant (`ceil_ns(after)`).
         let split = wide::div_rem(after, self.limit);
-        let at_rest_at = u64::try_from(split.0 + u128::from(split.1 > 0))
-            .unwrap_or(u64::MAX)
-            .max(now);
+        let after_ns = u64::try_from(split.0 + u128::from(split.1 > 0)).unwrap_or(u64::MAX);
+        let at_rest_at = after_ns.max(now);
         let remaining = self.room(after, now_u);
-        let reset_at = self.next_room_at(after, remaining, now, now_u).max(now);
+        let reset_at = self
+            .next_room_at(after, remaining, now, now_u, after_ns)
+            .max(now);
         let retry_after_ns = match decision {
             Decision::Reject => reset_at.saturating_sub(now).max(1),
             _ => 0,
@@ -198,10 +199,22 @@ impl Gcra {
     ///
     /// Remaining is `⌊(now + τ + T − TAT) / T⌋`, so it reaches `r + 1` at `TAT − τ + r·T`.
     /// For a rejected request (`r = 0`) that is the instant it conforms: the retry instant.
-    fn next_room_at(&self, tat: u128, remaining: u64, now_ns: UnixNanos, now: u128) -> u64 {
+    /// `tat_ns` is `tat` in nanoseconds, rounded up.
+    fn next_room_at(
+        &self,
+        tat: u128,
+        remaining: u64,
+        now_ns: UnixNanos,
+        now: u128,
+        tat_ns: u64,
+    ) -> u64 {
         if remaining >= self.burst || tat <= now {
             // `now` is `now_ns` whole nanoseconds in units: rounding it up gives `now_ns`.
             return now_ns;
+        }
+        if remaining + 1 == self.burst && tat >= self.tau {
+            // One short of full: `TAT − τ + (burst − 1)·T` is `TAT` itself, already rounded.
+            return tat_ns;
         }
         let next = tat
             .saturating_sub(self.tau)
