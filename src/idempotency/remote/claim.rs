@@ -98,6 +98,29 @@ struct Write {
     retries: u32,
 }
 
+impl Write {
+    /// A write not sent yet: no lease being granted, no sends, no retries.
+    fn new(
+        purpose: Purpose,
+        value: Vec<u8>,
+        answer: Vec<u8>,
+        at_rest_at: UnixNanos,
+        on_revision: i64,
+    ) -> Self {
+        Self {
+            purpose,
+            value,
+            answer,
+            at_rest_at,
+            on_revision,
+            granting: None,
+            sends: 0,
+            resent: false,
+            retries: 0,
+        }
+    }
+}
+
 /// The record this request holds.
 #[derive(Debug, Clone)]
 struct Held {
@@ -162,17 +185,13 @@ impl RemoteKey {
         else {
             return Step::BackendFailed;
         };
-        let write = Write {
-            purpose: Purpose::Claim,
-            value: new_state.bytes,
-            answer: Vec::new(),
-            at_rest_at: new_state.at_rest_at,
-            on_revision: 0,
-            granting: None,
-            sends: 0,
-            resent: false,
-            retries: 0,
-        };
+        let write = Write::new(
+            Purpose::Claim,
+            new_state.bytes,
+            Vec::new(),
+            new_state.at_rest_at,
+            0,
+        );
         self.send(env, write)
     }
 
@@ -189,17 +208,13 @@ impl RemoteKey {
         let Some(ns) = renew(env.cfg, &held.record, self.owner, env.now) else {
             return Step::Fenced;
         };
-        let write = Write {
-            purpose: Purpose::Renew,
-            value: ns.bytes,
-            answer: Vec::new(),
-            at_rest_at: ns.at_rest_at,
-            on_revision: held.revision,
-            granting: None,
-            sends: 0,
-            resent: false,
-            retries: 0,
-        };
+        let write = Write::new(
+            Purpose::Renew,
+            ns.bytes,
+            Vec::new(),
+            ns.at_rest_at,
+            held.revision,
+        );
         self.send(env, write)
     }
 
@@ -236,17 +251,7 @@ impl RemoteKey {
                     _ => (ns.bytes, Vec::new(), ns.at_rest_at),
                 },
             };
-        let write = Write {
-            purpose: Purpose::Complete,
-            value,
-            answer,
-            at_rest_at,
-            on_revision: held.revision,
-            granting: None,
-            sends: 0,
-            resent: false,
-            retries: 0,
-        };
+        let write = Write::new(Purpose::Complete, value, answer, at_rest_at, held.revision);
         self.send(env, write)
     }
 
