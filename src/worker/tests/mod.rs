@@ -53,6 +53,15 @@ pub(super) fn open(
     (stream, action)
 }
 
+/// The token of the first callout the host was asked to dispatch since its calls were last
+/// taken (the other calls are dropped).
+pub(super) fn dispatched_token(host: &mut FakeHost<'_>) -> Option<u32> {
+    host.take_calls().into_iter().find_map(|(_, c)| match c {
+        Call::Dispatch { token, .. } => Some(token),
+        _ => None,
+    })
+}
+
 pub(super) fn replies(host: &mut FakeHost<'_>) -> Vec<(ContextId, u16, &'static str, bool)> {
     host.take_calls()
         .into_iter()
@@ -298,14 +307,7 @@ fn a_refused_dispatch_is_an_upstream_failure_and_a_gone_request_is_forgotten() {
     );
     host.refuse_dispatch = false;
     let (_stream, _) = open(&w, &mut host, 3, &FakeRequest::new("GET", "/svc/a"), true);
-    let token = host
-        .take_calls()
-        .into_iter()
-        .find_map(|(_, c)| match c {
-            Call::Dispatch { token, .. } => Some(token),
-            _ => None,
-        })
-        .expect("dispatched");
+    let token = dispatched_token(&mut host).expect("dispatched");
     host.gone.insert(3);
     host.callout_answer = (Some(vec![(":status".into(), b"200".to_vec())]), Vec::new());
     w.on_callout_response(&mut host, token, 1, 0);

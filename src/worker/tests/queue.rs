@@ -10,7 +10,7 @@ use crate::time::NANOS_PER_SEC as SEC;
 use crate::timer_queue::ContextId;
 
 use super::super::fake_host::{Call, FakeHost};
-use super::{advance, callout_upstream, open, replies, worker, ROOT, T0};
+use super::{advance, callout_upstream, dispatched_token, open, replies, worker, ROOT, T0};
 
 /// Ticks until the root sends a delivery (at most `wakes` wake-ups): its context and token.
 fn next_delivery(
@@ -35,14 +35,7 @@ fn next_delivery(
 /// A keyed POST whose callout fails with 503 is queued (202) on context 2.
 fn queue_one(w: &crate::worker::Worker, host: &mut FakeHost<'_>, post: &FakeRequest) {
     let (stream, _) = open(w, host, 2, post, true);
-    let token = host
-        .take_calls()
-        .into_iter()
-        .find_map(|(_, c)| match c {
-            Call::Dispatch { token, .. } => Some(token),
-            _ => None,
-        })
-        .expect("the first attempt");
+    let token = dispatched_token(host).expect("the first attempt");
     host.callout_answer = (Some(vec![(":status".into(), b"503".to_vec())]), Vec::new());
     w.on_callout_response(host, token, 1, 0);
     assert_eq!(
@@ -60,22 +53,7 @@ fn a_queued_request_is_delivered_from_the_root_and_completes_its_key() {
     let w = worker(doc, &store);
     let mut host = FakeHost::new(&store, T0);
     let post = FakeRequest::new("POST", "/svc/pay").header("idempotency-key", "k1");
-    let (stream, _) = open(&w, &mut host, 2, &post, true);
-    let token = host
-        .take_calls()
-        .into_iter()
-        .find_map(|(_, c)| match c {
-            Call::Dispatch { token, .. } => Some(token),
-            _ => None,
-        })
-        .expect("the first attempt");
-    host.callout_answer = (Some(vec![(":status".into(), b"503".to_vec())]), Vec::new());
-    w.on_callout_response(&mut host, token, 1, 0);
-    assert_eq!(
-        replies(&mut host),
-        vec![(2, 202, "levee_fallback_queued", false)]
-    );
-    w.on_done(&mut host, 2, &stream);
+    queue_one(&w, &mut host, &post);
     let mut delivery = None;
     for _ in 0..100 {
         let at = w.next_deadline().expect("the queue wakes the root");
