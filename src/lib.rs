@@ -28,6 +28,7 @@ pub mod random;
 pub mod ratelimit;
 pub mod request;
 pub mod retry;
+pub mod small_blocks;
 pub mod store;
 pub mod time;
 pub mod timer_queue;
@@ -38,3 +39,9 @@ pub mod worker;
 mod fuzz_tests;
 #[cfg(target_arch = "wasm32")]
 mod host;
+
+/// Small blocks freed by one request serve the next: see [`small_blocks`].
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: small_blocks::SmallBlocks<std::alloc::System> =
+    small_blocks::SmallBlocks::new(std::alloc::System);
