@@ -191,13 +191,12 @@ fn upstream_answer(
     end_of_stream: bool,
     with_headers: bool,
 ) -> UpstreamAnswer {
-    let parse_status = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
     let (status, headers) = if with_headers {
         let all = host.response_headers();
         let status = all
             .iter()
             .find(|(k, _)| k == STATUS)
-            .and_then(|(_, v)| parse_status(v))
+            .and_then(|(_, v)| status_code(v))
             .unwrap_or(0);
         let headers = all
             .into_iter()
@@ -209,7 +208,7 @@ fn upstream_answer(
         // The breaker needs only the status: one small host call instead of the whole map.
         let status = host
             .response_header(STATUS)
-            .and_then(|v| parse_status(&v))
+            .and_then(|v| status_code(&v))
             .unwrap_or(0);
         (status, Vec::new())
     };
@@ -225,5 +224,40 @@ fn upstream_answer(
         flags,
         headers,
         end_of_stream,
+    }
+}
+
+/// A `:status` value: exactly three ASCII digits (what Envoy sends); anything else is none.
+fn status_code(value: &[u8]) -> Option<u16> {
+    match value {
+        [a, b, c] if value.iter().all(u8::is_ascii_digit) => Some(
+            [a, b, c]
+                .iter()
+                .fold(0, |n, d| n * 10 + u16::from(**d - b'0')),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_code;
+
+    #[test]
+    fn a_status_is_three_ascii_digits() {
+        assert_eq!(status_code(b"200"), Some(200));
+        assert_eq!(status_code(b"503"), Some(503));
+        assert_eq!(status_code(b"099"), Some(99));
+        for bad in [
+            &b""[..],
+            b"20",
+            b"2000",
+            b"2a0",
+            b" 200",
+            b"-20",
+            "٢٠٠".as_bytes(),
+        ] {
+            assert_eq!(status_code(bad), None, "{bad:?}");
+        }
     }
 }
