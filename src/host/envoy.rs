@@ -33,7 +33,7 @@ impl RequestReads for EnvoyRequest {
         abi::get_map_block(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
-    fn property(&self, path: Vec<&str>) -> Option<Vec<u8>> {
+    fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
         abi::get_property(path).ok().flatten()
     }
 }
@@ -112,7 +112,7 @@ impl Host for EnvoyHost<'_> {
 
     fn response_flags(&mut self) -> u64 {
         EnvoyRequest
-            .property(vec!["response", "flags"])
+            .property(b"response\0flags")
             .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
             .map(u64::from_le_bytes)
             .unwrap_or(0)

@@ -118,7 +118,11 @@ fn decimal(n: u64) -> String {
         at -= 1;
         digits[at] = b'0' + rest as u8;
     }
-    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
+    // Digit by digit: no UTF-8 check of bytes that are digits by construction, and no call
+    // out of the VM for a bulk copy of a few bytes.
+    let mut out = String::with_capacity(digits.len() - at);
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out
 }
 
 /// The IETF `w`: the window in seconds if it is a whole, non-zero number of them.

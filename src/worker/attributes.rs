@@ -22,8 +22,9 @@ pub trait RequestReads {
     fn header(&self, name: &str) -> Option<Bytes>;
     /// Every request header, pseudo-headers included, as the host serialized them.
     fn headers(&self) -> HeaderBlock;
-    /// A property such as `source.address`, by its path.
-    fn property(&self, path: Vec<&str>) -> Option<Bytes>;
+    /// A property such as `source.address`, by its path as the ABI takes it: the parts joined
+    /// by NUL bytes (`b"source\0address"`, see [`crate::abi_wire::encode_path`]).
+    fn property(&self, path: &[u8]) -> Option<Bytes>;
 }
 
 /// Distinct headers read one by one before the whole map is fetched instead.
@@ -54,7 +55,7 @@ impl<R: RequestReads> LazyAttributes<R> {
         }
     }
 
-    fn property_string(&self, path: Vec<&str>) -> Option<String> {
+    fn property_string(&self, path: &[u8]) -> Option<String> {
         self.reads
             .property(path)
             .and_then(|b| String::from_utf8(b).ok())
@@ -113,13 +114,13 @@ impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
 
     fn source_address(&self) -> Option<&str> {
         self.source
-            .get_or_init(|| self.property_string(vec!["source", "address"]))
+            .get_or_init(|| self.property_string(b"source\0address"))
             .as_deref()
     }
 
     fn route_name(&self) -> Option<&str> {
         self.route
-            .get_or_init(|| self.property_string(vec!["xds", "route_name"]))
+            .get_or_init(|| self.property_string(b"xds\0route_name"))
             .as_deref()
     }
 
@@ -130,7 +131,7 @@ impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
     fn metadata(&self, filter: &str, path: &[String]) -> Option<Vec<u8>> {
         let mut full = vec!["metadata", "filter_metadata", filter];
         full.extend(path.iter().map(String::as_str));
-        self.reads.property(full)
+        self.reads.property(&crate::abi_wire::encode_path(&full))
     }
 }
 
@@ -159,8 +160,9 @@ mod tests {
             self.log.borrow_mut().push("map".into());
             HeaderBlock::from_pairs(&self.headers)
         }
-        fn property(&self, path: Vec<&str>) -> Option<Bytes> {
-            self.log.borrow_mut().push(path.join("."));
+        fn property(&self, path: &[u8]) -> Option<Bytes> {
+            let path = String::from_utf8_lossy(path).replace('\0', ".");
+            self.log.borrow_mut().push(path);
             Some(b"10.0.0.1:80".to_vec())
         }
     }

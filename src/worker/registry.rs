@@ -101,7 +101,8 @@ impl Registry {
     }
 
     pub(super) fn unhold(&mut self, host: &mut impl Host, id: ContextId) {
-        if self.held.remove(&id) {
+        // Most requests were never held: skip hashing the id into an empty set.
+        if !self.held.is_empty() && self.held.remove(&id) {
             host.add_held_requests(-1);
         }
     }

@@ -4,7 +4,7 @@ use std::ptr::{null, null_mut};
 
 use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
 
-use crate::abi_wire::{decode_pairs, encode_path};
+use crate::abi_wire::decode_pairs;
 use crate::header_block::HeaderBlock;
 
 use super::{check, take};
@@ -155,8 +155,8 @@ pub(crate) fn set_map_value_bytes(
 }
 
 /// A property (`["source", "address"]`); `None` when it does not exist or has no value.
-pub(crate) fn get_property(path: Vec<&str>) -> Result<Option<Bytes>, Status> {
-    let path = encode_path(&path);
+/// `path`: the parts joined by NUL bytes ([`crate::abi_wire::encode_path`]).
+pub(crate) fn get_property(path: &[u8]) -> Result<Option<Bytes>, Status> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: `path` is a live buffer; the out-pointers are live locals.
