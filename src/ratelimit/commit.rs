@@ -25,7 +25,7 @@ pub(crate) fn commit(
             .table
             .update_lookup_written(store, p.hash, now, EVICTION, Some(p.lookup), |lookup| {
                 let mut evaluation = evaluated.take().unwrap_or_else(|| {
-                    let state = lookup.state.as_deref().unwrap_or(&[]);
+                    let state = lookup.state().unwrap_or(&[]);
                     algorithm::evaluate(&limit.params, state, now)
                 });
                 if evaluation.decision == Decision::Reject {
@@ -61,7 +61,6 @@ pub(crate) fn read_and_evaluate(
     now: UnixNanos,
 ) -> Option<(Lookup, Evaluation)> {
     let lookup = limit.table.lookup(store, hash, now, EVICTION).ok()?;
-    let evaluation =
-        algorithm::evaluate(&limit.params, lookup.state.as_deref().unwrap_or(&[]), now);
+    let evaluation = algorithm::evaluate(&limit.params, lookup.state().unwrap_or(&[]), now);
     Some((lookup, evaluation))
 }

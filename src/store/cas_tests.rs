@@ -284,7 +284,7 @@ fn a_lookup_given_to_update_lookup_saves_the_first_read() {
     let first = t.lookup(&store, KEY, NOW, Eviction::NeverLive).unwrap();
     let gets = store.stats().gets;
     let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(first), |l| {
-        bump(l.state.as_deref())
+        bump(l.state())
     });
     assert_eq!(r.map(|(n, _)| n), Ok(1));
     assert_eq!(store.stats().gets, gets, "no read besides the given lookup");
@@ -299,8 +299,8 @@ fn a_stale_lookup_given_to_update_lookup_is_read_again_not_written() {
     assert_eq!(t.update(&store, KEY, NOW, Eviction::NeverLive, bump), Ok(1));
     let mut seen = Vec::new();
     let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(stale), |l| {
-        seen.push(l.state.clone());
-        bump(l.state.as_deref())
+        seen.push(l.state().map(<[u8]>::to_vec));
+        bump(l.state())
     });
     assert_eq!(r.map(|(n, _)| n), Ok(2));
     assert_eq!(seen, [None, Some(vec![1])]);

@@ -37,13 +37,16 @@
 //! memory stays until Envoy restarts.
 
 use super::bucket::{Bucket, CodecError, Entry, EntryRef, MAX_STATE_BYTES, WAYS};
+use super::bucket_key;
+use super::bucket_view::BucketView;
 use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
 use super::placement::place;
 pub use super::placement::{Evicted, Eviction, Placement};
 pub use super::table_error::TableError;
-use super::{Cas, SharedStore, WriteError};
+use super::{Cas, SharedStore, Versioned, WriteError};
 use crate::time::UnixNanos;
+use std::ops::Range;
 
 /// Estimated bytes Envoy spends per shared-data key besides the key and value bytes: its map
 /// is `std::unordered_map<std::string, std::pair<std::string, uint32_t>>`, so one hash node
@@ -70,17 +73,27 @@ pub enum SlotStep<T> {
     Keep(T),
 }
 
-/// One read of a key's bucket, ready to be committed.
+/// One read of a key's bucket, ready to be committed. It keeps the bucket's value as the
+/// host returned it; the key's state is a slice of it ([`Self::state`]).
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    /// The key's state if it has a live entry; `None` means "fresh".
-    pub state: Option<Vec<u8>>,
     pub placement: Placement,
     /// The bucket's version when read.
     pub cas: Cas,
     fingerprint: u64,
-    bucket_key: String,
-    bucket: Bucket,
+    index: u32,
+    /// The bucket as read; emptied when it did not decode (such a bucket is empty).
+    value: Vec<u8>,
+    /// Where the key's live state lies in `value`; `None` means "fresh".
+    state: Option<Range<usize>>,
+}
+
+impl Lookup {
+    /// The key's state if it has a live entry; `None` means "fresh".
+    pub fn state(&self) -> Option<&[u8]> {
+        let range = self.state.clone()?;
+        Some(self.value.get(range).unwrap_or(&[]))
+    }
 }
 
 /// A fixed set of pre-created shared-data keys holding per-client entries; see module docs.
@@ -134,22 +147,7 @@ impl SlotTable {
 
     /// The shared-data key of bucket `index`.
     pub fn key_of(&self, index: u32) -> String {
-        // Once per table access on the request path: one exact allocation, no formatter.
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut n = index;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let mut key = String::with_capacity(self.prefix.len() + digits.len() - at);
-        key.push_str(&self.prefix);
-        key.extend(digits[at..].iter().map(|&d| char::from(d)));
-        key
+        bucket_key::owned(&self.prefix, index)
     }
 
     /// The bucket a client key lives in.
@@ -195,28 +193,29 @@ impl SlotTable {
         eviction: Eviction,
     ) -> Result<Lookup, TableError> {
         let index = self.bucket_of(key);
-        let bucket_key = self.key_of(index);
-        let current = store
-            .get(&bucket_key)
+        let Versioned { mut value, cas } = bucket_key::with(&self.prefix, index, |k| store.get(k))
             .map_err(|_| TableError::Store(StoreFault::Read))?
             .ok_or(TableError::Missing)?;
-        let mut bucket = Bucket::decode_or_empty(&current.value);
+        let bucket = BucketView::decode(&value).unwrap_or_else(|_| {
+            value.clear();
+            BucketView::default()
+        });
         let slot = |way: usize| index.saturating_mul(WAYS as u32).saturating_add(way as u32);
-        let placement = place(&bucket, key.fingerprint, now, eviction, slot);
+        let placement = place(&bucket, &value, key.fingerprint, now, eviction, slot);
         let mut state = None;
         if let Placement::Existing { slot } = placement {
             let way = slot as usize % WAYS;
-            if let Some(entry) = bucket.ways[way].as_mut().filter(|e| e.is_live(now)) {
-                state = Some(std::mem::take(&mut entry.state));
+            if let Some(entry) = bucket.ways[way].filter(|e| e.is_live(now)) {
+                state = Some(entry.state_range());
             }
         }
         Ok(Lookup {
-            state,
             placement,
-            cas: current.cas,
+            cas,
             fingerprint: key.fingerprint,
-            bucket_key,
-            bucket,
+            index,
+            value,
+            state,
         })
     }
 
@@ -255,15 +254,15 @@ impl SlotTable {
         at_rest_at: UnixNanos,
         now: UnixNanos,
     ) -> Result<Dropped, TableError> {
-        self.write(store, lookup, lookup.bucket.clone(), state, at_rest_at, now)
+        self.write(store, lookup, state, at_rest_at, now)
     }
 
-    /// The commit itself, given the looked-up bucket to modify (owned: `update` moves it out).
+    /// The commit itself: the looked-up value with the key's entry replaced and entries at
+    /// rest left out, the others' bytes copied as they were read.
     fn write(
         &self,
         store: &dyn SharedStore,
         lookup: &Lookup,
-        mut bucket: Bucket,
         state: &[u8],
         at_rest_at: UnixNanos,
         now: UnixNanos,
@@ -278,13 +277,12 @@ impl SlotTable {
         let slot = lookup.placement.slot().ok_or(TableError::Full)?;
         let way = slot as usize % WAYS;
         let first = slot - way as u32;
+        // The lookup emptied a value that did not decode, so this decodes.
+        let bucket = BucketView::decode(&lookup.value).unwrap_or_default();
         let mut dropped = Dropped::new();
-        for (w, entry) in bucket.ways.iter_mut().enumerate() {
-            if entry.as_ref().is_some_and(|e| !e.is_live(now)) {
-                *entry = None;
-                if w != way {
-                    dropped.push(first + w as u32);
-                }
+        for (w, entry) in bucket.ways.iter().enumerate() {
+            if w != way && entry.is_some_and(|e| !e.is_live(now)) {
+                dropped.push(first + w as u32);
             }
         }
         // The written entry is encoded from the borrowed state: no copy of it in between.
@@ -294,11 +292,14 @@ impl SlotTable {
             at_rest_at,
             state,
         });
-        let bytes = bucket.encode_with(way, written).map_err(|e| match e {
-            CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
-            _ => TableError::Store(StoreFault::Write),
-        })?;
-        match store.set(&lookup.bucket_key, &bytes, Some(lookup.cas)) {
+        let bytes = bucket
+            .encode_with(&lookup.value, way, written, |e| e.is_live(now))
+            .map_err(|e| match e {
+                CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
+                _ => TableError::Store(StoreFault::Write),
+            })?;
+        let set = |k: &str| store.set(k, &bytes, Some(lookup.cas));
+        match bucket_key::with(&self.prefix, lookup.index, set) {
             Ok(()) => Ok(dropped),
             Err(WriteError::CasMismatch) => Err(TableError::Conflict),
             Err(WriteError::Host) => Err(TableError::Store(StoreFault::Write)),
@@ -330,9 +331,7 @@ impl SlotTable {
         eviction: Eviction,
         mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
-        self.update_lookup(store, key, now, eviction, None, |lookup| {
-            f(lookup.state.as_deref())
-        })
+        self.update_lookup(store, key, now, eviction, None, |lookup| f(lookup.state()))
     }
 
     /// [`Self::update_dropping`] in full: `f` sees the whole [`Lookup`] (state and
@@ -379,13 +378,11 @@ impl SlotTable {
                 },
                 SlotStep::Keep(result) => Step::Keep(result),
             },
-            |mut lookup, (state, at_rest_at)| {
-                let bucket = std::mem::take(&mut lookup.bucket);
-                match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
-                    Ok(dropped) => Ok(Attempt::Done((dropped, state))),
-                    Err(TableError::Conflict) => Ok(Attempt::Again),
-                    Err(e) => Err(e),
-                }
+            |lookup, (state, at_rest_at)| match self.write(store, &lookup, &state, at_rest_at, now)
+            {
+                Ok(dropped) => Ok(Attempt::Done((dropped, state))),
+                Err(TableError::Conflict) => Ok(Attempt::Again),
+                Err(e) => Err(e),
             },
         )
     }
@@ -393,8 +390,7 @@ impl SlotTable {
     /// Bucket `index` as stored now (entries live and at rest; one that does not decode is
     /// empty). One `get`.
     pub fn read_bucket(&self, store: &dyn SharedStore, index: u32) -> Result<Bucket, TableError> {
-        let current = store
-            .get(&self.key_of(index))
+        let current = bucket_key::with(&self.prefix, index, |k| store.get(k))
             .map_err(|_| TableError::Store(StoreFault::Read))?
             .ok_or(TableError::Missing)?;
         Ok(Bucket::decode_or_empty(&current.value))
