@@ -107,14 +107,16 @@ impl BucketView {
 
     /// The value this bucket (decoded from `value`) stores with way `way` holding `entry`
     /// instead (`None`: free), and of the other ways only those `keep` accepts; `way` ≥
-    /// [`WAYS`] changes nothing. Kept entries are copied from `value` as they are.
-    pub fn encode_with(
+    /// [`WAYS`] changes nothing. Kept entries are copied from `value` as they are. `then`
+    /// gets the encoded value, built on the stack when it is small (as a rate limit's is).
+    pub fn encode_with<R>(
         &self,
         value: &[u8],
         way: usize,
         entry: Option<EntryRef<'_>>,
         keep: impl Fn(&EntryAt) -> bool,
-    ) -> Result<Vec<u8>, CodecError> {
+        then: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, CodecError> {
         let entry = entry.filter(|_| way < WAYS);
         let kept = |w: usize| self.ways[w].filter(|e| w != way && keep(e));
         let mut len = entry.map_or(0, |e| ENTRY_HEADER_BYTES + e.state.len());
@@ -124,32 +126,79 @@ impl BucketView {
             }
         }
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(then(&[]));
         }
-        let mut out = Vec::with_capacity(BUCKET_HEADER_BYTES + len);
-        out.push(FORMAT_VERSION);
-        out.push(0);
+        let len = BUCKET_HEADER_BYTES + len;
+        let mut stack = [0u8; STACK_VALUE_BYTES];
+        let mut heap = Vec::new();
+        let out = match stack.get_mut(..len) {
+            Some(out) => out,
+            None => {
+                heap.resize(len, 0);
+                &mut heap[..]
+            }
+        };
+        let mut cursor = Cursor { out, at: 0 };
+        cursor.put(&[FORMAT_VERSION, 0])?;
         let mut occupied = 0u8;
         for w in 0..WAYS {
             if w == way {
                 let Some(entry) = entry else { continue };
-                write_entry(&mut out, entry)?;
+                write_entry(&mut cursor, entry)?;
             } else {
                 let Some(e) = kept(w) else { continue };
                 if e.state_len > MAX_STATE_BYTES {
                     return Err(CodecError::StateTooLarge(e.state_len));
                 }
-                out.extend_from_slice(e.bytes(value).ok_or(CodecError::Truncated)?);
+                cursor.put(e.bytes(value).ok_or(CodecError::Truncated)?)?;
             }
             occupied |= 1 << w;
         }
-        out[1] = occupied;
-        Ok(out)
+        let out = cursor.out;
+        if let Some(byte) = out.get_mut(1) {
+            *byte = occupied;
+        }
+        Ok(then(out))
+    }
+}
+
+/// Encoded values up to this many bytes are built on the stack (a bucket of four entries
+/// with states of up to 20 bytes: every rate-limit algorithm but the sliding log).
+const STACK_VALUE_BYTES: usize = BUCKET_HEADER_BYTES + WAYS * (ENTRY_HEADER_BYTES + 20);
+
+/// Where encoded bytes go.
+pub(super) trait Put {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), CodecError>;
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), CodecError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// A buffer of exactly the encoded length, filled from the front.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Put for Cursor<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), CodecError> {
+        let end = self.at + bytes.len();
+        let to = self
+            .out
+            .get_mut(self.at..end)
+            .ok_or(CodecError::Truncated)?;
+        to.copy_from_slice(bytes);
+        self.at = end;
+        Ok(())
     }
 }
 
 /// Appends one entry in the stored layout.
-pub(super) fn write_entry(out: &mut Vec<u8>, entry: EntryRef<'_>) -> Result<(), CodecError> {
+pub(super) fn write_entry(out: &mut impl Put, entry: EntryRef<'_>) -> Result<(), CodecError> {
     if entry.fingerprint == 0 {
         return Err(CodecError::ZeroFingerprint);
     }
@@ -157,12 +206,11 @@ pub(super) fn write_entry(out: &mut Vec<u8>, entry: EntryRef<'_>) -> Result<(), 
         .ok()
         .filter(|&len| len as usize <= MAX_STATE_BYTES)
         .ok_or(CodecError::StateTooLarge(entry.state.len()))?;
-    out.extend_from_slice(&entry.fingerprint.to_le_bytes());
-    out.extend_from_slice(&entry.last_touched.to_le_bytes());
-    out.extend_from_slice(&entry.at_rest_at.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(entry.state);
-    Ok(())
+    out.put(&entry.fingerprint.to_le_bytes())?;
+    out.put(&entry.last_touched.to_le_bytes())?;
+    out.put(&entry.at_rest_at.to_le_bytes())?;
+    out.put(&len.to_le_bytes())?;
+    out.put(entry.state)
 }
 
 #[cfg(test)]
@@ -234,6 +282,7 @@ mod tests {
                 way,
                 written.as_ref().map(Entry::as_ref),
                 |e| e.is_live(now),
+                <[u8]>::to_vec,
             );
             prop_assert_eq!(in_place, changed.encode());
         }

@@ -38,7 +38,7 @@
 
 use super::bucket::{Bucket, CodecError, Entry, EntryRef, MAX_STATE_BYTES, WAYS};
 use super::bucket_key;
-use super::bucket_view::BucketView;
+use super::bucket_view::{BucketView, EntryAt};
 use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
 use super::placement::place;
@@ -292,14 +292,19 @@ impl SlotTable {
             at_rest_at,
             state,
         });
-        let bytes = bucket
-            .encode_with(&lookup.value, way, written, |e| e.is_live(now))
+        let set = |bytes: &[u8]| {
+            bucket_key::with(&self.prefix, lookup.index, |k| {
+                store.set(k, bytes, Some(lookup.cas))
+            })
+        };
+        let live = |e: &EntryAt| e.is_live(now);
+        let stored = bucket
+            .encode_with(&lookup.value, way, written, live, set)
             .map_err(|e| match e {
                 CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
                 _ => TableError::Store(StoreFault::Write),
             })?;
-        let set = |k: &str| store.set(k, &bytes, Some(lookup.cas));
-        match bucket_key::with(&self.prefix, lookup.index, set) {
+        match stored {
             Ok(()) => Ok(dropped),
             Err(WriteError::CasMismatch) => Err(TableError::Conflict),
             Err(WriteError::Host) => Err(TableError::Store(StoreFault::Write)),
