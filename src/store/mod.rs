@@ -19,6 +19,7 @@ mod bucket_key;
 pub mod bucket_view;
 pub mod cas;
 pub mod hash;
+mod lookup;
 pub mod memory;
 pub mod placement;
 pub mod slots;

@@ -41,12 +41,13 @@ use super::bucket_key;
 use super::bucket_view::{BucketView, EntryAt};
 use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
+pub use super::lookup::Lookup;
+use super::lookup::Seen;
 use super::placement::place;
 pub use super::placement::{Evicted, Eviction, Placement};
 pub use super::table_error::TableError;
-use super::{Cas, SharedStore, Versioned, WriteError};
+use super::{SharedStore, Versioned, WriteError};
 use crate::time::UnixNanos;
-use std::ops::Range;
 
 /// Estimated bytes Envoy spends per shared-data key besides the key and value bytes: its map
 /// is `std::unordered_map<std::string, std::pair<std::string, uint32_t>>`, so one hash node
@@ -71,29 +72,6 @@ pub enum SlotStep<T> {
     },
     /// Change nothing.
     Keep(T),
-}
-
-/// One read of a key's bucket, ready to be committed. It keeps the bucket's value as the
-/// host returned it; the key's state is a slice of it ([`Self::state`]).
-#[derive(Debug, Clone)]
-pub struct Lookup {
-    pub placement: Placement,
-    /// The bucket's version when read.
-    pub cas: Cas,
-    fingerprint: u64,
-    index: u32,
-    /// The bucket as read; emptied when it did not decode (such a bucket is empty).
-    value: Vec<u8>,
-    /// Where the key's live state lies in `value`; `None` means "fresh".
-    state: Option<Range<usize>>,
-}
-
-impl Lookup {
-    /// The key's state if it has a live entry; `None` means "fresh".
-    pub fn state(&self) -> Option<&[u8]> {
-        let range = self.state.clone()?;
-        Some(self.value.get(range).unwrap_or(&[]))
-    }
 }
 
 /// A fixed set of pre-created shared-data keys holding per-client entries; see module docs.
@@ -348,7 +326,7 @@ impl SlotTable {
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        first: Option<Lookup>,
+        first: Option<&Lookup>,
         f: impl FnMut(&Lookup) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
         self.update_lookup_written(store, key, now, eviction, first, f)
@@ -356,21 +334,24 @@ impl SlotTable {
     }
 
     /// [`Self::update_lookup`], also handing back the state the successful write stored
-    /// (empty when `f` kept the state): a caller that must remember it needs no copy.
+    /// (empty when `f` kept the state): a caller that must remember it needs no copy. The
+    /// caller's lookup is borrowed, not moved through the loop; only a fresh read is owned.
     pub fn update_lookup_written<T>(
         &self,
         store: &dyn SharedStore,
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        first: Option<Lookup>,
+        first: Option<&Lookup>,
         mut f: impl FnMut(&Lookup) -> SlotStep<T>,
     ) -> Result<(T, (Dropped, Vec<u8>)), TableError> {
         let mut first = first.filter(|l| l.fingerprint == key.fingerprint);
         read_compute_cas(
             || match first.take() {
-                Some(lookup) => Ok(lookup),
-                None => self.lookup(store, key, now, eviction),
+                Some(lookup) => Ok(Seen::Given(lookup)),
+                None => Ok(Seen::Read(Box::new(
+                    self.lookup(store, key, now, eviction)?,
+                ))),
             },
             |lookup| match f(lookup) {
                 SlotStep::Write {
