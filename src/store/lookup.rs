@@ -18,8 +18,8 @@ pub struct Lookup {
     /// The bucket's version when read.
     pub cas: Cas,
     pub(super) fingerprint: u64,
-    /// The bucket's index in its table.
-    pub(super) index: u32,
+    /// The bucket's shared-data key.
+    pub(super) key: String,
     /// The bucket as read; emptied when it did not decode (such a bucket is empty).
     pub(super) value: Vec<u8>,
     /// Where the key's live state lies in `value`; `None` means "fresh".

@@ -171,7 +171,9 @@ impl SlotTable {
         eviction: Eviction,
     ) -> Result<Lookup, TableError> {
         let index = self.bucket_of(key);
-        let Versioned { mut value, cas } = bucket_key::with(&self.prefix, index, |k| store.get(k))
+        let key_name = self.key_of(index);
+        let Versioned { mut value, cas } = store
+            .get(&key_name)
             .map_err(|_| TableError::Store(StoreFault::Read))?
             .ok_or(TableError::Missing)?;
         let bucket = BucketView::decode(&value).unwrap_or_else(|_| {
@@ -191,7 +193,7 @@ impl SlotTable {
             placement,
             cas,
             fingerprint: key.fingerprint,
-            index,
+            key: key_name,
             value,
             state,
         })
@@ -270,11 +272,7 @@ impl SlotTable {
             at_rest_at,
             state,
         });
-        let set = |bytes: &[u8]| {
-            bucket_key::with(&self.prefix, lookup.index, |k| {
-                store.set(k, bytes, Some(lookup.cas))
-            })
-        };
+        let set = |bytes: &[u8]| store.set(&lookup.key, bytes, Some(lookup.cas));
         let live = |e: &EntryAt| e.is_live(now);
         let stored = bucket
             .encode_with(&lookup.value, way, written, live, set)
@@ -376,7 +374,8 @@ impl SlotTable {
     /// Bucket `index` as stored now (entries live and at rest; one that does not decode is
     /// empty). One `get`.
     pub fn read_bucket(&self, store: &dyn SharedStore, index: u32) -> Result<Bucket, TableError> {
-        let current = bucket_key::with(&self.prefix, index, |k| store.get(k))
+        let current = store
+            .get(&self.key_of(index))
             .map_err(|_| TableError::Store(StoreFault::Read))?
             .ok_or(TableError::Missing)?;
         Ok(Bucket::decode_or_empty(&current.value))
