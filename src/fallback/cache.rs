@@ -173,7 +173,7 @@ impl StaleCache {
             .index
             .lookup(store, key, now, Eviction::LeastRecentlyTouched)
         {
-            Ok(l) => !self.is_fresh(l.state.as_deref(), vary.digest(hasher), now),
+            Ok(l) => !self.is_fresh(l.state(), vary.digest(hasher), now),
             Err(_) => false,
         }
     }
@@ -253,7 +253,7 @@ impl StaleCache {
         digest: u64,
         now: UnixNanos,
     ) -> Step<Result<Stored, CacheError>, u32> {
-        if self.is_fresh(lookup.state.as_deref(), digest, now) {
+        if self.is_fresh(lookup.state(), digest, now) {
             return Step::Keep(Ok(Stored::AlreadyFresh));
         }
         let slot = match lookup.placement {
@@ -286,10 +286,10 @@ impl StaleCache {
             .index
             .lookup(store, key, now, Eviction::NeverLive)
             .map_err(|_| Miss::Store)?;
-        let (Some(state), Placement::Existing { slot }) = (lookup.state, lookup.placement) else {
+        let (Some(state), Placement::Existing { slot }) = (lookup.state(), lookup.placement) else {
             return Err(Miss::NoEntry);
         };
-        let entry = Entry::decode(&state).ok_or(Miss::NoEntry)?;
+        let entry = Entry::decode(state).ok_or(Miss::NoEntry)?;
         let resident_ns = now.saturating_sub(entry.stored_at);
         let age_seconds = resident_ns / NANOS_PER_SEC;
         if resident_ns > max_stale_ns {

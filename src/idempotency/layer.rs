@@ -188,7 +188,7 @@ impl IdempotencyLayer {
         let Some(slot) = lookup.placement.slot() else {
             return SlotStep::Keep(Err(TableError::Full));
         };
-        let state = lookup.state.as_deref();
+        let state = lookup.state();
         let decided = begin(&self.config, state, fingerprint, owner, now);
         let Begin::Execute { new_state, .. } = &decided else {
             let (begin, evicted) = (decided, false);

@@ -49,7 +49,7 @@ fn remaining(
         .table
         .lookup(store, hash, NOW, Eviction::NeverLive)
         .unwrap();
-    let state = lookup.state.unwrap_or_default();
+    let state = lookup.state().unwrap_or_default().to_vec();
     algorithm::evaluate(&limit.params, &state, NOW).remaining
 }
 

@@ -24,6 +24,7 @@
 //! Anything that does not decode — unknown version, short, trailing or zero-fingerprint
 //! bytes — is treated by the table as an empty bucket: never a panic, at worst lost state.
 
+use super::bucket_view::{write_entry, BucketView};
 use crate::time::UnixNanos;
 
 /// Entries per bucket (per shared-data key).
@@ -115,47 +116,20 @@ impl std::fmt::Display for CodecError {
 impl std::error::Error for CodecError {}
 
 impl Bucket {
-    /// Decodes a stored value; the empty value is an empty bucket.
+    /// Decodes a stored value; the empty value is an empty bucket. Accepts and refuses
+    /// exactly what [`BucketView::decode`] does (it is that decoder, with each state copied).
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let view = BucketView::decode(bytes)?;
         let mut bucket = Bucket::default();
-        let Some((&version, rest)) = bytes.split_first() else {
-            return Ok(bucket);
-        };
-        if version != FORMAT_VERSION {
-            return Err(CodecError::UnknownVersion(version));
-        }
-        let (&occupied, mut rest) = rest.split_first().ok_or(CodecError::Truncated)?;
-        if u32::from(occupied) >> WAYS != 0 {
-            return Err(CodecError::BadOccupancy(occupied));
-        }
-        for (way, slot) in bucket.ways.iter_mut().enumerate() {
-            if occupied & (1 << way) == 0 {
-                continue;
-            }
-            let fingerprint = take_u64(&mut rest)?;
-            let last_touched = take_u64(&mut rest)?;
-            let at_rest_at = take_u64(&mut rest)?;
-            let len = u32::from_le_bytes(take(&mut rest)?) as usize;
-            if fingerprint == 0 {
-                return Err(CodecError::ZeroFingerprint);
-            }
-            if rest.len() < len {
-                return Err(CodecError::Truncated);
-            }
-            let (state, tail) = rest.split_at(len);
-            rest = tail;
-            *slot = Some(Entry {
-                fingerprint,
-                last_touched,
-                at_rest_at,
-                state: state.to_vec(),
+        for (slot, at) in bucket.ways.iter_mut().zip(view.ways) {
+            *slot = at.map(|at| Entry {
+                fingerprint: at.fingerprint,
+                last_touched: at.last_touched,
+                at_rest_at: at.at_rest_at,
+                state: at.state(bytes).to_vec(),
             });
         }
-        if rest.is_empty() {
-            Ok(bucket)
-        } else {
-            Err(CodecError::TrailingBytes)
-        }
+        Ok(bucket)
     }
 
     /// Like [`Self::decode`], but bytes that do not decode are an empty bucket.
@@ -196,19 +170,8 @@ impl Bucket {
         let mut occupied = 0u8;
         for w in 0..WAYS {
             let Some(entry) = at(w) else { continue };
-            if entry.fingerprint == 0 {
-                return Err(CodecError::ZeroFingerprint);
-            }
-            let len = u32::try_from(entry.state.len())
-                .ok()
-                .filter(|&len| len as usize <= MAX_STATE_BYTES)
-                .ok_or(CodecError::StateTooLarge(entry.state.len()))?;
+            write_entry(&mut out, entry)?;
             occupied |= 1 << w;
-            out.extend_from_slice(&entry.fingerprint.to_le_bytes());
-            out.extend_from_slice(&entry.last_touched.to_le_bytes());
-            out.extend_from_slice(&entry.at_rest_at.to_le_bytes());
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(entry.state);
         }
         out[1] = occupied;
         Ok(out)
@@ -232,16 +195,6 @@ impl Bucket {
     pub fn max_encoded_len(max_state_bytes: usize) -> usize {
         BUCKET_HEADER_BYTES + WAYS * (ENTRY_HEADER_BYTES + max_state_bytes.min(MAX_STATE_BYTES))
     }
-}
-
-fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], CodecError> {
-    let (head, tail) = rest.split_first_chunk::<N>().ok_or(CodecError::Truncated)?;
-    *rest = tail;
-    Ok(*head)
-}
-
-fn take_u64(rest: &mut &[u8]) -> Result<u64, CodecError> {
-    take::<8>(rest).map(u64::from_le_bytes)
 }
 
 #[cfg(test)]

@@ -283,8 +283,8 @@ fn a_lookup_given_to_update_lookup_saves_the_first_read() {
     let t = table(&store);
     let first = t.lookup(&store, KEY, NOW, Eviction::NeverLive).unwrap();
     let gets = store.stats().gets;
-    let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(first), |l| {
-        bump(l.state.as_deref())
+    let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(&first), |l| {
+        bump(l.state())
     });
     assert_eq!(r.map(|(n, _)| n), Ok(1));
     assert_eq!(store.stats().gets, gets, "no read besides the given lookup");
@@ -298,9 +298,9 @@ fn a_stale_lookup_given_to_update_lookup_is_read_again_not_written() {
     // Another worker counts the key after our lookup.
     assert_eq!(t.update(&store, KEY, NOW, Eviction::NeverLive, bump), Ok(1));
     let mut seen = Vec::new();
-    let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(stale), |l| {
-        seen.push(l.state.clone());
-        bump(l.state.as_deref())
+    let r = t.update_lookup(&store, KEY, NOW, Eviction::NeverLive, Some(&stale), |l| {
+        seen.push(l.state().map(<[u8]>::to_vec));
+        bump(l.state())
     });
     assert_eq!(r.map(|(n, _)| n), Ok(2));
     assert_eq!(seen, [None, Some(vec![1])]);

@@ -15,8 +15,11 @@
 //! retry bound ([`cas::read_compute_cas`], [`cas::MAX_CAS_ATTEMPTS`]).
 
 pub mod bucket;
+mod bucket_key;
+pub mod bucket_view;
 pub mod cas;
 pub mod hash;
+mod lookup;
 pub mod memory;
 pub mod placement;
 pub mod slots;

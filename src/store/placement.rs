@@ -11,7 +11,7 @@
 //! be (a retry of that key executes again — bounded memory is worth more than a refusal of
 //! every new key once the table holds `max_tracked_keys` finished answers).
 
-use super::bucket::{Bucket, Entry};
+use super::bucket_view::{BucketView, EntryAt};
 use crate::time::UnixNanos;
 
 /// What to do when a new key finds every way of its bucket held by a live entry.
@@ -63,10 +63,11 @@ impl Placement {
     }
 }
 
-/// Where a write of the key with `fingerprint` goes in `bucket` (see the module docs);
-/// `slot` names a way of this bucket as a table slot.
+/// Where a write of the key with `fingerprint` goes in `bucket`, decoded from `value` (see
+/// the module docs); `slot` names a way of this bucket as a table slot.
 pub(super) fn place(
-    bucket: &Bucket,
+    bucket: &BucketView,
+    value: &[u8],
     fingerprint: u64,
     now: UnixNanos,
     eviction: Eviction,
@@ -82,7 +83,7 @@ pub(super) fn place(
         Eviction::NeverLive => None,
         Eviction::LeastRecentlyTouched => least_recently_touched(bucket, |_| true),
         Eviction::LeastRecentlyTouchedWhere(evictable) => {
-            least_recently_touched(bucket, |e| evictable(&e.state))
+            least_recently_touched(bucket, |e| evictable(e.state(value)))
         }
     };
     match victim {
@@ -95,7 +96,7 @@ pub(super) fn place(
 }
 
 /// The way holding the entry `pred` accepts first.
-fn find(bucket: &Bucket, pred: impl Fn(&Entry) -> bool) -> Option<usize> {
+fn find(bucket: &BucketView, pred: impl Fn(&EntryAt) -> bool) -> Option<usize> {
     bucket
         .ways
         .iter()
@@ -103,7 +104,7 @@ fn find(bucket: &Bucket, pred: impl Fn(&Entry) -> bool) -> Option<usize> {
 }
 
 /// The first free way, else the way whose entry came to rest first.
-fn find_vacant(bucket: &Bucket, now: UnixNanos) -> Option<usize> {
+fn find_vacant(bucket: &BucketView, now: UnixNanos) -> Option<usize> {
     if let Some(way) = bucket.ways.iter().position(Option::is_none) {
         return Some(way);
     }
@@ -116,8 +117,8 @@ fn find_vacant(bucket: &Bucket, now: UnixNanos) -> Option<usize> {
 
 /// Of the entries `evictable` accepts, the one written longest ago (ties: the lower way).
 fn least_recently_touched(
-    bucket: &Bucket,
-    evictable: impl Fn(&Entry) -> bool,
+    bucket: &BucketView,
+    evictable: impl Fn(&EntryAt) -> bool,
 ) -> Option<(usize, Evicted)> {
     let candidates = bucket.ways.iter().enumerate().filter_map(|(way, e)| {
         let e = e.as_ref().filter(|e| evictable(e))?;

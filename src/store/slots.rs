@@ -37,12 +37,16 @@
 //! memory stays until Envoy restarts.
 
 use super::bucket::{Bucket, CodecError, Entry, EntryRef, MAX_STATE_BYTES, WAYS};
+use super::bucket_key;
+use super::bucket_view::{BucketView, EntryAt};
 use super::cas::{cas_floor, create_if_absent, read_compute_cas, Attempt, Step, StoreFault};
 use super::hash::{jump_bucket, KeyHash};
+pub use super::lookup::Lookup;
+use super::lookup::Seen;
 use super::placement::place;
 pub use super::placement::{Evicted, Eviction, Placement};
 pub use super::table_error::TableError;
-use super::{Cas, SharedStore, WriteError};
+use super::{SharedStore, Versioned, WriteError};
 use crate::time::UnixNanos;
 
 /// Estimated bytes Envoy spends per shared-data key besides the key and value bytes: its map
@@ -68,19 +72,6 @@ pub enum SlotStep<T> {
     },
     /// Change nothing.
     Keep(T),
-}
-
-/// One read of a key's bucket, ready to be committed.
-#[derive(Debug, Clone)]
-pub struct Lookup {
-    /// The key's state if it has a live entry; `None` means "fresh".
-    pub state: Option<Vec<u8>>,
-    pub placement: Placement,
-    /// The bucket's version when read.
-    pub cas: Cas,
-    fingerprint: u64,
-    bucket_key: String,
-    bucket: Bucket,
 }
 
 /// A fixed set of pre-created shared-data keys holding per-client entries; see module docs.
@@ -134,22 +125,7 @@ impl SlotTable {
 
     /// The shared-data key of bucket `index`.
     pub fn key_of(&self, index: u32) -> String {
-        // Once per table access on the request path: one exact allocation, no formatter.
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut n = index;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let mut key = String::with_capacity(self.prefix.len() + digits.len() - at);
-        key.push_str(&self.prefix);
-        key.extend(digits[at..].iter().map(|&d| char::from(d)));
-        key
+        bucket_key::owned(&self.prefix, index)
     }
 
     /// The bucket a client key lives in.
@@ -195,28 +171,31 @@ impl SlotTable {
         eviction: Eviction,
     ) -> Result<Lookup, TableError> {
         let index = self.bucket_of(key);
-        let bucket_key = self.key_of(index);
-        let current = store
-            .get(&bucket_key)
+        let key_name = self.key_of(index);
+        let Versioned { mut value, cas } = store
+            .get(&key_name)
             .map_err(|_| TableError::Store(StoreFault::Read))?
             .ok_or(TableError::Missing)?;
-        let mut bucket = Bucket::decode_or_empty(&current.value);
+        let bucket = BucketView::decode(&value).unwrap_or_else(|_| {
+            value.clear();
+            BucketView::default()
+        });
         let slot = |way: usize| index.saturating_mul(WAYS as u32).saturating_add(way as u32);
-        let placement = place(&bucket, key.fingerprint, now, eviction, slot);
+        let placement = place(&bucket, &value, key.fingerprint, now, eviction, slot);
         let mut state = None;
         if let Placement::Existing { slot } = placement {
             let way = slot as usize % WAYS;
-            if let Some(entry) = bucket.ways[way].as_mut().filter(|e| e.is_live(now)) {
-                state = Some(std::mem::take(&mut entry.state));
+            if let Some(entry) = bucket.ways[way].filter(|e| e.is_live(now)) {
+                state = Some(entry.state_range());
             }
         }
         Ok(Lookup {
-            state,
             placement,
-            cas: current.cas,
+            cas,
             fingerprint: key.fingerprint,
-            bucket_key,
-            bucket,
+            key: key_name,
+            value,
+            state,
         })
     }
 
@@ -255,15 +234,15 @@ impl SlotTable {
         at_rest_at: UnixNanos,
         now: UnixNanos,
     ) -> Result<Dropped, TableError> {
-        self.write(store, lookup, lookup.bucket.clone(), state, at_rest_at, now)
+        self.write(store, lookup, state, at_rest_at, now)
     }
 
-    /// The commit itself, given the looked-up bucket to modify (owned: `update` moves it out).
+    /// The commit itself: the looked-up value with the key's entry replaced and entries at
+    /// rest left out, the others' bytes copied as they were read.
     fn write(
         &self,
         store: &dyn SharedStore,
         lookup: &Lookup,
-        mut bucket: Bucket,
         state: &[u8],
         at_rest_at: UnixNanos,
         now: UnixNanos,
@@ -278,13 +257,12 @@ impl SlotTable {
         let slot = lookup.placement.slot().ok_or(TableError::Full)?;
         let way = slot as usize % WAYS;
         let first = slot - way as u32;
+        // The lookup emptied a value that did not decode, so this decodes.
+        let bucket = BucketView::decode(&lookup.value).unwrap_or_default();
         let mut dropped = Dropped::new();
-        for (w, entry) in bucket.ways.iter_mut().enumerate() {
-            if entry.as_ref().is_some_and(|e| !e.is_live(now)) {
-                *entry = None;
-                if w != way {
-                    dropped.push(first + w as u32);
-                }
+        for (w, entry) in bucket.ways.iter().enumerate() {
+            if w != way && entry.is_some_and(|e| !e.is_live(now)) {
+                dropped.push(first + w as u32);
             }
         }
         // The written entry is encoded from the borrowed state: no copy of it in between.
@@ -294,11 +272,15 @@ impl SlotTable {
             at_rest_at,
             state,
         });
-        let bytes = bucket.encode_with(way, written).map_err(|e| match e {
-            CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
-            _ => TableError::Store(StoreFault::Write),
-        })?;
-        match store.set(&lookup.bucket_key, &bytes, Some(lookup.cas)) {
+        let set = |bytes: &[u8]| store.set(&lookup.key, bytes, Some(lookup.cas));
+        let live = |e: &EntryAt| e.is_live(now);
+        let stored = bucket
+            .encode_with(&lookup.value, way, written, live, set)
+            .map_err(|e| match e {
+                CodecError::StateTooLarge(len) => TableError::StateTooLarge { len, max },
+                _ => TableError::Store(StoreFault::Write),
+            })?;
+        match stored {
             Ok(()) => Ok(dropped),
             Err(WriteError::CasMismatch) => Err(TableError::Conflict),
             Err(WriteError::Host) => Err(TableError::Store(StoreFault::Write)),
@@ -330,9 +312,7 @@ impl SlotTable {
         eviction: Eviction,
         mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
-        self.update_lookup(store, key, now, eviction, None, |lookup| {
-            f(lookup.state.as_deref())
-        })
+        self.update_lookup(store, key, now, eviction, None, |lookup| f(lookup.state()))
     }
 
     /// [`Self::update_dropping`] in full: `f` sees the whole [`Lookup`] (state and
@@ -344,7 +324,7 @@ impl SlotTable {
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        first: Option<Lookup>,
+        first: Option<&Lookup>,
         f: impl FnMut(&Lookup) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
         self.update_lookup_written(store, key, now, eviction, first, f)
@@ -352,21 +332,24 @@ impl SlotTable {
     }
 
     /// [`Self::update_lookup`], also handing back the state the successful write stored
-    /// (empty when `f` kept the state): a caller that must remember it needs no copy.
+    /// (empty when `f` kept the state): a caller that must remember it needs no copy. The
+    /// caller's lookup is borrowed, not moved through the loop; only a fresh read is owned.
     pub fn update_lookup_written<T>(
         &self,
         store: &dyn SharedStore,
         key: KeyHash,
         now: UnixNanos,
         eviction: Eviction,
-        first: Option<Lookup>,
+        first: Option<&Lookup>,
         mut f: impl FnMut(&Lookup) -> SlotStep<T>,
     ) -> Result<(T, (Dropped, Vec<u8>)), TableError> {
         let mut first = first.filter(|l| l.fingerprint == key.fingerprint);
         read_compute_cas(
             || match first.take() {
-                Some(lookup) => Ok(lookup),
-                None => self.lookup(store, key, now, eviction),
+                Some(lookup) => Ok(Seen::Given(lookup)),
+                None => Ok(Seen::Read(Box::new(
+                    self.lookup(store, key, now, eviction)?,
+                ))),
             },
             |lookup| match f(lookup) {
                 SlotStep::Write {
@@ -379,13 +362,11 @@ impl SlotTable {
                 },
                 SlotStep::Keep(result) => Step::Keep(result),
             },
-            |mut lookup, (state, at_rest_at)| {
-                let bucket = std::mem::take(&mut lookup.bucket);
-                match self.write(store, &lookup, bucket, &state, at_rest_at, now) {
-                    Ok(dropped) => Ok(Attempt::Done((dropped, state))),
-                    Err(TableError::Conflict) => Ok(Attempt::Again),
-                    Err(e) => Err(e),
-                }
+            |lookup, (state, at_rest_at)| match self.write(store, &lookup, &state, at_rest_at, now)
+            {
+                Ok(dropped) => Ok(Attempt::Done((dropped, state))),
+                Err(TableError::Conflict) => Ok(Attempt::Again),
+                Err(e) => Err(e),
             },
         )
     }

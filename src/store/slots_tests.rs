@@ -39,7 +39,10 @@ fn put(
 }
 
 fn read(t: &SlotTable, store: &MemoryStore, k: KeyHash, now: u64) -> Option<Vec<u8>> {
-    t.lookup(store, k, now, Eviction::NeverLive).unwrap().state
+    t.lookup(store, k, now, Eviction::NeverLive)
+        .unwrap()
+        .state()
+        .map(<[u8]>::to_vec)
 }
 
 fn bucket_of(t: &SlotTable, store: &MemoryStore, k: KeyHash) -> Bucket {
