@@ -1,8 +1,9 @@
 //! etcd's quota reached by a flood of distinct idempotency keys: etcd started with a small
 //! `--quota-backend-bytes` fills up, raises its NOSPACE alarm and refuses every write with
 //! "database space exceeded". Through the real levee.wasm in a real Envoy (two workers), keyed
-//! requests then get a clear `503` problem+json with `Retry-After` under `on_backend_error:
-//! deny` — never an execution without a record — and the refusal is counted as
+//! requests that need a new record then get a clear `503` problem+json with `Retry-After` under
+//! `on_backend_error: deny` — never an execution without a record — while a stored key still
+//! replays byte for byte (and `422`s on another body) from a read; the refusal is counted as
 //! `levee_backend_calls{levee_result="exhausted"}`, the series the shipped alert rule
 //! `LeveeBackendFull` watches. Compaction does not free live records; once an operator raises
 //! the quota and disarms the alarm, the same Envoy serves keyed requests again. On the way it
@@ -164,17 +165,27 @@ fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_f
         etcd.db_size(0)
     );
 
-    // Every keyed request is now refused, none forwarded; a stored key is not executed again.
+    // Every keyed request that needs a new record is now refused, none forwarded; a stored key
+    // still replays (etcd serves reads while it refuses writes), and is not executed again.
     for n in 0..10 {
         let key = format!("after-{n}");
         assert_refused_without_forwarding(&up, &key, &send(envoy.port(), &keyed(&key)));
+        let r = send(envoy.port(), &keyed("size-0"));
+        assert_eq!(
+            r.header("idempotent-replayed").as_deref(),
+            Some("true"),
+            "a stored key under NOSPACE: {} {}",
+            r.status,
+            r.text()
+        );
+        assert_eq!(r.body, stored.body, "replayed byte for byte under NOSPACE");
     }
-    let r = send(envoy.port(), &keyed("size-0"));
-    eprintln!("a stored key under NOSPACE: {}", r.status);
-    assert!(
-        r.status == 503 || r.header("idempotent-replayed").as_deref() == Some("true"),
-        "a stored key under NOSPACE: {} {}",
+    let other_body = keyed::keyed("size-0", "another body").header("x-upstream-body", "b");
+    let r = send(envoy.port(), &other_body);
+    assert_eq!(
         r.status,
+        422,
+        "another body on a stored key under NOSPACE: {}",
         r.text()
     );
     assert_eq!(up.count_for("idempotency-key", "size-0"), 1);

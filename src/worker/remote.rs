@@ -42,6 +42,8 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
 }
 
 /// gRPC `RESOURCE_EXHAUSTED`: etcd's "database space exceeded" (or "too many requests").
+/// Counted apart, and not a failure for the breaker: the backend answered at once, and a full
+/// etcd still serves the reads that let stored answers replay.
 const RESOURCE_EXHAUSTED: u32 = 8;
 
 /// A status by which the backend answered the request itself (a bad argument, a failed
@@ -216,7 +218,10 @@ impl Worker {
             return;
         };
         self.count(host, p.backend, result, now);
-        let failed = !matches!(result, BackendEvent::CallOk | BackendEvent::CallRefused);
+        let failed = !matches!(
+            result,
+            BackendEvent::CallOk | BackendEvent::CallRefused | BackendEvent::CallExhausted
+        );
         self.with_env(host, now, |env| {
             env.metrics
                 .backend_latency(p.backend, answer.elapsed_ns / NANOS_PER_MILLI);

@@ -6,7 +6,8 @@
 //! timeout or reset after the request went out: etcd may have applied it). A claim of unknown
 //! fate is re-sent once — the owner nonce in the record makes that safe: finding a record that
 //! carries our nonce means the first send won. etcd's "database space exceeded" (`8`,
-//! `RESOURCE_EXHAUSTED`, once the quota is reached) is a plain backend error: no retry.
+//! `RESOURCE_EXHAUSTED`, once the quota is reached) is *exhausted*: etcd refuses every write,
+//! not a read, so a claim then reads the record instead and can still replay a stored answer.
 
 use crate::backend::etcd::{LeaseGrantRequest, TxnRequest, TxnResponse};
 use crate::config::IdempotencyOnBackendError;
@@ -30,6 +31,9 @@ pub enum Failure {
     NotApplied,
     /// Maybe applied (timeout or reset after sending).
     FateUnknown,
+    /// Not applied: etcd's database is full (its `NOSPACE` alarm) and it refuses every write
+    /// until an operator frees space; reads still work.
+    Exhausted,
 }
 
 /// What came back for a [`Call`].
@@ -45,6 +49,8 @@ pub enum EtcdAnswer {
 const DEADLINE_EXCEEDED: u32 = 4;
 /// gRPC `UNAVAILABLE`: Envoy's answer for a reset, a refused connection or no healthy host.
 const UNAVAILABLE: u32 = 14;
+/// gRPC `RESOURCE_EXHAUSTED`: etcd's "database space exceeded".
+const RESOURCE_EXHAUSTED: u32 = 8;
 /// gRPC `UNKNOWN` and `INTERNAL`: the stream ended without a status the server chose.
 const UNKNOWN: u32 = 2;
 const INTERNAL: u32 = 13;
@@ -54,6 +60,7 @@ const INTERNAL: u32 = 13;
 pub fn failure_of(status: u32, sent: bool) -> Failure {
     match status {
         DEADLINE_EXCEEDED | UNAVAILABLE | UNKNOWN | INTERNAL if sent => Failure::FateUnknown,
+        RESOURCE_EXHAUSTED => Failure::Exhausted,
         _ => Failure::NotApplied,
     }
 }
@@ -104,8 +111,13 @@ mod tests {
         assert_eq!(failure_of(4, true), Failure::FateUnknown);
         assert_eq!(failure_of(14, true), Failure::FateUnknown);
         assert_eq!(failure_of(14, false), Failure::NotApplied);
-        // database space exceeded, request too large: refused, not applied.
-        assert_eq!(failure_of(8, true), Failure::NotApplied);
+        // Database space exceeded: refused, and every write will be until space is freed.
+        assert_eq!(failure_of(8, true), Failure::Exhausted);
+        assert_eq!(
+            grant_answer(8, true),
+            EtcdAnswer::Failed(Failure::Exhausted)
+        );
+        // Request too large: refused, not applied.
         assert_eq!(failure_of(3, true), Failure::NotApplied);
         assert_eq!(grant_answer(9, true), EtcdAnswer::Granted);
         assert_eq!(grant_answer(0, true), EtcdAnswer::Granted);

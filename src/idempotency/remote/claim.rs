@@ -14,9 +14,16 @@
 //! nonce (ours, at a revision we did not see: adopt it and write again), or another owner's
 //! (fenced). At most one call is outstanding; a completion asked for during a renewal waits
 //! for its answer.
+//!
+//! While etcd's database is full it refuses every transaction that may write, the claim
+//! included, but still serves reads: a claim refused that way reads the record once, and
+//! replays, answers `409` or `422` from it as it would have; only a key that would need a new
+//! record is left to `on_backend_error`.
 
 use crate::backend::etcd::TxnOutcome;
-use crate::backend::etcd::{create_if_absent, delete_if_revision, outcome, put_if_revision};
+use crate::backend::etcd::{
+    create_if_absent, delete_if_revision, first_kv, outcome, put_if_revision, read,
+};
 use crate::config::IdempotencyConfig;
 use crate::idempotency::machine::{
     begin, finish, renew, renew_interval_ns, Begin, Finish, Outcome,
@@ -96,6 +103,9 @@ struct Write {
     resent: bool,
     /// Times a completion was postponed (the pause before the next doubles each time).
     retries: u32,
+    /// etcd refused the claim for lack of space and the record was read instead: decide from
+    /// it, write nothing.
+    read_only: bool,
 }
 
 impl Write {
@@ -117,6 +127,7 @@ impl Write {
             sends: 0,
             resent: false,
             retries: 0,
+            read_only: false,
         }
     }
 }
@@ -264,7 +275,7 @@ impl RemoteKey {
     }
 
     fn send(&mut self, env: &mut RemoteEnv<'_>, mut write: Write) -> Step {
-        if write.sends >= MAX_WRITES {
+        if write.sends >= MAX_WRITES || write.read_only {
             return self.failed(env, write);
         }
         let lease = if write.value.is_empty() {
@@ -309,6 +320,7 @@ impl RemoteKey {
                     env.leases.granted(end);
                     self.send(env, write)
                 }
+                EtcdAnswer::Failed(Failure::Exhausted) => self.read_instead(env, write),
                 _ => self.failed(env, write),
             };
         }
@@ -320,13 +332,31 @@ impl RemoteKey {
                 write.resent = true;
                 return self.send(env, write);
             }
+            EtcdAnswer::Failed(Failure::Exhausted) => return self.read_instead(env, write),
             EtcdAnswer::Granted | EtcdAnswer::Failed(_) => return self.failed(env, write),
         };
+        if write.read_only {
+            // What the claim would have found: decided as a refused claim, without a write.
+            let current = first_kv(&response);
+            let step = self.conflict(env, write, current);
+            return self.after(env, step);
+        }
         let step = match outcome(&response) {
             TxnOutcome::Applied { revision } => self.applied(env, &write, revision),
             TxnOutcome::Conflict { current } => self.conflict(env, write, current),
         };
         self.after(env, step)
+    }
+
+    /// etcd refused `write` for lack of space: a claim reads the record once instead (etcd
+    /// serves reads while it refuses writes); anything else has failed.
+    fn read_instead(&mut self, env: &mut RemoteEnv<'_>, mut write: Write) -> Step {
+        if write.purpose != Purpose::Claim || write.read_only {
+            return self.failed(env, write);
+        }
+        write.read_only = true;
+        self.pending = Some(write);
+        Step::Send(Call::Txn(read(&self.key)))
     }
 
     /// Runs a completion queued behind a renewal once that renewal is answered.

@@ -18,6 +18,11 @@ pub struct FakeEtcd {
     pub leases: BTreeSet<i64>,
     /// While true every call fails before reaching the store.
     pub down: bool,
+    /// While true the database is full: grants and every Txn that may write are refused with
+    /// "database space exceeded", reads are served (etcd's `NOSPACE` alarm).
+    pub full: bool,
+    /// Calls refused because the database is full.
+    pub refused_full: u32,
     /// The next N Txns are applied but their answers are lost (fate unknown).
     pub lose_answers: u32,
     pub txns: u32,
@@ -29,7 +34,16 @@ impl FakeEtcd {
         if self.down {
             return EtcdAnswer::Failed(Failure::NotApplied);
         }
+        let writes = |ops: &[RequestOp]| ops.iter().any(|op| !matches!(op, RequestOp::Range(_)));
         match call {
+            Call::Grant(_) if self.full => {
+                self.refused_full += 1;
+                EtcdAnswer::Failed(Failure::Exhausted)
+            }
+            Call::Txn(t) if self.full && (writes(&t.success) || writes(&t.failure)) => {
+                self.refused_full += 1;
+                EtcdAnswer::Failed(Failure::Exhausted)
+            }
             Call::Grant(g) => self.grant(g),
             Call::Txn(t) => {
                 let answer = self.txn(t);

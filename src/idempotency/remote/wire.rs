@@ -100,10 +100,10 @@ mod tests {
             etcd_answer(&txn, &answer(14, vec![], 250_000_000)),
             EtcdAnswer::Failed(Failure::FateUnknown)
         );
-        // Quota exhausted: refused, not applied.
+        // Quota exhausted: refused, and so will every write be.
         assert_eq!(
             etcd_answer(&txn, &answer(8, vec![], 1_000)),
-            EtcdAnswer::Failed(Failure::NotApplied)
+            EtcdAnswer::Failed(Failure::Exhausted)
         );
         assert_eq!(
             etcd_answer(&txn, &answer(0, vec![0xff, 0xff], 1_000)),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::backend::etcd::{LeaseGrantRequest, TxnRequest};
 use crate::backend::Message;
 use crate::idempotency::remote::fake_etcd::FakeEtcd;
-use crate::idempotency::remote::{Call as EtcdCall, EtcdAnswer};
+use crate::idempotency::remote::{Call as EtcdCall, EtcdAnswer, Failure};
 use crate::metrics::{BackendEvent, Event, IdempotencyEvent};
 use crate::request::fake::FakeRequest;
 use crate::store::MemoryStore;
@@ -60,6 +60,7 @@ pub(super) fn serve(
             let (status, bytes) = match etcd.call(&call) {
                 EtcdAnswer::Txn(r) => (0, r.encode()),
                 EtcdAnswer::Granted => (0, Vec::new()),
+                EtcdAnswer::Failed(Failure::Exhausted) => (8, Vec::new()),
                 EtcdAnswer::Failed(_) => (14, Vec::new()),
             };
             host.now += MS;

@@ -1,6 +1,7 @@
 //! The remote record machine against a fake etcd: the shared-data store's decisions, fencing,
 //! lost answers, outages; races in [`race`]; the worker's table of held keys in [`held`].
 
+mod full;
 mod held;
 mod race;
 
