@@ -9,10 +9,10 @@
 //! across. It accepts and refuses exactly the bytes [`super::bucket::Bucket::decode`] does
 //! (that decoder is built on this one), so a bucket that does not decode still reads as empty.
 
-use super::bucket::{
-    CodecError, EntryRef, BUCKET_HEADER_BYTES, ENTRY_HEADER_BYTES, FORMAT_VERSION,
+use super::bucket_layout::{
+    CodecError, EntryRef, BUCKET_HEADER_BYTES, ENTRY_HEADER_BYTES, FORMAT_VERSION, MAX_STATE_BYTES,
+    WAYS,
 };
-use super::bucket::{MAX_STATE_BYTES, WAYS};
 use crate::time::UnixNanos;
 
 /// One entry's header, and where its bytes lie in the value it was decoded from.

@@ -16,6 +16,7 @@
 
 pub mod bucket;
 mod bucket_key;
+pub mod bucket_layout;
 pub mod bucket_view;
 pub mod cas;
 pub mod hash;
