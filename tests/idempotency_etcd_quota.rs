@@ -3,7 +3,8 @@
 //! "database space exceeded". Through the real levee.wasm in a real Envoy (two workers), keyed
 //! requests that need a new record then get a clear `503` problem+json with `Retry-After` under
 //! `on_backend_error: deny` — never an execution without a record — while a stored key still
-//! replays byte for byte (and `422`s on another body) from a read; the refusal is counted as
+//! replays byte for byte (and `422`s on another body) from a read, on the Envoy that stored it
+//! and on a second one that never saw it; the refusal is counted as
 //! `levee_backend_calls{levee_result="exhausted"}`, the series the shipped alert rule
 //! `LeveeBackendFull` watches. Compaction does not free live records; once an operator raises
 //! the quota and disarms the alarm, the same Envoy serves keyed requests again. On the way it
@@ -119,6 +120,8 @@ fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_f
         stats_tags: stats_tags(),
         ..etcd_options(etcd_cluster(&etcd), &up, &config)
     });
+    // A second Envoy of the mesh on the same etcd: it never stored anything itself.
+    let other = Envoy::start(etcd_options(etcd_cluster(&etcd), &up, &config));
     let r = until_served(&envoy, "warm", Duration::from_secs(15));
     assert_eq!(r.status, 200, "never served: {}", r.text());
 
@@ -165,29 +168,36 @@ fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_f
         etcd.db_size(0)
     );
 
-    // Every keyed request that needs a new record is now refused, none forwarded; a stored key
-    // still replays (etcd serves reads while it refuses writes), and is not executed again.
+    // Every keyed request that needs a new record is now refused, none forwarded; a key stored
+    // before the space ran out still replays byte for byte on either Envoy (etcd serves reads
+    // while it refuses writes), is not executed again, and another body on it is 422.
     for n in 0..10 {
-        let key = format!("after-{n}");
-        assert_refused_without_forwarding(&up, &key, &send(envoy.port(), &keyed(&key)));
-        let r = send(envoy.port(), &keyed("size-0"));
-        assert_eq!(
-            r.header("idempotent-replayed").as_deref(),
-            Some("true"),
-            "a stored key under NOSPACE: {} {}",
-            r.status,
-            r.text()
-        );
-        assert_eq!(r.body, stored.body, "replayed byte for byte under NOSPACE");
+        for (name, port) in [("first", envoy.port()), ("second", other.port())] {
+            let key = format!("after-{name}-{n}");
+            assert_refused_without_forwarding(&up, &key, &send(port, &keyed(&key)));
+            let r = send(port, &keyed("size-0"));
+            assert_eq!(
+                (r.status, r.header("idempotent-replayed").as_deref()),
+                (stored.status, Some("true")),
+                "a stored key under NOSPACE on the {name} Envoy: {}",
+                r.text()
+            );
+            assert_eq!(
+                r.body, stored.body,
+                "replayed byte for byte under NOSPACE on the {name} Envoy"
+            );
+        }
     }
     let other_body = keyed::keyed("size-0", "another body").header("x-upstream-body", "b");
-    let r = send(envoy.port(), &other_body);
-    assert_eq!(
-        r.status,
-        422,
-        "another body on a stored key under NOSPACE: {}",
-        r.text()
-    );
+    for (name, port) in [("first", envoy.port()), ("second", other.port())] {
+        let r = send(port, &other_body);
+        assert_eq!(
+            r.status,
+            422,
+            "another body on a stored key under NOSPACE on the {name} Envoy: {}",
+            r.text()
+        );
+    }
     assert_eq!(up.count_for("idempotency-key", "size-0"), 1);
     for (key, status) in &fates {
         let expected = usize::from(*status == 200);
@@ -206,6 +216,11 @@ fn a_full_etcd_refuses_keyed_requests_with_503_counts_it_and_serves_again_once_f
     );
     assert!(exhausted >= 1);
     assert!(denied >= 11, "{denied}");
+    // The second Envoy denied only its ten fresh keys: its replays and its 422 were answered
+    // from the read, not by the backend policy.
+    assert_eq!(other.stat("levee_backend.records.decisions.deny"), 10);
+    assert_eq!(other.stat("levee_idempotency_replayed"), 10);
+    assert_eq!(other.stat("levee_idempotency_mismatch"), 1);
     // The series the backend alert rules query: LeveeBackendFull's, and the etcd quota's.
     let prom = envoy.admin("/stats/prometheus").expect("prometheus stats");
     let full = r#"levee_backend_calls{levee_backend="records",levee_result="exhausted"}"#;

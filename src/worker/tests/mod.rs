@@ -1,6 +1,7 @@
 //! The real worker driven through [`FakeHost`]: what Envoy sees for each kind of request.
 
 mod etcd;
+mod etcd_full;
 mod etcd_modes;
 mod etcd_renewal;
 mod global_limit;
