@@ -20,6 +20,7 @@ use crate::idempotency::request_key::RequestKey;
 use crate::outcome::UpstreamResult;
 use crate::problem::LocalReply;
 use crate::ratelimit::admission::{self, RateAdmission};
+use crate::ratelimit::engine::LimitRequest;
 use crate::request::saved::SavedRequest;
 use crate::request::RequestAttributes;
 use crate::time::UnixNanos;
@@ -142,18 +143,14 @@ impl RequestFlow {
             return self.global_limits(env, req);
         }
         if !plugin.limiter.is_empty() {
-            let (store, now) = (env.store, env.now);
-            let limiter = &plugin.limiter;
-            let hasher = &plugin.hasher;
-            let admission = admission::admit(
-                limiter,
-                &plugin.config,
-                store,
-                hasher,
+            let request = LimitRequest {
+                store: env.store,
+                hasher: &plugin.hasher,
+                client_ip: &plugin.config.client_ip,
                 req,
-                now,
-                env.metrics,
-            );
+                now: env.now,
+            };
+            let admission = admission::admit(&plugin.limiter, &plugin.config, request, env.metrics);
             return self.on_rate_admission(env, admission);
         }
         self.after_rate_limits(env)

@@ -9,12 +9,9 @@ use crate::config::{LeveeConfig, Mode};
 use crate::header_names::RETRY_AFTER;
 use crate::metrics::Metrics;
 use crate::problem::{problem, LocalReply, ProblemKind};
-use crate::request::RequestAttributes;
-use crate::store::hash::KeyHasher;
-use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
-use super::engine::{Check, RateLimiter, Verdict};
+use super::engine::{Check, LimitRequest, RateLimiter, Verdict};
 use super::headers::rate_limit_headers;
 
 /// What the limits decided for one request.
@@ -34,14 +31,11 @@ pub enum RateAdmission {
 pub fn admit(
     limiter: &RateLimiter,
     config: &LeveeConfig,
-    store: &dyn SharedStore,
-    hasher: &KeyHasher,
-    req: &dyn RequestAttributes,
-    now: UnixNanos,
+    request: LimitRequest<'_>,
     metrics: &mut dyn Metrics,
 ) -> RateAdmission {
-    let check = limiter.check(store, hasher, &config.client_ip, req, now, metrics);
-    decide(limiter, config, &check, now)
+    let check = limiter.check(request, metrics);
+    decide(limiter, config, &check, request.now)
 }
 
 /// What the request sees of the limits' `check`.

@@ -60,6 +60,17 @@ pub struct RateLimiter {
     pub limits: Vec<Limit>,
 }
 
+/// One request as every limit sees it: where shared state lives, how client keys are hashed,
+/// how the client's IP is found, the request itself, and the instant of the check.
+#[derive(Clone, Copy)]
+pub struct LimitRequest<'a> {
+    pub store: &'a dyn SharedStore,
+    pub hasher: &'a KeyHasher,
+    pub client_ip: &'a ClientIpConfig,
+    pub req: &'a dyn RequestAttributes,
+    pub now: UnixNanos,
+}
+
 impl RateLimiter {
     /// Limits kept in this Envoy only.
     pub fn new(configs: &[RateLimitConfig], slots: u32) -> Self {
@@ -85,17 +96,9 @@ impl RateLimiter {
     }
 
     /// Checks (and, if admitted, consumes from) every limit that matches the request.
-    pub fn check(
-        &self,
-        store: &dyn SharedStore,
-        hasher: &KeyHasher,
-        client_ip: &ClientIpConfig,
-        req: &dyn RequestAttributes,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Check {
-        match self.phase1(store, hasher, client_ip, req, now, metrics) {
-            Ok(phase1) => self.phase2(store, phase1, now, metrics),
+    pub fn check(&self, request: LimitRequest<'_>, metrics: &mut dyn Metrics) -> Check {
+        match self.phase1(request, metrics) {
+            Ok(phase1) => self.phase2(request.store, phase1, request.now, metrics),
             Err(check) => check,
         }
     }
@@ -104,13 +107,16 @@ impl RateLimiter {
     /// is decided already (rejected).
     pub(crate) fn phase1(
         &self,
-        store: &dyn SharedStore,
-        hasher: &KeyHasher,
-        client_ip: &ClientIpConfig,
-        req: &dyn RequestAttributes,
-        now: UnixNanos,
+        request: LimitRequest<'_>,
         metrics: &mut dyn Metrics,
     ) -> Result<Phase1, Check> {
+        let LimitRequest {
+            store,
+            hasher,
+            client_ip,
+            req,
+            now,
+        } = request;
         let mut key = Vec::with_capacity(64);
         let mut pending: Vec<Pending> = Vec::with_capacity(self.limits.len());
         let mut shadow_rejected: Vec<usize> = Vec::new();

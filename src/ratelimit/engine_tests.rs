@@ -8,7 +8,7 @@ use std::thread;
 use serde_json::json;
 
 use super::algorithm;
-use super::engine::{RateLimiter, Verdict};
+use super::engine::{Check, LimitRequest, RateLimiter, Verdict};
 use crate::config::{self, ClientIpConfig, LeveeConfig};
 use crate::metrics::{Event, GlobalEvent, Recorder};
 use crate::request::fake::FakeRequest;
@@ -80,11 +80,13 @@ fn racing_workers_under_injected_conflicts_admit_exactly_the_tightest_limit_and_
                         let admitted = (0..20)
                             .filter(|_| {
                                 let check = limiter.check(
-                                    store,
-                                    hasher,
-                                    &cfg.client_ip,
-                                    &request(),
-                                    NOW,
+                                    LimitRequest {
+                                        store,
+                                        hasher,
+                                        client_ip: &cfg.client_ip,
+                                        req: &request(),
+                                        now: NOW,
+                                    },
                                     &mut metrics,
                                 );
                                 check.verdict == Verdict::Admit
@@ -122,6 +124,24 @@ fn racing_workers_under_injected_conflicts_admit_exactly_the_tightest_limit_and_
     }
 }
 
+/// `request()` checked against `limiter` at `NOW`.
+fn check_at_now(
+    limiter: &RateLimiter,
+    store: &MemoryStore,
+    cfg: &LeveeConfig,
+    metrics: &mut Recorder,
+) -> Check {
+    let hasher = KeyHasher::new([1; 16]);
+    let request = LimitRequest {
+        store,
+        hasher: &hasher,
+        client_ip: &cfg.client_ip,
+        req: &request(),
+        now: NOW,
+    };
+    limiter.check(request, metrics)
+}
+
 fn one_limit(on_internal_error: &str, store: &MemoryStore) -> (LeveeConfig, RateLimiter) {
     let doc = json!({ "rate_limits": [{
         "name": "api", "algorithm": "fixed_window", "limit": 5, "window": "1m",
@@ -134,17 +154,9 @@ fn one_limit(on_internal_error: &str, store: &MemoryStore) -> (LeveeConfig, Rate
 fn conflicts_below_the_bound_still_admit_and_count_once() {
     let store = MemoryStore::new();
     let (cfg, limiter) = one_limit("deny", &store);
-    let hasher = KeyHasher::new([1; 16]);
     let mut metrics = Recorder::default();
     store.fail_next_cas(MAX_CAS_ATTEMPTS - 1);
-    let check = limiter.check(
-        &store,
-        &hasher,
-        &cfg.client_ip,
-        &request(),
-        NOW,
-        &mut metrics,
-    );
+    let check = check_at_now(&limiter, &store, &cfg, &mut metrics);
     assert_eq!(check.verdict, Verdict::Admit);
     assert_eq!(check.headline.map(|h| h.evaluation.remaining), Some(4));
     assert_eq!(
@@ -157,17 +169,9 @@ fn conflicts_below_the_bound_still_admit_and_count_once() {
 fn exhausted_retries_reject_when_the_limit_says_deny() {
     let store = MemoryStore::new();
     let (cfg, limiter) = one_limit("deny", &store);
-    let hasher = KeyHasher::new([1; 16]);
     let mut metrics = Recorder::default();
     store.fail_next_cas(MAX_CAS_ATTEMPTS);
-    let check = limiter.check(
-        &store,
-        &hasher,
-        &cfg.client_ip,
-        &request(),
-        NOW,
-        &mut metrics,
-    );
+    let check = check_at_now(&limiter, &store, &cfg, &mut metrics);
     assert_eq!(
         check.verdict,
         Verdict::Reject {
@@ -185,17 +189,9 @@ fn exhausted_retries_reject_when_the_limit_says_deny() {
 fn exhausted_retries_admit_without_counting_when_the_limit_says_allow() {
     let store = MemoryStore::new();
     let (cfg, limiter) = one_limit("allow", &store);
-    let hasher = KeyHasher::new([1; 16]);
     let mut metrics = Recorder::default();
     store.fail_next_cas(MAX_CAS_ATTEMPTS);
-    let check = limiter.check(
-        &store,
-        &hasher,
-        &cfg.client_ip,
-        &request(),
-        NOW,
-        &mut metrics,
-    );
+    let check = check_at_now(&limiter, &store, &cfg, &mut metrics);
     assert_eq!(check.verdict, Verdict::Admit);
     assert_eq!(check.headline, None);
     assert_eq!(
@@ -203,14 +199,7 @@ fn exhausted_retries_admit_without_counting_when_the_limit_says_allow() {
         1
     );
     // Nothing was written: the next request sees the full limit.
-    let check = limiter.check(
-        &store,
-        &hasher,
-        &cfg.client_ip,
-        &request(),
-        NOW,
-        &mut metrics,
-    );
+    let check = check_at_now(&limiter, &store, &cfg, &mut metrics);
     assert_eq!(check.headline.map(|h| h.evaluation.remaining), Some(4));
 }
 
@@ -250,14 +239,7 @@ fn a_limit_that_turns_to_reject_at_commit_refunds_the_limits_already_committed()
         prefix: "levee:v1:rl:tight:",
         other: RefCell::new(Some(Box::new(|| {
             let mut metrics = Recorder::default();
-            let check = limiter.check(
-                &store,
-                &hasher,
-                &cfg.client_ip,
-                &request(),
-                NOW,
-                &mut metrics,
-            );
+            let check = check_at_now(&limiter, &store, &cfg, &mut metrics);
             assert_eq!(
                 check.verdict,
                 Verdict::Admit,
@@ -267,11 +249,13 @@ fn a_limit_that_turns_to_reject_at_commit_refunds_the_limits_already_committed()
     };
     let mut metrics = Recorder::default();
     let check = limiter.check(
-        &racing,
-        &hasher,
-        &cfg.client_ip,
-        &request(),
-        NOW,
+        LimitRequest {
+            store: &racing,
+            hasher: &hasher,
+            client_ip: &cfg.client_ip,
+            req: &request(),
+            now: NOW,
+        },
         &mut metrics,
     );
     assert!(matches!(check.verdict, Verdict::Reject { limit: 1, .. }));

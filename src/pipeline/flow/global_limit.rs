@@ -11,7 +11,7 @@ use super::{Await, Env, RemoteAnswer, RemoteCall, RequestFlow, Stage, Step};
 use crate::backend::rls::{RateLimitResponse, METHOD, SERVICE};
 use crate::backend::wire::Message;
 use crate::ratelimit::admission;
-use crate::ratelimit::engine::Check;
+use crate::ratelimit::engine::{Check, LimitRequest};
 use crate::ratelimit::global::{BackendFailure, Deferred, Prepared, RemoteAsk};
 use crate::request::RequestAttributes;
 use crate::time::{duration_nanos, NANOS_PER_MILLI};
@@ -63,14 +63,14 @@ impl RequestFlow {
     /// The rate-limit stage with mesh-wide limits.
     pub(super) fn global_limits(&mut self, env: &mut Env<'_>, req: &dyn RequestAttributes) -> Step {
         let plugin = env.plugin;
-        let prepared = plugin.limiter.prepare(
-            env.store,
-            &plugin.hasher,
-            &plugin.config.client_ip,
+        let request = LimitRequest {
+            store: env.store,
+            hasher: &plugin.hasher,
+            client_ip: &plugin.config.client_ip,
             req,
-            env.now,
-            env.metrics,
-        );
+            now: env.now,
+        };
+        let prepared = plugin.limiter.prepare(request, env.metrics);
         self.global_next(env, GlobalWait::of(prepared, Vec::new()))
     }
 

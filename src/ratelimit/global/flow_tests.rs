@@ -9,7 +9,7 @@ use super::sim_tests::{Service, SEC, T0};
 use super::{BackendFailure, Prepared};
 use crate::config::{self, LeveeConfig};
 use crate::metrics::Recorder;
-use crate::ratelimit::engine::{RateLimiter, Verdict};
+use crate::ratelimit::engine::{LimitRequest, RateLimiter, Verdict};
 use crate::request::fake::FakeRequest;
 use crate::store::hash::KeyHasher;
 use crate::store::memory::MemoryStore;
@@ -54,9 +54,16 @@ fn request(e: &Envoy, service: Option<&mut Service>, now: u64) -> bool {
     let mut metrics = Recorder::default();
     let mut service = service;
     let ip = &e.cfg.client_ip;
-    let mut step = e
-        .limiter
-        .prepare(&e.store, &hasher, ip, &req, now, &mut metrics);
+    let mut step = e.limiter.prepare(
+        LimitRequest {
+            store: &e.store,
+            hasher: &hasher,
+            client_ip: ip,
+            req: &req,
+            now,
+        },
+        &mut metrics,
+    );
     loop {
         let (deferred, asks, background) = match step {
             Prepared::Decided { check, background } => {

@@ -10,11 +10,10 @@
 
 use super::{Asked, BackendFailure, Begin, Finish, ServiceView};
 use crate::backend::rls::{RateLimitRequest, RateLimitResponse};
-use crate::config::{ClientIpConfig, Mode};
+use crate::config::Mode;
 use crate::metrics::{Event, Metrics, RateLimitEvent};
-use crate::ratelimit::engine::{Check, Headline, Phase1, RateLimiter, Verdict};
-use crate::request::RequestAttributes;
-use crate::store::hash::{KeyHash, KeyHasher};
+use crate::ratelimit::engine::{Check, Headline, LimitRequest, Phase1, RateLimiter, Verdict};
+use crate::store::hash::KeyHash;
 use crate::store::SharedStore;
 use crate::time::UnixNanos;
 
@@ -64,16 +63,9 @@ impl RateLimiter {
     }
 
     /// The local tier's phase 1, then what the mesh-wide limits need.
-    pub fn prepare(
-        &self,
-        store: &dyn SharedStore,
-        hasher: &KeyHasher,
-        client_ip: &ClientIpConfig,
-        req: &dyn RequestAttributes,
-        now: UnixNanos,
-        metrics: &mut dyn Metrics,
-    ) -> Prepared {
-        let phase1 = match self.phase1(store, hasher, client_ip, req, now, metrics) {
+    pub fn prepare(&self, request: LimitRequest<'_>, metrics: &mut dyn Metrics) -> Prepared {
+        let LimitRequest { store, now, .. } = request;
+        let phase1 = match self.phase1(request, metrics) {
             Ok(p) => p,
             Err(check) => {
                 return Prepared::Decided {
