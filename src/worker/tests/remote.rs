@@ -114,13 +114,13 @@ fn a_dispatch_envoy_refuses_is_answered_at_once_and_counted_as_an_error() {
     assert_eq!(count(&host, 1, BackendEvent::CallError), 1);
 }
 
-#[test]
-fn a_refusal_by_the_backend_itself_is_counted_apart_and_never_opens_its_breaker() {
+/// Ten calls answered with gRPC `status`, twice the breaker's failure threshold: every one is
+/// sent (none refused by an open breaker) and counted as `counted_as`, none as an error.
+fn ten_answers_never_open_the_breaker(status: u32, counted_as: BackendEvent) {
     let store = MemoryStore::new();
     let w = worker(backends(), &store);
     let mut host = FakeHost::new(&store, T0);
     host.grpc_clusters.insert("etcd".into());
-    // Ten "lease already exists" (FAILED_PRECONDITION): twice the breaker's failure threshold.
     for i in 0..10u32 {
         let _s = call(&w, &mut host, 2 + i, txn());
         let tokens = sent_tokens(&mut host);
@@ -130,35 +130,24 @@ fn a_refusal_by_the_backend_itself_is_counted_apart_and_never_opens_its_breaker(
             "call {i} was sent, not refused by a breaker"
         );
         host.now += MS;
-        w.on_grpc_response(&mut host, tokens[0], 9, 0);
+        w.on_grpc_response(&mut host, tokens[0], status, 0);
     }
-    assert_eq!(count(&host, 1, BackendEvent::CallRefused), 10);
+    assert_eq!(count(&host, 1, counted_as), 10);
     assert_eq!(count(&host, 1, BackendEvent::CallError), 0);
     assert_eq!(count(&host, 1, BackendEvent::CallRejectedOpen), 0);
 }
 
 #[test]
+fn a_refusal_by_the_backend_itself_is_counted_apart_and_never_opens_its_breaker() {
+    // "lease already exists" (FAILED_PRECONDITION).
+    ten_answers_never_open_the_breaker(9, BackendEvent::CallRefused);
+}
+
+#[test]
 fn a_full_etcd_is_counted_as_exhausted_and_never_opens_the_breaker() {
-    let store = MemoryStore::new();
-    let w = worker(backends(), &store);
-    let mut host = FakeHost::new(&store, T0);
-    host.grpc_clusters.insert("etcd".into());
-    // "database space exceeded" (RESOURCE_EXHAUSTED) ten times, twice the breaker's failure
-    // threshold: etcd answers at once and still serves reads, so every call goes out.
-    for i in 0..10u32 {
-        let _s = call(&w, &mut host, 2 + i, txn());
-        let tokens = sent_tokens(&mut host);
-        assert_eq!(
-            tokens.len(),
-            1,
-            "call {i} was sent, not refused by a breaker"
-        );
-        host.now += MS;
-        w.on_grpc_response(&mut host, tokens[0], 8, 0);
-    }
-    assert_eq!(count(&host, 1, BackendEvent::CallExhausted), 10);
-    assert_eq!(count(&host, 1, BackendEvent::CallError), 0);
-    assert_eq!(count(&host, 1, BackendEvent::CallRejectedOpen), 0);
+    // "database space exceeded" (RESOURCE_EXHAUSTED): etcd answers at once and still serves
+    // reads, so every call goes out.
+    ten_answers_never_open_the_breaker(8, BackendEvent::CallExhausted);
 }
 
 #[test]
