@@ -173,6 +173,38 @@ pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<
         .map(|(_, v)| v.as_str())
 }
 
+/// Whether request `id` was let through to the upstream.
+pub(super) fn forwarded(seen: &[(ContextId, Call)], id: ContextId) -> bool {
+    seen.iter().any(|(i, c)| *i == id && *c == Call::Resume)
+}
+
+/// Asserts that `seen` holds levee's answer for an unreachable record store: `503`
+/// problem+json with `Retry-After: 1`; returns it.
+pub(super) fn assert_backend_refusal(seen: &[(ContextId, Call)]) -> Replied {
+    let (status, headers, body) = reply_of(seen).expect("answered");
+    assert_eq!(status, 503);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    (status, headers, body)
+}
+
+/// Asserts that request `id` went upstream without protection: no reply, resumed, no fence.
+pub(super) fn assert_forwarded_unprotected(seen: &[(ContextId, Call)], id: ContextId) {
+    assert!(reply_of(seen).is_none(), "{seen:?}");
+    assert!(forwarded(seen, id));
+    assert!(!seen
+        .iter()
+        .any(|(_, c)| matches!(c, Call::SetRequestHeader(..))));
+}
+
+/// How many times the first backend's `on_backend_error` decided `what`.
+pub(super) fn backend_decisions(host: &FakeHost<'_>, what: BackendEvent) -> usize {
+    host.metrics.count_of(Event::Backend { backend: 0, what })
+}
+
 /// Asserts that `seen` holds a reply with `status` and `body`.
 pub(super) fn assert_answered(seen: &[(ContextId, Call)], status: u16, body: &[u8]) {
     let (got, _, got_body) = reply_of(seen).expect("replayed");
@@ -253,7 +285,7 @@ fn a_server_error_releases_the_key_for_the_next_attempt() {
     upstream_answers(&w, &mut host, &mut etcd, 2, &first, 503, b"busy");
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert!(reply_of(&seen).is_none(), "executed again: {seen:?}");
-    assert!(seen.iter().any(|(id, c)| *id == 3 && *c == Call::Resume));
+    assert!(forwarded(&seen, 3));
 }
 
 #[test]
@@ -262,30 +294,20 @@ fn etcd_down_denies_with_a_503_and_retry_after_and_forwards_nothing() {
     let (w, mut host, mut etcd) = etcd_rig(doc("deny"), &store);
     etcd.down = true;
     let (_, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    let (status, headers, body) = reply_of(&seen).expect("answered");
-    assert_eq!(status, 503);
-    assert_eq!(header(&headers, "retry-after"), Some("1"));
-    assert_eq!(
-        header(&headers, "content-type"),
-        Some("application/problem+json")
-    );
+    let (_, _, body) = assert_backend_refusal(&seen);
     assert!(!body.is_empty());
     assert!(
         !seen.iter().any(|(_, c)| *c == Call::Resume),
         "not forwarded"
     );
-    let deny = Event::Backend {
-        backend: 0,
-        what: BackendEvent::DecisionDeny,
-    };
-    assert_eq!(host.metrics.count_of(deny), 1);
+    assert_eq!(backend_decisions(&host, BackendEvent::DecisionDeny), 1);
 
     // etcd back: normal service (the breaker, if it opened, probes again after its pause).
     etcd.down = false;
     host.now += 10_000 * MS;
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"a");
     assert!(reply_of(&seen).is_none(), "{seen:?}");
-    assert!(seen.iter().any(|(id, c)| *id == 3 && *c == Call::Resume));
+    assert!(forwarded(&seen, 3));
 }
 
 #[test]
@@ -294,16 +316,8 @@ fn etcd_down_with_allow_forwards_without_a_record_and_counts_it() {
     let (w, mut host, mut etcd) = etcd_rig(doc("allow"), &store);
     etcd.down = true;
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    assert!(reply_of(&seen).is_none());
-    assert!(seen.iter().any(|(id, c)| *id == 2 && *c == Call::Resume));
-    assert!(!seen
-        .iter()
-        .any(|(_, c)| matches!(c, Call::SetRequestHeader(..))));
-    let allow = Event::Backend {
-        backend: 0,
-        what: BackendEvent::DecisionAllow,
-    };
-    assert_eq!(host.metrics.count_of(allow), 1);
+    assert_forwarded_unprotected(&seen, 2);
+    assert_eq!(backend_decisions(&host, BackendEvent::DecisionAllow), 1);
     etcd.down = false;
     upstream_answers(&w, &mut host, &mut etcd, 2, &stream, 200, b"ok");
     assert!(etcd.kvs.is_empty(), "no record for an unprotected request");

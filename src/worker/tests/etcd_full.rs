@@ -8,12 +8,12 @@ use crate::idempotency::remote::fake_etcd::FakeEtcd;
 use crate::metrics::{BackendEvent, Event, IdempotencyEvent};
 use crate::store::MemoryStore;
 use crate::time::NANOS_PER_MILLI as MS;
-use crate::timer_queue::ContextId;
 
-use super::super::fake_host::{Call, FakeHost};
+use super::super::fake_host::FakeHost;
 use super::super::Worker;
 use super::etcd::{
-    assert_replayed, doc, etcd_rig, header, post, reply_of, upstream_answers, Replied,
+    assert_backend_refusal, assert_forwarded_unprotected, assert_replayed, backend_decisions, doc,
+    etcd_rig, forwarded, header, post, reply_of, upstream_answers,
 };
 
 /// (claims refused for lack of space, Txns etcd served) since `since`.
@@ -25,10 +25,6 @@ fn mark(etcd: &FakeEtcd) -> (u32, u32) {
     (etcd.refused_full, etcd.txns)
 }
 
-fn forwarded(seen: &[(ContextId, Call)], id: ContextId) -> bool {
-    seen.iter().any(|(i, c)| *i == id && *c == Call::Resume)
-}
-
 /// A worker whose etcd holds key `k1` answered `201 paid` for body `amount=10`, then fills up.
 fn full_with_a_stored_key(store: &MemoryStore) -> (Worker, FakeHost<'_>, FakeEtcd) {
     let (w, mut host, mut etcd) = etcd_rig(doc("deny"), store);
@@ -38,17 +34,6 @@ fn full_with_a_stored_key(store: &MemoryStore) -> (Worker, FakeHost<'_>, FakeEtc
     etcd.full = true;
     host.now += 1_000 * MS;
     (w, host, etcd)
-}
-
-fn backend_refusal(seen: &[(ContextId, Call)]) -> Replied {
-    let (status, headers, body) = reply_of(seen).expect("answered");
-    assert_eq!(status, 503);
-    assert_eq!(header(&headers, "retry-after"), Some("1"));
-    assert_eq!(
-        header(&headers, "content-type"),
-        Some("application/problem+json")
-    );
-    (status, headers, body)
 }
 
 #[test]
@@ -72,11 +57,11 @@ fn a_stored_key_replays_byte_for_byte_from_one_read_while_etcd_is_full() {
         .metrics
         .count_of(Event::Idempotency(IdempotencyEvent::Replayed));
     assert_eq!(replayed, 3);
-    let deny = Event::Backend {
-        backend: 0,
-        what: BackendEvent::DecisionDeny,
-    };
-    assert_eq!(host.metrics.count_of(deny), 0, "no backend decision taken");
+    assert_eq!(
+        backend_decisions(&host, BackendEvent::DecisionDeny),
+        0,
+        "no backend decision taken"
+    );
 }
 
 #[test]
@@ -116,16 +101,12 @@ fn a_fresh_key_is_denied_with_503_and_nothing_written_while_etcd_is_full() {
     let (w, mut host, mut etcd) = etcd_rig(doc("deny"), &store);
     etcd.full = true;
     let (_, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    backend_refusal(&seen);
+    assert_backend_refusal(&seen);
     assert!(!forwarded(&seen, 2), "not forwarded");
     assert!(etcd.kvs.is_empty(), "nothing written");
     // The refused claim (or lease grant) and one read of the absent key: no loop.
     assert_eq!(calls_since(&etcd, (0, 0)), (1, 1));
-    let deny = Event::Backend {
-        backend: 0,
-        what: BackendEvent::DecisionDeny,
-    };
-    assert_eq!(host.metrics.count_of(deny), 1);
+    assert_eq!(backend_decisions(&host, BackendEvent::DecisionDeny), 1);
 }
 
 #[test]
@@ -134,16 +115,8 @@ fn a_fresh_key_under_allow_is_forwarded_without_a_record_while_etcd_is_full() {
     let (w, mut host, mut etcd) = etcd_rig(doc("allow"), &store);
     etcd.full = true;
     let (stream, seen) = post(&w, &mut host, &mut etcd, 2, b"a");
-    assert!(reply_of(&seen).is_none(), "{seen:?}");
-    assert!(forwarded(&seen, 2));
-    assert!(!seen
-        .iter()
-        .any(|(_, c)| matches!(c, Call::SetRequestHeader(..))));
-    let allow = Event::Backend {
-        backend: 0,
-        what: BackendEvent::DecisionAllow,
-    };
-    assert_eq!(host.metrics.count_of(allow), 1);
+    assert_forwarded_unprotected(&seen, 2);
+    assert_eq!(backend_decisions(&host, BackendEvent::DecisionAllow), 1);
     upstream_answers(&w, &mut host, &mut etcd, 2, &stream, 200, b"ok");
     assert!(etcd.kvs.is_empty(), "no record for an unprotected request");
     assert_eq!(calls_since(&etcd, (0, 0)), (1, 1));
@@ -157,7 +130,7 @@ fn a_read_that_fails_too_leaves_a_stored_key_to_the_policy_without_a_second_read
     etcd.lose_answers = 1;
     let before = mark(&etcd);
     let (_, seen) = post(&w, &mut host, &mut etcd, 3, b"amount=10");
-    backend_refusal(&seen);
+    assert_backend_refusal(&seen);
     assert!(!forwarded(&seen, 3));
     assert_eq!(calls_since(&etcd, before), (1, 1), "one read, not retried");
     // The next retry reads again and replays.
