@@ -161,7 +161,7 @@ impl IdempotencyLayer {
         owner: u64,
         now: UnixNanos,
     ) -> Result<Claim, TableError> {
-        let (claim, dropped) =
+        let (claim, (dropped, _)) =
             self.table
                 .update_lookup(store, hash, now, RECORD_EVICTION, None, |lookup| {
                     self.decide_claim(lookup, fingerprint, owner, now)

@@ -20,29 +20,25 @@ pub(crate) fn commit(
 ) -> Result<Settled, usize> {
     // Phase 1 already evaluated exactly the state `p.lookup` holds, at this `now`.
     let mut evaluated = Some(p.evaluation);
-    let committed = limit.table.update_lookup_written(
-        store,
-        p.hash,
-        now,
-        EVICTION,
-        Some(&p.lookup),
-        |lookup| {
-            let mut evaluation = evaluated.take().unwrap_or_else(|| {
-                let state = lookup.state().unwrap_or(&[]);
-                algorithm::evaluate(&limit.params, state, now)
+    let committed =
+        limit
+            .table
+            .update_lookup(store, p.hash, now, EVICTION, Some(&p.lookup), |lookup| {
+                let mut evaluation = evaluated.take().unwrap_or_else(|| {
+                    let state = lookup.state().unwrap_or(&[]);
+                    algorithm::evaluate(&limit.params, state, now)
+                });
+                if evaluation.decision == Decision::Reject {
+                    return SlotStep::Keep((evaluation, false));
+                }
+                // The state moves into the write and comes back with its result: no copy.
+                let had_state = evaluation.new_state.is_some();
+                SlotStep::Write {
+                    state: evaluation.new_state.take().unwrap_or_default(),
+                    at_rest_at: evaluation.at_rest_at,
+                    result: (evaluation, had_state),
+                }
             });
-            if evaluation.decision == Decision::Reject {
-                return SlotStep::Keep((evaluation, false));
-            }
-            // The state moves into the write and comes back with its result: no copy.
-            let had_state = evaluation.new_state.is_some();
-            SlotStep::Write {
-                state: evaluation.new_state.take().unwrap_or_default(),
-                at_rest_at: evaluation.at_rest_at,
-                result: (evaluation, had_state),
-            }
-        },
-    );
     match committed {
         Ok(((mut evaluation, had_state), (_, written))) => {
             if had_state {

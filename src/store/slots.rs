@@ -313,28 +313,16 @@ impl SlotTable {
         mut f: impl FnMut(Option<&[u8]>) -> SlotStep<T>,
     ) -> Result<(T, Dropped), TableError> {
         self.update_lookup(store, key, now, eviction, None, |lookup| f(lookup.state()))
+            .map(|(result, (dropped, _))| (result, dropped))
     }
 
     /// [`Self::update_dropping`] in full: `f` sees the whole [`Lookup`] (state and
     /// placement), and `first`, a lookup of `key` the caller already made, serves the first
-    /// attempt instead of a second read of the same bucket.
+    /// attempt instead of a second read of the same bucket. Also hands back the state the
+    /// successful write stored (empty when `f` kept the state): a caller that must remember
+    /// it needs no copy. The caller's lookup is borrowed, not moved through the loop; only a
+    /// fresh read is owned.
     pub fn update_lookup<T>(
-        &self,
-        store: &dyn SharedStore,
-        key: KeyHash,
-        now: UnixNanos,
-        eviction: Eviction,
-        first: Option<&Lookup>,
-        f: impl FnMut(&Lookup) -> SlotStep<T>,
-    ) -> Result<(T, Dropped), TableError> {
-        self.update_lookup_written(store, key, now, eviction, first, f)
-            .map(|(result, (dropped, _))| (result, dropped))
-    }
-
-    /// [`Self::update_lookup`], also handing back the state the successful write stored
-    /// (empty when `f` kept the state): a caller that must remember it needs no copy. The
-    /// caller's lookup is borrowed, not moved through the loop; only a fresh read is owned.
-    pub fn update_lookup_written<T>(
         &self,
         store: &dyn SharedStore,
         key: KeyHash,
