@@ -125,6 +125,28 @@ impl Bucket {
     }
 }
 
+/// Entries for property tests: any non-zero fingerprint and touch time, `at_rest_at` from
+/// `at_rest_at`, states shorter than `max_state` bytes.
+#[cfg(test)]
+pub(super) fn arb_entry_with(
+    at_rest_at: impl proptest::strategy::Strategy<Value = UnixNanos>,
+    max_state: usize,
+) -> impl proptest::strategy::Strategy<Value = Entry> {
+    use proptest::prelude::*;
+    (
+        1..=u64::MAX,
+        any::<u64>(),
+        at_rest_at,
+        proptest::collection::vec(any::<u8>(), 0..max_state),
+    )
+        .prop_map(|(fingerprint, last_touched, at_rest_at, state)| Entry {
+            fingerprint,
+            last_touched,
+            at_rest_at,
+            state,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,18 +212,7 @@ mod tests {
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (
-            1..=u64::MAX,
-            any::<u64>(),
-            any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..64),
-        )
-            .prop_map(|(fingerprint, last_touched, at_rest_at, state)| Entry {
-                fingerprint,
-                last_touched,
-                at_rest_at,
-                state,
-            })
+        arb_entry_with(any::<u64>(), 64)
     }
 
     proptest! {

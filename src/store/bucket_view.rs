@@ -216,22 +216,11 @@ pub(super) fn write_entry(out: &mut impl Put, entry: EntryRef<'_>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::bucket::{Bucket, Entry};
+    use crate::store::bucket::{arb_entry_with, Bucket, Entry};
     use proptest::prelude::*;
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (
-            1..=u64::MAX,
-            any::<u64>(),
-            0..40u64,
-            proptest::collection::vec(any::<u8>(), 0..40),
-        )
-            .prop_map(|(fingerprint, last_touched, at_rest_at, state)| Entry {
-                fingerprint,
-                last_touched,
-                at_rest_at,
-                state,
-            })
+        arb_entry_with(0..40u64, 40)
     }
 
     #[test]
