@@ -12,6 +12,7 @@ pub mod abi_wire;
 pub mod backend;
 pub mod breaker;
 pub mod config;
+pub mod decimal;
 pub mod fallback;
 pub mod footprint;
 pub mod forward;
