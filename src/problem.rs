@@ -10,7 +10,7 @@
 
 use crate::header_names::CONTENT_TYPE;
 
-/// gRPC status codes levee may answer with.
+/// gRPC status codes levee answers with, or reads in a backend's answers.
 pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 pub const GRPC_UNAVAILABLE: u32 = 14;
 pub const GRPC_INVALID_ARGUMENT: u32 = 3;

@@ -18,6 +18,7 @@ use crate::breaker::backend::{admit_call, record_call};
 use crate::breaker::Admission;
 use crate::metrics::{BackendEvent, Event};
 use crate::pipeline::flow::{Answer, BackgroundCall, RemoteAnswer, RemoteCall, Step};
+use crate::problem::GRPC_RESOURCE_EXHAUSTED;
 use crate::time::{UnixNanos, NANOS_PER_MILLI};
 use crate::timer_queue::ContextId;
 
@@ -32,7 +33,10 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
         BackendEvent::CallOk
     } else if is_verdict(answer.status) {
         BackendEvent::CallRefused
-    } else if answer.status == RESOURCE_EXHAUSTED {
+    } else if answer.status == GRPC_RESOURCE_EXHAUSTED {
+        // etcd's "database space exceeded" (or "too many requests"). Counted apart, and not a
+        // failure for the breaker: the backend answered at once, and a full etcd still serves
+        // the reads that let stored answers replay.
         BackendEvent::CallExhausted
     } else if answer.elapsed_ns >= timeout_ns {
         BackendEvent::CallTimeout
@@ -40,11 +44,6 @@ fn result_of(answer: &RemoteAnswer, timeout_ns: u64) -> BackendEvent {
         BackendEvent::CallError
     }
 }
-
-/// gRPC `RESOURCE_EXHAUSTED`: etcd's "database space exceeded" (or "too many requests").
-/// Counted apart, and not a failure for the breaker: the backend answered at once, and a full
-/// etcd still serves the reads that let stored answers replay.
-const RESOURCE_EXHAUSTED: u32 = 8;
 
 /// A status by which the backend answered the request itself (a bad argument, a failed
 /// precondition such as etcd's "lease already exists"): the backend is reachable, so its

@@ -13,7 +13,9 @@ use crate::backend::etcd::{LeaseGrantRequest, TxnRequest, TxnResponse};
 use crate::config::IdempotencyOnBackendError;
 use crate::header_names::RETRY_AFTER;
 use crate::idempotency::request::Claimed;
-use crate::problem::{problem, LocalReply, ProblemKind};
+use crate::problem::{
+    problem, LocalReply, ProblemKind, GRPC_INTERNAL, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE,
+};
 
 /// One gRPC call to etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,20 +49,19 @@ pub enum EtcdAnswer {
 
 /// gRPC `DEADLINE_EXCEEDED`.
 const DEADLINE_EXCEEDED: u32 = 4;
-/// gRPC `UNAVAILABLE`: Envoy's answer for a reset, a refused connection or no healthy host.
-const UNAVAILABLE: u32 = 14;
-/// gRPC `RESOURCE_EXHAUSTED`: etcd's "database space exceeded".
-const RESOURCE_EXHAUSTED: u32 = 8;
-/// gRPC `UNKNOWN` and `INTERNAL`: the stream ended without a status the server chose.
+/// gRPC `UNKNOWN`: like `INTERNAL`, the stream ended without a status the server chose.
 const UNKNOWN: u32 = 2;
-const INTERNAL: u32 = 13;
 
 /// Classifies a gRPC failure status. `sent`: whether the request may have reached etcd
 /// (false when the call could not be dispatched at all).
 pub fn failure_of(status: u32, sent: bool) -> Failure {
     match status {
-        DEADLINE_EXCEEDED | UNAVAILABLE | UNKNOWN | INTERNAL if sent => Failure::FateUnknown,
-        RESOURCE_EXHAUSTED => Failure::Exhausted,
+        // UNAVAILABLE: Envoy's answer for a reset, a refused connection or no healthy host.
+        DEADLINE_EXCEEDED | GRPC_UNAVAILABLE | UNKNOWN | GRPC_INTERNAL if sent => {
+            Failure::FateUnknown
+        }
+        // etcd's "database space exceeded".
+        GRPC_RESOURCE_EXHAUSTED => Failure::Exhausted,
         _ => Failure::NotApplied,
     }
 }
