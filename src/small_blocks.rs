@@ -60,7 +60,8 @@ impl<A> SmallBlocks<A> {
     }
 
     /// Free blocks the cache holds now, over all classes.
-    pub fn cached(&self) -> u32 {
+    #[cfg(test)]
+    fn cached(&self) -> u32 {
         // SAFETY: single-threaded (see the type's docs); the reference does not escape.
         let lists = unsafe { &*self.lists.get() };
         lists.iter().map(|l| l.len).sum()
