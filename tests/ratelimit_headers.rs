@@ -102,3 +102,46 @@ fn every_algorithm_two_per_minute_says_one_instant_in_t_reset_and_retry_after() 
         assert!(rejected, "{algorithm}: never rejected");
     }
 }
+
+/// An upstream that sends its own rate-limit fields keeps them: levee adds its fields beside
+/// them (as Envoy's rate limit filters do), whether or not levee routes the request itself.
+#[test]
+fn levees_rate_limit_fields_are_added_beside_the_upstreams_own() {
+    let limits = serde_json::json!({
+        "rate_limit_headers": "both",
+        "rate_limits": [{ "name": "per-user", "key": ["header:x-user"],
+                          "algorithm": "token_bucket", "limit": 5, "window": "1m" }]
+    });
+    let routed = single_upstream(
+        serde_json::json!({ "forward": "router", "circuit_breaker": {} }),
+        &limits,
+    );
+    for (label, config) in [("plain", limits.clone()), ("routed", routed)] {
+        let (up, envoy) = start_levee(&config, |o| o.concurrency = 2);
+        up.script(
+            "own",
+            vec![Reply::status(200)
+                .header("x-ratelimit-remaining", "77")
+                .header("ratelimit", "\"upstream\";r=77;t=1")],
+        );
+        let r = send(
+            envoy.port(),
+            &Request::get("/x")
+                .header("x-user", "u1")
+                .header("x-script-key", "own"),
+        );
+        assert_eq!(r.status, 200, "{label}: {}", r.text());
+        assert_eq!(
+            r.header_all("x-ratelimit-remaining"),
+            ["77", "4"],
+            "{label}"
+        );
+        assert_eq!(
+            r.header_all("ratelimit"),
+            ["\"upstream\";r=77;t=1", "\"per-user\";r=4;t=12"],
+            "{label}"
+        );
+        assert_eq!(r.header_all("x-ratelimit-limit"), ["5"], "{label}");
+        assert_eq!(up.count(), 1, "{label}");
+    }
+}

@@ -127,6 +127,10 @@ impl Host for EnvoyHost<'_> {
             abi::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes()));
     }
 
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        let _ = abi::add_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_bytes());
+    }
+
     fn response_body(&mut self, len: usize) -> Vec<u8> {
         abi::get_buffer(BufferType::HttpResponseBody, 0, len)
             .ok()

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::header_names::{CONTENT_TYPE, STATUS};
+use crate::header_names::{is_rate_limit_field, CONTENT_TYPE, STATUS};
 use crate::pipeline::flow::Step;
 use crate::pipeline::step::UpstreamAnswer;
 use crate::request::RequestAttributes;
@@ -111,9 +111,7 @@ impl Worker {
         }
         let unobserved = stream.borrow_mut().flow.response_headers_unobserved();
         if let Some(headers) = unobserved {
-            for (name, value) in &headers {
-                host.set_response_header(name, value);
-            }
+            write_answer_headers(host, &headers);
             return Action::Continue;
         }
         let (headers, step, now) = {
@@ -141,9 +139,7 @@ impl Worker {
             // The upstream failed before its headers went out: a fallback replaces its answer.
             return self.apply_now(host, id, stream, step, now);
         }
-        for (name, value) in &headers {
-            host.set_response_header(name, value);
-        }
+        write_answer_headers(host, &headers);
         Action::Continue
     }
 
@@ -182,6 +178,20 @@ impl Worker {
             self.with_env(host, now, |env| stream.borrow_mut().flow.on_done(env));
         }
         self.registry.borrow_mut().forget(host, id, now);
+    }
+}
+
+/// Writes the headers levee adds to the upstream's answer. The rate-limit fields are added
+/// beside any the upstream sent, as Envoy's own rate limit filters add theirs (and an add is
+/// the cheaper host call: a replace first searches the map); levee's other headers
+/// (`x-idempotency-key`) replace the upstream's copy.
+fn write_answer_headers(host: &mut impl Host, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if is_rate_limit_field(name) {
+            host.add_response_header(name, value);
+        } else {
+            host.set_response_header(name, value);
+        }
     }
 }
 
@@ -241,7 +251,35 @@ fn status_code(value: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::status_code;
+    use super::{status_code, write_answer_headers};
+    use crate::store::MemoryStore;
+    use crate::worker::fake_host::{Call, FakeHost};
+
+    #[test]
+    fn rate_limit_fields_are_added_beside_the_upstreams_and_levees_own_headers_replace() {
+        let store = MemoryStore::new();
+        let mut host = FakeHost::new(&store, 0);
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let headers = [
+            pair("x-ratelimit-limit", "10"),
+            pair("x-ratelimit-remaining", "9"),
+            pair("x-ratelimit-reset", "1700000000"),
+            pair("ratelimit-policy", "\"rl\";q=10;w=60"),
+            pair("ratelimit", "\"rl\";r=9;t=6"),
+            pair("x-idempotency-key", "k-1"),
+        ];
+        write_answer_headers(&mut host, &headers);
+        let calls: Vec<Call> = host.take_calls().into_iter().map(|(_, c)| c).collect();
+        let mut want: Vec<Call> = headers[..5]
+            .iter()
+            .map(|(n, v)| Call::AddResponseHeader(n.clone(), v.clone()))
+            .collect();
+        want.push(Call::SetResponseHeader(
+            "x-idempotency-key".into(),
+            "k-1".into(),
+        ));
+        assert_eq!(calls, want);
+    }
 
     #[test]
     fn a_status_is_three_ascii_digits() {

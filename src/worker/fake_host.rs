@@ -38,6 +38,7 @@ pub(crate) enum Call {
     },
     GrpcRefused,
     SetResponseHeader(String, String),
+    AddResponseHeader(String, String),
     SetRequestHeader(String, String),
     Log(String),
 }
@@ -181,6 +182,10 @@ impl Host for FakeHost<'_> {
 
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.record(Call::SetResponseHeader(name.into(), value.into()));
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        self.record(Call::AddResponseHeader(name.into(), value.into()));
     }
 
     fn response_body(&mut self, len: usize) -> Vec<u8> {

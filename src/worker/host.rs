@@ -71,6 +71,8 @@ pub trait Host {
     fn set_request_header(&mut self, name: &str, value: &str);
     /// Adds or replaces a response header.
     fn set_response_header(&mut self, name: &str, value: &str);
+    /// Adds a response header beside any of the same name the upstream sent.
+    fn add_response_header(&mut self, name: &str, value: &str);
     /// The first `len` bytes of the response body chunk Envoy holds.
     fn response_body(&mut self, len: usize) -> Vec<u8>;
     /// Sends a callout; its token, or `None` if the host refused it.

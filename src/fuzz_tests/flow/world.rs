@@ -246,6 +246,7 @@ impl<'a> World<'a> {
                 }
                 Call::DispatchRefused
                 | Call::SetResponseHeader(..)
+                | Call::AddResponseHeader(..)
                 | Call::SetRequestHeader(..)
                 | Call::Log(_) => continue,
                 Call::Grpc { .. } | Call::GrpcRefused => {

@@ -37,6 +37,13 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
@@ -150,6 +157,25 @@ pub(crate) fn set_map_value_bytes(
             ),
             None => proxy_remove_header_map_value(map_type as u32, key.as_ptr(), key.len()),
         }
+    };
+    check(code)
+}
+
+/// Adds a header beside any of the same name already in the map.
+pub(crate) fn add_map_value_bytes(
+    map_type: MapType,
+    key: &str,
+    value: &[u8],
+) -> Result<(), Status> {
+    // SAFETY: every pointer/length pair describes a live slice for the duration of the call.
+    let code = unsafe {
+        proxy_add_header_map_value(
+            map_type as u32,
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+        )
     };
     check(code)
 }

@@ -33,8 +33,8 @@ pub(crate) use control::{
     set_effective_context, set_tick_period,
 };
 pub(crate) use data::{
-    get_buffer, get_map_block, get_map_bytes, get_map_value_bytes, get_property, get_shared_data,
-    set_map_value_bytes, set_shared_data,
+    add_map_value_bytes, get_buffer, get_map_block, get_map_bytes, get_map_value_bytes,
+    get_property, get_shared_data, set_map_value_bytes, set_shared_data,
 };
 
 use proxy_wasm::types::Status;

@@ -141,7 +141,7 @@ fn an_answer_levee_does_not_observe_reads_no_clock() {
         .take_calls()
         .into_iter()
         .filter_map(|(_, c)| match c {
-            Call::SetResponseHeader(name, _) => Some(name),
+            Call::SetResponseHeader(name, _) | Call::AddResponseHeader(name, _) => Some(name),
             _ => None,
         })
         .collect();
