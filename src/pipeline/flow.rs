@@ -56,9 +56,9 @@ enum Stage {
     /// Forwarded by levee's own callouts (attempts, backoff waits).
     Callout(Box<CalloutForward>),
     /// The fallback chain sent the request to the secondary cluster.
-    Secondary(FallbackRun),
+    Secondary(Box<FallbackRun>),
     /// The fallback chain handed the request to the queue.
-    Enqueuing(FallbackRun),
+    Enqueuing(Box<FallbackRun>),
     /// Waiting for the rate limit service (mesh-wide limits).
     RateLimitRemote(Box<global_limit::GlobalWait>),
     /// Answered by levee.
@@ -78,10 +78,10 @@ pub struct RequestFlow {
     /// Request body bytes seen while held.
     body_seen: u64,
     /// Callout mode: the request being buffered until its body is complete.
-    intake: Option<Intake>,
+    intake: Option<Box<Intake>>,
     key: RequestKey,
     /// The copy the fallbacks and the stale cache need.
-    kept: Option<KeptRequest>,
+    kept: Option<Box<KeptRequest>>,
     /// Headers to add to the answer (rate-limit headers, key echo).
     response_headers: Vec<(String, String)>,
     /// A timer for the host to schedule without pausing (lock renewal).
@@ -125,14 +125,15 @@ impl RequestFlow {
         if let Some((index, upstream)) = routed(plugin, self.upstream) {
             let cache = plugin.caches.get(index).and_then(Option::as_ref);
             let client_ip = &plugin.config.client_ip;
-            self.kept = KeptRequest::of(upstream, cache, client_ip, req, end_of_stream);
+            self.kept =
+                KeptRequest::of(upstream, cache, client_ip, req, end_of_stream).map(Box::new);
             if upstream.forward == Forward::Callout && callout_eligible(req) {
                 // One copy of the head, shared with the fallbacks' when they keep one.
                 let head = self
                     .kept
                     .as_ref()
                     .map_or_else(|| SavedRequest::of(req), |k| k.saved.clone());
-                self.intake = Some(Intake::of(req, head, key_header));
+                self.intake = Some(Box::new(Intake::of(req, head, key_header)));
             }
         }
         if let Some(layer) = &plugin.idempotency {

@@ -15,6 +15,17 @@ pub struct Stream {
     grpc: Option<bool>,
 }
 
+// Each request's state is one `Rc<RefCell<Stream>>` allocation. Within the allocator's small
+// blocks it is taken and given back on the fast path (≈ 0.2 k instructions less per request
+// than the general allocator); the parts few requests use (the callout intake, the fallbacks'
+// copy of the request, a running fallback chain) are boxed to keep it there.
+#[cfg(target_arch = "wasm32")]
+const _: () = assert!(
+    std::mem::size_of::<std::cell::RefCell<Stream>>() + 2 * std::mem::size_of::<usize>()
+        <= crate::small_blocks::MAX_SMALL,
+    "a request's state no longer fits the allocator's small blocks"
+);
+
 impl Stream {
     /// A new request; `owner` identifies it in shared state (idempotency locks).
     pub fn new(owner: u64) -> Self {

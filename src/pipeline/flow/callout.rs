@@ -40,7 +40,7 @@ impl RequestFlow {
         body: Vec<u8>,
     ) -> Option<Step> {
         match std::mem::take(&mut self.stage) {
-            Stage::Secondary(run) => Some(self.secondary_answered(env, run, headers, body)),
+            Stage::Secondary(run) => Some(self.secondary_answered(env, *run, headers, body)),
             Stage::Callout(mut forward) => {
                 let answer = CalloutAnswer::from_parts(headers, body);
                 let step = forward.on_response(env.store, answer, env.now, env.rng, env.metrics);

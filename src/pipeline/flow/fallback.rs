@@ -65,7 +65,7 @@ impl RequestFlow {
             cache: plugin.caches.get(index).and_then(Option::as_ref),
             hasher: &plugin.hasher,
         };
-        let kept = self.kept.as_mut();
+        let kept = self.kept.as_deref_mut();
         match run.next(&chain, &self.method, kept, env.store, env.now, env.metrics) {
             FallbackStep::Answer(reply) | FallbackStep::Exhausted(Some(reply)) => {
                 self.fallback_answer(env, reply)
@@ -73,12 +73,12 @@ impl RequestFlow {
             FallbackStep::Exhausted(None) => Step::Continue,
             FallbackStep::Secondary(req) => {
                 self.mark_forwarded();
-                self.stage = Stage::Secondary(run);
+                self.stage = Stage::Secondary(Box::new(run));
                 Step::Await(Await::Callout(req))
             }
             FallbackStep::Enqueue(request) => {
                 let key = self.queued_key();
-                self.stage = Stage::Enqueuing(run);
+                self.stage = Stage::Enqueuing(Box::new(run));
                 let upstream = index;
                 Step::Await(Await::Enqueue(Enqueue {
                     upstream,
@@ -137,7 +137,7 @@ impl RequestFlow {
         result: Result<QueueId, QueueFull>,
     ) -> Step {
         let run = match std::mem::take(&mut self.stage) {
-            Stage::Enqueuing(run) => run,
+            Stage::Enqueuing(run) => *run,
             other => {
                 self.stage = other;
                 return Step::Continue;

@@ -111,7 +111,7 @@ impl RequestFlow {
     /// Whether response body chunks should be passed to [`RequestFlow::on_response_body`].
     pub fn wants_response_body(&self) -> bool {
         self.key.keyed().is_some_and(KeyedRequest::capturing)
-            || self.kept.as_ref().is_some_and(KeptRequest::capturing)
+            || self.kept.as_deref().is_some_and(KeptRequest::capturing)
     }
 
     /// A chunk of the upstream's response body (router mode), observed without holding it.
@@ -134,7 +134,7 @@ impl RequestFlow {
             if let (Some(k), Some(mut ke)) = (self.key.keyed_mut(), key_env(env)) {
                 k.finish_capture(&mut ke);
             }
-            if let Some(c) = self.kept.as_mut().and_then(KeptRequest::take_capture) {
+            if let Some(c) = self.kept.as_deref_mut().and_then(KeptRequest::take_capture) {
                 self.keep_in_cache(env, (c.status, &c.headers, &c.body));
             }
             self.write_remote_ending(env);
