@@ -31,9 +31,11 @@ wasm-target:
 	  rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET); \
 	fi
 
-## build: levee.wasm at target/wasm32-wasip1/release/levee.wasm
+## build: levee.wasm at target/wasm32-wasip1/release/levee.wasm (without the exports of the
+## proxy-wasm callbacks levee does not implement, so that Envoy skips them: tools/unexport.py)
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
+	python3 tools/unexport.py $(LEVEE_WASM)
 	@ls -l $(LEVEE_WASM)
 
 ## noop: the empty filter the harness self-test and the benchmark load
