@@ -23,7 +23,7 @@ use crate::time::UnixNanos;
 
 use super::commit::{commit, read_and_evaluate};
 pub use super::limit::Limit;
-pub(crate) use super::limit::{Pending, Phase1, Settled, EVICTION};
+pub(crate) use super::limit::{Pending, Phase1, EVICTION};
 
 /// What the limits say about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl RateLimiter {
             // A part the request lacks keys as "absent", so such requests share one entry.
             extract_key(&limit.config.key, client_ip, req, &mut key);
             let hash = hasher.hash(limit.config.name.as_bytes(), &key);
-            let Some((lookup, evaluation)) = read_and_evaluate(limit, store, hash, now) else {
+            let Some(mut read) = read_and_evaluate(limit, store, index, hash, now) else {
                 metrics.count(Event::Global(GlobalEvent::InternalError));
                 match limit.config.on_internal_error {
                     OnInternalError::Allow => failed_open.push(index),
@@ -142,27 +142,21 @@ impl RateLimiter {
                 }
                 continue;
             };
-            if evaluation.decision == Decision::Reject {
+            if read.evaluation.decision == Decision::Reject {
                 match limit.config.mode {
                     Mode::Shadow => shadow_rejected.push(index),
                     Mode::Enforce => {
                         if rejection.is_none() {
-                            rejection = Some((index, evaluation));
+                            rejection = Some((index, read.evaluation));
                         }
                     }
                 }
                 continue;
             }
-            pending.push(Pending {
-                index,
-                hash,
-                lookup,
-                evaluation,
-                key: limit
-                    .global
-                    .as_ref()
-                    .map(|_| crate::ratelimit::global::limit::service_key(&key).to_vec()),
-            });
+            if limit.global.is_some() {
+                read.key = Some(crate::ratelimit::global::limit::service_key(&key).to_vec());
+            }
+            pending.push(read);
         }
 
         for index in &shadow_rejected {
@@ -190,32 +184,32 @@ impl RateLimiter {
         metrics: &mut dyn Metrics,
     ) -> Check {
         let Phase1 {
-            pending,
+            mut pending,
             mut failed_open,
         } = phase1;
-        let mut committed: Vec<Settled> = Vec::with_capacity(pending.len());
-        for p in pending {
+        // Borrowed in place: moving each out of the list would copy its whole lookup. A
+        // committed admission is marked where it lies, so no second list is built.
+        for at in 0..pending.len() {
+            let Some(p) = pending.get_mut(at) else { break };
             let limit = &self.limits[p.index];
             match commit(limit, store, p, now) {
-                Ok(c) if c.evaluation.decision == Decision::Reject => {
+                Ok(()) if p.evaluation.decision == Decision::Reject => {
                     if limit.config.mode == Mode::Enforce {
-                        self.refund_all(store, &committed, now, metrics);
-                        return self.rejected(c.index, c.evaluation, metrics);
+                        // A rejection carries no state: this clone copies only numbers.
+                        let (index, evaluation) = (p.index, p.evaluation.clone());
+                        self.refund_all(store, &pending[..at], now, metrics);
+                        return self.rejected(index, evaluation, metrics);
                     }
                     metrics.count(Event::RateLimit {
-                        limit: c.index,
+                        limit: p.index,
                         what: RateLimitEvent::ShadowRejected,
                     });
                 }
-                Ok(c) => {
-                    if c.evaluation.new_state.is_some() {
-                        committed.push(c);
-                    }
-                }
+                Ok(()) => p.committed = p.evaluation.new_state.is_some(),
                 Err(index) => {
                     metrics.count(Event::Global(GlobalEvent::InternalError));
                     if limit.config.on_internal_error == OnInternalError::Deny {
-                        self.refund_all(store, &committed, now, metrics);
+                        self.refund_all(store, &pending[..at], now, metrics);
                         return self.reject_internal(index, metrics);
                     }
                     failed_open.push(index);
@@ -226,7 +220,7 @@ impl RateLimiter {
         // Report.
         let mut verdict = Verdict::Admit;
         let mut headline: Option<Headline> = None;
-        for p in &committed {
+        for p in pending.iter().filter(|p| p.committed) {
             let limit = &self.limits[p.index];
             let what = match p.evaluation.decision {
                 Decision::Delay { until } => {
@@ -302,15 +296,16 @@ impl RateLimiter {
         }
     }
 
-    /// Gives back what `committed` consumed (another limit rejected the request).
+    /// Gives back what the admissions of `pending` marked committed consumed (another limit
+    /// rejected the request).
     fn refund_all(
         &self,
         store: &dyn SharedStore,
-        committed: &[Settled],
+        pending: &[Pending],
         now: UnixNanos,
         metrics: &mut dyn Metrics,
     ) {
-        for c in committed {
+        for c in pending.iter().filter(|p| p.committed) {
             let limit = &self.limits[c.index];
             let at_rest_at = c.evaluation.at_rest_at;
             // No entry (evicted) or nothing safe to undo: nothing to write.

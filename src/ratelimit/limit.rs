@@ -52,7 +52,8 @@ impl Limit {
     }
 }
 
-/// An admission read and evaluated in phase 1, waiting for its commit.
+/// An admission read and evaluated in phase 1, waiting for its commit; phase 2 commits it where
+/// it lies and leaves the verdict that stands in `evaluation`.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub index: usize,
@@ -61,6 +62,8 @@ pub(crate) struct Pending {
     pub evaluation: Evaluation,
     /// The request's key for the limit, kept when a rate limit service must hear it.
     pub key: Option<Vec<u8>>,
+    /// Phase 2 committed it and wrote a state (what a refund would give back).
+    pub committed: bool,
 }
 
 /// What phase 1 leaves for phase 2: the admissions to commit, and the limits that admitted
@@ -69,11 +72,4 @@ pub(crate) struct Pending {
 pub(crate) struct Phase1 {
     pub pending: Vec<Pending>,
     pub failed_open: Vec<usize>,
-}
-
-/// A limit whose admission (or re-evaluated verdict) phase 2 settled.
-pub(crate) struct Settled {
-    pub index: usize,
-    pub hash: KeyHash,
-    pub evaluation: Evaluation,
 }
