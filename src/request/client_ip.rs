@@ -49,15 +49,27 @@ pub fn client_ip(cfg: &ClientIpConfig, req: &dyn RequestAttributes) -> Option<Ip
     let from_xff = req
         .header(X_FORWARDED_FOR)
         .and_then(|xff| xff_client(xff, cfg.xff_trusted_hops));
-    let ip = from_xff.or_else(|| req.source_address().and_then(parse_address))?;
+    let ip = from_xff.or_else(|| req.source_address().and_then(parse_address_bytes))?;
     Some(mask(ip, cfg.ipv6_prefix))
 }
 
-/// The downstream address for the `source_ip` part, port stripped and masked.
-pub fn source_ip(cfg: &ClientIpConfig, req: &dyn RequestAttributes) -> Option<IpAddr> {
-    req.source_address()
-        .and_then(parse_address)
-        .map(|ip| mask(ip, cfg.ipv6_prefix))
+/// A `source.address` value as the `source_ip` part reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceAddress<'a> {
+    /// `ip:port` or `[v6]:port`: the IP, port stripped (the part masks it).
+    Ip(IpAddr),
+    /// Not an IP: a Unix socket path, an internal listener's name, …
+    Text(&'a str),
+}
+
+/// Reads a `source.address` value; `None` when its bytes are not text, which the part
+/// treats as absent.
+pub fn read_source_address(address: &[u8]) -> Option<SourceAddress<'_>> {
+    if let Some(v4) = ipv4_with_port(address) {
+        return Some(SourceAddress::Ip(IpAddr::V4(v4)));
+    }
+    let text = std::str::from_utf8(address).ok()?;
+    Some(parse_address(text).map_or(SourceAddress::Text(text), SourceAddress::Ip))
 }
 
 /// The (trusted_hops + 1)-th non-empty entry from the right of an X-Forwarded-For value,
@@ -68,7 +80,50 @@ pub fn xff_client(xff: &[u8], trusted_hops: u32) -> Option<IpAddr> {
         .map(trim)
         .filter(|e| !e.is_empty())
         .nth(usize::try_from(trusted_hops).ok()?)?;
-    parse_address(std::str::from_utf8(entry).ok()?)
+    parse_address_bytes(entry)
+}
+
+/// [`parse_address`] over raw bytes (Envoy's `source.address` property, an X-Forwarded-For
+/// entry). Envoy's usual `a.b.c.d:port` is read straight from the bytes; anything else goes
+/// through the general parser.
+pub fn parse_address_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = ipv4_with_port(bytes) {
+        return Some(IpAddr::V4(v4));
+    }
+    parse_address(std::str::from_utf8(bytes).ok()?)
+}
+
+/// `a.b.c.d:port` exactly as [`parse_address`] accepts it: four decimal octets of one to
+/// three digits, none above 255 and none with a leading zero (the standard library's rule),
+/// then one to five port digits (the port is not checked against 65535, as [`is_port`]).
+/// `None` for anything else, which may still be an address of another form.
+fn ipv4_with_port(bytes: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut rest = bytes;
+    for (index, octet) in octets.iter_mut().enumerate() {
+        let (value, after) = decimal_octet(rest)?;
+        let separator = if index == 3 { b':' } else { b'.' };
+        *octet = value;
+        rest = after.strip_prefix(&[separator])?;
+    }
+    let port_ok = (1..=5).contains(&rest.len()) && rest.iter().all(u8::is_ascii_digit);
+    port_ok.then_some(Ipv4Addr::from(octets))
+}
+
+/// The decimal octet at the start of `bytes` and what follows it: one to three digits, no
+/// leading zero unless the octet is `0` itself, at most 255.
+fn decimal_octet(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = bytes.split_at_checked(digits)?;
+    let value = match *number {
+        [a] => u32::from(a - b'0'),
+        [a @ b'1'..=b'9', b] => u32::from(a - b'0') * 10 + u32::from(b - b'0'),
+        [a @ b'1'..=b'9', b, c] => {
+            u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0')
+        }
+        _ => return None,
+    };
+    Some((u8::try_from(value).ok()?, rest))
 }
 
 /// Parses `ip`, `ipv4:port`, `[ipv6]` or `[ipv6]:port`; IPv4-mapped IPv6 becomes IPv4.
@@ -99,21 +154,32 @@ pub fn parse_address(s: &str) -> Option<IpAddr> {
 pub fn mask(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let keep = u32::from(ipv6_prefix.min(128));
-            let bits = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & bits))
-        }
+        IpAddr::V6(v6) => IpAddr::V6(mask_v6(v6, ipv6_prefix)),
     }
 }
 
-/// Appends the canonical key bytes: `4` + 4 octets, or `6` + 16 octets.
+/// Out of line: inlined, the compiler computes the 128-bit mask once before a caller's loop
+/// (a library call on wasm), even when every address in it is IPv4.
+#[inline(never)]
+fn mask_v6(v6: Ipv6Addr, ipv6_prefix: u8) -> Ipv6Addr {
+    let keep = u32::from(ipv6_prefix.min(128));
+    let bits = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+    Ipv6Addr::from(u128::from(v6) & bits)
+}
+
+/// Length of an IPv4 address's key bytes ([`ipv4_key`]).
+pub const KEY_V4_LEN: usize = 5;
+
+/// The key bytes of an IPv4 address: `4` + its 4 octets.
+pub fn ipv4_key(v4: Ipv4Addr) -> [u8; KEY_V4_LEN] {
+    let [a, b, c, d] = v4.octets();
+    [4, a, b, c, d]
+}
+
+/// Appends the canonical key bytes: `4` + 4 octets ([`ipv4_key`]), or `6` + 16 octets.
 pub fn write_key(ip: IpAddr, out: &mut Vec<u8>) {
     match ip {
-        IpAddr::V4(v4) => {
-            out.push(4);
-            out.extend_from_slice(&v4.octets());
-        }
+        IpAddr::V4(v4) => out.extend_from_slice(&ipv4_key(v4)),
         IpAddr::V6(v6) => {
             out.push(6);
             out.extend_from_slice(&v6.octets());
@@ -136,170 +202,5 @@ fn trim(mut b: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::request::fake::FakeRequest;
-    use proptest::prelude::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn cfg(hops: u32, prefix: u8) -> ClientIpConfig {
-        ClientIpConfig {
-            xff_trusted_hops: hops,
-            ipv6_prefix: prefix,
-        }
-    }
-
-    #[test]
-    fn xff_with_zero_trusted_hops_takes_the_rightmost_entry() {
-        assert_eq!(
-            xff_client(b"1.1.1.1, 2.2.2.2, 3.3.3.3", 0),
-            Some(ip("3.3.3.3"))
-        );
-    }
-
-    #[test]
-    fn xff_with_one_trusted_hop_ignores_spoofed_prefix() {
-        let honest = xff_client(b"203.0.113.7, 10.0.0.2", 1);
-        let spoofed = xff_client(b"6.6.6.6, 7.7.7.7, 203.0.113.7, 10.0.0.2", 1);
-        assert_eq!(honest, Some(ip("203.0.113.7")));
-        assert_eq!(spoofed, honest);
-    }
-
-    #[test]
-    fn xff_too_short_or_invalid_falls_back_to_source_address() {
-        let c = cfg(1, 64);
-        let short = FakeRequest::get("/")
-            .header("x-forwarded-for", "10.0.0.2")
-            .source("192.0.2.1:5000");
-        assert_eq!(client_ip(&c, &short), Some(ip("192.0.2.1")));
-        let junk = FakeRequest::get("/")
-            .header("x-forwarded-for", "unknown, 10.0.0.2")
-            .source("192.0.2.1:5000");
-        assert_eq!(client_ip(&c, &junk), Some(ip("192.0.2.1")));
-        let none = FakeRequest::get("/").source("[2001:db8::1]:443");
-        assert_eq!(client_ip(&c, &none), Some(ip("2001:db8::")));
-        assert_eq!(client_ip(&c, &FakeRequest::get("/")), None);
-    }
-
-    #[test]
-    fn xff_entries_may_carry_ports_brackets_and_whitespace() {
-        assert_eq!(xff_client(b"\t1.2.3.4:8080 ", 0), Some(ip("1.2.3.4")));
-        assert_eq!(xff_client(b"[2001:db8::5]:443", 0), Some(ip("2001:db8::5")));
-        assert_eq!(xff_client(b"[2001:db8::5]", 0), Some(ip("2001:db8::5")));
-        assert_eq!(xff_client(b"2001:db8::5", 0), Some(ip("2001:db8::5")));
-        assert_eq!(
-            xff_client(b"::ffff:198.51.100.9", 0),
-            Some(ip("198.51.100.9"))
-        );
-    }
-
-    #[test]
-    fn joined_xff_headers_and_empty_entries_count_like_one_list() {
-        assert_eq!(
-            xff_client(b"1.1.1.1,,2.2.2.2 , ,3.3.3.3", 1),
-            Some(ip("2.2.2.2"))
-        );
-        assert_eq!(xff_client(b"1.1.1.1,", 0), Some(ip("1.1.1.1")));
-    }
-
-    #[test]
-    fn malformed_entries_are_not_addresses() {
-        for bad in [
-            "1.2.3.4:",
-            "1.2.3.4:123456",
-            "[::1",
-            "[::1]x",
-            "::1:80:x",
-            "1.2.3",
-            "fe80::1%eth0",
-            "",
-        ] {
-            assert_eq!(parse_address(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn ipv6_is_masked_to_the_prefix_and_ipv4_is_untouched() {
-        assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 64), ip("2001:db8:1:2::"));
-        assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 48), ip("2001:db8:1::"));
-        assert_eq!(
-            mask(ip("2001:db8:1:2:3:4:5:6"), 128),
-            ip("2001:db8:1:2:3:4:5:6")
-        );
-        assert_eq!(mask(ip("2001:db8::1"), 1), ip("::"));
-        assert_eq!(mask(ip("192.0.2.55"), 8), ip("192.0.2.55"));
-    }
-
-    #[test]
-    fn source_ip_strips_the_port_and_masks() {
-        let c = cfg(0, 64);
-        let req = FakeRequest::get("/")
-            .source("[2001:db8::1:2]:1234")
-            .header("x-forwarded-for", "9.9.9.9");
-        assert_eq!(source_ip(&c, &req), Some(ip("2001:db8::")));
-        assert_eq!(
-            source_ip(&c, &FakeRequest::get("/").source("192.0.2.1:80")),
-            Some(ip("192.0.2.1"))
-        );
-    }
-
-    #[test]
-    fn key_bytes_are_fixed_size_and_tagged() {
-        let mut out = Vec::new();
-        write_key(ip("1.2.3.4"), &mut out);
-        assert_eq!(out, [4, 1, 2, 3, 4]);
-        out.clear();
-        write_key(ip("::1"), &mut out);
-        assert_eq!((out.len(), out[0], out[16]), (17, 6, 1));
-    }
-
-    proptest! {
-        #[test]
-        fn xff_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256), hops in 0u32..20) {
-            let _ = xff_client(&bytes, hops);
-        }
-
-        #[test]
-        fn prepended_entries_never_change_the_client(prefix in "[0-9a-f.:, \\[\\]]{0,40}", hops in 0u32..4) {
-            let proxies = ["203.0.113.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"];
-            let tail = proxies[..=hops as usize].join(", ");
-            let spoofed = format!("{prefix},{tail}");
-            prop_assert_eq!(xff_client(spoofed.as_bytes(), hops), Some(ip("203.0.113.1")));
-        }
-
-        /// `ipv4:port` is tried before a whole address: the same answers as the other order.
-        #[test]
-        fn the_one_colon_shortcut_parses_as_the_whole_address_first(
-            s in "\\[?[0-9a-f.:]{0,24}\\]?(:[0-9]{0,6})?",
-            v4 in any::<[u8; 4]>(),
-            port in any::<u16>(),
-        ) {
-            let whole_first = |s: &str| -> Option<IpAddr> {
-                if s.starts_with('[') {
-                    return parse_address(s);
-                }
-                let ip = match s.parse::<IpAddr>() {
-                    Ok(ip) => ip,
-                    Err(_) => {
-                        let (host, port) = s.split_once(':')?;
-                        if !is_port(port) {
-                            return None;
-                        }
-                        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
-                    }
-                };
-                Some(match ip {
-                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-                    v4 => v4,
-                })
-            };
-            let addr = format!("{}:{port}", Ipv4Addr::from(v4));
-            prop_assert_eq!(parse_address(&addr), whole_first(&addr));
-            prop_assert_eq!(parse_address(&addr), Some(IpAddr::V4(Ipv4Addr::from(v4))));
-            prop_assert_eq!(parse_address(&s), whole_first(&s));
-        }
-    }
-}
+#[path = "client_ip_tests.rs"]
+mod tests;

@@ -109,7 +109,7 @@ impl RequestAttributes for Recording {
     fn header_lines(&self, name: &str) -> usize {
         RequestAttributes::header_lines(&self.inner, name)
     }
-    fn source_address(&self) -> Option<&str> {
+    fn source_address(&self) -> Option<&[u8]> {
         self.ask("source.address");
         RequestAttributes::source_address(&self.inner)
     }

@@ -25,7 +25,11 @@
 //! percent-decoded too (`+` is a space, an invalid `%` escape is kept literally), so
 //! `?user=a%62` and `?user=ab` share a bucket; `?user` alone is present with an empty value.
 
-use super::client_ip::{client_ip, source_ip, write_key};
+use std::net::IpAddr;
+
+use super::client_ip::{
+    client_ip, ipv4_key, mask, read_source_address, write_key, SourceAddress, KEY_V4_LEN,
+};
 use super::matcher::path_only;
 use super::RequestAttributes;
 use crate::config::{ClientIpConfig, KeyPart};
@@ -61,20 +65,20 @@ pub fn extract_key(
             KeyPart::RouteName => put(out, req.route_name().map(str::as_bytes)),
             KeyPart::Header(name) => put(out, req.header(name)),
             KeyPart::Metadata { filter, path } => put(out, req.metadata(filter, path).as_deref()),
-            KeyPart::ClientIp => put_with(
-                out,
-                client_ip(cfg, req).map(|ip| move |o: &mut Vec<u8>| write_key(ip, o)),
-            ),
-            KeyPart::SourceIp => match (source_ip(cfg, req), req.source_address()) {
-                (Some(ip), _) => put_with(out, Some(|o: &mut Vec<u8>| write_key(ip, o))),
-                (None, Some(text)) => put_with(
+            KeyPart::ClientIp => match client_ip(cfg, req) {
+                Some(ip) => put_ip(out, ip),
+                None => put(out, None),
+            },
+            KeyPart::SourceIp => match req.source_address().and_then(read_source_address) {
+                Some(SourceAddress::Ip(ip)) => put_ip(out, mask(ip, cfg.ipv6_prefix)),
+                Some(SourceAddress::Text(text)) => put_with(
                     out,
                     Some(|o: &mut Vec<u8>| {
                         o.push(0);
                         o.extend_from_slice(text.as_bytes());
                     }),
                 ),
-                (None, None) => put(out, None),
+                None => put(out, None),
             },
             KeyPart::Query(name) => {
                 let value = query_param(req.path_and_query(), name);
@@ -93,10 +97,27 @@ pub fn extract_key(
 
 /// Writes one part from a ready value; returns whether it was present.
 fn put(out: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
-    put_with(
-        out,
-        value.map(|v| move |o: &mut Vec<u8>| o.extend_from_slice(v)),
-    )
+    let Some(value) = value else {
+        out.push(0);
+        return false;
+    };
+    let [a, b, c, d] = u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes();
+    out.extend_from_slice(&[1, a, b, c, d]);
+    out.extend_from_slice(value);
+    true
+}
+
+/// Writes a present IP part; an IPv4 address (the common case) in one fixed-size copy.
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [tag, a, b, c, d] = ipv4_key(v4);
+            let len = KEY_V4_LEN as u8;
+            out.extend_from_slice(&[1, 0, 0, 0, len, tag, a, b, c, d]);
+            true
+        }
+        IpAddr::V6(_) => put_with(out, Some(|o: &mut Vec<u8>| write_key(ip, o))),
+    }
 }
 
 /// Writes one part whose value is produced by `write`, patching its length afterwards.
@@ -287,6 +308,23 @@ mod tests {
             &FakeRequest::get("/").source("192.0.2.1:4000"),
         );
         assert_eq!(k, [1, 0, 0, 0, 5, 4, 192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn source_ip_ignores_forwarded_for_and_masks_ipv6() {
+        let req = FakeRequest::get("/")
+            .source("[2001:db8::1:2]:1234")
+            .header("x-forwarded-for", "9.9.9.9");
+        let (k, o) = key(&[KeyPart::SourceIp], &req);
+        assert!(o.complete());
+        let mut want = vec![1, 0, 0, 0, 17, 6, 0x20, 0x01, 0x0d, 0xb8];
+        want.extend_from_slice(&[0; 12]);
+        assert_eq!(k, want);
+        let (k, o) = key(
+            &[KeyPart::SourceIp, KeyPart::SourceIp],
+            &FakeRequest::get("/"),
+        );
+        assert_eq!((k, o.missing_parts), (vec![0, 0], 2));
     }
 
     #[test]

@@ -25,8 +25,9 @@ pub trait RequestAttributes {
     /// idempotency key) asks this too. It may cost the host a whole-map read: ask only when
     /// the header is present and the answer matters.
     fn header_lines(&self, name: &str) -> usize;
-    /// Envoy's `source.address` (`ip:port` or `[v6]:port`), if known.
-    fn source_address(&self) -> Option<&str>;
+    /// Envoy's `source.address` (`ip:port` or `[v6]:port`), if known, as the host's raw bytes
+    /// (read as text only when it is not the usual `a.b.c.d:port`).
+    fn source_address(&self) -> Option<&[u8]>;
     /// Envoy's `xds.route_name`, if the request matched a named route.
     fn route_name(&self) -> Option<&str>;
     /// `metadata.filter_metadata.<filter>.<path…>` rendered as bytes (strings as-is,

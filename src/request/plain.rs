@@ -50,8 +50,8 @@ impl<T: PlainRequest> RequestAttributes for T {
             .filter(|(k, _)| k == name)
             .count()
     }
-    fn source_address(&self) -> Option<&str> {
-        self.plain_head().source
+    fn source_address(&self) -> Option<&[u8]> {
+        self.plain_head().source.map(str::as_bytes)
     }
     fn route_name(&self) -> Option<&str> {
         self.plain_head().route

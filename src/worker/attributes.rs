@@ -37,7 +37,7 @@ pub struct LazyAttributes<R> {
     singles_first: bool,
     singles: [OnceCell<(String, Option<Bytes>)>; SINGLE_READS],
     map: OnceCell<HeaderBlock>,
-    source: OnceCell<Option<String>>,
+    source: OnceCell<Option<Bytes>>,
     route: OnceCell<Option<String>>,
 }
 
@@ -112,9 +112,9 @@ impl<R: RequestReads> RequestAttributes for LazyAttributes<R> {
         self.map().lines(name)
     }
 
-    fn source_address(&self) -> Option<&str> {
+    fn source_address(&self) -> Option<&[u8]> {
         self.source
-            .get_or_init(|| self.property_string(b"source\0address"))
+            .get_or_init(|| self.reads.property(b"source\0address"))
             .as_deref()
     }
 
@@ -192,8 +192,8 @@ mod tests {
         assert_eq!(attrs.header("x-user"), Some(&b"al"[..]));
         assert_eq!(attrs.header("x-b"), Some(&b"b"[..]));
         assert_eq!(attrs.path_and_query(), "/a");
-        assert_eq!(attrs.source_address(), Some("10.0.0.1:80"));
-        assert_eq!(attrs.source_address(), Some("10.0.0.1:80"));
+        assert_eq!(attrs.source_address(), Some(&b"10.0.0.1:80"[..]));
+        assert_eq!(attrs.source_address(), Some(&b"10.0.0.1:80"[..]));
         assert_eq!(
             *host.log.borrow(),
             ["header :method", "header x-user", "map", "source.address"]

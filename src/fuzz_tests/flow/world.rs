@@ -109,7 +109,7 @@ impl crate::request::RequestAttributes for Whole<'_> {
     fn header_lines(&self, name: &str) -> usize {
         self.0.header_lines(name)
     }
-    fn source_address(&self) -> Option<&str> {
+    fn source_address(&self) -> Option<&[u8]> {
         self.0.source_address()
     }
     fn route_name(&self) -> Option<&str> {
