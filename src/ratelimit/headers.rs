@@ -30,7 +30,10 @@
 //! client that waits it is never early.
 
 use crate::config::RateLimitHeaders;
-use crate::header_names::{RETRY_AFTER, X_RATELIMIT_RESET};
+use crate::header_names::{
+    RATELIMIT, RATELIMIT_POLICY, RETRY_AFTER, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+};
 use crate::time::{retry_after_seconds, UnixNanos, NANOS_PER_SEC};
 
 use super::Evaluation;
@@ -53,9 +56,9 @@ pub fn rate_limit_headers(
     if matches!(style, RateLimitHeaders::XRateLimit | RateLimitHeaders::Both) {
         // `to_string` of an integer skips the formatter: digits from a table, straight into a
         // `String` of the right size.
-        out.push(("x-ratelimit-limit".into(), evaluation.limit.to_string()));
+        out.push((X_RATELIMIT_LIMIT.into(), evaluation.limit.to_string()));
         out.push((
-            "x-ratelimit-remaining".into(),
+            X_RATELIMIT_REMAINING.into(),
             evaluation.remaining.to_string(),
         ));
         out.push((
@@ -68,9 +71,9 @@ pub fn rate_limit_headers(
             Some(w) => format!("\"{name}\";q={};w={w}", evaluation.limit),
             None => format!("\"{name}\";q={}", evaluation.limit),
         };
-        out.push(("ratelimit-policy".into(), policy));
+        out.push((RATELIMIT_POLICY.into(), policy));
         out.push((
-            "ratelimit".into(),
+            RATELIMIT.into(),
             format!("\"{name}\";r={};t={reset_in_s}", evaluation.remaining),
         ));
     }

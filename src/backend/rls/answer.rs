@@ -9,6 +9,7 @@
 //! the caller treats as a backend error.
 
 use super::response::{Code, DescriptorStatus, RateLimitResponse};
+use crate::header_names::{X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
 
 /// The service's verdict on one descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +82,13 @@ fn from_headers(answer: &RateLimitResponse) -> Result<Verdict, Misconfigured> {
             .collect();
         digits.parse().ok()
     };
-    let limit = header("x-ratelimit-limit")
+    let limit = header(X_RATELIMIT_LIMIT)
         .and_then(leading_number)
         .ok_or(Misconfigured::NoStatus)?;
-    let remaining = header("x-ratelimit-remaining")
+    let remaining = header(X_RATELIMIT_REMAINING)
         .and_then(leading_number)
         .unwrap_or(0);
-    let reset_secs = header("x-ratelimit-reset")
+    let reset_secs = header(X_RATELIMIT_RESET)
         .and_then(leading_number)
         .unwrap_or(0);
     Ok(Verdict {
