@@ -98,11 +98,10 @@ pub fn extract_key(
 /// Writes one part from a ready value; returns whether it was present.
 fn put(out: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
     let Some(value) = value else {
-        out.push(0);
+        out.push(ABSENT);
         return false;
     };
-    let [a, b, c, d] = u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes();
-    out.extend_from_slice(&[1, a, b, c, d]);
+    out.extend_from_slice(&present(value.len()));
     out.extend_from_slice(value);
     true
 }
@@ -111,9 +110,9 @@ fn put(out: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
 fn put_ip(out: &mut Vec<u8>, ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [p, l0, l1, l2, l3] = present(KEY_V4_LEN);
             let [tag, a, b, c, d] = ipv4_key(v4);
-            let len = KEY_V4_LEN as u8;
-            out.extend_from_slice(&[1, 0, 0, 0, len, tag, a, b, c, d]);
+            out.extend_from_slice(&[p, l0, l1, l2, l3, tag, a, b, c, d]);
             true
         }
         IpAddr::V6(_) => put_with(out, Some(|o: &mut Vec<u8>| write_key(ip, o))),
@@ -123,16 +122,26 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) -> bool {
 /// Writes one part whose value is produced by `write`, patching its length afterwards.
 fn put_with(out: &mut Vec<u8>, write: Option<impl FnOnce(&mut Vec<u8>)>) -> bool {
     let Some(write) = write else {
-        out.push(0);
+        out.push(ABSENT);
         return false;
     };
-    out.push(1);
     let at = out.len();
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&present(0));
     write(out);
-    let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    let header = present(out.len() - at - PRESENT_LEN);
+    out[at..at + PRESENT_LEN].copy_from_slice(&header);
     true
+}
+
+/// The byte of a part the request lacks.
+const ABSENT: u8 = 0;
+/// Length of a present part's header ([`present`]).
+const PRESENT_LEN: usize = 5;
+
+/// A present part's header: `1`, then the value's length as a big-endian `u32`.
+fn present(len: usize) -> [u8; PRESENT_LEN] {
+    let [a, b, c, d] = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    [1, a, b, c, d]
 }
 
 /// The raw (still percent-encoded) value of the first query parameter whose decoded name is
